@@ -1,0 +1,158 @@
+"""Write the workflow's state and facts to the ledger (DESIGN.md decision 1).
+
+One activity, one transaction: the contract row, its installments, the access state, the
+timeline and the platform events (outbox) change together or not at all. Every fact has
+a key derived from business ids, so a retried activity is a no-op the second time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+
+from core.db import transaction
+from core.models import (
+    AccessState,
+    Contract,
+    Installment,
+    OutboxEvent,
+    PaymentAttempt,
+    TimelineEvent,
+)
+from workflows.types import LedgerSync
+
+_EVENT_NS = uuid.UUID("6f1c1d0e-8a43-4c52-9a5e-6d61686e7765")
+
+
+def event_id_for(fact_key: str) -> str:
+    """Stable event id: the platform de-duplicates on it (SPEC.md §5)."""
+    return "evt_" + uuid.uuid5(_EVENT_NS, fact_key).hex
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    return value
+
+
+class LedgerActivities:
+    def __init__(self, session_factory: sessionmaker[Session], on_events: Any = None) -> None:
+        self.sessions = session_factory
+        # Called after commit when platform events were written (wakes the dispatcher).
+        self.on_events = on_events
+
+    @activity.defn(name="sync_ledger")
+    def sync_ledger(self, inp: LedgerSync) -> int:
+        """Apply the state and facts; returns how many new facts were recorded."""
+        new_events = 0
+        recorded = 0
+        with transaction(self.sessions) as s:
+            contract = s.get(Contract, inp.contract_id)
+            if contract is None:
+                raise RuntimeError(f"contract {inp.contract_id} is not in the ledger")
+            contract.status = inp.status
+            contract.stage = inp.stage
+            contract.access = inp.access
+            contract.overdue_amount = inp.overdue_amount
+            contract.fees = inp.fees
+            contract.case_no = inp.case_no
+            contract.case_opened_at = inp.case_opened_at
+            contract.paused = inp.paused
+            contract.paused_until = inp.paused_until
+            contract.contested = inp.contested
+
+            if inp.installments:
+                rows = {
+                    r.seq: r
+                    for r in s.scalars(
+                        select(Installment).where(Installment.contract_id == inp.contract_id)
+                    )
+                }
+                for st in inp.installments:
+                    row = rows.get(st.seq)
+                    if row is None:
+                        row = Installment(
+                            contract_id=inp.contract_id,
+                            seq=st.seq,
+                            due_at=st.due_at,
+                            amount=st.amount,
+                        )
+                        s.add(row)
+                    row.due_at = st.due_at
+                    row.amount = st.amount
+                    row.paid_amount = st.paid
+                    row.status = st.status
+                    if st.status == "paid" and row.paid_at is None:
+                        row.paid_at = datetime.now(UTC)
+
+            access = s.get(AccessState, (contract.customer_id, contract.product_id))
+            if inp.access != "none" or access is not None:
+                if access is None:
+                    access = AccessState(
+                        customer_id=contract.customer_id,
+                        product_id=contract.product_id,
+                        contract_id=contract.id,
+                        access=inp.access,
+                    )
+                    s.add(access)
+                access.contract_id = contract.id
+                access.access = inp.access
+
+            for key, status, code in (tuple(o) for o in inp.attempt_outcomes):
+                att = s.scalar(select(PaymentAttempt).where(PaymentAttempt.idempotency_key == key))
+                if att is not None:
+                    att.status = status
+                    att.decline_code = code or None
+                    if status == "succeeded" and att.settled_at is None:
+                        att.settled_at = datetime.now(UTC)
+
+            if inp.facts:
+                keys = [f.key for f in inp.facts]
+                known = set(s.scalars(select(TimelineEvent.key).where(TimelineEvent.key.in_(keys))))
+                for fact in inp.facts:
+                    if fact.key in known:
+                        continue
+                    known.add(fact.key)
+                    recorded += 1
+                    data = _json(fact.data)
+                    s.add(
+                        TimelineEvent(
+                            contract_id=inp.contract_id,
+                            key=fact.key,
+                            type=fact.type,
+                            occurred_at=fact.occurred_at,
+                            actor=fact.actor,
+                            data=data,
+                        )
+                    )
+                    if fact.event:
+                        eid = event_id_for(fact.key)
+                        s.add(
+                            OutboxEvent(
+                                event_id=eid,
+                                contract_id=inp.contract_id,
+                                type=fact.event,
+                                payload={
+                                    "id": eid,
+                                    "type": fact.event,
+                                    "created": fact.occurred_at.astimezone(UTC).isoformat(),
+                                    "contract_id": inp.contract_id,
+                                    "customer_id": inp.customer_id or contract.customer_id,
+                                    "product_id": inp.product_id or contract.product_id,
+                                    "data": data,
+                                },
+                            )
+                        )
+                        new_events += 1
+        if new_events and self.on_events is not None:
+            self.on_events()
+        return recorded

@@ -1,0 +1,220 @@
+"""Debits through Stripe's API (the official SDK; the stand-in or real Stripe alike).
+
+A decline is a *result*, not an error (DESIGN.md decision 2): the workflow decides what
+to do next from the policy. Only transport faults (network, 5xx, 429) raise, and Temporal
+retries them with the same idempotency key, so a retried activity never debits twice
+(decision 3).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core.db import transaction
+from core.models import PaymentAttempt
+from domain import declines
+from workflows.types import ChargeInput, ChargeResult, PaymentStatusInput
+
+log = logging.getLogger(__name__)
+
+FINAL_ATTEMPT_STATES = ("succeeded", "declined")
+
+
+def make_stripe_client(api_key: str, api_base: str | None) -> stripe.StripeClient:
+    base: Any = {"api": api_base} if api_base else None
+    # SDK-level retries stay off: Temporal's activity retry policy owns transport retries,
+    # and the idempotency key makes each retry safe.
+    return stripe.StripeClient(api_key, base_addresses=base, max_network_retries=0)
+
+
+def _scheme(pi: Any) -> str:
+    types = list(getattr(pi, "payment_method_types", None) or [])
+    return "sepa" if "sepa_debit" in types else "card"
+
+
+def result_from_intent(pi: Any) -> ChargeResult:
+    """Map a PaymentIntent to our outcome vocabulary."""
+    status = pi.status
+    amount = int(pi.amount or 0)
+    if status == "succeeded":
+        return ChargeResult("succeeded", pi.id, amount=amount)
+    if status == "processing":
+        return ChargeResult("processing", pi.id, amount=amount)
+    err = getattr(pi, "last_payment_error", None)
+    if status in ("requires_confirmation", "requires_capture") or (
+        status == "requires_payment_method" and not err
+    ):
+        # Only a PaymentIntent the platform created at checkout can be here: the customer
+        # has not finished paying yet. Keep watching.
+        return ChargeResult("pending", pi.id, amount=amount)
+    code = None
+    message = None
+    if err:
+        code = getattr(err, "decline_code", None) or getattr(err, "code", None)
+        message = getattr(err, "message", None)
+    if status == "requires_action":
+        code = code or "authentication_required"
+    if status in ("requires_payment_method", "requires_action", "canceled"):
+        code = code or "payment_failed"
+        scheme = _scheme(pi)
+        return ChargeResult(
+            "declined",
+            pi.id,
+            code=code,
+            failure_class=declines.classify(code, scheme),
+            message=message,
+            amount=amount,
+        )
+    raise ApplicationError(f"unexpected PaymentIntent status {status!r}", type="UnexpectedStatus")
+
+
+class PaymentActivities:
+    def __init__(
+        self, stripe_client: stripe.StripeClient, session_factory: sessionmaker[Session]
+    ) -> None:
+        self.stripe = stripe_client
+        self.sessions = session_factory
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _find_existing(self, key: str) -> Any | None:
+        """Stripe forgets idempotency keys after 24 h, so look for a PaymentIntent carrying
+        the key in its metadata before creating one (DESIGN.md decision 3)."""
+        found = self.stripe.v1.payment_intents.search(
+            params={"query": f"metadata['idempotency_key']:'{key}'", "limit": 1}
+        )
+        data = list(found.data)
+        return data[0] if data else None
+
+    def _record(self, inp: ChargeInput, res: ChargeResult) -> None:
+        now = datetime.now(UTC)
+        with transaction(self.sessions) as s:
+            row = s.scalar(
+                select(PaymentAttempt).where(PaymentAttempt.idempotency_key == inp.idempotency_key)
+            )
+            if row is None:
+                row = PaymentAttempt(
+                    contract_id=inp.contract_id,
+                    installment_seq=inp.installment_seq,
+                    attempt=inp.attempt,
+                    idempotency_key=inp.idempotency_key,
+                    amount=inp.amount,
+                    currency=inp.currency,
+                    attempted_at=now,
+                    status=res.status,
+                )
+                s.add(row)
+            row.payment_method = inp.payment_method
+            row.payment_intent = res.payment_intent
+            row.status = res.status
+            row.decline_code = res.code
+            row.failure_class = res.failure_class
+            row.message = res.message
+            if res.status == "succeeded":
+                row.settled_at = now
+            try:
+                s.flush()
+            except IntegrityError:  # a concurrent retry recorded it first: same outcome
+                s.rollback()
+
+    # -- activities ------------------------------------------------------------------------
+
+    @activity.defn(name="charge")
+    def charge(self, inp: ChargeInput) -> ChargeResult:
+        """Debit `amount` off-session, exactly once per idempotency key."""
+        if not inp.payment_method:
+            res = ChargeResult(
+                "declined",
+                code="payment_method_missing",
+                failure_class=declines.FIX_DATA,
+                message="no payment method on file",
+            )
+            self._record(inp, res)
+            return res
+        existing = self._find_existing(inp.idempotency_key)
+        if existing is not None:
+            res = result_from_intent(existing)
+            self._record(inp, res)
+            return res
+        params: dict[str, Any] = {
+            "amount": inp.amount,
+            "currency": inp.currency,
+            "payment_method": inp.payment_method,
+            "confirm": True,
+            "off_session": True,
+            "description": inp.description,
+            "metadata": {
+                "contract_id": inp.contract_id,
+                "installment": str(inp.installment_seq),
+                "attempt": str(inp.attempt),
+                "idempotency_key": inp.idempotency_key,
+            },
+        }
+        if inp.stripe_customer:
+            params["customer"] = inp.stripe_customer
+        try:
+            pi = self.stripe.v1.payment_intents.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": inp.idempotency_key},
+            )
+            res = result_from_intent(pi)
+        except stripe.CardError as exc:
+            err = exc.error
+            code = (getattr(err, "decline_code", None) or exc.code) if err else exc.code
+            pi_obj = getattr(err, "payment_intent", None) if err else None
+            pm_obj = getattr(err, "payment_method", None) if err else None
+            scheme = (
+                "sepa"
+                if pm_obj is not None and getattr(pm_obj, "type", "") == "sepa_debit"
+                else "card"
+            )
+            res = ChargeResult(
+                "declined",
+                getattr(pi_obj, "id", None),
+                code=code or "card_declined",
+                failure_class=declines.classify(code, scheme),
+                message=exc.user_message or str(exc),
+                amount=inp.amount,
+            )
+        except stripe.InvalidRequestError as exc:
+            # e.g. a payment method that does not exist or cannot be used: the customer must
+            # give us a new one; retrying the same request cannot help.
+            res = ChargeResult(
+                "declined",
+                code=exc.code or "invalid_request",
+                failure_class=declines.FIX_DATA,
+                message=exc.user_message or str(exc),
+                amount=inp.amount,
+            )
+        except stripe.IdempotencyError as exc:
+            # Same key, different parameters: a bug on our side, never retry blindly.
+            raise ApplicationError(
+                str(exc), type="IdempotencyConflict", non_retryable=True
+            ) from exc
+        except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+            raise ApplicationError(str(exc), type="StripeAuthError", non_retryable=True) from exc
+        self._record(inp, res)
+        log.info(
+            "charge contract=%s installment=%s attempt=%s status=%s code=%s",
+            inp.contract_id,
+            inp.installment_seq,
+            inp.attempt,
+            res.status,
+            res.code,
+        )
+        return res
+
+    @activity.defn(name="payment_status")
+    def payment_status(self, inp: PaymentStatusInput) -> ChargeResult:
+        """Poll a debit that is still `processing` (fallback when a webhook is lost)."""
+        pi = self.stripe.v1.payment_intents.retrieve(inp.payment_intent)
+        return result_from_intent(pi)

@@ -1,0 +1,90 @@
+"""Dependencies: settings, DB sessions, the one Temporal client, API-key auth (roles)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from api.errors import ApiError
+from core.settings import Settings
+from core.temporal import connect_client
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    _client: Client | None = None
+    _lock: asyncio.Lock | None = None
+
+    async def temporal(self) -> Client:
+        """Connect once, lazily: /healthz answers even while Temporal is still starting."""
+        if self._client is None:
+            if self._lock is None:
+                self._lock = asyncio.Lock()
+            async with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = await connect_client(self.settings)
+                    except Exception as exc:
+                        raise ApiError(503, "unavailable", f"Temporal unreachable: {exc}") from exc
+        return self._client
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.mahnwerk
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_temporal(state: StateDep) -> Client:
+    return await state.temporal()
+
+
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+
+@dataclass
+class Caller:
+    role: str
+    name: str
+
+
+def require(*roles: str) -> Callable[..., Caller]:
+    """Bearer key with one of `roles` (admin may do everything): 401 / 403 otherwise."""
+    allowed = set(roles) | {"admin"}
+
+    def dep(request: Request, state: StateDep) -> Caller:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "unauthorized", "missing bearer API key")
+        for key in state.settings.parsed_api_keys:
+            if hmac.compare_digest(key.key, token):
+                if key.role not in allowed:
+                    raise ApiError(
+                        403,
+                        "forbidden",
+                        f"role {key.role!r} may not do this (needs {'/'.join(sorted(allowed))})",
+                    )
+                caller = Caller(key.role, key.name)
+                request.state.caller = caller
+                return caller
+        raise ApiError(401, "unauthorized", "unknown API key")
+
+    return dep
+
+
+PlatformCaller = Annotated[Caller, Depends(require("platform"))]
+ReaderCaller = Annotated[Caller, Depends(require("platform", "support"))]
+SupportCaller = Annotated[Caller, Depends(require("support"))]
+AdminCaller = Annotated[Caller, Depends(require("admin"))]

@@ -1,0 +1,31 @@
+"""The FastAPI application: routers only; state is built once per process."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import errors
+from api.deps import AppState
+from api.routes import access, contracts, health, webhooks
+from core.db import make_engine, make_session_factory
+from core.settings import Settings, get_settings
+
+
+def create_app(
+    settings: Settings | None = None, session_factory: sessionmaker[Session] | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    sessions = session_factory or make_session_factory(make_engine(settings.database_url))
+    app = FastAPI(
+        title="Mahnwerk",
+        version="0.1.0",
+        description="Dunning engine: contracts, debits, Mahnungen, access locks, hand-offs.",
+    )
+    app.state.mahnwerk = AppState(settings=settings, sessions=sessions)
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(contracts.router)
+    app.include_router(access.router)
+    app.include_router(webhooks.router)
+    return app

@@ -1,0 +1,398 @@
+"""/v1/contracts: start contracts, read them, and the support actions (Temporal Updates)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Response
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from api.deps import PlatformCaller, ReaderCaller, StateDep, SupportCaller, TemporalDep
+from api.errors import ApiError
+from api.schemas import ActionOut, ContractCreate, PaymentMethodIn, SettlementIn
+from core.db import transaction
+from core.models import Contract, Installment, PaymentAttempt, TimelineEvent
+from core.settings import Settings
+from core.temporal import workflow_ui_url
+from domain.policy import PolicyError, load_policy, policy_to_dict
+from domain.schedule import due_instant, installment_due_times
+from workflows.contract import search_attributes
+from workflows.types import (
+    ActionResult,
+    ContractInput,
+    Customer,
+    PaymentMethodRequest,
+    Product,
+    SettlementRequest,
+    workflow_id_for,
+)
+
+router = APIRouter(prefix="/v1/contracts", tags=["contracts"])
+
+
+def _hash(body: ContractCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _terms(body: ContractCreate) -> tuple[int, str, str | None, int | None]:
+    """amount, first due, interval, count for the body's kind."""
+    if body.installments:
+        i = body.installments
+        return i.amount, i.first_due, i.interval, i.count
+    if body.subscription:
+        s = body.subscription
+        return s.amount, s.start, s.interval, None
+    assert body.one_off
+    return body.one_off.amount, body.one_off.due or "", None, 1
+
+
+def build_input(body: ContractCreate, settings: Settings, now: datetime) -> ContractInput:
+    try:
+        policy = load_policy(body.policy, settings.policy_dir)
+    except PolicyError as exc:
+        raise ApiError(
+            422, "invalid_input", f"policy: {exc}", [{"field": "policy", "message": str(exc)}]
+        ) from None
+    amount, first_due, interval, count = _terms(body)
+    if not first_due:
+        first_due = now.isoformat()
+    c = body.customer
+    return ContractInput(
+        contract_id=body.contract_id,
+        kind=body.kind,
+        policy=policy,
+        customer=Customer(
+            id=c.id,
+            name=c.name,
+            email=c.email,
+            locale=c.locale,
+            type=c.type,
+            address=c.address.model_dump(exclude_none=True) if c.address else {},
+        ),
+        product=Product(id=body.product.id, name=body.product.name),
+        currency=body.currency,
+        amount=amount,
+        first_due=first_due,
+        interval=interval,
+        count=count,
+        stripe_customer=body.payment.stripe_customer,
+        payment_method=body.payment.payment_method,
+        payment_intent=body.payment.payment_intent,
+    )
+
+
+def _insert(s: Session, body: ContractCreate, inp: ContractInput, digest: str) -> None:
+    s.add(
+        Contract(
+            id=body.contract_id,
+            kind=body.kind,
+            policy_name=body.policy,
+            policy=policy_to_dict(inp.policy),
+            customer_id=body.customer.id,
+            customer=body.customer.model_dump(mode="json"),
+            product_id=body.product.id,
+            product=body.product.model_dump(mode="json"),
+            currency=body.currency,
+            terms=body.terms.model_dump(mode="json"),
+            payment=body.payment.model_dump(mode="json"),
+            request=body.model_dump(mode="json"),
+            request_hash=digest,
+            workflow_id=workflow_id_for(body.contract_id),
+            status="active",
+            stage="none",
+            access="none",
+        )
+    )
+    s.flush()
+    if inp.kind == "subscription":
+        dues = installment_due_times(inp.first_due, inp.interval or "P1M", 1)
+    elif inp.kind == "installments":
+        dues = installment_due_times(inp.first_due, inp.interval or "P1M", inp.count or 1)
+    else:
+        dues = [due_instant(inp.first_due)]
+    for n, due in enumerate(dues, start=1):
+        s.add(Installment(contract_id=inp.contract_id, seq=n, due_at=due, amount=inp.amount))
+    if inp.payment_intent:
+        # The platform's own PaymentIntent: recorded so its webhooks find this contract.
+        s.add(
+            PaymentAttempt(
+                contract_id=inp.contract_id,
+                installment_seq=1,
+                attempt=0,
+                idempotency_key=f"{inp.contract_id}:checkout:{inp.payment_intent}",
+                amount=inp.amount,
+                currency=inp.currency,
+                payment_intent=inp.payment_intent,
+                status="processing",
+            )
+        )
+
+
+async def _start_workflow(client: Client, settings: Settings, inp: ContractInput) -> None:
+    try:
+        await client.start_workflow(
+            "contract",
+            inp,
+            id=workflow_id_for(inp.contract_id),
+            task_queue=settings.task_queue,
+            # A replayed checkout must never start a second run (and debit again), even
+            # after the first run has completed.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=search_attributes(inp.customer.id, "active", "none", 0, False),
+            static_summary=f"{inp.kind} {inp.contract_id} — {inp.product.name}",
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+
+
+@router.post("", status_code=201, summary="Start a contract")
+async def create_contract(
+    body: ContractCreate,
+    response: Response,
+    caller: PlatformCaller,
+    state: StateDep,
+    client: TemporalDep,
+) -> dict[str, Any]:
+    """Start a contract at checkout. Replaying the same body returns 200; a different body
+    with the same `contract_id` is a 409."""
+    settings = state.settings
+    digest = _hash(body)
+    inp = build_input(body, settings, datetime.now(UTC))
+    created = False
+    try:
+        with transaction(state.sessions) as s:
+            existing = s.get(Contract, body.contract_id)
+            if existing is None:
+                _insert(s, body, inp, digest)
+                created = True
+            elif existing.request_hash != digest:
+                raise ApiError(
+                    409,
+                    "conflict",
+                    f"contract {body.contract_id} already exists with a different body",
+                )
+    except IntegrityError:
+        # A concurrent request with the same contract_id won the insert: compare with it.
+        with state.sessions() as s:
+            existing = s.get(Contract, body.contract_id)
+            if existing is None or existing.request_hash != digest:
+                raise ApiError(
+                    409,
+                    "conflict",
+                    f"contract {body.contract_id} already exists with a different body",
+                ) from None
+    try:
+        await _start_workflow(client, settings, inp)
+    except (RPCError, RuntimeError) as exc:
+        if created:
+            # Nothing half-done: without a workflow the contract must not exist either.
+            with transaction(state.sessions) as s:
+                s.execute(delete(Installment).where(Installment.contract_id == body.contract_id))
+                s.execute(
+                    delete(PaymentAttempt).where(PaymentAttempt.contract_id == body.contract_id)
+                )
+                s.execute(delete(Contract).where(Contract.id == body.contract_id))
+        raise ApiError(
+            503, "unavailable", f"could not start the contract workflow: {exc}"
+        ) from None
+    if not created:
+        response.status_code = 200
+    return contract_out(state.sessions, settings, body.contract_id)
+
+
+def contract_out(sessions: Any, settings: Settings, contract_id: str) -> dict[str, Any]:
+    with sessions() as s:
+        c = s.get(Contract, contract_id)
+        if c is None:
+            raise ApiError(404, "not_found", f"contract {contract_id} not found")
+        insts = list(
+            s.scalars(
+                select(Installment)
+                .where(Installment.contract_id == contract_id)
+                .order_by(Installment.seq)
+            )
+        )
+        attempts = list(
+            s.scalars(
+                select(PaymentAttempt)
+                .where(PaymentAttempt.contract_id == contract_id)
+                .order_by(PaymentAttempt.installment_seq, PaymentAttempt.attempt)
+            )
+        )
+    by_seq: dict[int, list[dict[str, Any]]] = {}
+    for a in attempts:
+        by_seq.setdefault(a.installment_seq, []).append(
+            {
+                "attempt": a.attempt,
+                "status": a.status,
+                "amount": a.amount,
+                "payment_intent": a.payment_intent,
+                "decline_code": a.decline_code,
+                "failure_class": a.failure_class,
+                "attempted_at": a.attempted_at.isoformat(),
+            }
+        )
+    principal = sum(i.amount - i.paid_amount for i in insts if i.status == "open")
+    return {
+        "contract_id": c.id,
+        "kind": c.kind,
+        "status": c.status,
+        "policy": c.policy_name,
+        "customer_id": c.customer_id,
+        "product_id": c.product_id,
+        "currency": c.currency,
+        "access": c.access,
+        "paused": c.paused,
+        "paused_until": c.paused_until.isoformat() if c.paused_until else None,
+        "contested": c.contested,
+        "dunning": {
+            "stage": c.stage,
+            "case_no": c.case_no,
+            "opened_at": c.case_opened_at.isoformat() if c.case_opened_at else None,
+        },
+        "claim": {
+            "principal": principal,
+            "fees": max(c.overdue_amount - principal, 0),
+            "interest": 0,
+            "costs": 0,
+            "total": c.overdue_amount,
+        },
+        "schedule": [
+            {
+                "seq": i.seq,
+                "due_at": i.due_at.isoformat(),
+                "amount": i.amount,
+                "paid_amount": i.paid_amount,
+                "status": i.status,
+                "attempts": by_seq.get(i.seq, []),
+            }
+            for i in insts
+        ],
+        "terms": c.terms,
+        "workflow_id": c.workflow_id,
+        "temporal_ui": workflow_ui_url(settings, c.workflow_id),
+        "created_at": c.created_at.isoformat(),
+    }
+
+
+@router.get("/{contract_id}", summary="Read a contract")
+async def get_contract(contract_id: str, caller: ReaderCaller, state: StateDep) -> dict[str, Any]:
+    """Status, schedule with each installment's attempts, claim, stage, access, UI link."""
+    return contract_out(state.sessions, state.settings, contract_id)
+
+
+@router.get("/{contract_id}/events", summary="The contract's timeline")
+async def get_events(contract_id: str, caller: ReaderCaller, state: StateDep) -> dict[str, Any]:
+    with state.sessions() as s:
+        if s.get(Contract, contract_id) is None:
+            raise ApiError(404, "not_found", f"contract {contract_id} not found")
+        rows = list(
+            s.scalars(
+                select(TimelineEvent)
+                .where(TimelineEvent.contract_id == contract_id)
+                .order_by(TimelineEvent.occurred_at, TimelineEvent.id)
+            )
+        )
+    return {
+        "contract_id": contract_id,
+        "data": [
+            {
+                "type": r.type,
+                "occurred_at": r.occurred_at.isoformat(),
+                "actor": r.actor,
+                "data": r.data,
+            }
+            for r in rows
+        ],
+    }
+
+
+# -- support actions: Temporal Updates, validated before anything is written -----------------
+
+_CONFLICT_TYPES = {"ContractNotActive", "SettlementExceedsClaim"}
+
+
+async def _update(
+    state: StateDep, client: Client, contract_id: str, name: str, arg: Any
+) -> ActionOut:
+    with state.sessions() as s:
+        c = s.get(Contract, contract_id)
+        if c is None:
+            raise ApiError(404, "not_found", f"contract {contract_id} not found")
+        wf_id = c.workflow_id
+    handle = client.get_workflow_handle(wf_id)
+    try:
+        res: ActionResult = await handle.execute_update(name, arg, result_type=ActionResult)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError):
+            status = 409 if cause.type in _CONFLICT_TYPES else 422
+            code = "conflict" if status == 409 else "invalid_input"
+            raise ApiError(status, code, cause.message, {"type": cause.type}) from None
+        raise ApiError(500, "internal_error", str(exc)) from None
+    except RPCError as exc:
+        if "workflow execution already completed" in str(exc).lower():
+            raise ApiError(
+                409, "conflict", f"contract {contract_id} is no longer running"
+            ) from None
+        raise ApiError(503, "unavailable", f"Temporal: {exc}") from None
+    return ActionOut(
+        contract_id=contract_id,
+        status=res.status,
+        stage=res.stage,
+        access=res.access,
+        overdue_amount=res.overdue_amount,
+        message=res.message,
+        debits=[
+            {
+                "status": d.status,
+                "amount": d.amount,
+                "code": d.code,
+                "payment_intent": d.payment_intent,
+            }
+            for d in res.debited
+        ],
+        allocation=res.allocation,
+    )
+
+
+@router.post("/{contract_id}/settlements", summary="Record a payment received outside Stripe")
+async def settle(
+    contract_id: str,
+    body: SettlementIn,
+    caller: SupportCaller,
+    state: StateDep,
+    client: TemporalDep,
+) -> ActionOut:
+    """Allocated costs → interest → principal, oldest installment first (§§ 366, 367 BGB)."""
+    req = SettlementRequest(
+        amount=body.amount,
+        method=body.method,
+        reference=body.reference,
+        received_at=body.received_at,
+        actor=caller.name,
+    )
+    return await _update(state, client, contract_id, "settle", req)
+
+
+@router.post("/{contract_id}/payment-method", summary="Replace the payment method and debit now")
+async def replace_payment_method(
+    contract_id: str,
+    body: PaymentMethodIn,
+    caller: SupportCaller,
+    state: StateDep,
+    client: TemporalDep,
+) -> ActionOut:
+    req = PaymentMethodRequest(payment_method=body.payment_method, actor=caller.name)
+    return await _update(state, client, contract_id, "replace_payment_method", req)

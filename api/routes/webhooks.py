@@ -1,0 +1,105 @@
+"""POST /v1/webhooks/stripe: Stripe's events, verified, each processed once.
+
+Stripe delivers at least once and in any order (DOMAIN.md §5), so: verify the signature
+on the raw body, skip event ids already processed, map the PaymentIntent to its contract
+(metadata, or the attempts ledger for PaymentIntents the platform created), and signal
+the workflow, which ignores outcomes it already knows.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import stripe
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from temporalio.service import RPCError
+
+from api.deps import StateDep, TemporalDep
+from api.errors import ApiError
+from core.db import transaction
+from core.models import Contract, PaymentAttempt, WebhookEvent
+from workflows.types import PaymentUpdate
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+_OUTCOMES = {
+    "payment_intent.succeeded": "succeeded",
+    "payment_intent.payment_failed": "failed",
+}
+
+
+def _failure_code(pi: dict[str, Any]) -> str | None:
+    err = pi.get("last_payment_error") or {}
+    return err.get("decline_code") or err.get("code")
+
+
+@router.post("/stripe", summary="Stripe webhook endpoint (signature-verified)")
+async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep) -> dict[str, Any]:
+    payload = await request.body()
+    header = request.headers.get("stripe-signature")
+    try:
+        event = stripe.Webhook.construct_event(
+            payload.decode("utf-8"),
+            header,
+            state.settings.stripe_webhook_secret,
+            tolerance=state.settings.stripe_webhook_tolerance,
+        )
+    except stripe.SignatureVerificationError:
+        raise ApiError(400, "bad_signature", "Stripe-Signature verification failed") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_request", "body is not a JSON Stripe event") from None
+
+    event_id: str = event["id"]
+    event_type: str = event["type"]
+    with state.sessions() as s:
+        if s.get(WebhookEvent, event_id) is not None:
+            return {"received": True, "duplicate": True}
+
+    outcome = _OUTCOMES.get(event_type)
+    if outcome is not None:
+        pi = event["data"]["object"].to_dict()
+        await _signal_outcome(state, client, event_id, pi, outcome)
+
+    try:
+        with transaction(state.sessions) as s:
+            s.add(WebhookEvent(id=event_id, type=event_type))
+    except IntegrityError:
+        pass  # a concurrent delivery of the same event: the workflow de-duplicates too
+    return {"received": True, "duplicate": False}
+
+
+async def _signal_outcome(
+    state: StateDep, client: Any, event_id: str, pi: dict[str, Any], outcome: str
+) -> None:
+    pi_id = pi.get("id", "")
+    contract_id = (pi.get("metadata") or {}).get("contract_id")
+    with state.sessions() as s:
+        attempt = s.scalar(
+            select(PaymentAttempt).where(PaymentAttempt.payment_intent == pi_id).limit(1)
+        )
+        if attempt is not None:
+            if attempt.status in ("succeeded", "declined") and attempt.attempt > 0:
+                return  # settled synchronously (cards): the workflow already knows
+            contract_id = attempt.contract_id
+        contract = s.get(Contract, contract_id) if contract_id else None
+    if contract is None:
+        log.info("webhook %s for unknown PaymentIntent %s ignored", event_id, pi_id)
+        return
+    update = PaymentUpdate(
+        event_id=event_id,
+        payment_intent=pi_id,
+        status=outcome,
+        code=_failure_code(pi) if outcome == "failed" else None,
+    )
+    try:
+        await client.get_workflow_handle(contract.workflow_id).signal("payment_update", update)
+    except RPCError as exc:
+        if "already completed" in str(exc).lower() or "not found" in str(exc).lower():
+            log.info("webhook %s: contract %s no longer running", event_id, contract.id)
+            return
+        # Not recorded as processed: Stripe redelivers and we try again.
+        raise ApiError(503, "unavailable", f"Temporal: {exc}") from None

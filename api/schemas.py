@@ -1,0 +1,201 @@
+"""API request and response models (separate from the workflow dataclasses)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from domain.durations import parse_interval
+from domain.schedule import due_instant
+
+ID = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Address(Strict):
+    line1: str = Field(min_length=1, max_length=200)
+    line2: str | None = Field(default=None, max_length=200)
+    postal_code: str = Field(min_length=1, max_length=20)
+    city: str = Field(min_length=1, max_length=100)
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+
+
+class CustomerIn(Strict):
+    id: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)
+    locale: Literal["de", "en"] = "de"
+    type: Literal["consumer", "business"] = "consumer"
+    address: Address | None = None
+
+
+class ProductIn(Strict):
+    id: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=200)
+
+
+def _check_due(v: str) -> str:
+    try:
+        due_instant(v)
+    except ValueError as exc:
+        raise ValueError(f"not an ISO date or RFC 3339 time with offset: {exc}") from None
+    return v
+
+
+def _check_interval(v: str) -> str:
+    try:
+        parse_interval(v)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    return v
+
+
+class InstallmentsIn(Strict):
+    count: int = Field(ge=1, le=600)
+    amount: int = Field(gt=0, le=100_000_000, description="minor units per installment")
+    interval: str = Field(examples=["P1M"], description="ISO 8601 duration")
+    first_due: str = Field(
+        examples=["2026-12-01"], description="ISO date (Europe/Berlin) or RFC 3339"
+    )
+
+    _due = field_validator("first_due")(_check_due)
+    _int = field_validator("interval")(_check_interval)
+
+
+class SubscriptionIn(Strict):
+    amount: int = Field(gt=0, le=100_000_000)
+    interval: str = Field(examples=["P1M"])
+    start: str = Field(examples=["2026-12-01"])
+    minimum_term: str | None = None
+
+    _due = field_validator("start")(_check_due)
+    _int = field_validator("interval")(_check_interval)
+
+    @field_validator("minimum_term")
+    @classmethod
+    def _term(cls, v: str | None) -> str | None:
+        return None if v is None else _check_interval(v)
+
+
+class OneOffIn(Strict):
+    amount: int = Field(gt=0, le=100_000_000)
+    due: str | None = Field(default=None, description="defaults to now")
+
+    @field_validator("due")
+    @classmethod
+    def _due(cls, v: str | None) -> str | None:
+        return None if v is None else _check_due(v)
+
+
+class PaymentIn(Strict):
+    stripe_customer: str | None = Field(default=None, max_length=255)
+    payment_method: str | None = Field(default=None, pattern=r"^pm_[A-Za-z0-9_]+$")
+    payment_intent: str | None = Field(default=None, pattern=r"^pi_[A-Za-z0-9_]+$")
+
+
+class TermsIn(Strict):
+    version: str = Field(min_length=1, max_length=64)
+    accepted_at: datetime
+    ip: str = Field(min_length=3, max_length=64)
+    text_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+    @field_validator("accepted_at")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("must carry a UTC offset (RFC 3339)")
+        return v
+
+
+EXAMPLE: dict[str, Any] = {
+    "contract_id": "ord-2026-0001",
+    "kind": "installments",
+    "policy": "default",
+    "customer": {
+        "id": "cus-42",
+        "name": "Erika Mustermann",
+        "email": "erika@example.org",
+        "locale": "de",
+        "type": "consumer",
+        "address": {
+            "line1": "Musterstr. 1",
+            "postal_code": "10115",
+            "city": "Berlin",
+            "country": "DE",
+        },
+    },
+    "product": {"id": "course-x", "name": "Kurs X"},
+    "currency": "eur",
+    "installments": {"count": 6, "amount": 9900, "interval": "P1M", "first_due": "2026-12-01"},
+    "payment": {"stripe_customer": "cus_123", "payment_method": "pm_card_visa"},
+    "terms": {
+        "version": "agb-2026-10",
+        "accepted_at": "2026-11-27T10:00:00+01:00",
+        "ip": "203.0.113.7",
+        "text_sha256": "a" * 64,
+    },
+}
+
+
+class ContractCreate(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})  # type: ignore[list-item]
+
+    contract_id: str = Field(pattern=ID)
+    kind: Literal["one_off", "installments", "subscription"]
+    policy: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    customer: CustomerIn
+    product: ProductIn
+    currency: Literal["eur"] = "eur"
+    installments: InstallmentsIn | None = None
+    subscription: SubscriptionIn | None = None
+    one_off: OneOffIn | None = None
+    payment: PaymentIn = Field(default_factory=PaymentIn)
+    terms: TermsIn = Field(
+        description="the customer's acceptance of the terms; required as evidence"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ContractCreate:
+        given = {k for k in ("installments", "subscription", "one_off") if getattr(self, k)}
+        if given != {self.kind}:
+            raise ValueError(
+                f"exactly the `{self.kind}` object must be given for kind {self.kind!r}"
+            )
+        if self.kind != "one_off" or not self.payment.payment_intent:
+            if not self.payment.payment_method:
+                raise ValueError("payment.payment_method is required to debit off-session")
+        return self
+
+
+class SettlementIn(Strict):
+    amount: int = Field(gt=0, le=100_000_000, description="minor units")
+    method: Literal["bank_transfer", "cash", "other"]
+    reference: str = Field(min_length=1, max_length=200)
+    received_at: datetime | None = None
+
+
+class PaymentMethodIn(Strict):
+    payment_method: str = Field(pattern=r"^pm_[A-Za-z0-9_]+$")
+
+
+class ActionOut(BaseModel):
+    contract_id: str
+    status: str
+    stage: str
+    access: str
+    overdue_amount: int
+    message: str
+    debits: list[dict[str, Any]] = []
+    allocation: dict[str, int] = {}
+
+
+class AccessOut(BaseModel):
+    access: Literal["granted", "locked", "none"]
+    contract_id: str | None
+    customer_id: str
+    product_id: str

@@ -1,0 +1,196 @@
+"""Configuration: one `Settings`, read from the environment.
+
+Every setting is an environment variable: `MAHNWERK_*`, plus the names other tools already
+use (`DATABASE_URL`, `STRIPE_*`, `TEMPORAL_*`). A bad value stops start-up with one line
+naming the variable (`load_settings`), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+_ROLES = ("platform", "support", "admin")
+
+
+class ConfigError(SystemExit):
+    """A bad setting: carries the one line that names the variable."""
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class ApiKey:
+    """One `role:name:key` entry of MAHNWERK_API_KEYS."""
+
+    __slots__ = ("role", "name", "key")
+
+    def __init__(self, role: str, name: str, key: str) -> None:
+        self.role = role
+        self.name = name
+        self.key = key
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"ApiKey(role={self.role!r}, name={self.name!r})"
+
+
+def parse_api_keys(raw: str) -> list[ApiKey]:
+    keys: list[ApiKey] = []
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        parts = entry.split(":", 2)
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"entry {entry.split(':')[0]!r}… is not role:name:key")
+        role, name, key = parts
+        if role not in _ROLES:
+            raise ValueError(f"unknown role {role!r} (expected one of {', '.join(_ROLES)})")
+        if len(key) < 8:
+            raise ValueError(f"key of {name!r} is shorter than 8 characters")
+        keys.append(ApiKey(role, name, key))
+    return keys
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MAHNWERK_",
+        env_ignore_empty=True,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # -- storage ---------------------------------------------------------------------------
+    database_url: str = Field(
+        default=f"sqlite:///{PROJECT_ROOT / 'var' / 'mahnwerk.db'}",
+        validation_alias=_env("DATABASE_URL"),
+    )
+    # -- Temporal ----------------------------------------------------------------------------
+    temporal_address: str = Field(
+        default="127.0.0.1:7233", validation_alias=_env("TEMPORAL_ADDRESS")
+    )
+    temporal_namespace: str = Field(default="default", validation_alias=_env("TEMPORAL_NAMESPACE"))
+    task_queue: str = "mahnwerk"
+    temporal_ui_url: str = "http://localhost:8233"
+    codec_key: str | None = None  # base64 AES key(s), see core/codec (issue 4)
+    # -- Stripe --------------------------------------------------------------------------
+    stripe_api_key: str = Field(
+        default="sk_test_mahnwerk_dev", validation_alias=_env("STRIPE_API_KEY")
+    )
+    stripe_webhook_secret: str = Field(
+        default="whsec_mahnwerk_dev", validation_alias=_env("STRIPE_WEBHOOK_SECRET")
+    )
+    stripe_api_base: str | None = Field(default=None, validation_alias=_env("STRIPE_API_BASE"))
+    stripe_standin_port: int = 12111
+    stripe_webhook_tolerance: int = 300  # seconds; Stripe library default (DOMAIN.md §5)
+    # -- HTTP API ------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_keys: str = ""  # role:name:key,…
+    public_url: str = "http://127.0.0.1:8000"
+    # -- notices -------------------------------------------------------------------------
+    smtp_url: str = "smtp://127.0.0.1:1025"
+    mail_from: str = "Mahnwerk <billing@mahnwerk.localhost>"
+    template_dir: Path | None = None  # overrides, searched before the shipped templates
+    policy_dir: Path = PROJECT_ROOT / "policies"
+    payment_link_url: str = "http://127.0.0.1:8000/pay/{contract_id}"
+    seller_name: str = "Mahnwerk Demo GmbH"
+    seller_address: str = "Musterstraße 1, 10115 Berlin"
+    seller_email: str = "support@mahnwerk.localhost"
+    # -- platform events -----------------------------------------------------------------
+    events_url: str | None = None
+    events_secret: str = "mahnwerk_events_dev_secret"
+    # -- misc ----------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        # Accept the URL forms people paste; SQLAlchemy needs the psycopg 3 driver named.
+        if v.startswith("postgres://"):
+            v = "postgresql://" + v[len("postgres://") :]
+        if v.startswith("postgresql://"):
+            v = "postgresql+psycopg://" + v[len("postgresql://") :]
+        if not re.match(r"^(postgresql\+psycopg|sqlite)(\+pysqlite)?://", v):
+            raise ValueError("must be postgresql+psycopg://… or sqlite:///…")
+        return v
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.-]+:\d{1,5}$", v):
+            raise ValueError("must be host:port")
+        return v
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys(cls, v: str) -> str:
+        parse_api_keys(v)
+        return v
+
+    @field_validator("stripe_api_base", "events_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://", v):
+            raise ValueError("must be an http(s):// URL")
+        return v.rstrip("/") if v else v
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, v: str) -> str:
+        if not re.match(r"^smtps?://[^/:]+(:\d+)?/?$|^smtp\+starttls://", v):
+            raise ValueError("must be smtp://host:port (or smtps://, smtp+starttls://)")
+        return v
+
+    @field_validator("policy_dir", "template_dir")
+    @classmethod
+    def _dir(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_dir():
+            raise ValueError(f"{v} is not a directory")
+        return v
+
+    @property
+    def parsed_api_keys(self) -> list[ApiKey]:
+        return parse_api_keys(self.api_keys)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+_ENV_NAMES = {
+    "database_url": "DATABASE_URL",
+    "temporal_address": "TEMPORAL_ADDRESS",
+    "temporal_namespace": "TEMPORAL_NAMESPACE",
+    "stripe_api_key": "STRIPE_API_KEY",
+    "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
+    "stripe_api_base": "STRIPE_API_BASE",
+}
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field`."""
+    return _ENV_NAMES.get(field, f"MAHNWERK_{field.upper()}")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a bad value raises ConfigError with one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"configuration error: {env_name(field)}: {msg}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

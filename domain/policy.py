@@ -1,0 +1,443 @@
+"""Dunning policies: the model, YAML loading and validation (SPEC §3).
+
+A policy is data. It is loaded and validated here (the only I/O in ``domain/``: reading the
+YAML file in :func:`load_policy`), then copied into the workflow input when a contract
+starts, so later edits to the file never change running contracts (DESIGN.md decision 5).
+
+The dataclasses hold only str/int/bool/list fields (durations stay strings such as "3d"),
+so they pass through Temporal's default JSON converter unchanged.
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+import yaml
+
+from domain.durations import DURATION_FORM, parse_duration
+
+# Stripe: "Stripe recommends a maximum of eight retries for charges that permit retries"
+# (docs.stripe.com/declines/card, quoted in IanFoxDev/decline-codes data/stripe.json).
+# Visa caps categories 2–4 at 20 reattempts in 30 days (Visa Core Rules 2026-04-18).
+MAX_RETRIES: Final = 8
+
+ROUTES: Final = ("court", "inkasso", "auto")
+INTEREST_MODES: Final = ("statutory", "none")
+# dunning.stage values that are not ladder steps (SPEC §2 "Contract status").
+RESERVED_STAGES: Final = ("none", "retrying")
+
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
+_STAGE_RE: Final = re.compile(r"[a-z0-9_]+")
+_TEMPLATE_RE: Final = re.compile(r"[a-z0-9_]+")
+
+
+@dataclass
+class RetryConfig:
+    """Re-debits after a failed debit, for soft failures; offsets from the first failure."""
+
+    after: list[str] = field(default_factory=list)
+
+    def offsets(self) -> list[timedelta]:
+        return [parse_duration(text) for text in self.after]
+
+
+@dataclass
+class LadderStep:
+    """One escalation step; ``after`` is counted from the due date of the oldest unpaid amount."""
+
+    stage: str
+    after: str
+    notice: str | None = None
+    fee: int = 0  # minor units, added to the claim when the stage is reached
+    lock_access: bool = False
+    handoff: bool = False
+
+    def offset(self) -> timedelta:
+        return parse_duration(self.after)
+
+
+@dataclass
+class CollectionConfig:
+    write_off_below: int = 0  # minor units of principal; below it: write-off, not hand-off
+    route: str = "auto"  # court | inkasso | auto (court unless contested, then inkasso)
+    require_approval: bool = False
+
+
+@dataclass
+class Policy:
+    name: str
+    retries: RetryConfig
+    ladder: list[LadderStep]
+    collection: CollectionConfig = field(default_factory=CollectionConfig)
+    interest: str = "statutory"  # statutory (§ 288 BGB) | none
+
+    def retry_offsets(self) -> list[timedelta]:
+        return self.retries.offsets()
+
+    def find_step(self, stage: str) -> LadderStep | None:
+        """The ladder step named ``stage``, or None (also for "none"/"retrying")."""
+        for step in self.ladder:
+            if step.stage == stage:
+                return step
+        return None
+
+    def handoff_step(self) -> LadderStep | None:
+        """The hand-off step (always the last one), or None if the ladder has none."""
+        last = self.ladder[-1] if self.ladder else None
+        return last if last is not None and last.handoff else None
+
+
+class PolicyError(ValueError):
+    """An invalid policy: ``"{file}: {key}: {reason}"``.
+
+    ``key`` is a path into the document (``ladder[1].after``, ``retries.after[0]``,
+    ``collection.route``), ``(top)`` for the document itself, ``(yaml)`` for syntax errors.
+    """
+
+    def __init__(self, file: str, key: str, reason: str) -> None:
+        super().__init__(f"{file}: {key}: {reason}")
+        self.file = file
+        self.key = key
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.file, self.key, self.reason))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (plain PyYAML keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable key: the base class reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_policy(name: str, policy_dir: Path) -> Policy:
+    """Load and validate ``{policy_dir}/{name}.yaml``; raises :class:`PolicyError`."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise PolicyError(
+            str(policy_dir), "name", f"invalid policy name {name!r}: must match [A-Za-z0-9_-]+"
+        )
+    path = Path(policy_dir) / f"{name}.yaml"
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError(file, "(top)", f"policy {name!r} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(file, "(top)", f"cannot read file: {exc}") from None
+    return parse_policy_text(text, file)
+
+
+def parse_policy_text(text: str, file: str) -> Policy:
+    """Parse YAML text and validate it; syntax errors → key ``(yaml)`` with the line."""
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = exc.problem or exc.context or "syntax error"
+        raise PolicyError(file, "(yaml)", f"{where}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(file, "(yaml)", str(exc)) from None
+    return parse_policy(data, file)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _Checker:
+    """Small helpers that raise PolicyError with the file and key path filled in."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, key: str, reason: str) -> NoReturn:
+        raise PolicyError(self.file, key, reason)
+
+    def mapping(
+        self,
+        value: object,
+        key: str,
+        required: tuple[str, ...],
+        optional: tuple[str, ...],
+    ) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(key, f"must be a mapping, got {_kind(value)}")
+        allowed = required + optional
+        prefix = "" if key == "(top)" else f"{key}."
+        for k in value:
+            if not isinstance(k, str) or k not in allowed:
+                self.fail(f"{prefix}{k}", f"unknown key (allowed: {', '.join(allowed)})")
+        for k in required:
+            if k not in value:
+                self.fail(f"{prefix}{k}", "missing required key")
+        return value
+
+    def string(self, value: object, key: str) -> str:
+        if not isinstance(value, str):
+            self.fail(key, f"must be a string, got {_kind(value)}")
+        return value
+
+    def integer(self, value: object, key: str, what: str) -> int:
+        # YAML `true` is a Python bool, and bool is a subclass of int: reject it explicitly.
+        if isinstance(value, bool):
+            self.fail(key, f"must be an integer ({what}), not a boolean")
+        if not isinstance(value, int):
+            self.fail(key, f"must be an integer ({what}), got {_kind(value)}")
+        if value < 0:
+            self.fail(key, f"must be >= 0, got {value}")
+        return value
+
+    def boolean(self, value: object, key: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(key, f"must be true or false, got {_kind(value)}")
+        return value
+
+    def duration(self, value: object, key: str) -> tuple[str, timedelta]:
+        if not isinstance(value, str):
+            self.fail(key, f"must be a duration {DURATION_FORM}, got {_kind(value)}")
+        try:
+            return value, parse_duration(value)
+        except ValueError:
+            self.fail(key, f"invalid duration {value!r}: expected {DURATION_FORM}")
+
+    def choice(self, value: object, key: str, choices: tuple[str, ...]) -> str:
+        if not isinstance(value, str) or value not in choices:
+            self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (int, float, str)):
+        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _file_stem(file: str) -> str:
+    name = Path(file).name
+    for suffix in (".yaml", ".yml"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def parse_policy(data: object, file: str) -> Policy:
+    """Validate a parsed YAML document and build the :class:`Policy`.
+
+    ``file`` names the source in errors; the policy's ``name`` must equal its stem
+    (``policies/default.yaml`` → ``default``). Raises :class:`PolicyError` on the first
+    problem found.
+    """
+    c = _Checker(file)
+    if data is None:
+        c.fail("(top)", "empty document: expected a mapping with name, retries and ladder")
+    top = c.mapping(
+        data, "(top)", required=("name", "retries", "ladder"), optional=("collection", "interest")
+    )
+
+    name = c.string(top["name"], "name")
+    if not _NAME_RE.fullmatch(name):
+        c.fail("name", f"invalid policy name {name!r}: must match [A-Za-z0-9_-]+")
+    stem = _file_stem(file)
+    if name != stem:
+        c.fail("name", f"{name!r} does not match the file name {stem!r}")
+
+    retries = _parse_retries(c, top["retries"])
+    ladder = _parse_ladder(c, top["ladder"])
+    collection = _parse_collection(c, top.get("collection", {}))
+    interest = c.choice(top.get("interest", "statutory"), "interest", INTEREST_MODES)
+    return Policy(
+        name=name, retries=retries, ladder=ladder, collection=collection, interest=interest
+    )
+
+
+def _parse_retries(c: _Checker, value: object) -> RetryConfig:
+    section = c.mapping(value, "retries", required=("after",), optional=())
+    after = section["after"]
+    if not isinstance(after, list):
+        c.fail("retries.after", f"must be a list of durations, got {_kind(after)}")
+    if len(after) > MAX_RETRIES:
+        c.fail(
+            "retries.after",
+            f"at most {MAX_RETRIES} retries (Stripe's recommended maximum), got {len(after)}",
+        )
+    texts: list[str] = []
+    previous: timedelta | None = None
+    for i, item in enumerate(after):
+        key = f"retries.after[{i}]"
+        text, offset = c.duration(item, key)
+        if offset <= timedelta(0):
+            c.fail(key, "must be positive: offsets count from the first failed attempt")
+        if previous is not None and offset <= previous:
+            c.fail(key, f"offsets must be strictly increasing: {text} is not after {after[i - 1]}")
+        previous = offset
+        texts.append(text)
+    return RetryConfig(after=texts)
+
+
+def _parse_ladder(c: _Checker, value: object) -> list[LadderStep]:
+    if not isinstance(value, list):
+        c.fail("ladder", f"must be a list of steps, got {_kind(value)}")
+    if not value:
+        c.fail("ladder", "must have at least one step")
+    steps: list[LadderStep] = []
+    seen: dict[str, int] = {}
+    previous: timedelta | None = None
+    for i, raw in enumerate(value):
+        base = f"ladder[{i}]"
+        item = c.mapping(
+            raw,
+            base,
+            required=("stage", "after"),
+            optional=("notice", "fee", "lock_access", "handoff"),
+        )
+        stage = c.string(item["stage"], f"{base}.stage")
+        if not _STAGE_RE.fullmatch(stage):
+            c.fail(f"{base}.stage", f"invalid stage name {stage!r}: must match [a-z0-9_]+")
+        if stage in RESERVED_STAGES:
+            c.fail(f"{base}.stage", f"{stage!r} is reserved (dunning.stage uses it)")
+        if stage in seen:
+            c.fail(f"{base}.stage", f"duplicate stage {stage!r} (also ladder[{seen[stage]}])")
+        seen[stage] = i
+
+        after, offset = c.duration(item["after"], f"{base}.after")
+        if previous is not None and offset < previous:
+            c.fail(
+                f"{base}.after",
+                f"steps must be in order: {after} is earlier than the previous step's "
+                f"{value[i - 1]['after']}",
+            )
+        previous = offset
+
+        notice: str | None = None
+        if item.get("notice") is not None:
+            notice = c.string(item["notice"], f"{base}.notice")
+            if not _TEMPLATE_RE.fullmatch(notice):
+                c.fail(f"{base}.notice", f"invalid template name {notice!r}: must match [a-z0-9_]+")
+
+        fee = c.integer(item.get("fee", 0), f"{base}.fee", "minor units, e.g. 250 = 2,50 €")
+        lock_access = c.boolean(item.get("lock_access", False), f"{base}.lock_access")
+        handoff = c.boolean(item.get("handoff", False), f"{base}.handoff")
+        if handoff and i != len(value) - 1:
+            c.fail(f"{base}.handoff", "only the last step may hand off (and at most one)")
+        steps.append(
+            LadderStep(
+                stage=stage,
+                after=after,
+                notice=notice,
+                fee=fee,
+                lock_access=lock_access,
+                handoff=handoff,
+            )
+        )
+    return steps
+
+
+def _parse_collection(c: _Checker, value: object) -> CollectionConfig:
+    section = c.mapping(
+        value,
+        "collection",
+        required=(),
+        optional=("write_off_below", "route", "require_approval"),
+    )
+    return CollectionConfig(
+        write_off_below=c.integer(
+            section.get("write_off_below", 0), "collection.write_off_below", "minor units"
+        ),
+        route=c.choice(section.get("route", "auto"), "collection.route", ROUTES),
+        require_approval=c.boolean(
+            section.get("require_approval", False), "collection.require_approval"
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- pinning
+
+
+def policy_to_dict(p: Policy) -> dict[str, Any]:
+    """The policy as a YAML-shaped dict (what the file would contain), for pinning/JSON.
+
+    ``parse_policy(policy_to_dict(p), f"{p.name}.yaml") == p`` and
+    ``policy_from_dict(policy_to_dict(p)) == p``.
+    """
+    ladder: list[dict[str, Any]] = []
+    for step in p.ladder:
+        entry: dict[str, Any] = {"stage": step.stage, "after": step.after}
+        if step.notice is not None:
+            entry["notice"] = step.notice
+        entry["fee"] = step.fee
+        entry["lock_access"] = step.lock_access
+        entry["handoff"] = step.handoff
+        ladder.append(entry)
+    return {
+        "name": p.name,
+        "retries": {"after": list(p.retries.after)},
+        "ladder": ladder,
+        "collection": {
+            "write_off_below": p.collection.write_off_below,
+            "route": p.collection.route,
+            "require_approval": p.collection.require_approval,
+        },
+        "interest": p.interest,
+    }
+
+
+def policy_from_dict(d: dict[str, Any]) -> Policy:
+    """Rebuild a pinned policy from :func:`policy_to_dict` output.
+
+    Deliberately structural only (no re-validation of rules): a policy pinned into a running
+    contract must keep loading even if a later release tightens the validation rules.
+    Unknown keys are ignored for the same reason (forward compatibility).
+    """
+    collection = d.get("collection") or {}
+    return Policy(
+        name=str(d["name"]),
+        retries=RetryConfig(after=[str(x) for x in d.get("retries", {}).get("after", [])]),
+        ladder=[
+            LadderStep(
+                stage=str(s["stage"]),
+                after=str(s["after"]),
+                notice=None if s.get("notice") is None else str(s["notice"]),
+                fee=int(s.get("fee", 0)),
+                lock_access=bool(s.get("lock_access", False)),
+                handoff=bool(s.get("handoff", False)),
+            )
+            for s in d["ladder"]
+        ],
+        collection=CollectionConfig(
+            write_off_below=int(collection.get("write_off_below", 0)),
+            route=str(collection.get("route", "auto")),
+            require_approval=bool(collection.get("require_approval", False)),
+        ),
+        interest=str(d.get("interest", "statutory")),
+    )

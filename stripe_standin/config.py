@@ -1,0 +1,133 @@
+"""Settings of the stand-in: delays, webhook endpoints, idempotency horizon.
+
+Everything that real Stripe fixes on its side (how long a SEPA debit stays `processing`, where
+webhooks go and with which signing secret, how long idempotency keys live) is a setting here,
+so tests can shrink minutes to milliseconds. `POST /_standin/config` changes them at run time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_API_VERSION = "2024-06-20"
+
+
+def _sdk_api_version() -> str:
+    """The API version the installed `stripe` SDK pins, used as the events' `api_version`."""
+    try:
+        import stripe
+    except ImportError:  # pragma: no cover - the SDK is a project dependency
+        return DEFAULT_API_VERSION
+    return str(getattr(stripe, "api_version", DEFAULT_API_VERSION) or DEFAULT_API_VERSION)
+
+
+@dataclass
+class StandinConfig:
+    """Run-time settings; `from_mapping` accepts the JSON of `POST /_standin/config`."""
+
+    host: str = "127.0.0.1"
+    port: int = 12111
+    webhook_urls: list[str] = field(default_factory=list)
+    webhook_secret: str = "whsec_mahnwerk_dev"
+    # SEPA: seconds a debit stays `processing` (Stripe: days); the long IBAN takes 3x.
+    sepa_delay: float = 3.0
+    sepa_long_delay: float | None = None  # None: 3 * sepa_delay
+    dispute_delay: float | None = None  # None: sepa_delay
+    # Webhook delivery: Stripe retries with exponential backoff; here a few short attempts.
+    webhook_max_attempts: int = 4
+    webhook_retry_delay: float = 1.0  # first backoff; doubles on each further attempt
+    webhook_timeout: float = 5.0
+    webhook_concurrency: int = 4
+    # Stripe prunes idempotency keys once they are at least 24 hours old.
+    idempotency_ttl: float = 24 * 3600.0
+    # Real Stripe runs a card check when a card is attached, so most decline test cards
+    # (all but pm_card_chargeCustomerFail and the authentication ones) fail at attach.
+    # Off by default: tests want a customer whose stored card declines at debit time.
+    strict_attach: bool = False
+    # Extra latency before each API request is executed (seconds). The first fault knob;
+    # see faults.py.
+    latency: float = 0.0
+    api_version: str = field(default_factory=_sdk_api_version)
+
+    @property
+    def effective_sepa_long_delay(self) -> float:
+        return self.sepa_long_delay if self.sepa_long_delay is not None else 3 * self.sepa_delay
+
+    @property
+    def effective_dispute_delay(self) -> float:
+        return self.dispute_delay if self.dispute_delay is not None else self.sepa_delay
+
+    def public(self) -> dict[str, Any]:
+        """The settings as JSON (the webhook secret included: this is a test tool)."""
+        data = dataclasses.asdict(self)
+        data["webhook_url"] = list(self.webhook_urls)
+        data["effective_sepa_long_delay"] = self.effective_sepa_long_delay
+        data["effective_dispute_delay"] = self.effective_dispute_delay
+        return data
+
+    def updated(self, changes: Mapping[str, Any]) -> StandinConfig:
+        """A copy with `changes` applied; raises ValueError naming a bad key or value."""
+        return _apply(dataclasses.replace(self, webhook_urls=list(self.webhook_urls)), changes)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> StandinConfig:
+        return _apply(cls(), values)
+
+
+_FLOATS = (
+    "sepa_delay",
+    "webhook_retry_delay",
+    "webhook_timeout",
+    "idempotency_ttl",
+    "latency",
+)
+_OPTIONAL_FLOATS = ("sepa_long_delay", "dispute_delay")
+_INTS = ("port", "webhook_max_attempts", "webhook_concurrency")
+_STRS = ("host", "webhook_secret", "api_version")
+_BOOLS = ("strict_attach",)
+
+
+def _apply(cfg: StandinConfig, values: Mapping[str, Any]) -> StandinConfig:
+    for key, value in values.items():
+        if key in ("webhook_url", "webhook_urls"):
+            cfg.webhook_urls = _urls(value)
+        elif key in _FLOATS:
+            cfg.__setattr__(key, _number(key, value))
+        elif key in _OPTIONAL_FLOATS:
+            cfg.__setattr__(key, None if value is None else _number(key, value))
+        elif key in _INTS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{key} must be an integer")
+            cfg.__setattr__(key, value)
+        elif key in _STRS:
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{key} must be a non-empty string")
+            cfg.__setattr__(key, value)
+        elif key in _BOOLS:
+            if not isinstance(value, bool):
+                raise ValueError(f"{key} must be true or false")
+            cfg.__setattr__(key, value)
+        else:
+            raise ValueError(f"unknown setting {key!r}")
+    if cfg.webhook_max_attempts < 1 or cfg.webhook_concurrency < 1:
+        raise ValueError("webhook_max_attempts and webhook_concurrency must be at least 1")
+    return cfg
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{key} must be a number >= 0")
+    return float(value)
+
+
+def _urls(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, list | tuple) and all(isinstance(u, str) and u for u in value):
+        return list(value)
+    raise ValueError("webhook_url must be a URL, a list of URLs or null")

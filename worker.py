@@ -1,0 +1,103 @@
+"""The worker process: builds clients and activity classes, registers everything, runs.
+
+`mahnwerk worker` runs `main()`; tests call `build_worker()` with their own client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from activities.notices import NoticeActivities
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.events import EventDispatcher
+from activities.ledger import LedgerActivities
+from activities.payments import PaymentActivities, make_stripe_client
+from core.db import make_engine, make_session_factory
+from core.settings import Settings, get_settings
+from core.temporal import connect_client
+from workflows.contract import ContractWorkflow
+
+log = logging.getLogger("mahnwerk.worker")
+
+# Deterministic, side-effect-free modules the workflow uses: pass them through the sandbox
+# instead of re-importing them per workflow run (DESIGN.md decision 10).
+PASSTHROUGH = ("domain", "workflows.types", "workflows.retry_policies", "yaml")
+
+
+@dataclass
+class WorkerParts:
+    worker: Worker
+    dispatcher: EventDispatcher
+    executor: ThreadPoolExecutor
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+    task_queue: str | None = None,
+    max_cached_workflows: int = 2000,
+    on_events: Callable[[], None] | None = None,
+) -> WorkerParts:
+    sessions = session_factory or make_session_factory(make_engine(settings.database_url))
+    dispatcher = EventDispatcher(sessions, settings.events_url, settings.events_secret)
+    stripe_client = make_stripe_client(settings.stripe_api_key, settings.stripe_api_base)
+    payments = PaymentActivities(stripe_client, sessions)
+    ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)
+    notices = NoticeActivities(settings, sessions)
+    executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="activity")
+    worker = Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[ContractWorkflow],
+        activities=[
+            payments.charge,
+            payments.payment_status,
+            ledger.sync_ledger,
+            notices.send_notice,
+        ],
+        activity_executor=executor,
+        max_concurrent_activities=64,
+        max_cached_workflows=max_cached_workflows,
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        ),
+    )
+    return WorkerParts(worker, dispatcher, executor)
+
+
+async def run(settings: Settings) -> None:
+    client = await connect_client(settings)
+    parts = build_worker(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    dispatch = asyncio.create_task(parts.dispatcher.run())
+    log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
+    async with parts.worker:
+        await stop.wait()
+    dispatch.cancel()
+    parts.executor.shutdown(wait=False)
+
+
+def main() -> None:
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Named retry policies and timeouts for every activity call (STYLE.md convention 7).
+
+Temporal retries are for transport faults only; declines are results (DESIGN.md 2).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# A debit: bounded, because every retry hits Stripe; the idempotency key makes each one
+# safe. Schedule-to-close stays far below Stripe's 24 h idempotency-key retention.
+CHARGE = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=12,
+    non_retryable_error_types=["IdempotencyConflict", "StripeAuthError", "UnexpectedStatus"],
+)
+CHARGE_START_TO_CLOSE = timedelta(seconds=60)
+CHARGE_SCHEDULE_TO_CLOSE = timedelta(hours=2)
+
+# Ledger writes: the database may be away for a while (failover); keep trying.
+LEDGER = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+)
+LEDGER_START_TO_CLOSE = timedelta(seconds=30)
+
+# Notices: SMTP may be down; retry for a day, then give up (recorded on the timeline).
+NOTICE = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=["NoticeUndeliverable", "TemplateNotFound"],
+)
+NOTICE_START_TO_CLOSE = timedelta(seconds=60)
+NOTICE_SCHEDULE_TO_CLOSE = timedelta(days=1)

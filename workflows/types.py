@@ -1,0 +1,269 @@
+"""Dataclasses that cross the Temporal boundary: workflow input and state, activity inputs
+and results, update/signal/query payloads.
+
+One dataclass in, one out (STYLE.md). New fields only with defaults, so histories recorded
+with an older shape still decode. Times are aware UTC datetimes; money is int minor units.
+Pure module: imported inside the workflow sandbox and by the activities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from domain.policy import Policy
+
+TASK_QUEUE = "mahnwerk"
+WORKFLOW_NAME = "contract"
+
+
+def workflow_id_for(contract_id: str) -> str:
+    return f"contract-{contract_id}"
+
+
+# -- contract input ------------------------------------------------------------------------
+
+
+@dataclass
+class Customer:
+    id: str
+    name: str
+    email: str
+    locale: str = "de"
+    type: str = "consumer"  # consumer | business
+    address: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Product:
+    id: str
+    name: str
+
+
+@dataclass
+class InstallmentState:
+    seq: int  # 1-based
+    due_at: datetime
+    amount: int
+    status: str = "scheduled"  # scheduled | processing | paid | open | waived
+    paid: int = 0
+    attempts: int = 0  # debit attempts made for this installment
+    first_failed_at: datetime | None = None
+    next_retry_at: datetime | None = None
+    last_code: str | None = None
+    failure_class: str | None = None
+    payment_intent: str | None = None  # the debit in flight (SEPA processing)
+    processing_since: datetime | None = None
+    next_poll_at: datetime | None = None
+    retries_done: int = 0  # soft-decline retries used in the current failure episode
+    fee_part: int = 0  # dunning fees included in the debit now in flight
+    scheme: str = "card"  # card | sepa, of the last debit
+
+    @property
+    def outstanding(self) -> int:
+        return self.amount - self.paid
+
+
+@dataclass
+class ContractState:
+    """Everything the workflow knows; carried across continue-as-new."""
+
+    installments: list[InstallmentState] = field(default_factory=list)
+    generated: int = 0  # installments generated so far (subscriptions generate lazily)
+    status: str = "active"
+    stage: str = "none"
+    stages_done: list[str] = field(default_factory=list)
+    case_no: int = 0
+    case_opened_at: datetime | None = None
+    access: str = "none"
+    payment_method: str | None = None
+    fees: int = 0
+    fees_paid: int = 0
+    paid_total: int = 0
+    run: int = 1  # continue-as-new generation
+    seen_payment_events: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ContractInput:
+    contract_id: str
+    kind: str  # one_off | installments | subscription
+    policy: Policy
+    customer: Customer
+    product: Product
+    currency: str
+    amount: int
+    first_due: str  # ISO date (Europe/Berlin) or RFC 3339 time
+    interval: str | None = None  # ISO 8601 duration; None for one_off
+    count: int | None = None  # None: subscription, until cancelled
+    stripe_customer: str | None = None
+    payment_method: str | None = None
+    payment_intent: str | None = None  # one_off: created by the platform at checkout
+    # How often a debit stuck in `processing` is polled in case a webhook was lost.
+    poll_interval_seconds: int = 6 * 3600
+    # Continue-as-new after this many paid periods (subscriptions) to bound the history.
+    periods_per_run: int = 12
+    # Upsert the SPEC.md §7 search attributes (off only where a test server lacks them).
+    search_attributes: bool = True
+    state: ContractState | None = None
+
+
+# -- activities ----------------------------------------------------------------------------
+
+
+@dataclass
+class ChargeInput:
+    contract_id: str
+    installment_seq: int
+    attempt: int
+    idempotency_key: str  # {contract}:{installment}:{attempt}, derived in the workflow
+    amount: int
+    currency: str
+    stripe_customer: str | None
+    payment_method: str | None
+    description: str
+    customer_email: str = ""
+
+
+@dataclass
+class ChargeResult:
+    status: str  # succeeded | processing | declined
+    payment_intent: str | None = None
+    code: str | None = None  # Stripe decline / failure code
+    failure_class: str | None = None  # domain.declines class
+    message: str | None = None
+    amount: int = 0
+
+
+@dataclass
+class PaymentStatusInput:
+    contract_id: str
+    payment_intent: str
+
+
+@dataclass
+class Fact:
+    """One thing that happened: a timeline row, and optionally an event to the platform.
+
+    `key` is derived from business ids, so recording the same fact twice is a no-op.
+    """
+
+    key: str
+    type: str
+    occurred_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    actor: str | None = None
+    event: str | None = None  # SPEC.md §5 event type to send to the platform, if any
+
+
+@dataclass
+class LedgerSync:
+    """The contract's current state plus the facts that led to it, written in one
+    transaction."""
+
+    contract_id: str
+    status: str
+    stage: str
+    access: str
+    overdue_amount: int
+    fees: int
+    case_no: int
+    case_opened_at: datetime | None
+    paused: bool = False
+    paused_until: datetime | None = None
+    contested: bool = False
+    installments: list[InstallmentState] = field(default_factory=list)
+    facts: list[Fact] = field(default_factory=list)
+    customer_id: str = ""
+    product_id: str = ""
+    # (idempotency_key, status, code) for attempts whose outcome arrived later (SEPA)
+    attempt_outcomes: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class ClaimLine:
+    label: str  # e.g. "Rate 3 von 6" rendered by the template from kind/seq
+    seq: int
+    due_at: datetime
+    amount: int  # outstanding
+
+
+@dataclass
+class NoticeInput:
+    contract_id: str
+    case_no: int
+    stage: str  # ladder stage, e.g. "reminder"
+    template: str  # template name from the policy step's `notice`
+    customer: Customer
+    product: Product
+    currency: str
+    lines: list[ClaimLine]
+    fees: int
+    total: int
+    deadline: datetime  # pay by
+    created_at: datetime
+
+
+@dataclass
+class NoticeResult:
+    notice_number: str
+    message_id: str
+    sent_at: datetime
+    already_sent: bool = False
+
+
+# -- messages ------------------------------------------------------------------------------
+
+
+@dataclass
+class PaymentUpdate:
+    """Signal from the Stripe webhook: the outcome of a debit that was `processing`."""
+
+    event_id: str
+    payment_intent: str
+    status: str  # succeeded | failed | disputed
+    code: str | None = None
+    installment_seq: int | None = None
+
+
+@dataclass
+class SettlementRequest:
+    amount: int
+    method: str  # bank_transfer | cash | other
+    reference: str
+    received_at: datetime | None = None
+    actor: str = "api"
+    request_id: str = ""
+
+
+@dataclass
+class PaymentMethodRequest:
+    payment_method: str
+    actor: str = "api"
+    request_id: str = ""
+
+
+@dataclass
+class ActionResult:
+    status: str
+    stage: str
+    access: str
+    overdue_amount: int
+    message: str = ""
+    debited: list[ChargeResult] = field(default_factory=list)
+    allocation: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ContractView:
+    """Query result: the live state as the workflow sees it."""
+
+    contract_id: str
+    status: str
+    stage: str
+    access: str
+    overdue_amount: int
+    fees: int
+    waiting_for: str
+    installments: list[InstallmentState]
