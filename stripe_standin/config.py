@@ -95,21 +95,21 @@ def _apply(cfg: StandinConfig, values: Mapping[str, Any]) -> StandinConfig:
         if key in ("webhook_url", "webhook_urls"):
             cfg.webhook_urls = _urls(value)
         elif key in _FLOATS:
-            cfg.__setattr__(key, _number(key, value))
+            setattr(cfg, key, _number(key, value))
         elif key in _OPTIONAL_FLOATS:
-            cfg.__setattr__(key, None if value is None else _number(key, value))
+            setattr(cfg, key, None if value is None else _number(key, value))
         elif key in _INTS:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{key} must be an integer")
-            cfg.__setattr__(key, value)
+            setattr(cfg, key, value)
         elif key in _STRS:
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{key} must be a non-empty string")
-            cfg.__setattr__(key, value)
+            setattr(cfg, key, value)
         elif key in _BOOLS:
             if not isinstance(value, bool):
                 raise ValueError(f"{key} must be true or false")
-            cfg.__setattr__(key, value)
+            setattr(cfg, key, value)
         else:
             raise ValueError(f"unknown setting {key!r}")
     if cfg.webhook_max_attempts < 1 or cfg.webhook_concurrency < 1:

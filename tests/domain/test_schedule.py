@@ -18,8 +18,10 @@ from domain.schedule import (
 )
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, us: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, us, tzinfo=UTC)
 
 
 def local(dt: datetime) -> str:
@@ -267,7 +269,11 @@ def test_installments_with_datetime_first_due() -> None:
 
 def test_installments_every_30_seconds() -> None:
     times = installment_due_times("2026-12-01T10:00:00Z", "PT30S", 3)
-    assert times == [utc(2026, 12, 1, 10, 0, 0), utc(2026, 12, 1, 10, 0, 30), utc(2026, 12, 1, 10, 1)]
+    assert times == [
+        utc(2026, 12, 1, 10, 0, 0),
+        utc(2026, 12, 1, 10, 0, 30),
+        utc(2026, 12, 1, 10, 1),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,84 @@
+# Mahnwerk (SPEC §1). On a fresh machine with Python 3.11+:
+#   make run    creates .venv, installs the project, migrates, starts the embedded stack
+#   make test   same install step, then the whole test suite (PostgreSQL if DATABASE_URL is set)
+#
+# The install step re-runs only when pyproject.toml is newer than .venv/.installed, so the
+# second `make run` starts in seconds.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+DEV_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint chaos install clean distclean
+
+help:
+	@echo "make run       start the embedded dev stack (Temporal, Stripe stand-in, SMTP, worker, API)"
+	@echo "make test      run the test suite (PYTEST_ARGS='-k foo' to narrow it)"
+	@echo "make lint      ruff check, ruff format --check, mypy"
+	@echo "make chaos     run the chaos tests (tests/chaos)"
+	@echo "make clean     remove caches and build output (keeps .venv and var/)"
+	@echo "make distclean also remove .venv and var/ (the dev databases and keys)"
+
+run: install
+	$(BIN)/mahnwerk dev $(DEV_ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+chaos: install
+	@if [ -d tests/chaos ]; then \
+		$(BIN)/python -m pytest -q tests/chaos $(PYTEST_ARGS); \
+	else \
+		echo "no chaos tests yet (tests/chaos does not exist)"; \
+	fi
+
+install: $(STAMP)
+
+# Re-install only when the dependencies may have changed.
+$(STAMP): pyproject.toml | $(BIN)/python
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "error: $(VENV) runs Python $$($(BIN)/python -c 'import platform; print(platform.python_version())'), Mahnwerk needs 3.11+: delete $(VENV) and run make again" >&2; \
+		exit 1; }
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+# Create the virtualenv with the first Python 3.11+ found. An explicit PYTHON=… (command line
+# or environment) is used as given; the default also tries the versioned names, because
+# many systems' python3 is older than their python3.11.
+$(BIN)/python:
+	@py=; \
+	if [ "$(origin PYTHON)" = "file" ]; then \
+		candidates="$(PYTHON) python3.14 python3.13 python3.12 python3.11"; \
+	else \
+		candidates="$(PYTHON)"; \
+	fi; \
+	for c in $$candidates; do \
+		if command -v "$$c" >/dev/null 2>&1 && \
+			"$$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
+			py=$$c; break; \
+		fi; \
+	done; \
+	if [ -z "$$py" ]; then \
+		found="not installed"; \
+		command -v "$(PYTHON)" >/dev/null 2>&1 && found=$$("$(PYTHON)" -V 2>&1 | head -n1); \
+		echo "error: Python 3.11+ is required, but $(PYTHON) is $$found; install it or run make PYTHON=python3.11" >&2; \
+		exit 1; \
+	fi; \
+	echo "creating $(VENV) with $$py ($$($$py -V 2>&1))"; \
+	"$$py" -m venv $(VENV)
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) var

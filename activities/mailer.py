@@ -1,0 +1,141 @@
+"""Send one e-mail over SMTP with the standard library (``MAHNWERK_SMTP_URL``).
+
+URL forms: ``smtp://host:port`` (plain; the embedded stack's catcher), ``smtps://host:port``
+(implicit TLS, default port 465) and ``smtp+starttls://host:port`` (STARTTLS, default 587),
+each optionally with ``user:password@`` (percent-encoded) for AUTH.
+
+SMTP has no idempotency key: a message accepted by the server cannot be recalled, and a
+retry after a lost reply sends it again. The caller therefore passes a fixed ``Message-ID``
+— the same on every retry — which mail servers, archives and our own catcher use to spot
+duplicates (RFC 5322 §3.6.4). See ``activities.notices`` for how the window is kept small.
+
+Errors are split the way a retry policy needs them: a permanent (5xx) rejection of the
+recipient raises :class:`PermanentDeliveryError` (retrying cannot help); everything else —
+connection refused, timeouts, 4xx, a dropped connection — propagates unchanged so the
+activity is retried.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import formatdate, parseaddr
+from urllib.parse import unquote, urlsplit
+
+DEFAULT_TIMEOUT = 20.0  # seconds; below SQLite's 30 s busy timeout (see activities.notices)
+
+_DEFAULT_PORTS = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
+
+
+class PermanentDeliveryError(Exception):
+    """The server permanently refused the recipient (5xx): the address will not work."""
+
+    def __init__(self, recipient: str, code: int, message: str) -> None:
+        super().__init__(f"{recipient}: {code} {message}")
+        self.recipient = recipient
+        self.code = code
+        self.message = message
+
+
+def build_message(
+    *,
+    mail_from: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    message_id: str,
+    headers: Mapping[str, str] | None = None,
+) -> EmailMessage:
+    """A multipart/alternative message (text first, HTML preferred by capable clients)."""
+    msg = EmailMessage(policy=SMTP_POLICY)  # CRLF line endings, as SMTP requires
+    msg["From"] = mail_from
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(localtime=False, usegmt=True)
+    msg["Message-ID"] = message_id
+    # RFC 3834: tells vacation responders not to answer a machine-sent notice.
+    msg["Auto-Submitted"] = "auto-generated"
+    for name, value in (headers or {}).items():
+        if name in msg:
+            del msg[name]
+        msg[name] = value
+    # Quoted-printable keeps umlauts and "€" intact through servers without 8BITMIME.
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+def _connect(smtp_url: str, timeout: float) -> smtplib.SMTP:
+    url = urlsplit(smtp_url)
+    scheme = url.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not url.hostname:
+        raise ValueError(f"unsupported SMTP URL {smtp_url!r} (smtp://, smtps://, smtp+starttls://)")
+    host, port = url.hostname, url.port or _DEFAULT_PORTS[scheme]
+    server: smtplib.SMTP
+    if scheme == "smtps":
+        server = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
+    else:
+        server = smtplib.SMTP(host, port, timeout=timeout)
+    try:
+        server.ehlo()
+        if scheme == "smtp+starttls":
+            server.starttls(context=ssl.create_default_context())
+            server.ehlo()
+        if url.username:
+            server.login(unquote(url.username), unquote(url.password or ""))
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
+def send_email(
+    smtp_url: str,
+    mail_from: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    message_id: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> None:
+    """Deliver one message to `to` (``addr`` or ``Name <addr>``) via the SMTP server.
+
+    Returns once the server has accepted the message (250 after DATA).
+    """
+    msg = build_message(
+        mail_from=mail_from,
+        to=to,
+        subject=subject,
+        text=text,
+        html=html,
+        message_id=message_id,
+        headers=headers,
+    )
+    envelope_from = parseaddr(mail_from)[1] or mail_from
+    envelope_to = parseaddr(to)[1] or to
+    server = _connect(smtp_url, timeout)
+    try:
+        try:
+            refused = server.send_message(msg, from_addr=envelope_from, to_addrs=[envelope_to])
+        except smtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients
+        for rcpt, (code, reply) in refused.items():
+            text_reply = (
+                reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+            )
+            if 500 <= code < 600:
+                raise PermanentDeliveryError(rcpt, code, text_reply)
+            # 4xx: temporary (greylisting, mailbox busy) — let the activity retry.
+            raise smtplib.SMTPRecipientsRefused({rcpt: (code, reply)})
+    finally:
+        try:
+            server.quit()
+        except (smtplib.SMTPException, OSError):
+            server.close()

@@ -1,0 +1,330 @@
+"""Render a dunning notice (subject, plain text, HTML) from Jinja2 templates (SPEC.md §6).
+
+Templates live per locale and notice: ``{locale}/{name}.subject.txt``, ``.txt`` and
+``.html`` (``name`` is the policy step's ``notice``, e.g. ``reminder``, ``mahnung_1``).
+They are searched first in ``settings.template_dir`` (``MAHNWERK_TEMPLATE_DIR``) and then in
+the shipped ``templates/`` directory, so a seller can override a single file — even just a
+partial such as ``de/_claim.txt`` — without copying the rest.
+
+An unsupported locale falls back to ``de`` (the seller's legal language: a German notice is
+always valid evidence); a notice name that exists in neither raises
+:class:`NoticeTemplateError`, because sending *some other* letter instead would be worse
+than sending none.
+
+Rendering is pure apart from reading templates: the same input gives the same bytes. That
+matters because the rendered notice is stored as evidence before it is sent, and a retried
+send must deliver exactly what was stored (DESIGN.md decision 4).
+
+Template context (also the contract for overriding templates):
+
+``locale``, ``stage``, ``template``, ``contract_id``, ``case_no``, ``notice_number``,
+``notice_date``; ``seller`` {name, address, email}; ``customer`` {id, name, email, type,
+address, address_lines}; ``product`` {id, name}; ``lines`` [{label, seq, due_date, amount,
+amount_minor}]; ``principal``, ``fees``, ``interest``, ``costs``, ``total`` (formatted, each
+also as ``*_minor`` int); ``interest_rate``, ``interest_from``, ``interest_to`` (formatted
+or None); ``deadline``; ``payment_link``; ``route`` (``court`` | ``inkasso`` | None); and the
+helpers ``money(minor)`` and ``date(value)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from core.settings import PROJECT_ROOT, Settings
+from domain.money import format_amount, format_date
+from workflows.types import ClaimLine, NoticeInput
+
+SHIPPED_TEMPLATES = PROJECT_ROOT / "templates"
+SUPPORTED_LOCALES = ("de", "en")
+FALLBACK_LOCALE = "de"
+PARTS = ("subject.txt", "txt", "html")
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+class NoticeTemplateError(LookupError):
+    """A notice template that exists neither for the locale nor for the fallback ``de``."""
+
+
+@dataclass(frozen=True)
+class RenderedNotice:
+    subject: str
+    text: str
+    html: str
+    locale: str = FALLBACK_LOCALE  # the locale actually rendered (after fallback)
+    # The claim as rendered (JSON-safe): stored with the notice as evidence.
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# -- environment ---------------------------------------------------------------------------
+
+
+def _search_path(template_dir: Path | None) -> list[str]:
+    paths = [str(template_dir)] if template_dir is not None else []
+    paths.append(str(SHIPPED_TEMPLATES))
+    return paths
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
+    """One Environment per search path: Jinja caches compiled templates inside it."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(list(search_path), encoding="utf-8"),
+        # HTML is escaped (customer names are user input); text and subjects are not, or a
+        # name like "Eve & Co" would arrive as "Eve &amp; Co" in the plain-text mail.
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html",), default_for_string=False, default=False
+        ),
+        undefined=jinja2.StrictUndefined,  # a typo in an override fails loudly, not blank
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def environment(settings: Settings) -> jinja2.Environment:
+    return _environment(tuple(_search_path(settings.template_dir)))
+
+
+def normalize_locale(locale: str | None) -> str:
+    """``de-DE`` / ``en_GB`` → ``de`` / ``en``; anything unsupported → ``de``."""
+    lang = (locale or "").strip().lower().replace("_", "-").split("-")[0]
+    return lang if lang in SUPPORTED_LOCALES else FALLBACK_LOCALE
+
+
+def _load(
+    env: jinja2.Environment, name: str, locale: str
+) -> tuple[str, dict[str, jinja2.Template]]:
+    """The three parts of notice `name` for `locale`, falling back to ``de`` as a whole.
+
+    Falling back per notice (not per part) keeps subject, text and HTML in one language.
+    """
+    if not _NAME_RE.match(name):
+        raise NoticeTemplateError(f"invalid notice template name {name!r}")
+    tried: list[str] = []
+    for loc in dict.fromkeys((locale, FALLBACK_LOCALE)):
+        try:
+            return loc, {part: env.get_template(f"{loc}/{name}.{part}") for part in PARTS}
+        except jinja2.TemplateNotFound as exc:
+            tried.append(str(exc.name))
+    where = ", ".join(getattr(env.loader, "searchpath", []))
+    raise NoticeTemplateError(
+        f"notice template {name!r} not found (tried {', '.join(tried)} in {where})"
+    )
+
+
+# -- labels and context --------------------------------------------------------------------
+
+_INSTALLMENT_RE = re.compile(
+    r"^\s*(?:installment|rate)\s+(\d+)(?:\s*(?:of|von|/)\s*(\d+))?\s*$", re.IGNORECASE
+)
+_PERIOD_RE = re.compile(r"^\s*period\s+(\d+)\s*$", re.IGNORECASE)
+_ONE_OFF = {"one-off", "one_off", "one-off payment"}
+
+
+def line_label(line: ClaimLine, product_name: str, locale: str, *, kind: str | None) -> str:
+    """The claim line's label in the customer's language.
+
+    The workflow names lines in English code vocabulary (``installment 3 of 6``,
+    ``period 4``, ``one-off payment``); the notice says "Rate 3 von 6" / "Installment 3 of
+    6", and for a one-off purchase just the product, which is what the customer bought.
+    Any other label is the workflow's own wording and is shown as given.
+    """
+    de = locale == "de"
+    label = line.label.strip()
+    if kind == "one_off" or label.lower() in _ONE_OFF:
+        return product_name
+    m = _INSTALLMENT_RE.match(label)
+    if m:
+        seq, count = m.group(1), m.group(2)
+        if count:
+            return f"Rate {seq} von {count}" if de else f"Installment {seq} of {count}"
+        return f"Rate {seq}" if de else f"Installment {seq}"
+    m = _PERIOD_RE.match(label)
+    if m:
+        return f"Beitrag Zeitraum {m.group(1)}" if de else f"Subscription period {m.group(1)}"
+    if label:
+        return label
+    if kind == "subscription":
+        return f"Beitrag Zeitraum {line.seq}" if de else f"Subscription period {line.seq}"
+    if line.seq > 0:
+        return f"Rate {line.seq}" if de else f"Installment {line.seq}"
+    return product_name
+
+
+def format_rate(rate: object, locale: str) -> str | None:
+    """An annual interest rate in percent (``6.27``) → ``6,27 %`` (de) / ``6.27%`` (en)."""
+    if rate is None or rate == "":
+        return None
+    try:
+        value = Decimal(str(rate).strip().rstrip("%").strip().replace(",", "."))
+    except InvalidOperation:
+        return str(rate)
+    text = f"{value.normalize():f}"
+    if "." in text:
+        whole, frac = text.split(".")
+        text = f"{whole}.{frac.ljust(2, '0')}"
+    return f"{text.replace('.', ',')} %" if locale == "de" else f"{text}%"
+
+
+def payment_link(settings: Settings, contract_id: str) -> str:
+    """``MAHNWERK_PAYMENT_LINK_URL`` with ``{contract_id}`` filled in.
+
+    Plain substitution rather than ``str.format``: a URL may legitimately contain other
+    braces, and contract ids are URL-safe by construction (``[A-Za-z0-9_.-]``).
+    """
+    return settings.payment_link_url.replace("{contract_id}", contract_id)
+
+
+def _address_lines(address: dict[str, str]) -> list[str]:
+    lines = [address.get("line1", ""), address.get("line2", "")]
+    city = " ".join(p for p in (address.get("postal_code", ""), address.get("city", "")) if p)
+    lines.append(city)
+    country = address.get("country", "")
+    if country and country.upper() != "DE":
+        lines.append(country)
+    return [ln for ln in (x.strip() for x in lines) if ln]
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value.isoformat()
+
+
+def build_context(
+    inp: NoticeInput, notice_number: str, settings: Settings, locale: str
+) -> dict[str, Any]:
+    """Everything a template may use, with amounts and dates already formatted."""
+    currency = inp.currency
+
+    def money(minor: int) -> str:
+        return format_amount(int(minor), currency, locale)
+
+    def day(value: str | date | datetime) -> str:
+        return format_date(value, locale)
+
+    # Optional claim parts the workflow may add to NoticeInput later (fields with defaults);
+    # read defensively so the renderer works with the input shape of today and tomorrow.
+    kind: str | None = getattr(inp, "kind", None)
+    route: str | None = getattr(inp, "route", None)
+    interest = int(getattr(inp, "interest", 0) or 0)
+    costs = int(getattr(inp, "costs", 0) or 0)
+    interest_from = getattr(inp, "interest_from", None)
+    interest_to = getattr(inp, "interest_to", None)
+
+    lines = [
+        {
+            "label": line_label(line, inp.product.name, locale, kind=kind),
+            "seq": line.seq,
+            "due_date": day(line.due_at),
+            "amount": money(line.amount),
+            "amount_minor": line.amount,
+        }
+        for line in inp.lines
+    ]
+    principal = sum(line.amount for line in inp.lines)
+    link = payment_link(settings, inp.contract_id)
+    address = dict(inp.customer.address or {})
+    context: dict[str, Any] = {
+        "locale": locale,
+        "stage": inp.stage,
+        "template": inp.template,
+        "contract_id": inp.contract_id,
+        "case_no": inp.case_no,
+        "notice_number": notice_number,
+        "notice_date": day(inp.created_at),
+        "seller": {
+            "name": settings.seller_name,
+            "address": settings.seller_address,
+            "email": settings.seller_email,
+        },
+        "customer": {
+            "id": inp.customer.id,
+            "name": inp.customer.name,
+            "email": inp.customer.email,
+            "type": inp.customer.type,
+            "address": address,
+            "address_lines": _address_lines(address),
+        },
+        "product": {"id": inp.product.id, "name": inp.product.name},
+        "currency": currency,
+        "lines": lines,
+        "principal": money(principal),
+        "principal_minor": principal,
+        "fees": money(inp.fees),
+        "fees_minor": inp.fees,
+        "interest": money(interest),
+        "interest_minor": interest,
+        "interest_rate": format_rate(getattr(inp, "interest_rate", None), locale),
+        "interest_from": day(interest_from) if interest_from else None,
+        "interest_to": day(interest_to) if interest_to else None,
+        "costs": money(costs),
+        "costs_minor": costs,
+        "total": money(inp.total),
+        "total_minor": inp.total,
+        "deadline": day(inp.deadline),
+        "payment_link": link,
+        "route": route,
+        "money": money,
+        "date": day,
+    }
+    return context
+
+
+def _evidence(inp: NoticeInput, context: dict[str, Any]) -> dict[str, Any]:
+    """The claim exactly as the customer saw it, JSON-safe, for the ledger row."""
+    return {
+        "locale": context["locale"],
+        "template": inp.template,
+        "currency": inp.currency,
+        "lines": [
+            {
+                "label": shown["label"],
+                "seq": line.seq,
+                "due_at": _iso(line.due_at),
+                "amount": line.amount,
+            }
+            for line, shown in zip(inp.lines, context["lines"], strict=True)
+        ],
+        "principal": context["principal_minor"],
+        "fees": inp.fees,
+        "interest": context["interest_minor"],
+        "costs": context["costs_minor"],
+        "total": inp.total,
+        "deadline": _iso(inp.deadline),
+        "payment_link": context["payment_link"],
+        "route": context["route"],
+    }
+
+
+def _one_line(subject: str) -> str:
+    # A header must be one line: a newline in a template (or product name) would otherwise
+    # end the Subject header early or inject headers.
+    return " ".join(subject.split())
+
+
+def render_notice(inp: NoticeInput, notice_number: str, settings: Settings) -> RenderedNotice:
+    """Render notice ``inp.template`` in the customer's locale (fallback ``de``)."""
+    env = environment(settings)
+    locale, templates = _load(env, inp.template, normalize_locale(inp.customer.locale))
+    context = build_context(inp, notice_number, settings, locale)
+    render: Callable[[str], str] = lambda part: templates[part].render(context)  # noqa: E731
+    return RenderedNotice(
+        subject=_one_line(render("subject.txt")),
+        text=render("txt"),
+        html=render("html"),
+        locale=locale,
+        data=_evidence(inp, context),
+    )

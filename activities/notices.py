@@ -1,0 +1,340 @@
+"""Send a dunning notice exactly once per (contract, dunning case, stage) — DESIGN.md dec. 4.
+
+The notice is evidence (SPEC.md §6): what the customer was sent must be reproducible
+byte for byte, and a worker dying at any point must neither lose the notice nor send a
+second, different one. So the activity works in two short transactions around the send:
+
+1. **Render and record.** If a ``notices`` row for (contract, case, stage) exists it is
+   reused as stored — subject, text, HTML, notice number and Message-ID — so a retry sends
+   exactly what was recorded even if templates or settings changed meanwhile. Otherwise the
+   notice is rendered and inserted with status ``rendered``. Two attempts racing here both
+   try the INSERT; the unique key lets one win and the other re-reads the winner's row.
+2. **Claim, send, mark.** In one transaction the row is claimed with a conditional
+   ``UPDATE … WHERE status = 'rendered'`` (which takes the row lock on PostgreSQL and the
+   write lock on SQLite), the message is handed to SMTP, and the row is marked ``sent``
+   together with a ``notice.sent`` timeline event, then committed. A concurrent attempt
+   blocks on the lock and then sees ``sent``; a dead worker's lock dies with its
+   connection, so the retry can proceed.
+
+The remaining gap is unavoidable: SMTP has no idempotency. If the worker dies after the
+server accepted the message but before the COMMIT (a window of one round trip to the
+database), the row is still ``rendered`` and the retry sends again. It sends the identical
+message with the *same Message-ID*, so receivers, archives and the SMTP catcher can
+de-duplicate on it; and a retry that finds an old ``rendered`` row (or runs as attempt > 1)
+logs a warning and flags the timeline event ``possible_duplicate``. We prefer this to the
+alternative — marking ``sent`` before sending — which would silently lose a notice that
+never left, and a lost Mahnung is a legal problem (the default and the fees rest on it),
+while a duplicate with the same number is merely untidy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import formataddr, parseaddr
+from typing import Any, cast
+
+import jinja2
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.mailer import PermanentDeliveryError, send_email
+from activities.notice_render import NoticeTemplateError, render_notice
+from core.db import transaction
+from core.models import Notice, TimelineEvent
+from core.settings import Settings
+from workflows.types import NoticeInput, NoticeResult
+
+log = logging.getLogger(__name__)
+
+# A `rendered` row older than this was probably left by an attempt that died mid-send.
+RESEND_SUSPECT_AFTER = timedelta(seconds=60)
+
+_NUMBER_MAX = 64  # notices.notice_number is String(64)
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+Mailer = Callable[..., None]
+
+
+def notice_number_for(contract_id: str, case_no: int, stage: str) -> str:
+    """``MW-{contract}-{case}-{stage}``: readable, deterministic, unique per notice.
+
+    Deterministic so that every attempt (and a human reading a ticket) arrives at the same
+    number. Contract ids may be 64 characters long; when the full form does not fit the
+    column, the contract part is shortened and a hash of the full key keeps it unique.
+    """
+    stage_part = _SAFE.sub("_", stage)
+    number = f"MW-{contract_id}-{case_no}-{stage_part}"
+    if len(number) <= _NUMBER_MAX:
+        return number
+    digest = hashlib.sha256(f"{contract_id}|{case_no}|{stage}".encode()).hexdigest()[:10]
+    tail = f"-{case_no}-{stage_part}"[:20]
+    head = contract_id[: _NUMBER_MAX - len("MW-") - len(tail) - len(digest) - 1]
+    return f"MW-{head}~{digest}{tail}"
+
+
+def message_id_for(notice_number: str, subject: str, text: str, html: str, mail_from: str) -> str:
+    """``<{notice_number}.{sha256 prefix}@{sender domain}>``, derived from the content.
+
+    The hash covers what is sent, so the id changes only if the notice would (it never
+    does once stored: the stored id is reused on every retry).
+    """
+    digest = hashlib.sha256("\x00".join((notice_number, subject, text, html)).encode())
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "mahnwerk.localhost"
+    return f"<{notice_number}.{digest.hexdigest()[:16]}@{domain}>"
+
+
+@dataclass(frozen=True)
+class StoredNotice:
+    """A detached copy of the ledger row, safe to use after its session closed."""
+
+    id: int
+    notice_number: str
+    message_id: str
+    recipient: str
+    subject: str
+    text: str
+    html: str
+    status: str
+    created_at: datetime
+    sent_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Notice) -> StoredNotice:
+        return cls(
+            id=row.id,
+            notice_number=row.notice_number,
+            message_id=row.message_id,
+            recipient=row.recipient,
+            subject=row.subject,
+            text=row.text,
+            html=row.html,
+            status=row.status,
+            created_at=row.created_at,
+            sent_at=row.sent_at,
+        )
+
+
+def _attempt() -> int:
+    try:
+        return activity.info().attempt
+    except RuntimeError:  # called outside an activity (scripts, direct unit use)
+        return 1
+
+
+class NoticeActivities:
+    """Notices by e-mail. Built once per worker with its settings and DB session factory.
+
+    `mailer` is the SMTP send function (``activities.mailer.send_email`` signature); it is
+    injectable so tests can simulate a crash at the exact point between render and send.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: sessionmaker[Session],
+        *,
+        mailer: Mailer = send_email,
+        resend_suspect_after: timedelta = RESEND_SUSPECT_AFTER,
+    ) -> None:
+        self.settings = settings
+        self.sessions = session_factory
+        self.mailer = mailer
+        self.resend_suspect_after = resend_suspect_after
+
+    @activity.defn(name="send_notice")
+    def send_notice(self, inp: NoticeInput) -> NoticeResult:
+        """Render, record and send the notice for (contract, case, stage) exactly once.
+
+        Returns ``already_sent=True`` when an earlier attempt or call already sent it.
+        Raises ``ApplicationError(type="NoticeUndeliverable", non_retryable=True)`` when the
+        recipient is permanently rejected (or missing) and ``TemplateNotFound`` for an
+        unknown template; any other error (SMTP down, DB busy) propagates and is retried.
+        """
+        notice = self._record(inp)
+        if notice.status == "sent":
+            log.info(
+                "notice already sent contract=%s notice=%s", inp.contract_id, notice.notice_number
+            )
+            return self._result(notice, already_sent=True)
+        return self._send(inp, notice)
+
+    # -- step 1: render and record ---------------------------------------------------------
+
+    def _record(self, inp: NoticeInput) -> StoredNotice:
+        existing = self._find(inp)
+        if existing is not None:
+            return existing
+        if not inp.customer.email or "@" not in inp.customer.email:
+            raise ApplicationError(
+                f"contract {inp.contract_id}: customer has no usable e-mail address",
+                type="NoticeUndeliverable",
+                non_retryable=True,
+            )
+        number = notice_number_for(inp.contract_id, inp.case_no, inp.stage)
+        try:
+            rendered = render_notice(inp, number, self.settings)
+        except (NoticeTemplateError, jinja2.TemplateNotFound) as exc:
+            # Named as in workflows.retry_policies.NOTICE: retrying cannot create a file.
+            raise ApplicationError(
+                f"notice template missing: {exc}", type="TemplateNotFound", non_retryable=True
+            ) from exc
+        except jinja2.TemplateError as exc:
+            # A broken override (syntax, unknown variable): retried, so fixing the file in
+            # MAHNWERK_TEMPLATE_DIR lets the pending notice go out without a redeploy.
+            raise ApplicationError(
+                f"notice template {inp.template!r} is invalid: {exc}", type="TemplateInvalid"
+            ) from exc
+        row = Notice(
+            contract_id=inp.contract_id,
+            case_no=inp.case_no,
+            stage=inp.stage,
+            notice_number=number,
+            channel="email",
+            locale=rendered.locale,
+            recipient=inp.customer.email,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=message_id_for(
+                number, rendered.subject, rendered.text, rendered.html, self.settings.mail_from
+            ),
+            data=rendered.data,
+            status="rendered",
+            created_at=datetime.now(UTC),
+        )
+        try:
+            with transaction(self.sessions) as s:
+                s.add(row)
+                s.flush()
+                return StoredNotice.of(row)
+        except IntegrityError as exc:
+            # Another attempt inserted the same (contract, case, stage) first: use its row.
+            winner = self._find(inp)
+            if winner is None:  # not a race: e.g. the contract is missing from the ledger
+                raise RuntimeError(f"notice {number} could not be recorded: {exc.orig}") from exc
+            return winner
+
+    def _find(self, inp: NoticeInput) -> StoredNotice | None:
+        with transaction(self.sessions) as s:
+            row = s.scalars(
+                select(Notice).where(
+                    Notice.contract_id == inp.contract_id,
+                    Notice.case_no == inp.case_no,
+                    Notice.stage == inp.stage,
+                )
+            ).one_or_none()
+            return StoredNotice.of(row) if row is not None else None
+
+    # -- step 2: claim, send, mark ---------------------------------------------------------
+
+    def _send(self, inp: NoticeInput, notice: StoredNotice) -> NoticeResult:
+        attempt = _attempt()
+        age = datetime.now(UTC) - notice.created_at
+        possible_duplicate = attempt > 1 or age > self.resend_suspect_after
+        with transaction(self.sessions) as s:
+            # Claim: a no-op write that locks the row until COMMIT, so a concurrent attempt
+            # waits here and then finds `sent` instead of sending a second copy.
+            claimed = cast(
+                CursorResult[Any],
+                s.execute(
+                    update(Notice)
+                    .where(Notice.id == notice.id, Notice.status == "rendered")
+                    .values(status="rendered")
+                    .execution_options(synchronize_session=False)
+                ),
+            ).rowcount
+            if claimed != 1:
+                current = s.get(Notice, notice.id, populate_existing=True)
+                if current is not None and current.status == "sent":
+                    return self._result(StoredNotice.of(current), already_sent=True)
+                status = current.status if current is not None else "deleted"
+                raise RuntimeError(f"notice {notice.notice_number} is {status}, not rendered")
+            if possible_duplicate:
+                log.warning(
+                    "re-sending notice %s (attempt %d, recorded %ds ago): an earlier attempt "
+                    "may have sent it; receivers can de-duplicate on Message-ID %s",
+                    notice.notice_number,
+                    attempt,
+                    int(age.total_seconds()),
+                    notice.message_id,
+                )
+            self._deliver(inp, notice)
+            sent_at = datetime.now(UTC)
+            row = s.get(Notice, notice.id)
+            assert row is not None
+            row.status = "sent"
+            row.sent_at = sent_at
+            key = f"notice:{inp.contract_id}:{inp.case_no}:{inp.stage}"
+            if s.scalars(select(TimelineEvent.id).where(TimelineEvent.key == key)).first() is None:
+                data: dict[str, Any] = {
+                    "stage": inp.stage,
+                    "notice_number": notice.notice_number,
+                    "recipient": notice.recipient,
+                    "subject": notice.subject,
+                    "message_id": notice.message_id,
+                }
+                if possible_duplicate:
+                    data["possible_duplicate"] = True
+                s.add(
+                    TimelineEvent(
+                        contract_id=inp.contract_id,
+                        key=key,
+                        type="notice.sent",
+                        occurred_at=sent_at,
+                        data=data,
+                    )
+                )
+        log.info(
+            "notice sent contract=%s notice=%s to=%s message-id=%s",
+            inp.contract_id,
+            notice.notice_number,
+            notice.recipient,
+            notice.message_id,
+        )
+        return NoticeResult(
+            notice_number=notice.notice_number,
+            message_id=notice.message_id,
+            sent_at=sent_at,
+        )
+
+    def _deliver(self, inp: NoticeInput, notice: StoredNotice) -> None:
+        headers: Mapping[str, str] = {
+            "X-Mahnwerk-Notice": notice.notice_number,
+            "X-Mahnwerk-Contract": inp.contract_id,
+            "Reply-To": self.settings.seller_email,
+        }
+        try:
+            self.mailer(
+                self.settings.smtp_url,
+                self.settings.mail_from,
+                formataddr((inp.customer.name, notice.recipient)),
+                notice.subject,
+                notice.text,
+                notice.html,
+                notice.message_id,
+                headers,
+            )
+        except PermanentDeliveryError as exc:
+            raise ApplicationError(
+                f"notice {notice.notice_number} undeliverable: {exc}",
+                {"recipient": exc.recipient, "code": exc.code, "reply": exc.message},
+                type="NoticeUndeliverable",
+                non_retryable=True,
+            ) from exc
+
+    @staticmethod
+    def _result(notice: StoredNotice, *, already_sent: bool) -> NoticeResult:
+        return NoticeResult(
+            notice_number=notice.notice_number,
+            message_id=notice.message_id,
+            sent_at=notice.sent_at or notice.created_at,
+            already_sent=already_sent,
+        )

@@ -1,0 +1,191 @@
+"""The `mahnwerk` command (SPEC §1): the embedded dev stack, the production processes, tools.
+
+Every subcommand imports what it needs only when it runs, so `mahnwerk worker` does not pay
+for FastAPI and `mahnwerk --help` answers instantly. A bad setting is one line on stderr and
+exit code 2 (`ConfigError`), never a traceback: the person reading it is configuring a
+deployment, not debugging Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import sys
+from collections.abc import Callable, Sequence
+
+from core.settings import PROJECT_ROOT, ConfigError, load_settings, parse_api_keys
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
+# -- subcommands ------------------------------------------------------------------------------
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from core.devstack import run_dev
+
+    return run_dev(
+        port=args.port,
+        temporal_port=args.temporal_port,
+        ui_port=args.ui_port,
+        demo_data=not args.no_demo_data,
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    load_settings()  # a bad setting is one line here, before any connection is attempted
+    import worker
+
+    worker.main()
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = load_settings()  # fail before uvicorn starts, with one line
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from core.devstack import apply_migrations, redact_url
+
+    settings = load_settings()
+    apply_migrations(settings.database_url)
+    print(f"migrations applied: {redact_url(settings.database_url)} is at the latest revision")
+    return 0
+
+
+def _default_platform_key() -> str | None:
+    """The platform key the demo uses when none is given: from the env, else the dev keys."""
+    from core.devstack import DEV_KEYS_FILE, load_or_create_dev_keys
+
+    raw = os.environ.get("MAHNWERK_API_KEYS", "")
+    if not raw and DEV_KEYS_FILE.exists():
+        raw = load_or_create_dev_keys(DEV_KEYS_FILE)
+    try:
+        keys = parse_api_keys(raw)
+    except ValueError:
+        return None
+    return next((k.key for k in keys if k.role == "platform"), None)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.api_key is None:
+        args.api_key = _default_platform_key()
+    if args.api_key is None:
+        raise ConfigError(
+            "configuration error: no platform API key: pass --api-key or set MAHNWERK_API_KEYS"
+        )
+    from core import demo
+
+    result = demo.main(args)
+    return result if isinstance(result, int) else 0
+
+
+def cmd_standin(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    port = args.port or settings.stripe_standin_port
+    webhook_url = args.webhook_url or f"{settings.public_url.rstrip('/')}/v1/webhooks/stripe"
+    sys.argv = [
+        "stripe_standin",
+        "--host", args.host,
+        "--port", str(port),
+        "--webhook-url", webhook_url,
+        "--webhook-secret", args.webhook_secret or settings.stripe_webhook_secret,
+        "--sepa-delay", f"{args.sepa_delay:g}",
+    ]  # fmt: skip
+    if str(PROJECT_ROOT) not in sys.path:  # also works from a source checkout
+        sys.path.append(str(PROJECT_ROOT))
+    runpy.run_module("stripe_standin", run_name="__main__", alter_sys=True)
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mahnwerk",
+        description="Mahnwerk: dunning engine on Temporal and Stripe.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    dev = add("dev", cmd_dev, "run the embedded stack in the foreground (what `make run` runs)")
+    dev.add_argument("--port", type=_port, default=None, help="API port (default 8000)")
+    dev.add_argument(
+        "--temporal-port", type=_port, default=None, help="Temporal frontend port (default 7233)"
+    )
+    dev.add_argument(
+        "--ui-port", type=_port, default=None, help="Temporal Web UI port (default 8233)"
+    )
+    dev.add_argument("--no-demo-data", action="store_true", help="do not create the demo contracts")
+
+    add("worker", cmd_worker, "run a Temporal worker (production process)")
+
+    api = add("api", cmd_api, "serve the HTTP API (production process)")
+    api.add_argument("--host", default=None, help="bind address (default MAHNWERK_API_HOST)")
+    api.add_argument("--port", type=_port, default=None, help="port (default MAHNWERK_API_PORT)")
+
+    add("migrate", cmd_migrate, "apply the database migrations")
+
+    demo = add("demo", cmd_demo, "create demo contracts against a running stack")
+    demo.add_argument("--api-url", default="http://127.0.0.1:8000", help="the API's base URL")
+    demo.add_argument(
+        "--api-key", default=None, help="a platform API key (default: the dev stack's key)"
+    )
+
+    standin = add("standin", cmd_standin, "run the Stripe stand-in (test mode)")
+    standin.add_argument("--host", default="127.0.0.1")
+    standin.add_argument(
+        "--port", type=_port, default=None, help="default MAHNWERK_STRIPE_STANDIN_PORT (12111)"
+    )
+    standin.add_argument(
+        "--webhook-url", default=None, help="default MAHNWERK_PUBLIC_URL/v1/webhooks/stripe"
+    )
+    standin.add_argument("--webhook-secret", default=None, help="default STRIPE_WEBHOOK_SECRET")
+    standin.add_argument(
+        "--sepa-delay", type=float, default=5.0, help="seconds a SEPA debit stays processing"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: parse, run, map errors to exit codes."""
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except ConfigError as exc:
+        print(exc.code if isinstance(exc.code, str) else "configuration error", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""`mahnwerk demo`: a handful of contracts on the `demo` policy (seconds, not days), so a
+newcomer watches every path in the Temporal UI within two minutes.
+
+It talks to a running stack only from the outside: the HTTP API (as the platform and as a
+support agent) and the Stripe API of the stand-in (to create a SEPA payment method and to
+script one soft decline). It follows the contracts and prints their state until they
+settle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import stripe
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from core.settings import load_settings
+
+console = Console()
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    payment_method: str
+    kind: str = "installments"
+    count: int = 2
+    amount: int = 9900
+    # (seconds after start, action, argument)
+    actions: list[tuple[float, str, Any]] = field(default_factory=list)
+    contract_id: str = ""
+
+
+def _body(sc: Scenario, stamp: str) -> dict[str, Any]:
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    body: dict[str, Any] = {
+        "contract_id": sc.contract_id,
+        "kind": sc.kind,
+        "policy": "demo",
+        "customer": {
+            "id": f"demo-{sc.key}-{stamp}",
+            "name": "Erika Mustermann",
+            "email": f"erika+{sc.key}-{stamp}@example.org",
+            "locale": "de",
+            "type": "consumer",
+            "address": {
+                "line1": "Musterstr. 1",
+                "postal_code": "10115",
+                "city": "Berlin",
+                "country": "DE",
+            },
+        },
+        "product": {"id": f"course-{sc.key}", "name": "Online-Kurs Bauchredner"},
+        "currency": "eur",
+        "payment": {"payment_method": sc.payment_method},
+        "terms": {
+            "version": "agb-2026-10",
+            "accepted_at": now,
+            "ip": "203.0.113.7",
+            "text_sha256": "ab" * 32,
+        },
+    }
+    if sc.kind == "one_off":
+        body["one_off"] = {"amount": sc.amount}
+    else:
+        # due now, then every minute: the whole plan runs while you watch
+        body["installments"] = {
+            "count": sc.count,
+            "amount": sc.amount,
+            "interval": "PT1M",
+            "first_due": now,
+        }
+    return body
+
+
+def scenarios(stripe_client: stripe.StripeClient | None) -> list[Scenario]:
+    out = [
+        Scenario("paid", "3 installments, card, all succeed", "pm_card_visa", count=3),
+        Scenario(
+            "soft",
+            "soft decline (insufficient funds), the retry succeeds",
+            "pm_card_visa",
+            actions=[(0, "script", ["insufficient_funds"])],
+        ),
+        Scenario(
+            "hard",
+            "lost card → reminder → lock → new card → unlock",
+            "pm_card_visa_chargeDeclinedLostCard",
+            actions=[(40, "payment_method", "pm_card_visa")],
+        ),
+        Scenario(
+            "settle",
+            "expired card → Mahnung → bank transfer settles",
+            "pm_card_chargeDeclinedExpiredCard",
+            count=1,
+            actions=[(35, "settle", None)],
+        ),
+        Scenario(
+            "collection",
+            "card declined every time → whole ladder → hand-off",
+            "pm_card_chargeCustomerFail",
+            count=1,
+        ),
+    ]
+    if stripe_client is not None:
+        try:
+            pm = stripe_client.v1.payment_methods.create(
+                params={"type": "sepa_debit", "sepa_debit": {"iban": "DE62370400440532013001"}}
+            )
+            out.append(
+                Scenario(
+                    "sepa",
+                    "SEPA debit: processing, then returned → dunning",
+                    pm.id,
+                    kind="one_off",
+                    amount=49700,
+                )
+            )
+        except stripe.StripeError as exc:
+            console.print(f"[yellow]SEPA scenario skipped: {exc}")
+    return out
+
+
+async def run(api_url: str, api_key: str, support_key: str, standin_url: str | None) -> int:
+    stamp = datetime.now(UTC).strftime("%H%M%S")
+    stripe_client = None
+    if standin_url:
+        stripe_client = stripe.StripeClient(
+            os.environ.get("STRIPE_API_KEY", "sk_test_mahnwerk_dev"),
+            base_addresses={"api": standin_url},
+        )
+    scs = scenarios(stripe_client)
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        for sc in scs:
+            sc.contract_id = f"demo-{sc.key}-{stamp}"
+            for at, action, arg in sc.actions:
+                if action == "script" and at == 0 and standin_url:
+                    # The stand-in's test route: the next debits of this contract decline.
+                    httpx.post(
+                        f"{standin_url}/_standin/scenarios",
+                        json={"metadata": {"contract_id": sc.contract_id}, "outcomes": arg},
+                    )
+            resp = await http.post(
+                "/v1/contracts",
+                json=_body(sc, stamp),
+                headers={"Authorization": f"Bearer {api_key}"},
+            )
+            if resp.status_code not in (200, 201):
+                console.print(f"[red]could not start {sc.key}: {resp.status_code} {resp.text}")
+                return 1
+        done: set[tuple[str, float]] = set()
+        table_rows: dict[str, dict[str, Any]] = {}
+        with Live(console=console, refresh_per_second=2) as live:
+            while time.monotonic() - started < 150:
+                elapsed = time.monotonic() - started
+                for sc in scs:
+                    for at, action, arg in sc.actions:
+                        if action == "script" or (sc.key, at) in done or elapsed < at:
+                            continue
+                        done.add((sc.key, at))
+                        hdr = {"Authorization": f"Bearer {support_key}"}
+                        if action == "payment_method":
+                            await http.post(
+                                f"/v1/contracts/{sc.contract_id}/payment-method",
+                                json={"payment_method": arg},
+                                headers=hdr,
+                            )
+                        elif action == "settle":
+                            c = table_rows.get(sc.key) or {}
+                            total = (c.get("claim") or {}).get("total") or sc.amount
+                            await http.post(
+                                f"/v1/contracts/{sc.contract_id}/settlements",
+                                json={
+                                    "amount": total,
+                                    "method": "bank_transfer",
+                                    "reference": "demo transfer",
+                                },
+                                headers=hdr,
+                            )
+                    resp = await http.get(
+                        f"/v1/contracts/{sc.contract_id}",
+                        headers={"Authorization": f"Bearer {api_key}"},
+                    )
+                    if resp.status_code == 200:
+                        table_rows[sc.key] = resp.json()
+                live.update(_table(scs, table_rows, elapsed))
+                terminal = ("completed", "handed_off", "written_off", "failed", "cancelled")
+                if all(
+                    (table_rows.get(sc.key) or {}).get("status") in terminal for sc in scs
+                ):
+                    break
+                await asyncio.sleep(1)
+    console.print("Open the Temporal UI links above to read each contract's story.")
+    return 0
+
+
+def _table(scs: list[Scenario], rows: dict[str, dict[str, Any]], elapsed: float) -> Table:
+    t = Table(title=f"Mahnwerk demo — {elapsed:.0f} s")
+    for col in ("scenario", "status", "stage", "access", "overdue", "Temporal UI"):
+        t.add_column(col)
+    for sc in scs:
+        c = rows.get(sc.key) or {}
+        t.add_row(
+            sc.title,
+            c.get("status", "…"),
+            (c.get("dunning") or {}).get("stage", "…"),
+            c.get("access", "…"),
+            f"{(c.get('claim') or {}).get('total', 0) / 100:.2f} €",
+            c.get("temporal_ui", ""),
+        )
+    return t
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    keys = {k.role: k.key for k in settings.parsed_api_keys}
+    api_key = getattr(args, "api_key", None) or keys.get("platform") or keys.get("admin")
+    support_key = keys.get("support") or keys.get("admin") or api_key
+    if not api_key:
+        console.print("error: no API key: pass --api-key or set MAHNWERK_API_KEYS")
+        return 2
+    api_url = getattr(args, "api_url", None) or settings.public_url
+    standin = settings.stripe_api_base or f"http://127.0.0.1:{settings.stripe_standin_port}"
+    return asyncio.run(run(api_url, api_key, support_key or api_key, standin))

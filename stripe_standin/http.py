@@ -1,0 +1,176 @@
+"""The request pipeline every `/v1` endpoint runs through, in Stripe's order.
+
+auth (401) -> decode form/query params -> Idempotency-Key (replay / 400 / 409) ->
+fault hooks -> endpoint -> `expand[]` -> JSON with `Request-Id` and `Stripe-Version`.
+Endpoints are plain synchronous functions `(engine, call, **path_params) -> dict` that
+raise `StripeError`; anything else becomes a 500 `api_error`, saved for replay like Stripe's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .engine import Engine, RequestRef
+from .errors import StripeError, api_error, authentication, invalid_request
+from .formparse import parse_form, parse_pairs
+from .ids import new_id
+from .idempotency import request_fingerprint
+from .objects import expand
+from .params import Params
+from .store import Obj
+
+log = logging.getLogger("stripe_standin")
+
+Endpoint = Callable[..., Obj]
+KEY_PREFIXES = ("sk_test_", "rk_test_")
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    params: Params
+    api_key: str
+    request_id: str
+    idempotency_key: str | None
+    stripe_version: str | None
+
+    @property
+    def ref(self) -> RequestRef:
+        return RequestRef(self.request_id, self.idempotency_key)
+
+
+def _api_key(header: str | None) -> str:
+    """Bearer (what the SDK sends) or Basic `key:` (what `curl -u sk_test_...:` sends)."""
+    if not header:
+        raise authentication(
+            "You did not provide an API key. You need to provide your API key in the "
+            "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+            "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details."
+        )
+    scheme, _, value = header.partition(" ")
+    key = value.strip()
+    if scheme.lower() == "basic":
+        try:
+            key = base64.b64decode(key).decode().partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            key = ""
+    elif scheme.lower() != "bearer":
+        key = ""
+    if not key.startswith(KEY_PREFIXES):
+        masked = f"{key[:8]}{'*' * 8}{key[-4:]}" if len(key) > 12 else key
+        raise authentication(f"Invalid API Key provided: {masked}")
+    return key
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _response(
+    status: int, body: bytes, request_id: str, version: str, extra: dict[str, str] | None = None
+) -> Response:
+    headers = {"Request-Id": request_id, "Stripe-Version": version}
+    if extra:
+        headers.update(extra)
+    if status >= 500:
+        headers["Stripe-Should-Retry"] = "false"  # the result is saved; a retry replays it
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def error_response(err: StripeError, request_id: str, version: str) -> Response:
+    return _response(err.status, _json(err.to_json()), request_id, version)
+
+
+def api(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap an endpoint function into a Starlette endpoint running the pipeline."""
+
+    async def handle(request: Request) -> Response:
+        engine: Engine = request.app.state.engine
+        request_id = new_id("req", 15)
+        version = request.headers.get("stripe-version") or engine.config.api_version
+        try:
+            api_key = _api_key(request.headers.get("authorization"))
+            if request.method == "POST":
+                data = parse_form(await request.body())
+            else:
+                data = parse_pairs(request.query_params.multi_items())
+        except StripeError as err:
+            return error_response(err, request_id, version)
+
+        key = request.headers.get("idempotency-key") if request.method == "POST" else None
+        call = Call(
+            request.method,
+            request.url.path,
+            Params(data),
+            api_key,
+            request_id,
+            key,
+            request.headers.get("stripe-version"),
+        )
+        echo = {"Idempotency-Key": key} if key else None
+        if key is None:
+            status, body, _ = await _run(engine, endpoint, call, request.path_params)
+            return _response(status, body, request_id, version, echo)
+
+        fingerprint = request_fingerprint(call.method, call.path, data)
+        try:
+            saved = engine.idempotency.claim(api_key, key, fingerprint)
+        except StripeError as err:
+            return error_response(err, request_id, version)
+        if saved is not None:
+            headers = {
+                "Idempotency-Key": key,
+                "Idempotent-Replayed": "true",
+                "Original-Request": saved.request_id,
+            }
+            return _response(saved.status, saved.body, request_id, version, headers)
+        result: tuple[int, bytes, str] | None = None
+        try:
+            status, body, replayable = await _run(engine, endpoint, call, request.path_params)
+            if replayable:
+                result = (status, body, request_id)
+        finally:
+            engine.idempotency.finish(api_key, key, fingerprint, result)
+        return _response(status, body, request_id, version, echo)
+
+    return handle
+
+
+async def _run(
+    engine: Engine, endpoint: Endpoint, call: Call, path_params: dict[str, Any]
+) -> tuple[int, bytes, bool]:
+    """Execute an endpoint: (status, body, whether an idempotent replay may reuse it)."""
+    try:
+        await engine.faults.before_request(call)
+        obj = endpoint(engine, call, **path_params)
+        paths = call.params.expand()
+        if paths:
+            obj = expand(engine.store, obj, paths)
+        return 200, _json(obj), True
+    except StripeError as err:
+        return err.status, _json(err.to_json()), err.replayable
+    except Exception:
+        log.exception("stand-in endpoint %s %s failed", call.method, call.path)
+        err = api_error()
+        return err.status, _json(err.to_json()), True
+
+
+async def unknown_route(request: Request) -> Response:
+    """Stripe's answer to a URL it does not serve."""
+    err = invalid_request(
+        f"Unrecognized request URL ({request.method}: {request.url.path}). Please see "
+        "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+        status=404,
+    )
+    engine: Engine = request.app.state.engine
+    return error_response(err, new_id("req", 15), engine.config.api_version)

@@ -1,0 +1,491 @@
+"""`send_notice` against a real SMTP server (the catcher) and a real database.
+
+SQLite always; PostgreSQL too when DATABASE_URL is set (in a throw-away schema).
+What a user checks: the e-mail in the catcher (once, with the right content and
+Message-ID) and the notice and timeline rows in the ledger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import smtplib
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.mailer import send_email
+from activities.notices import NoticeActivities, notice_number_for
+from core.db import make_engine, make_session_factory, transaction
+from core.models import Base, Contract, Notice, TimelineEvent
+from core.settings import Settings
+from core.smtp_catcher import Catcher, body_text, run_smtp_catcher
+from workflows.types import ClaimLine, Customer, NoticeInput, NoticeResult, Product
+
+CONTRACT = "ord-2026-0001"
+CUSTOMER_EMAIL = "erika@example.org"
+BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("DATABASE_URL") else [])
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+def _insert_contract(factory: sessionmaker[Session], contract_id: str = CONTRACT) -> None:
+    customer = {
+        "id": "cus-42",
+        "name": "Erika Mustermann",
+        "email": CUSTOMER_EMAIL,
+        "locale": "de",
+        "type": "consumer",
+        "address": {"line1": "Musterstr. 1", "postal_code": "10115", "city": "Berlin"},
+    }
+    with transaction(factory) as s:
+        s.add(
+            Contract(
+                id=contract_id,
+                kind="installments",
+                policy_name="default",
+                policy={"name": "default"},
+                customer_id="cus-42",
+                customer=customer,
+                product_id="course-x",
+                product={"id": "course-x", "name": "Kurs X"},
+                currency="eur",
+                terms={
+                    "version": "agb-2026-10",
+                    "accepted_at": "2026-11-27T10:00:00+01:00",
+                    "ip": "203.0.113.7",
+                    "text_sha256": "0" * 64,
+                },
+                payment={"stripe_customer": "cus_test", "payment_method": "pm_card_visa"},
+                request={"contract_id": contract_id},
+                request_hash="0" * 64,
+                workflow_id=f"contract-{contract_id}",
+                status="in_dunning",
+            )
+        )
+
+
+@pytest.fixture(params=BACKENDS)
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine: Engine
+    schema: str | None = None
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+        Base.metadata.create_all(engine)
+    else:
+        url = Settings(database_url=os.environ["DATABASE_URL"]).database_url
+        base = make_engine(url, pool_size=4)
+        schema = f"test_notices_{uuid.uuid4().hex[:12]}"
+        with base.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        engine = base.execution_options(schema_translate_map={None: schema})
+        with engine.begin() as conn:
+            Base.metadata.create_all(conn)
+    factory = make_session_factory(engine)
+    _insert_contract(factory)
+    try:
+        yield factory
+    finally:
+        if schema is not None:
+            with engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture
+def catcher(tmp_path: Path) -> Iterator[Catcher]:
+    with run_smtp_catcher(maildir=tmp_path / "mail", reject=["gone@example.org"]) as c:
+        yield c
+
+
+def make_settings(smtp_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "smtp_url": smtp_url,
+        "mail_from": "Lernwerk Billing <billing@lernwerk.example>",
+        "seller_name": "Lernwerk GmbH",
+        "seller_address": "Hauptstraße 5, 80331 München",
+        "seller_email": "buchhaltung@lernwerk.example",
+        "payment_link_url": "https://pay.lernwerk.example/{contract_id}",
+        "template_dir": None,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def make_input(
+    stage: str = "mahnung_1", *, case_no: int = 1, email: str = CUSTOMER_EMAIL
+) -> NoticeInput:
+    lines = [ClaimLine("installment 3 of 6", 3, datetime(2026, 11, 30, 23, tzinfo=UTC), 123456)]
+    fees = 0 if stage == "reminder" else 250
+    return NoticeInput(
+        contract_id=CONTRACT,
+        case_no=case_no,
+        stage=stage,
+        template=stage,
+        customer=Customer(id="cus-42", name="Erika Mustermann", email=email, locale="de"),
+        product=Product(id="course-x", name="Kurs X"),
+        currency="eur",
+        lines=lines,
+        fees=fees,
+        total=123456 + fees,
+        deadline=datetime(2026, 12, 20, 12, tzinfo=UTC),
+        created_at=datetime(2026, 12, 15, 9, tzinfo=UTC),
+    )
+
+
+def run(acts: NoticeActivities, inp: NoticeInput, *, attempt: int = 1) -> NoticeResult:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=attempt)
+    return env.run(acts.send_notice, inp)
+
+
+def stored_notices(factory: sessionmaker[Session]) -> list[Notice]:
+    with factory() as s:
+        return list(s.scalars(select(Notice).order_by(Notice.id)))
+
+
+def timeline(factory: sessionmaker[Session]) -> list[TimelineEvent]:
+    with factory() as s:
+        return list(s.scalars(select(TimelineEvent).order_by(TimelineEvent.id)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- the happy path ------------------------------------------------------------------------
+
+
+def test_notice_arrives_once_with_the_stored_content(
+    catcher: Catcher, sessions: sessionmaker[Session]
+) -> None:
+    acts = NoticeActivities(make_settings(catcher.url), sessions)
+    result = run(acts, make_input())
+
+    assert result.already_sent is False
+    assert result.notice_number == notice_number_for(CONTRACT, 1, "mahnung_1")
+    mails = catcher.store.find(to=CUSTOMER_EMAIL)
+    assert len(mails) == 1
+    mail = mails[0]
+    assert mail["Subject"] == "1. Mahnung zu Ihrem Vertrag ord-2026-0001 – Kurs X"
+    assert mail["Message-ID"] == result.message_id
+    assert result.message_id.endswith("@lernwerk.example>")
+    assert mail["X-Mahnwerk-Notice"] == result.notice_number
+    assert mail["X-Mahnwerk-Contract"] == CONTRACT
+    assert mail["From"] == "Lernwerk Billing <billing@lernwerk.example>"
+    assert mail["To"] == f"Erika Mustermann <{CUSTOMER_EMAIL}>"
+    assert mail["Date"]
+    assert mail.get_content_type() == "multipart/alternative"
+    body = body_text(mail)
+    assert "Rate 3 von 6 — fällig am 01.12.2026 — 1.234,56 €" in body
+    assert "Mahngebühren — 2,50 €" in body
+    assert "Gesamtbetrag — 1.237,06 €" in body
+    assert "20.12.2026" in body
+    assert "https://pay.lernwerk.example/ord-2026-0001" in body
+    assert result.notice_number in body
+    assert "Lernwerk GmbH" in body_text(mail, "html")
+
+    [notice] = stored_notices(sessions)
+    assert notice.status == "sent"
+    assert notice.sent_at is not None and notice.sent_at == result.sent_at
+    assert notice.recipient == CUSTOMER_EMAIL
+    assert notice.message_id == result.message_id
+    # Evidence: what is stored is exactly what went out.
+    assert notice.subject == mail["Subject"]
+    assert notice.text == body
+    assert notice.html == body_text(mail, "html")
+    assert notice.data["total"] == 123706
+
+    [event] = timeline(sessions)
+    assert event.key == f"notice:{CONTRACT}:1:mahnung_1"
+    assert event.type == "notice.sent"
+    assert event.contract_id == CONTRACT
+    assert event.data == {
+        "stage": "mahnung_1",
+        "notice_number": result.notice_number,
+        "recipient": CUSTOMER_EMAIL,
+        "subject": notice.subject,
+        "message_id": result.message_id,
+    }
+
+
+def test_calling_twice_sends_once(catcher: Catcher, sessions: sessionmaker[Session]) -> None:
+    acts = NoticeActivities(make_settings(catcher.url), sessions)
+    first = run(acts, make_input())
+    second = run(acts, make_input())
+
+    assert first.already_sent is False
+    assert second.already_sent is True
+    assert (second.notice_number, second.message_id) == (first.notice_number, first.message_id)
+    assert second.sent_at == first.sent_at
+    assert len(catcher.store.messages()) == 1
+    assert len(stored_notices(sessions)) == 1
+    assert len(timeline(sessions)) == 1
+
+
+def test_each_stage_and_each_case_is_its_own_notice(
+    catcher: Catcher, sessions: sessionmaker[Session]
+) -> None:
+    acts = NoticeActivities(make_settings(catcher.url), sessions)
+    numbers = {
+        run(acts, make_input("reminder")).notice_number,
+        run(acts, make_input("mahnung_1")).notice_number,
+        run(acts, make_input("mahnung_1", case_no=2)).notice_number,
+    }
+    assert len(numbers) == 3
+    subjects = [m["Subject"] for m in catcher.store.messages()]
+    assert [s.split(" zu ")[0] for s in subjects] == [
+        "Zahlungserinnerung",
+        "1. Mahnung",
+        "1. Mahnung",
+    ]
+    assert len({m["Message-ID"] for m in catcher.store.messages()}) == 3
+
+
+# -- crashes and retries -------------------------------------------------------------------
+
+
+def test_crash_between_render_and_send_then_retry_sends_exactly_once(
+    catcher: Catcher, sessions: sessionmaker[Session]
+) -> None:
+    calls = 0
+
+    def dies_first(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionResetError("worker lost its connection before sending")
+        send_email(*args, **kwargs)
+
+    acts = NoticeActivities(make_settings(catcher.url), sessions, mailer=dies_first)
+    with pytest.raises(ConnectionResetError):
+        run(acts, make_input())
+    [notice] = stored_notices(sessions)
+    assert notice.status == "rendered"
+    assert catcher.store.messages() == []
+    assert timeline(sessions) == []
+
+    result = run(acts, make_input(), attempt=2)
+
+    assert result.already_sent is False
+    [mail] = catcher.store.messages()
+    assert mail["Message-ID"] == notice.message_id == result.message_id
+    assert body_text(mail) == notice.text
+    [notice] = stored_notices(sessions)
+    assert notice.status == "sent"
+    [event] = timeline(sessions)
+    assert event.data["possible_duplicate"] is True  # attempt 2 could not rule it out
+
+
+def test_retry_resends_what_was_stored_even_if_templates_changed(
+    catcher: Catcher, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    def smtp_down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionRefusedError("smtp down")
+
+    run_with = NoticeActivities(make_settings(catcher.url), sessions, mailer=smtp_down)
+    with pytest.raises(ConnectionRefusedError):
+        run(run_with, make_input())
+    [stored] = stored_notices(sessions)
+
+    # Meanwhile someone deploys new templates and renames the seller.
+    (tmp_path / "tpl" / "de").mkdir(parents=True)
+    for part in ("subject.txt", "txt", "html"):
+        (tmp_path / "tpl" / "de" / f"mahnung_1.{part}").write_text("NEU", encoding="utf-8")
+    changed = make_settings(catcher.url, seller_name="Anders AG", template_dir=tmp_path / "tpl")
+    run(NoticeActivities(changed, sessions), make_input(), attempt=2)
+
+    [mail] = catcher.store.messages()
+    assert mail["Subject"] == stored.subject
+    assert body_text(mail) == stored.text
+    assert body_text(mail, "html") == stored.html
+    assert "NEU" not in body_text(mail)
+
+
+def test_crash_after_smtp_accepted_resends_with_the_same_message_id(
+    catcher: Catcher, sessions: sessionmaker[Session]
+) -> None:
+    """The documented gap: SMTP has no idempotency, so a worker that dies after the server
+    accepted the mail but before the ledger says `sent` causes a second copy — identical,
+    with the same Message-ID, so receivers de-duplicate it."""
+    calls = 0
+
+    def sends_then_dies(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        send_email(*args, **kwargs)
+        if calls == 1:
+            raise SystemExit("worker killed right after the server said 250")
+
+    acts = NoticeActivities(make_settings(catcher.url), sessions, mailer=sends_then_dies)
+    with pytest.raises(SystemExit):
+        run(acts, make_input())
+    assert stored_notices(sessions)[0].status == "rendered"  # the mark was rolled back
+
+    run(acts, make_input(), attempt=2)
+    run(acts, make_input(), attempt=3)  # and any later retry is a no-op
+
+    mails = catcher.store.messages()
+    assert len(mails) == 2
+    assert mails[0]["Message-ID"] == mails[1]["Message-ID"]
+    assert body_text(mails[0]) == body_text(mails[1])
+    assert len({m["Message-ID"] for m in mails}) == 1  # what a receiver keeps
+    assert stored_notices(sessions)[0].status == "sent"
+    assert len(timeline(sessions)) == 1
+
+
+def test_concurrent_attempts_send_once(catcher: Catcher, sessions: sessionmaker[Session]) -> None:
+    """A retry started while a slow first attempt is still sending (start-to-close timeout)
+    waits for it and then finds the notice sent."""
+    started = threading.Barrier(2)
+
+    def slow_send(*args: Any, **kwargs: Any) -> None:
+        threading.Event().wait(0.3)
+        send_email(*args, **kwargs)
+
+    acts = NoticeActivities(make_settings(catcher.url), sessions, mailer=slow_send)
+    results: list[NoticeResult] = []
+    errors: list[BaseException] = []
+
+    def attempt(n: int) -> None:
+        started.wait()
+        try:
+            results.append(run(acts, make_input(), attempt=n))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    assert errors == []
+    assert sorted(r.already_sent for r in results) == [False, True]
+    assert len({r.message_id for r in results}) == 1
+    assert len(catcher.store.messages()) == 1
+    assert len(stored_notices(sessions)) == 1
+
+
+# -- failures ------------------------------------------------------------------------------
+
+
+def test_smtp_unreachable_raises_a_retryable_error(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    port = free_port()
+    acts = NoticeActivities(make_settings(f"smtp://127.0.0.1:{port}"), sessions)
+    with pytest.raises(OSError) as excinfo:
+        run(acts, make_input())
+    assert not isinstance(excinfo.value, ApplicationError)
+    assert stored_notices(sessions)[0].status == "rendered"
+
+    # The server comes back: the retry delivers the stored notice.
+    with run_smtp_catcher(port=port, maildir=tmp_path / "later") as catcher:
+        result = run(acts, make_input(), attempt=2)
+        [mail] = catcher.store.messages()
+    assert mail["Message-ID"] == result.message_id
+
+
+def test_permanently_rejected_recipient_is_not_retried(
+    catcher: Catcher, sessions: sessionmaker[Session]
+) -> None:
+    acts = NoticeActivities(make_settings(catcher.url), sessions)
+    with pytest.raises(ApplicationError) as excinfo:
+        run(acts, make_input(email="gone@example.org"))
+    assert excinfo.value.type == "NoticeUndeliverable"
+    assert excinfo.value.non_retryable is True
+    assert "550" in str(excinfo.value)
+    assert catcher.store.messages() == []
+    assert stored_notices(sessions)[0].status == "rendered"
+    assert timeline(sessions) == []
+
+
+def test_temporary_rejection_is_retryable(sessions: sessionmaker[Session]) -> None:
+    def greylisted(*args: Any, **kwargs: Any) -> None:
+        raise smtplib.SMTPRecipientsRefused({CUSTOMER_EMAIL: (451, b"4.7.1 greylisted")})
+
+    acts = NoticeActivities(make_settings("smtp://127.0.0.1:1"), sessions, mailer=greylisted)
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        run(acts, make_input())
+
+
+def test_missing_email_address_is_undeliverable(
+    catcher: Catcher, sessions: sessionmaker[Session]
+) -> None:
+    acts = NoticeActivities(make_settings(catcher.url), sessions)
+    with pytest.raises(ApplicationError) as excinfo:
+        run(acts, make_input(email=""))
+    assert excinfo.value.type == "NoticeUndeliverable" and excinfo.value.non_retryable
+    assert stored_notices(sessions) == []
+
+
+def test_unknown_template_is_not_retried(catcher: Catcher, sessions: sessionmaker[Session]) -> None:
+    acts = NoticeActivities(make_settings(catcher.url), sessions)
+    inp = dataclasses.replace(make_input(), template="mahnung_9")
+    with pytest.raises(ApplicationError) as excinfo:
+        run(acts, inp)
+    assert excinfo.value.type == "TemplateNotFound" and excinfo.value.non_retryable
+    assert stored_notices(sessions) == [] and catcher.store.messages() == []
+
+
+def test_broken_override_is_retryable_and_a_fix_lets_the_notice_go_out(
+    catcher: Catcher, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    tpl = tmp_path / "tpl" / "de"
+    tpl.mkdir(parents=True)
+    (tpl / "mahnung_1.subject.txt").write_text("Mahnung {{ no_such_variable }}", encoding="utf-8")
+    acts = NoticeActivities(make_settings(catcher.url, template_dir=tmp_path / "tpl"), sessions)
+    with pytest.raises(ApplicationError) as excinfo:
+        run(acts, make_input())
+    assert excinfo.value.type == "TemplateInvalid" and not excinfo.value.non_retryable
+    assert "no_such_variable" in str(excinfo.value)
+
+    (tpl / "mahnung_1.subject.txt").write_text("Mahnung {{ notice_number }}", encoding="utf-8")
+    result = run(acts, make_input(), attempt=2)
+    assert [m["Subject"] for m in catcher.store.messages()] == [f"Mahnung {result.notice_number}"]
+
+
+def test_old_rendered_row_is_flagged_as_a_possible_duplicate(
+    catcher: Catcher, sessions: sessionmaker[Session]
+) -> None:
+    def smtp_down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionRefusedError("smtp down")
+
+    with pytest.raises(ConnectionRefusedError):
+        run(NoticeActivities(make_settings(catcher.url), sessions, mailer=smtp_down), make_input())
+    with transaction(sessions) as s:
+        notice = s.scalars(select(Notice)).one()
+        notice.created_at = datetime.now(UTC) - timedelta(minutes=10)
+
+    # Attempt 1 of a *new* activity (e.g. the workflow re-ran the step) on an old row.
+    run(NoticeActivities(make_settings(catcher.url), sessions), make_input(), attempt=1)
+    [event] = timeline(sessions)
+    assert event.data["possible_duplicate"] is True
+    assert len(catcher.store.messages()) == 1
+
+
+# -- identifiers ---------------------------------------------------------------------------
+
+
+def test_notice_numbers_fit_the_column_and_stay_unique() -> None:
+    long_id = "x" * 64
+    a = notice_number_for(long_id, 1, "mahnung_1")
+    b = notice_number_for(long_id, 1, "mahnung_2")
+    c = notice_number_for(long_id[:-1] + "y", 1, "mahnung_1")
+    assert max(len(a), len(b), len(c)) <= 64
+    assert len({a, b, c}) == 3
+    assert notice_number_for(CONTRACT, 2, "reminder") == "MW-ord-2026-0001-2-reminder"

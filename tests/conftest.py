@@ -1,0 +1,161 @@
+"""Shared fixtures: real PostgreSQL (or SQLite), the Stripe stand-in, an SMTP server, and
+Temporal (time-skipping test server) — every component real, started by the tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from core.db import make_engine, make_session_factory
+from core.migrate import upgrade
+from core.models import Base
+from core.settings import Settings, load_settings
+
+BIN = Path(sys.executable).parent
+
+
+def binary(name: str) -> str:
+    found = shutil.which(name) or str(BIN / name)
+    if not Path(found).exists():
+        pytest.fail(f"{name} not found: install the project with `make test`")
+    return found
+
+
+@pytest.fixture(scope="session")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+        engine = make_engine(url)
+        with engine.begin() as conn:  # a clean ledger for this run
+            Base.metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        engine.dispose()
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'mahnwerk.db'}"
+    upgrade(url)  # the real migrations, not create_all
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture(scope="session")
+def standin() -> Iterator[Any]:
+    from stripe_standin.testing import run_standin
+
+    with run_standin(sepa_delay=2.0, webhook_secret="whsec_test_mahnwerk") as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[Any]:
+    from core.smtp_catcher import run_smtp_catcher
+
+    with run_smtp_catcher() as catcher:
+        yield catcher
+
+
+@pytest.fixture
+def settings(db_url: str, standin: Any, smtp: Any, tmp_path: Path) -> Settings:
+    return load_settings(
+        database_url=db_url,
+        stripe_api_base=standin.url,
+        stripe_api_key="sk_test_mahnwerk",
+        stripe_webhook_secret="whsec_test_mahnwerk",
+        smtp_url=f"smtp://{smtp.host}:{smtp.port}",
+        task_queue=f"tq-{uuid.uuid4().hex[:8]}",
+        api_keys="platform:shop:platform-key-123,support:anna:support-key-123,admin:root:admin-key-123",
+    )
+
+
+@pytest.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server")
+    )
+    yield env
+    await env.shutdown()
+
+
+PLATFORM = {"Authorization": "Bearer platform-key-123"}
+SUPPORT = {"Authorization": "Bearer support-key-123"}
+ADMIN = {"Authorization": "Bearer admin-key-123"}
+
+
+def contract_body(
+    contract_id: str | None = None,
+    *,
+    kind: str = "installments",
+    payment_method: str = "pm_card_visa",
+    policy: str = "default",
+    count: int = 6,
+    amount: int = 9900,
+    interval: str = "P1M",
+    first_due: str = "2026-12-01",
+    email: str = "erika@example.org",
+    locale: str = "de",
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "contract_id": contract_id or f"ord-{uuid.uuid4().hex[:12]}",
+        "kind": kind,
+        "policy": policy,
+        "customer": {
+            "id": f"cus-{uuid.uuid4().hex[:8]}",
+            "name": "Erika Mustermann",
+            "email": email,
+            "locale": locale,
+            "type": "consumer",
+            "address": {
+                "line1": "Musterstr. 1",
+                "postal_code": "10115",
+                "city": "Berlin",
+                "country": "DE",
+            },
+        },
+        "product": {"id": "course-x", "name": "Kurs X"},
+        "currency": "eur",
+        "payment": {"stripe_customer": None, "payment_method": payment_method},
+        "terms": {
+            "version": "agb-2026-10",
+            "accepted_at": "2026-11-27T10:00:00+01:00",
+            "ip": "203.0.113.7",
+            "text_sha256": "ab" * 32,
+        },
+    }
+    if kind == "installments":
+        body["installments"] = {
+            "count": count,
+            "amount": amount,
+            "interval": interval,
+            "first_due": first_due,
+        }
+    elif kind == "subscription":
+        body["subscription"] = {"amount": amount, "interval": interval, "start": first_due}
+    else:
+        body["one_off"] = {"amount": amount}
+    return body
+
+
+def api_client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")

@@ -1,0 +1,171 @@
+"""The contract workflow on the time-skipping server, driven the way users drive it: the
+HTTP API starts contracts and runs support actions, the real worker debits through the
+Stripe stand-in, writes PostgreSQL and sends notices to a real SMTP server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from core.settings import Settings
+from domain.schedule import berlin_date
+from tests.conftest import PLATFORM, SUPPORT, api_client, contract_body
+from worker import build_worker
+from workflows.types import ContractView, workflow_id_for
+
+
+@dataclass
+class Stack:
+    env: WorkflowEnvironment
+    http: httpx.AsyncClient
+    settings: Settings
+    standin: Any
+    smtp: Any
+
+    async def today(self) -> str:
+        return berlin_date(await self.env.get_current_time())
+
+    async def start(self, **kw: Any) -> tuple[str, WorkflowHandle[Any, Any]]:
+        kw.setdefault("first_due", await self.today())
+        body = contract_body(**kw)
+        resp = await self.http.post("/v1/contracts", json=body, headers=PLATFORM)
+        assert resp.status_code == 201, resp.text
+        cid = body["contract_id"]
+        return cid, self.env.client.get_workflow_handle(workflow_id_for(cid))
+
+    async def contract(self, cid: str) -> dict[str, Any]:
+        resp = await self.http.get(f"/v1/contracts/{cid}", headers=PLATFORM)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def debits(self, cid: str) -> list[dict[str, Any]]:
+        return [
+            d for d in self.standin.ledger() if (d.get("metadata") or {}).get("contract_id") == cid
+        ]
+
+    def mails(self, to: str) -> list[Any]:
+        return [m for m in self.smtp.store.messages() if to in str(m["To"])]
+
+
+@pytest.fixture
+async def stack(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    standin: Any,
+    smtp: Any,
+) -> AsyncIterator[Stack]:
+    parts = build_worker(ts_env.client, settings, session_factory=sessions)
+    app = create_app(settings, sessions)
+    app.state.mahnwerk._client = ts_env.client
+    async with parts.worker, api_client(app) as http:
+        yield Stack(ts_env, http, settings, standin, smtp)
+    parts.executor.shutdown(wait=False)
+
+
+def unique_email() -> str:
+    return f"kunde-{uuid.uuid4().hex[:8]}@example.org"
+
+
+async def test_six_installment_plan_paid_in_full(stack: Stack) -> None:
+    cid, handle = await stack.start(count=6, amount=9900)
+    view: ContractView = await handle.result()
+    assert view.status == "completed"
+    debits = stack.debits(cid)
+    assert len(debits) == 6  # exactly one debit per installment
+    assert sorted(int(d["metadata"]["installment"]) for d in debits) == [1, 2, 3, 4, 5, 6]
+    assert all(d["amount"] == 9900 for d in debits)
+    contract = await stack.contract(cid)
+    assert contract["status"] == "completed"
+    assert [i["status"] for i in contract["schedule"]] == ["paid"] * 6
+    # the day of month is kept (SPEC.md §2)
+    days = {i["due_at"][:10][-2:] for i in contract["schedule"]}
+    assert len(contract["schedule"]) == 6 and len(days) <= 2  # UTC date of Berlin midnight
+    access = await stack.http.get(
+        f"/v1/access/{contract['customer_id']}/course-x", headers=PLATFORM
+    )
+    assert access.json()["access"] == "granted"
+
+
+async def test_hard_decline_reminder_lock_new_method_unlock(stack: Stack) -> None:
+    email = unique_email()
+    cid, handle = await stack.start(
+        count=3, amount=9900, payment_method="pm_card_visa_chargeDeclinedLostCard", email=email
+    )
+    # 15 days later: the reminder (D+3) and the first Mahnung (D+14, locks) went out.
+    await stack.env.sleep(timedelta(days=15))
+    contract = await stack.contract(cid)
+    assert contract["status"] == "in_dunning"
+    assert contract["dunning"]["stage"] == "mahnung_1"
+    assert contract["access"] == "locked"
+    access = await stack.http.get(
+        f"/v1/access/{contract['customer_id']}/course-x", headers=PLATFORM
+    )
+    assert access.json() == {
+        "access": "locked",
+        "contract_id": cid,
+        "customer_id": contract["customer_id"],
+        "product_id": "course-x",
+    }
+    attempts = contract["schedule"][0]["attempts"]
+    assert [a["decline_code"] for a in attempts] == ["lost_card"]  # hard: no retries
+    subjects = [m["Subject"] for m in stack.mails(email)]
+    assert len(subjects) == 2, subjects
+    assert not stack.debits(cid)
+    events = (await stack.http.get(f"/v1/contracts/{cid}/events", headers=PLATFORM)).json()
+    types = [e["type"] for e in events["data"]]
+    assert "payment_method.required" in types and "access.locked" in types
+
+    # Support replaces the payment method: the claim (99,00 € + 2,50 € fee) is debited now.
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/payment-method",
+        json={"payment_method": "pm_card_visa"},
+        headers=SUPPORT,
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["access"] == "granted" and body["status"] == "active"
+    assert body["overdue_amount"] == 0
+    assert [d["amount"] for d in body["debits"]] == [9900 + 250]
+
+    view: ContractView = await handle.result()
+    assert view.status == "completed"
+    assert sorted(d["amount"] for d in stack.debits(cid)) == [9900, 9900, 10150]
+    types = [
+        e["type"]
+        for e in (await stack.http.get(f"/v1/contracts/{cid}/events", headers=PLATFORM)).json()[
+            "data"
+        ]
+    ]
+    assert "access.unlocked" in types and types[-1] == "contract.completed"
+
+
+async def test_subscription_renews_24_times_with_bounded_history(stack: Stack) -> None:
+    cid, handle = await stack.start(kind="subscription", amount=2900)
+    await stack.env.sleep(timedelta(days=24 * 31 - 20))  # just past the 24th period's due date
+    debits = stack.debits(cid)
+    assert len(debits) == 24
+    assert len({d["metadata"]["installment"] for d in debits}) == 24
+    # continue-as-new keeps every run's history bounded: walk the chain of runs backwards
+    runs = 0
+    run_id: str | None = None
+    while True:
+        h = stack.env.client.get_workflow_handle(workflow_id_for(cid), run_id=run_id)
+        hist = await h.fetch_history()
+        runs += 1
+        assert len(hist.events) < 400, f"run {runs} has {len(hist.events)} events"
+        started = hist.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id or None
+        if not run_id:
+            break
+    assert runs >= 2
