@@ -11,10 +11,9 @@ so they pass through Temporal's default JSON converter unchanged.
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any, Final, NoReturn
-
-import yaml
 
 from domain.durations import DURATION_FORM, parse_duration
 
@@ -109,28 +108,37 @@ class PolicyError(ValueError):
 # --------------------------------------------------------------------------- loading
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys (plain PyYAML keeps the last one)."""
+@cache
+def _strict_loader() -> type[Any]:
+    """A SafeLoader that rejects duplicate mapping keys (plain PyYAML keeps the last one).
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # unhashable key: the base class reports it
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r}",
-                    key_node.start_mark,
-                )
-        return super().construct_mapping(node, deep=deep)
+    PyYAML is imported here, not at module level: workflows import this module for the
+    dataclasses only, and YAML (with its C extension) has no business in the sandbox.
+    """
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable key: the base class reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
 
 
 def load_policy(name: str, policy_dir: Path) -> Policy:
@@ -152,8 +160,10 @@ def load_policy(name: str, policy_dir: Path) -> Policy:
 
 def parse_policy_text(text: str, file: str) -> Policy:
     """Parse YAML text and validate it; syntax errors → key ``(yaml)`` with the line."""
+    import yaml
+
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+        data = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"

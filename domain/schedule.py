@@ -18,6 +18,9 @@ from domain.durations import Interval, parse_interval
 
 # The tz database ships with the ``tzdata`` package (a project dependency), so this works
 # on machines without /usr/share/zoneinfo as well.
+# Workflows must import ``domain`` passed through the sandbox (DESIGN.md decision 10): the
+# Temporal sandbox wraps ZoneInfo instances created inside it in a proxy that datetime
+# rejects ("tzinfo argument must be None or of a tzinfo subclass").
 BERLIN: Final = ZoneInfo("Europe/Berlin")
 
 _ISO_DATE_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -6,6 +6,8 @@ Stripe test mode: each use creates a new concrete `pm_...` that keeps the test b
 
 from __future__ import annotations
 
+from typing import Any
+
 from .engine import Engine
 from .errors import StripeError, invalid_param, invalid_request, no_such
 from .http import Call
@@ -138,7 +140,9 @@ def resolve_payment_method(engine: Engine, pm_id: str, param: str) -> Obj:
     return _store_card(engine, profile, billing_details(), {})
 
 
-def _store_card(engine: Engine, profile: CardProfile, billing: Obj, metadata: dict[str, str]) -> Obj:
+def _store_card(
+    engine: Engine, profile: CardProfile, billing: Obj, metadata: dict[str, str]
+) -> Obj:
     year = engine.clock.timestamp() // (365 * 86400) + 1970 + 3
     pm = card_payment_method(engine.now(), profile, billing, metadata, year)
     engine.store.put(pm, "payment_method")
@@ -166,10 +170,10 @@ def create_payment_method(engine: Engine, call: Call) -> Obj:
                 "billing_details[name]",
                 "parameter_missing",
             )
-        profile = sepa_profile(iban)
-        pm = sepa_payment_method(engine.now(), profile, billing, metadata)
+        sepa = sepa_profile(iban)
+        pm = sepa_payment_method(engine.now(), sepa, billing, metadata)
         engine.store.put(pm, "payment_method")
-        engine.store.profiles[pm["id"]] = profile
+        engine.store.profiles[pm["id"]] = sepa
         return pm
     if kind == "card":
         card = p.sub("card")
@@ -232,7 +236,7 @@ def attach_payment_method(engine: Engine, call: Call, id: str) -> Obj:
 def _attach_declined(profile: CardProfile) -> StripeError:
     decline = profile.decline
     assert decline is not None
-    extra = {"decline_code": decline.decline_code}
+    extra: dict[str, Any] = {"decline_code": decline.decline_code}
     if decline.advice_code:
         extra["advice_code"] = decline.advice_code
     return StripeError(
@@ -287,4 +291,3 @@ def _list_pms(engine: Engine, params: Params, cus_id: str, url: str) -> Obj:
     objects = engine.store.objects
     keep = (lambda i: objects[i]["type"] == kind) if kind else None
     return list_page(engine, params, f"payment_method:customer:{cus_id}", url, keep)
-

@@ -49,9 +49,7 @@ class Engine:
     def now(self) -> int:
         return self.clock.timestamp()
 
-    def emit(
-        self, type_: str, obj: Obj, request: RequestRef, previous: Obj | None = None
-    ) -> str:
+    def emit(self, type_: str, obj: Obj, request: RequestRef, previous: Obj | None = None) -> str:
         """Record an event (retrievable via /v1/events) and queue its webhook deliveries."""
         evt = build_event(
             self.now(),

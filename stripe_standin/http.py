@@ -22,8 +22,8 @@ from starlette.responses import Response
 from .engine import Engine, RequestRef
 from .errors import StripeError, api_error, authentication, invalid_request
 from .formparse import parse_form, parse_pairs
-from .ids import new_id
 from .idempotency import request_fingerprint
+from .ids import new_id
 from .objects import expand
 from .params import Params
 from .store import Obj
@@ -161,8 +161,8 @@ async def _run(
         return err.status, _json(err.to_json()), err.replayable
     except Exception:
         log.exception("stand-in endpoint %s %s failed", call.method, call.path)
-        err = api_error()
-        return err.status, _json(err.to_json()), True
+        failure = api_error()
+        return failure.status, _json(failure.to_json()), True
 
 
 async def unknown_route(request: Request) -> Response:

@@ -66,7 +66,9 @@ def create_payment_intent(engine: Engine, call: Call) -> Obj:
             "You can only use `off_session` when `confirm` is set to true.", "off_session"
         )
     if p.enum("capture_method", ("automatic", "automatic_async", "manual")) == "manual":
-        raise invalid_param("The stand-in does not support capture_method=manual.", "capture_method")
+        raise invalid_param(
+            "The stand-in does not support capture_method=manual.", "capture_method"
+        )
     setup_future_usage = p.enum("setup_future_usage", ("off_session", "on_session"))
     types = p.str_list("payment_method_types")
     auto = p.sub("automatic_payment_methods")
@@ -80,7 +82,10 @@ def create_payment_intent(engine: Engine, call: Call) -> Obj:
     if not types:
         # Since API version 2023-08-16 Stripe enables automatic payment methods by default.
         types = ["card", "sepa_debit"]
-        automatic = {"allow_redirects": auto.get_str("allow_redirects") or "always", "enabled": True}
+        automatic = {
+            "allow_redirects": auto.get_str("allow_redirects") or "always",
+            "enabled": True,
+        }
     pm_id = p.get_str("payment_method") or None
     if customer_id:
         get_customer(engine, customer_id, "customer")
@@ -307,7 +312,10 @@ def _charge_card(
 def _next_action(pi: Obj, return_url: str | None) -> Obj:
     url = f"https://hooks.stripe.com/3d_secure_2/hosted?payment_intent={pi['id']}"
     if return_url:
-        return {"type": "redirect_to_url", "redirect_to_url": {"return_url": return_url, "url": url}}
+        return {
+            "type": "redirect_to_url",
+            "redirect_to_url": {"return_url": return_url, "url": url},
+        }
     return {
         "type": "use_stripe_sdk",
         "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url},
@@ -367,7 +375,9 @@ def authenticate(engine: Engine, pi_id: str, succeed: bool) -> Obj:
     """Stand-in extension: the customer completes (or fails) 3-D Secure on `requires_action`."""
     pi = get_pi(engine, pi_id)
     if pi["status"] != "requires_action":
-        raise unexpected_state(f"PaymentIntent {pi_id} has status {pi['status']}, not requires_action.")
+        raise unexpected_state(
+            f"PaymentIntent {pi_id} has status {pi['status']}, not requires_action."
+        )
     pm = engine.store.get(pi["payment_method"], "payment_method")
     assert pm is not None
     if succeed:

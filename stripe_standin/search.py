@@ -108,13 +108,17 @@ def _bad(query: str, pos: int) -> Exception:
 def _candidates(engine: Engine, clauses: list[Clause], join: str) -> Iterable[str]:
     store = engine.store
     if join == "AND":
-        buckets = [
+        buckets: list[dict[str, None]] = [
             store.pi_metadata.get((c.key or "", c.value), {})
             for c in clauses
             if c.field == "metadata" and c.op == ":" and not c.negated
         ]
         if buckets:
-            return list(min(buckets, key=len))
+            smallest = buckets[0]
+            for bucket in buckets[1:]:
+                if len(bucket) < len(smallest):
+                    smallest = bucket
+            return list(smallest)
         for c in clauses:
             if c.field == "customer" and not c.negated:
                 idx = store.indexes.get(f"payment_intent:customer:{c.value}")

@@ -1,0 +1,184 @@
+"""Stand-in extensions under `/_standin/` (JSON, no auth): what tests need to look inside or
+to make time pass, and what real Stripe only offers through its dashboard.
+
+- `GET  /_standin/ledger`              successful debits (`?metadata_key=&metadata_value=`,
+                                       `?customer=`, `?payment_intent=`)
+- `GET|POST /_standin/config`          read or change settings (StandinConfig fields;
+                                       `webhook_url` takes a URL, a list or null)
+- `POST /_standin/reset`               forget all state
+- `GET  /_standin/webhooks`            delivery log (`?event=`, `?type=`, `?status=`)
+- `GET  /_standin/events`              every event, oldest first (`?type=`)
+- `POST /_standin/payment_intents/{id}/dispute`       open a dispute now (`reason`, `amount`)
+- `POST /_standin/payment_intents/{id}/settle`        settle a processing SEPA debit now
+                                       (`{"failure_code": null|"insufficient_funds"|...,
+                                       "dispute": bool}`)
+- `POST /_standin/payment_intents/{id}/authenticate`  finish 3-D Secure (`{"succeed": bool}`)
+- `POST /_standin/clock`               `{"advance": seconds}` moves the stand-in clock
+- `GET  /_standin/health`              readiness and counters
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .engine import Engine
+from .errors import StripeError
+from .payments import authenticate, get_pi, open_dispute, settle_sepa
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
+
+
+def _error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": {"type": "invalid_request_error", "message": message}}, status)
+
+
+async def ledger(request: Request) -> JSONResponse:
+    engine = _engine(request)
+    q = request.query_params
+    key, value = q.get("metadata_key"), q.get("metadata_value")
+    customer, pi = q.get("customer"), q.get("payment_intent")
+    rows = [
+        e.to_json()
+        for e in engine.store.ledger
+        if (
+            key is None
+            or (e.metadata.get(key) == value if value is not None else key in e.metadata)
+        )
+        and (customer is None or e.customer == customer)
+        and (pi is None or e.payment_intent == pi)
+    ]
+    return JSONResponse(rows)
+
+
+async def config(request: Request) -> JSONResponse:
+    engine = _engine(request)
+    if request.method == "POST":
+        try:
+            engine.config = engine.config.updated(await _json_body(request))
+        except ValueError as exc:
+            return _error(str(exc))
+    return JSONResponse(engine.config.public())
+
+
+async def reset(request: Request) -> JSONResponse:
+    _engine(request).reset()
+    return JSONResponse({"reset": True})
+
+
+async def webhooks(request: Request) -> JSONResponse:
+    q = request.query_params
+    rows = [
+        d.to_json()
+        for d in _engine(request).webhooks.log
+        if (q.get("event") is None or d.event_id == q["event"])
+        and (q.get("type") is None or d.type == q["type"])
+        and (q.get("status") is None or d.status == q["status"])
+    ]
+    return JSONResponse(rows)
+
+
+async def events(request: Request) -> JSONResponse:
+    engine = _engine(request)
+    wanted = request.query_params.get("type")
+    idx = engine.store.indexes.get(f"event:type:{wanted}" if wanted else "event")
+    ids = list(reversed(list(idx.newest_first()))) if idx is not None else []
+    return JSONResponse([engine.event(i) for i in ids])
+
+
+async def dispute(request: Request) -> JSONResponse:
+    engine = _engine(request)
+    try:
+        body = await _json_body(request)
+        dp = open_dispute(
+            engine, request.path_params["id"], body.get("reason") or "general", body.get("amount")
+        )
+    except StripeError as err:
+        return JSONResponse(err.to_json(), err.status)
+    except ValueError as exc:
+        return _error(str(exc))
+    return JSONResponse(dp)
+
+
+async def settle(request: Request) -> JSONResponse:
+    engine = _engine(request)
+    try:
+        body = await _json_body(request)
+        pi = get_pi(engine, request.path_params["id"])
+        if pi["status"] != "processing":
+            return _error(f"PaymentIntent {pi['id']} is {pi['status']}, not processing.")
+        dispute_flag = body.get("dispute")
+        settle_sepa(engine, pi["id"], body.get("failure_code"), dispute_flag)
+    except StripeError as err:
+        return JSONResponse(err.to_json(), err.status)
+    except ValueError as exc:
+        return _error(str(exc))
+    return JSONResponse(pi)
+
+
+async def authenticate_route(request: Request) -> JSONResponse:
+    engine = _engine(request)
+    try:
+        body = await _json_body(request)
+        pi = authenticate(engine, request.path_params["id"], bool(body.get("succeed", True)))
+    except StripeError as err:
+        return JSONResponse(err.to_json(), err.status)
+    except ValueError as exc:
+        return _error(str(exc))
+    return JSONResponse(pi)
+
+
+async def clock(request: Request) -> JSONResponse:
+    engine = _engine(request)
+    if request.method == "POST":
+        try:
+            body = await _json_body(request)
+            engine.clock.advance(float(body.get("advance", 0)))
+        except (ValueError, TypeError) as exc:
+            return _error(str(exc))
+    return JSONResponse({"now": engine.clock.now(), "offset": engine.clock.offset})
+
+
+async def health(request: Request) -> JSONResponse:
+    engine = _engine(request)
+    return JSONResponse(
+        {
+            "ok": True,
+            "objects": len(engine.store.objects),
+            "events": len(engine.events),
+            "ledger": len(engine.store.ledger),
+            "timers_pending": engine.scheduler.pending,
+            "webhooks_pending": engine.webhooks.pending(),
+        }
+    )
+
+
+CONTROL_ROUTES = [
+    Route("/_standin/ledger", ledger, methods=["GET"]),
+    Route("/_standin/config", config, methods=["GET", "POST"]),
+    Route("/_standin/reset", reset, methods=["POST"]),
+    Route("/_standin/webhooks", webhooks, methods=["GET"]),
+    Route("/_standin/events", events, methods=["GET"]),
+    Route("/_standin/payment_intents/{id}/dispute", dispute, methods=["POST"]),
+    Route("/_standin/payment_intents/{id}/settle", settle, methods=["POST"]),
+    Route("/_standin/payment_intents/{id}/authenticate", authenticate_route, methods=["POST"]),
+    Route("/_standin/clock", clock, methods=["GET", "POST"]),
+    Route("/_standin/health", health, methods=["GET"]),
+]
