@@ -109,7 +109,7 @@ class PaymentActivities:
                     idempotency_key=inp.idempotency_key,
                     amount=inp.amount,
                     currency=inp.currency,
-                    attempted_at=now,
+                    attempted_at=inp.attempted_at or now,
                     status=res.status,
                 )
                 s.add(row)

@@ -14,7 +14,7 @@ import runpy
 import sys
 from collections.abc import Callable, Sequence
 
-from core.settings import PROJECT_ROOT, ConfigError, load_settings, parse_api_keys
+from core.settings import PROJECT_ROOT, ConfigError, load_settings
 
 
 def _port(value: str) -> int:
@@ -73,27 +73,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_platform_key() -> str | None:
-    """The platform key the demo uses when none is given: from the env, else the dev keys."""
+def cmd_demo(args: argparse.Namespace) -> int:
     from core.devstack import DEV_KEYS_FILE, load_or_create_dev_keys
 
-    raw = os.environ.get("MAHNWERK_API_KEYS", "")
-    if not raw and DEV_KEYS_FILE.exists():
-        raw = load_or_create_dev_keys(DEV_KEYS_FILE)
-    try:
-        keys = parse_api_keys(raw)
-    except ValueError:
-        return None
-    return next((k.key for k in keys if k.role == "platform"), None)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    if args.api_key is None:
-        args.api_key = _default_platform_key()
-    if args.api_key is None:
-        raise ConfigError(
-            "configuration error: no platform API key: pass --api-key or set MAHNWERK_API_KEYS"
-        )
+    # Run from a second terminal next to `mahnwerk dev`, the demo finds the dev stack's keys
+    # (platform and support) without the user exporting anything.
+    if not os.environ.get("MAHNWERK_API_KEYS") and DEV_KEYS_FILE.exists():
+        os.environ["MAHNWERK_API_KEYS"] = load_or_create_dev_keys(DEV_KEYS_FILE)
     from core import demo
 
     result = demo.main(args)
@@ -154,9 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("migrate", cmd_migrate, "apply the database migrations")
 
     demo = add("demo", cmd_demo, "create demo contracts against a running stack")
-    demo.add_argument("--api-url", default="http://127.0.0.1:8000", help="the API's base URL")
     demo.add_argument(
-        "--api-key", default=None, help="a platform API key (default: the dev stack's key)"
+        "--api-url",
+        default=None,
+        help="the API (default MAHNWERK_PUBLIC_URL, http://127.0.0.1:8000)",
+    )
+    demo.add_argument(
+        "--api-key",
+        default=None,
+        help="a platform API key (default: MAHNWERK_API_KEYS or the dev keys)",
     )
 
     standin = add("standin", cmd_standin, "run the Stripe stand-in (test mode)")

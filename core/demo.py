@@ -196,9 +196,7 @@ async def run(api_url: str, api_key: str, support_key: str, standin_url: str | N
                         table_rows[sc.key] = resp.json()
                 live.update(_table(scs, table_rows, elapsed))
                 terminal = ("completed", "handed_off", "written_off", "failed", "cancelled")
-                if all(
-                    (table_rows.get(sc.key) or {}).get("status") in terminal for sc in scs
-                ):
+                if all((table_rows.get(sc.key) or {}).get("status") in terminal for sc in scs):
                     break
                 await asyncio.sleep(1)
     console.print("Open the Temporal UI links above to read each contract's story.")

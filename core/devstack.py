@@ -690,6 +690,14 @@ def _platform_key(api_keys: str) -> str | None:
     return None
 
 
+def _short(path: Path) -> str:
+    """A path relative to the checkout when it is inside it: shorter, and copy-pasteable."""
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _panel(
     plan: DevPlan, settings: Settings, keys: str, keys_generated: bool
 ) -> object:  # a rich renderable
@@ -699,26 +707,25 @@ def _panel(
 
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
-    grid.add_row("API", f"{plan.api_url}   (docs: {plan.api_url}/docs)")
+    grid.add_column(overflow="fold")
+    grid.add_row("API", plan.api_url)
+    grid.add_row("API docs", f"{plan.api_url}/docs")
     grid.add_row("Temporal UI", plan.ui_url)
-    grid.add_row("Temporal", f"{plan.temporal_address}   namespace {plan.namespace}")
+    grid.add_row("Temporal", f"{plan.temporal_address} (namespace {plan.namespace})")
     if plan.standin_url is not None:
-        grid.add_row(
-            "Stripe stand-in",
-            f"{plan.standin_url}   webhooks → {plan.api_url}/v1/webhooks/stripe",
-        )
+        grid.add_row("Stripe stand-in", f"{plan.standin_url} (webhooks to the API)")
     else:
         grid.add_row("Stripe", f"{settings.stripe_api_base} (STRIPE_API_BASE)")
     if plan.smtp_port is not None:
-        grid.add_row("SMTP catcher", f"{settings.smtp_url}   mailbox {MAIL_DIR}")
+        grid.add_row("SMTP catcher", settings.smtp_url)
+        grid.add_row("Mailbox", _short(MAIL_DIR))
     else:
         grid.add_row("SMTP", f"{settings.smtp_url} (MAHNWERK_SMTP_URL)")
     grid.add_row("Database", redact_url(settings.database_url))
     grid.add_row("", "")
     parsed = parse_api_keys(keys)
     if keys_generated:
-        grid.add_row("Dev API keys", f"send as `Authorization: Bearer <key>`; in {DEV_KEYS_FILE}")
+        grid.add_row("Dev API keys", f"Authorization: Bearer <key>  ({_short(DEV_KEYS_FILE)})")
         width = max(len(k.name) for k in parsed) + 2
         for key in parsed:
             grid.add_row(f"  {key.role}", f"{key.name:<{width}}{key.key}")
@@ -848,6 +855,8 @@ def run_dev(
                 load_demo_data(plan.api_url, _platform_key(keys))
         except _StopRequested:
             sup.say("stopping …")
+            sup.stop()
+            sup.say("stopped.")
             return 0
         except StackError as exc:
             sup.error(str(exc.code))

@@ -15,6 +15,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import make_engine, make_session_factory
@@ -23,6 +25,14 @@ from core.models import Base
 from core.settings import Settings, load_settings
 
 BIN = Path(sys.executable).parent
+
+SEARCH_ATTRIBUTES = {
+    "MahnwerkStatus": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "DunningStage": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "CustomerId": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "OverdueAmount": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    "AccessLocked": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+}
 
 
 def binary(name: str) -> str:
@@ -93,6 +103,10 @@ def settings(db_url: str, standin: Any, smtp: Any, tmp_path: Path) -> Settings:
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
+    )
+    # The SPEC.md §7 search attributes, as `mahnwerk dev` registers them on the dev server.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(namespace="default", search_attributes=SEARCH_ATTRIBUTES)
     )
     yield env
     await env.shutdown()

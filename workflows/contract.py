@@ -168,6 +168,8 @@ class ContractWorkflow:
         if self._case_open() and self.s.status not in TERMINAL:
             await self._walk_ladder()
         self._check_completed(workflow.now())
+        if self.inp.kind == "subscription" and self.s.status not in TERMINAL:
+            self._generate_subscription_periods(workflow.now())  # the next renewal
 
     def _next_wake(self) -> tuple[datetime | None, str]:
         candidates: list[tuple[datetime, str]] = []
@@ -252,6 +254,7 @@ class ContractWorkflow:
                 payment_method=self.s.payment_method,
                 description=f"{self.inp.product.name} — {self._label(inst)}",
                 customer_email=self.inp.customer.email,
+                attempted_at=now,
             ),
             result_type=ChargeResult,
             start_to_close_timeout=rp.CHARGE_START_TO_CLOSE,

@@ -124,6 +124,7 @@ class ChargeInput:
     payment_method: str | None
     description: str
     customer_email: str = ""
+    attempted_at: datetime | None = None  # workflow time of the attempt (business time)
 
 
 @dataclass

@@ -59,7 +59,9 @@ async def test_wrong_role_is_403(http: httpx.AsyncClient) -> None:
 async def test_checkout_without_terms_is_422_naming_terms(http: httpx.AsyncClient) -> None:
     body = contract_body()
     del body["terms"]
-    err = assert_error(await http.post("/v1/contracts", json=body, headers=PLATFORM), 422, "invalid_input")
+    err = assert_error(
+        await http.post("/v1/contracts", json=body, headers=PLATFORM), 422, "invalid_input"
+    )
     assert err["message"].startswith("terms")
 
 
@@ -71,7 +73,12 @@ async def test_checkout_without_terms_is_422_naming_terms(http: httpx.AsyncClien
         (lambda b: b["installments"].update(interval="monthly"), "installments.interval"),
         (lambda b: b["installments"].update(first_due="1.12.2026"), "installments.first_due"),
         (lambda b: b["customer"].update(email="not-an-email"), "customer.email"),
-        (lambda b: b.update(subscription={"amount": 1, "interval": "P1M", "start": "2026-12-01"}), "body"),
+        (
+            lambda b: b.update(
+                subscription={"amount": 1, "interval": "P1M", "start": "2026-12-01"}
+            ),
+            "body",
+        ),
         (lambda b: b["terms"].update(text_sha256="xyz"), "terms.text_sha256"),
         (lambda b: b.update(policy="no-such-policy"), "policy"),
     ],
@@ -81,7 +88,9 @@ async def test_bad_input_is_422_naming_the_field(
 ) -> None:
     body = contract_body()
     mutate(body)
-    err = assert_error(await http.post("/v1/contracts", json=body, headers=PLATFORM), 422, "invalid_input")
+    err = assert_error(
+        await http.post("/v1/contracts", json=body, headers=PLATFORM), 422, "invalid_input"
+    )
     assert err["message"].startswith(field), err
 
 
@@ -109,7 +118,9 @@ async def test_concurrent_replays_create_one_contract(http: httpx.AsyncClient) -
 async def test_unknown_contract_is_404(http: httpx.AsyncClient) -> None:
     assert_error(await http.get("/v1/contracts/nope", headers=ADMIN), 404, "not_found")
     resp = await http.post(
-        "/v1/contracts/nope/payment-method", json={"payment_method": "pm_card_visa"}, headers=SUPPORT
+        "/v1/contracts/nope/payment-method",
+        json={"payment_method": "pm_card_visa"},
+        headers=SUPPORT,
     )
     assert_error(resp, 404, "not_found")
 

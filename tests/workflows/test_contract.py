@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -41,7 +41,14 @@ class Stack:
         resp = await self.http.post("/v1/contracts", json=body, headers=PLATFORM)
         assert resp.status_code == 201, resp.text
         cid = body["contract_id"]
-        return cid, self.env.client.get_workflow_handle(workflow_id_for(cid))
+        handle = self.env.client.get_workflow_handle(workflow_id_for(cid), result_type=ContractView)
+        return cid, handle
+
+    async def result(self, handle: WorkflowHandle[Any, Any]) -> ContractView:
+        """Wait for the workflow's end, letting the test server skip time meanwhile."""
+        async with self.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            view: ContractView = await handle.result()
+        return view
 
     async def contract(self, cid: str) -> dict[str, Any]:
         resp = await self.http.get(f"/v1/contracts/{cid}", headers=PLATFORM)
@@ -79,7 +86,7 @@ def unique_email() -> str:
 
 async def test_six_installment_plan_paid_in_full(stack: Stack) -> None:
     cid, handle = await stack.start(count=6, amount=9900)
-    view: ContractView = await handle.result()
+    view = await stack.result(handle)
     assert view.status == "completed"
     debits = stack.debits(cid)
     assert len(debits) == 6  # exactly one debit per installment
@@ -95,6 +102,35 @@ async def test_six_installment_plan_paid_in_full(stack: Stack) -> None:
         f"/v1/access/{contract['customer_id']}/course-x", headers=PLATFORM
     )
     assert access.json()["access"] == "granted"
+
+
+async def test_soft_decline_in_month_3_recovered_by_second_retry(stack: Stack) -> None:
+    email = unique_email()
+    body_id = f"ord-soft-{uuid.uuid4().hex[:8]}"
+    # The stand-in declines installment 3's first two debits (insufficient funds).
+    stack.standin.script(
+        metadata={"contract_id": body_id, "installment": "3"},
+        outcomes=["insufficient_funds", "insufficient_funds"],
+    )
+    cid, handle = await stack.start(contract_id=body_id, count=6, email=email)
+    view = await stack.result(handle)
+    assert view.status == "completed"
+    debits = stack.debits(cid)
+    assert len(debits) == 6 and all(d["amount"] == 9900 for d in debits)
+    contract = await stack.contract(cid)
+    third = contract["schedule"][2]
+    assert [(a["attempt"], a["status"], a["decline_code"]) for a in third["attempts"]] == [
+        (1, "declined", "insufficient_funds"),
+        (2, "declined", "insufficient_funds"),
+        (3, "succeeded", None),
+    ]
+    # retries follow the policy's offsets from the first failure: 1d, then 3d
+    times = [datetime.fromisoformat(a["attempted_at"]) for a in third["attempts"]]
+    assert round((times[1] - times[0]) / timedelta(hours=1)) == 24
+    assert round((times[2] - times[0]) / timedelta(hours=1)) == 72
+    # recovered before the reminder was due: no notice, no lock
+    assert stack.mails(email) == []
+    assert contract["access"] == "granted"
 
 
 async def test_hard_decline_reminder_lock_new_method_unlock(stack: Stack) -> None:
@@ -138,7 +174,7 @@ async def test_hard_decline_reminder_lock_new_method_unlock(stack: Stack) -> Non
     assert body["overdue_amount"] == 0
     assert [d["amount"] for d in body["debits"]] == [9900 + 250]
 
-    view: ContractView = await handle.result()
+    view = await stack.result(handle)
     assert view.status == "completed"
     assert sorted(d["amount"] for d in stack.debits(cid)) == [9900, 9900, 10150]
     types = [

@@ -1,0 +1,33 @@
+"""Latency stays flat while the store grows (dict lookups, cursor-based lists)."""
+
+from __future__ import annotations
+
+import time
+
+import stripe
+
+
+def test_creating_2000_payment_intents_stays_flat(client: stripe.StripeClient) -> None:
+    cus = client.v1.customers.create()
+    durations: list[float] = []
+    started = time.perf_counter()
+    for i in range(2000):
+        t0 = time.perf_counter()
+        client.v1.payment_intents.create(
+            params={
+                "amount": 1000,
+                "currency": "eur",
+                "customer": cus.id,
+                "metadata": {"contract_id": f"c-{i}"},
+            }
+        )
+        durations.append(time.perf_counter() - t0)
+    total = time.perf_counter() - started
+    first, last = sum(durations[:500]), sum(durations[-500:])
+    assert last < 3 * first, (first, last)
+    assert total < 10, total
+    # Lookups by index stay cheap with 2,000 objects.
+    found = client.v1.payment_intents.search(params={"query": "metadata['contract_id']:'c-1999'"})
+    assert len(found.data) == 1
+    page = client.v1.payment_intents.list(params={"customer": cus.id, "limit": 100})
+    assert len(page.data) == 100 and page.has_more
