@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     @field_validator("smtp_url")
     @classmethod
     def _smtp(cls, v: str) -> str:
-        if not re.match(r"^smtps?://[^/:]+(:\d+)?/?$|^smtp\+starttls://", v):
+        if not re.match(r"^(smtps?|smtp\+starttls)://([^@/]+@)?[^@/:]+(:\d+)?/?$", v):
             raise ValueError("must be smtp://host:port (or smtps://, smtp+starttls://)")
         return v
 
@@ -176,7 +176,9 @@ _ENV_NAMES = {
 
 
 def env_name(field: str) -> str:
-    """The environment variable that sets `field`."""
+    """The environment variable that sets `field` (pydantic reports aliased fields by alias)."""
+    if field in _ENV_NAMES.values():
+        return field
     return _ENV_NAMES.get(field, f"MAHNWERK_{field.upper()}")
 
 
