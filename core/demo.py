@@ -115,7 +115,11 @@ def scenarios(stripe_client: stripe.StripeClient | None) -> list[Scenario]:
     if stripe_client is not None:
         try:
             pm = stripe_client.v1.payment_methods.create(
-                params={"type": "sepa_debit", "sepa_debit": {"iban": "DE62370400440532013001"}}
+                params={
+                    "type": "sepa_debit",
+                    "sepa_debit": {"iban": "DE62370400440532013001"},
+                    "billing_details": {"name": "Erika Mustermann", "email": "erika@example.org"},
+                }
             )
             out.append(
                 Scenario(

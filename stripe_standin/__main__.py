@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 "webhook_retry_delay": args.webhook_retry_delay,
                 "webhook_max_attempts": args.webhook_max_attempts,
                 "strict_attach": args.strict_attach,
+                "freeze_gc": True,
             }
         )
     except ValueError as exc:

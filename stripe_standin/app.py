@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -23,9 +25,12 @@ def create_app(settings: StandinConfig | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await engine.webhooks.start()
+        freezer = asyncio.create_task(_freeze_gc(engine)) if engine.config.freeze_gc else None
         try:
             yield
         finally:
+            if freezer is not None:
+                freezer.cancel()
             engine.scheduler.cancel_all()
             await engine.webhooks.stop()
 
@@ -39,3 +44,14 @@ def create_app(settings: StandinConfig | None = None) -> Starlette:
     )
     app.state.engine = engine
     return app
+
+
+async def _freeze_gc(engine: Engine, every: float = 1.0, growth: int = 2000) -> None:
+    """Freeze the heap whenever the store grew by `growth` objects (see StandinConfig)."""
+    frozen_at = 0
+    while True:
+        await asyncio.sleep(every)
+        size = len(engine.store.objects) + len(engine.events)
+        if size - frozen_at >= growth or size < frozen_at:
+            gc.freeze()
+            frozen_at = size

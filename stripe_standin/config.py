@@ -51,6 +51,10 @@ class StandinConfig:
     # see faults.py.
     latency: float = 0.0
     api_version: str = field(default_factory=_sdk_api_version)
+    # Move the long-lived store out of the cyclic GC's reach (gc.freeze) as it grows, so
+    # full collections do not pause longer with 100k objects. Process-wide, hence only
+    # switched on by `python -m stripe_standin`, not in-process test servers.
+    freeze_gc: bool = False
 
     @property
     def effective_sepa_long_delay(self) -> float:
@@ -87,7 +91,7 @@ _FLOATS = (
 _OPTIONAL_FLOATS = ("sepa_long_delay", "dispute_delay")
 _INTS = ("port", "webhook_max_attempts", "webhook_concurrency")
 _STRS = ("host", "webhook_secret", "api_version")
-_BOOLS = ("strict_attach",)
+_BOOLS = ("strict_attach", "freeze_gc")
 
 
 def _apply(cfg: StandinConfig, values: Mapping[str, Any]) -> StandinConfig:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from activities.events import verify
+from domain.schedule import berlin_date
 from core.settings import PROJECT_ROOT
 from tests.conftest import PLATFORM, SUPPORT, binary, contract_body
 
@@ -192,7 +194,8 @@ async def e2e(
 
 
 async def test_card_contract_is_debited(e2e: E2E) -> None:
-    body = contract_body(count=3, first_due="2026-01-01")  # first installment long due
+    # due today (00:00 Berlin, already past): debited at once; the others next months
+    body = contract_body(count=3, first_due=berlin_date(datetime.now(UTC)))
     resp = await e2e.http.post("/v1/contracts", json=body, headers=PLATFORM)
     assert resp.status_code == 201, resp.text
     cid = body["contract_id"]
@@ -274,7 +277,11 @@ async def test_sepa_debit_settles_via_webhook(e2e: E2E) -> None:
 
     client = stripe.StripeClient("sk_test_mahnwerk", base_addresses={"api": e2e.standin.url})
     pm = client.v1.payment_methods.create(
-        params={"type": "sepa_debit", "sepa_debit": {"iban": "DE89370400440532013000"}}
+        params={
+            "type": "sepa_debit",
+            "sepa_debit": {"iban": "DE89370400440532013000"},
+            "billing_details": {"name": "Erika Mustermann", "email": "erika@example.org"},
+        }
     )
     body = contract_body(kind="one_off", payment_method=pm.id, amount=49700)
     resp = await e2e.http.post("/v1/contracts", json=body, headers=PLATFORM)
