@@ -17,21 +17,24 @@ from .server import PortInUse, bind, make_server
 PORT_ENV = "MAHNWERK_STRIPE_STANDIN_PORT"
 
 
-def _parser() -> argparse.ArgumentParser:
-    env_port = os.environ.get(PORT_ENV, "12111")
+def _parser(default_port: int) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stripe_standin",
         description="Local stand-in for the Stripe API subset Mahnwerk uses.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument(
-        "--port", type=int, default=int(env_port) if env_port.isdigit() else 12111,
+        "--port",
+        type=int,
+        default=default_port,
         help=f"default: ${PORT_ENV} or 12111",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--webhook-url", action="append", default=[],
+        "--webhook-url",
+        action="append",
+        default=[],
         help="endpoint for signed webhooks (repeatable)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--webhook-secret",
         default=os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_mahnwerk_dev"),
@@ -43,14 +46,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--webhook-retry-delay", type=float, default=1.0)
     parser.add_argument("--webhook-max-attempts", type=int, default=4)
     parser.add_argument(
-        "--strict-attach", action="store_true",
+        "--strict-attach",
+        action="store_true",
         help="decline test cards at attach, as Stripe's card check does",
-    )  # fmt: skip
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    env_port = os.environ.get(PORT_ENV, "").strip() or "12111"
+    if not env_port.isdigit() or not 0 < int(env_port) < 65536:
+        print(f"error: {PORT_ENV} must be a port number, not {env_port!r}", file=sys.stderr)
+        return 2
+    args = _parser(int(env_port)).parse_args(argv)
     try:
         settings = StandinConfig.from_mapping(
             {

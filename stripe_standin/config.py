@@ -26,7 +26,11 @@ def _sdk_api_version() -> str:
 
 @dataclass
 class StandinConfig:
-    """Run-time settings; `from_mapping` accepts the JSON of `POST /_standin/config`."""
+    """Run-time settings; `from_mapping` accepts the JSON of `POST /_standin/config`.
+
+    Changes apply to what happens next (new debits, new events); `webhook_concurrency` and
+    `webhook_timeout` only at start, `host`/`port` only before the server binds.
+    """
 
     host: str = "127.0.0.1"
     port: int = 12111

@@ -26,9 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .charges import get_pi, open_dispute
 from .engine import Engine
 from .errors import StripeError
-from .payments import authenticate, get_pi, open_dispute, settle_sepa
+from .payments import authenticate
+from .sepa import settle_sepa
 
 
 def _engine(request: Request) -> Engine:

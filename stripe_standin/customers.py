@@ -63,6 +63,9 @@ def create_customer(engine: Engine, call: Call) -> Obj:
 
 
 def retrieve_customer(engine: Engine, call: Call, id: str) -> Obj:
+    cus = engine.store.get(id, "customer")
+    if cus is not None and cus.get("deleted"):
+        return {"id": id, "object": "customer", "deleted": True}  # as Stripe answers
     return get_customer(engine, id)
 
 
@@ -151,23 +154,29 @@ def _store_card(
 
 
 def create_payment_method(engine: Engine, call: Call) -> Obj:
-    p = call.params
+    return build_payment_method(engine, call.params)
+
+
+def build_payment_method(engine: Engine, p: Params) -> Obj:
+    """A PaymentMethod from `type` and its details (`POST /v1/payment_methods`, or inline
+    as `payment_method_data` of a PaymentIntent)."""
     kind = p.get_str("type", required=True)
     billing_in = p.sub("billing_details")
     billing = billing_details(billing_in.get_str("name"), billing_in.get_str("email"))
     metadata = apply_metadata({}, p.metadata())
     if kind == "sepa_debit":
-        iban = normalize_iban(p.sub("sepa_debit").get_str("iban", required=True) or "")
+        details = p.sub("sepa_debit")
+        iban = normalize_iban(details.get_str("iban", required=True) or "")
         if not iban_is_valid(iban):
             raise invalid_param(
                 "The IBAN you provided appears to be invalid.",
-                "sepa_debit[iban]",
+                details.name("iban"),
                 "invalid_bank_account_iban",
             )
         if not billing["name"]:
             raise invalid_param(
                 "Missing required param: billing_details[name].",
-                "billing_details[name]",
+                billing_in.name("name"),
                 "parameter_missing",
             )
         sepa = sepa_profile(iban)
@@ -183,11 +192,11 @@ def create_payment_method(engine: Engine, call: Call) -> Obj:
             raise invalid_param(
                 "The stand-in creates card PaymentMethods only from test tokens "
                 "(card[token]=tok_visa); use a magic id such as pm_card_visa instead.",
-                "card",
+                card.prefix,
             )
         return _store_card(engine, profile, billing, metadata)
     raise invalid_param(
-        f"Invalid type: the stand-in supports card and sepa_debit, not {kind!r}.", "type"
+        f"Invalid type: the stand-in supports card and sepa_debit, not {kind!r}.", p.name("type")
     )
 
 

@@ -1,9 +1,11 @@
 """Fault injection hooks.
 
-Every API request passes `before_request` (after idempotency bookkeeping, so a fault is what
-Stripe would have stored and replays), and every webhook attempt asks `drop_webhook`. Today
-the only knob is a fixed `latency`; rates of 5xx answers, timeouts, 429s and dropped
-webhooks plug in here without touching the endpoints.
+Every API request passes `before_request` after its Idempotency-Key is claimed, and every
+webhook attempt asks `drop_webhook`. Today the only knob is a fixed `latency` (it also makes
+the 409 for a concurrent request with the same key observable); rates of 5xx answers,
+timeouts, 429s and dropped webhooks plug in here without touching the endpoints. A raised
+`StripeError` is saved for idempotent replay unless `replayable=False`: right for a 500
+(Stripe saves those), wrong for a 429 (rejected before the endpoint ran).
 """
 
 from __future__ import annotations

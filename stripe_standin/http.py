@@ -107,7 +107,7 @@ def api(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         except StripeError as err:
             return error_response(err, request_id, version)
 
-        key = request.headers.get("idempotency-key") if request.method == "POST" else None
+        key = (request.headers.get("idempotency-key") or None) if request.method == "POST" else None
         call = Call(
             request.method,
             request.url.path,

@@ -39,9 +39,16 @@ def billing_details(name: str | None = None, email: str | None = None) -> Obj:
 
 
 def customer(
-    cus_id: str, created: int, *, email: str | None, name: str | None, description: str | None,
-    phone: str | None, metadata: dict[str, str], default_payment_method: str | None,
-) -> Obj:  # fmt: skip
+    cus_id: str,
+    created: int,
+    *,
+    email: str | None,
+    name: str | None,
+    description: str | None,
+    phone: str | None,
+    metadata: dict[str, str],
+    default_payment_method: str | None,
+) -> Obj:
     return {
         "id": cus_id,
         "object": "customer",
@@ -73,8 +80,9 @@ def customer(
     }
 
 
-def _payment_method(pm_id: str, created: int, kind: str, details: Obj, billing: Obj,
-                    metadata: dict[str, str]) -> Obj:  # fmt: skip
+def _payment_method(
+    pm_id: str, created: int, kind: str, details: Obj, billing: Obj, metadata: dict[str, str]
+) -> Obj:
     return {
         "id": pm_id,
         "object": "payment_method",
@@ -129,22 +137,30 @@ def sepa_payment_method(
 
 
 def payment_intent(
-    created: int, *, amount: int, currency: str, customer: str | None,
-    payment_method: str | None, payment_method_types: list[str], automatic: Obj | None,
-    description: str | None, metadata: dict[str, str], receipt_email: str | None,
-    setup_future_usage: str | None, statement_descriptor: str | None,
-) -> Obj:  # fmt: skip
+    created: int,
+    *,
+    amount: int,
+    currency: str,
+    customer: str | None,
+    payment_method: str | None,
+    description: str | None,
+    metadata: dict[str, str],
+    receipt_email: str | None,
+    setup_future_usage: str | None,
+    statement_descriptor: str | None,
+) -> Obj:
     pi_id = new_id("pi")
     return {
         "id": pi_id,
         "object": "payment_intent",
+        "allowed_payment_method_types": None,
         "amount": amount,
         "amount_capturable": 0,
         "amount_details": {"tip": {}},
         "amount_received": 0,
         "application": None,
         "application_fee_amount": None,
-        "automatic_payment_methods": automatic,
+        "automatic_payment_methods": None,
         "canceled_at": None,
         "cancellation_reason": None,
         "capture_method": "automatic",
@@ -154,6 +170,7 @@ def payment_intent(
         "currency": currency,
         "customer": customer,
         "description": description,
+        "excluded_payment_method_types": None,
         "last_payment_error": None,
         "latest_charge": None,
         "livemode": False,
@@ -163,7 +180,7 @@ def payment_intent(
         "payment_method": payment_method,
         "payment_method_configuration_details": None,
         "payment_method_options": {},
-        "payment_method_types": payment_method_types,
+        "payment_method_types": [],
         "processing": None,
         "receipt_email": receipt_email,
         "review": None,
@@ -311,8 +328,7 @@ def mandate(created: int, pm: Obj, customer_acceptance: Obj | None) -> Obj:
     }
 
 
-def refund(created: int, ch: Obj, amount: int, reason: str | None,
-           metadata: dict[str, str]) -> Obj:  # fmt: skip
+def refund(created: int, ch: Obj, amount: int, reason: str | None, metadata: dict[str, str]) -> Obj:
     return {
         "id": new_id("re"),
         "object": "refund",
@@ -360,8 +376,15 @@ def dispute(created: int, ch: Obj, amount: int, reason: str) -> Obj:
     }
 
 
-def event(created: int, type_: str, obj: Obj, api_version: str, pending_webhooks: int,
-          request: Obj, previous_attributes: Obj | None = None) -> Obj:  # fmt: skip
+def event(
+    created: int,
+    type_: str,
+    obj: Obj,
+    api_version: str,
+    pending_webhooks: int,
+    request: Obj,
+    previous_attributes: Obj | None = None,
+) -> Obj:
     """The event envelope; serialize it at once, it references the live object."""
     data: Obj = {"object": obj}
     if previous_attributes is not None:

@@ -25,7 +25,8 @@ class Params:
         self.data = data
         self.prefix = prefix
 
-    def _name(self, key: str) -> str:
+    def name(self, key: str) -> str:
+        """The param's full name as Stripe reports it (`billing_details[name]`)."""
         return f"{self.prefix}[{key}]" if self.prefix else key
 
     def __contains__(self, key: str) -> bool:
@@ -38,12 +39,12 @@ class Params:
         value = self.data.get(key)
         if value is None:
             if required:
-                raise missing_param(self._name(key))
+                raise missing_param(self.name(key))
             return None
         if not isinstance(value, str):
-            raise invalid_param(f"Invalid string: {_short(value)}", self._name(key))
+            raise invalid_param(f"Invalid string: {_short(value)}", self.name(key))
         if value == "" and required:
-            raise missing_param(self._name(key))
+            raise missing_param(self.name(key))
         return value
 
     def req_str(self, key: str) -> str:
@@ -59,13 +60,13 @@ class Params:
             return int(value)
         except ValueError:
             raise invalid_param(
-                f"Invalid integer: {value}", self._name(key), "parameter_invalid_integer"
+                f"Invalid integer: {value}", self.name(key), "parameter_invalid_integer"
             ) from None
 
     def req_int(self, key: str) -> int:
         value = self.get_int(key, required=True)
         if value is None:
-            raise missing_param(self._name(key))
+            raise missing_param(self.name(key))
         return value
 
     def get_bool(self, key: str, default: bool = False) -> bool:
@@ -77,7 +78,7 @@ class Params:
             return True
         if lowered in _FALSE:
             return False
-        raise invalid_param(f"Invalid boolean: {value}", self._name(key))
+        raise invalid_param(f"Invalid boolean: {value}", self.name(key))
 
     def enum(self, key: str, allowed: tuple[str, ...]) -> str | None:
         value = self.get_str(key)
@@ -85,7 +86,7 @@ class Params:
             return None
         if value not in allowed:
             raise invalid_param(
-                f"Invalid {key}: must be one of {', '.join(allowed)}", self._name(key)
+                f"Invalid {key}: must be one of {', '.join(allowed)}", self.name(key)
             )
         return value
 
@@ -93,10 +94,10 @@ class Params:
         """A nested hash (`sepa_debit[iban]`); empty if absent."""
         value = self.data.get(key)
         if value is None or value == "":
-            return Params({}, self._name(key))
+            return Params({}, self.name(key))
         if not isinstance(value, dict):
-            raise invalid_param(f"Invalid hash: {_short(value)}", self._name(key))
-        return Params(value, self._name(key))
+            raise invalid_param(f"Invalid hash: {_short(value)}", self.name(key))
+        return Params(value, self.name(key))
 
     def str_list(self, key: str) -> list[str] | None:
         value = self.data.get(key)
@@ -104,7 +105,7 @@ class Params:
             return None
         items = as_list(value)
         if items is None or not all(isinstance(v, str) for v in items):
-            raise invalid_param(f"Invalid array: {_short(value)}", self._name(key))
+            raise invalid_param(f"Invalid array: {_short(value)}", self.name(key))
         return items
 
     def expand(self) -> list[str]:
@@ -117,7 +118,7 @@ class Params:
         if not 1 <= value <= 100:
             raise invalid_param(
                 "This value must be greater than or equal to 1 and less than or equal to 100.",
-                self._name("limit"),
+                self.name("limit"),
             )
         return value
 
@@ -133,22 +134,22 @@ class Params:
         if value == "":
             return {"": ""}  # clear-all marker, see apply_metadata
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise invalid_param("Invalid hash", self._name("metadata"))
+            raise invalid_param("Invalid hash", self.name("metadata"))
         if len(value) > 50:
             raise invalid_param(
                 "Invalid metadata: metadata can have a maximum of 50 key-value pairs.",
-                self._name("metadata"),
+                self.name("metadata"),
             )
         for key, item in value.items():
             if len(key) > 40:
                 raise invalid_param(
                     "Invalid metadata: keys can be a maximum of 40 characters.",
-                    f"{self._name('metadata')}[{key}]",
+                    f"{self.name('metadata')}[{key}]",
                 )
             if len(item) > 500:
                 raise invalid_param(
                     "Invalid metadata: values can be a maximum of 500 characters.",
-                    f"{self._name('metadata')}[{key}]",
+                    f"{self.name('metadata')}[{key}]",
                 )
         return dict(value)
 

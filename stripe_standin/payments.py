@@ -2,9 +2,7 @@
 
 Cards settle at once: succeeded, or a 402 `card_error` whose body carries the PaymentIntent
 (now `requires_payment_method`, `last_payment_error` set, `payment_method` unset) exactly as
-Stripe answers an off-session decline. SEPA debits go `processing` and settle later on a
-timer (`sepa_delay`), then send `payment_intent.succeeded` or `payment_intent.payment_failed`;
-the dispute IBAN opens a dispute after `dispute_delay` more seconds.
+Stripe answers an off-session decline. SEPA debits go `processing` (see sepa.py).
 """
 
 from __future__ import annotations
@@ -12,22 +10,17 @@ from __future__ import annotations
 import re
 
 from . import objects
-from .customers import get_customer, resolve_payment_method
+from .charges import get_pi, record_success, store_charge
+from .customers import build_payment_method, get_customer, resolve_payment_method
 from .engine import NO_REQUEST, Engine, RequestRef
-from .errors import StripeError, invalid_param, invalid_request, no_such, unexpected_state
+from .errors import StripeError, invalid_param, invalid_request, unexpected_state
 from .http import Call
-from .ids import new_id
 from .listing import list_page
 from .params import Params, apply_metadata
 from .search import search_payment_intents
-from .store import LedgerEntry, Obj
-from .testvalues import (
-    AUTHENTICATION_REQUIRED,
-    SEPA_FAILURE_MESSAGES,
-    CardProfile,
-    Decline,
-    SepaProfile,
-)
+from .sepa import start_sepa
+from .store import Obj
+from .testvalues import AUTHENTICATION_REQUIRED, CardProfile, Decline, SepaProfile
 
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
 CANCELABLE = (
@@ -38,13 +31,6 @@ CANCELABLE = (
 )
 _MIN_AMOUNT = {"eur": 50, "usd": 50, "chf": 50, "gbp": 30}
 _OFF_SESSION_WORDS = ("one_off", "recurring")
-
-
-def get_pi(engine: Engine, pi_id: str | None, param: str | None = "id") -> Obj:
-    pi = engine.store.get(pi_id, "payment_intent")
-    if pi is None:
-        raise no_such("payment_intent", pi_id or "", param)
-    return pi
 
 
 # --- create / retrieve / update / list ----------------------------------------------------
@@ -70,26 +56,11 @@ def create_payment_intent(engine: Engine, call: Call) -> Obj:
             "The stand-in does not support capture_method=manual.", "capture_method"
         )
     setup_future_usage = p.enum("setup_future_usage", ("off_session", "on_session"))
-    types = p.str_list("payment_method_types")
-    auto = p.sub("automatic_payment_methods")
-    if types and auto.get_bool("enabled"):
-        raise invalid_param(
-            "You may only specify one of these parameters: automatic_payment_methods, "
-            "payment_method_types.",
-            "payment_method_types",
-        )
-    automatic = None
-    if not types:
-        # Since API version 2023-08-16 Stripe enables automatic payment methods by default.
-        types = ["card", "sepa_debit"]
-        automatic = {
-            "allow_redirects": auto.get_str("allow_redirects") or "always",
-            "enabled": True,
-        }
-    pm_id = p.get_str("payment_method") or None
+    method_types = _method_types(p) or _automatic_types([], p.sub("automatic_payment_methods"))
+    types = method_types["payment_method_types"]
     if customer_id:
         get_customer(engine, customer_id, "customer")
-    pm = resolve_payment_method(engine, pm_id, "payment_method") if pm_id else None
+    pm = _payment_method_param(engine, p)
     if pm is not None:
         _check_usable(engine, pm, customer_id, types)
     pi = objects.payment_intent(
@@ -98,14 +69,13 @@ def create_payment_intent(engine: Engine, call: Call) -> Obj:
         currency=currency,
         customer=customer_id,
         payment_method=pm["id"] if pm is not None else None,
-        payment_method_types=types,
-        automatic=automatic,
         description=p.get_str("description") or None,
         metadata=metadata,
         receipt_email=p.get_str("receipt_email") or None,
         setup_future_usage=setup_future_usage,
         statement_descriptor=p.get_str("statement_descriptor") or None,
     )
+    pi.update(method_types)
     indexes = ["payment_intent"]
     if customer_id:
         indexes.append(f"payment_intent:customer:{customer_id}")
@@ -113,7 +83,7 @@ def create_payment_intent(engine: Engine, call: Call) -> Obj:
     engine.store.index_pi_metadata(pi["id"], {}, metadata)
     engine.emit("payment_intent.created", pi, call.ref)
     if confirm:
-        _confirm(engine, pi, p, call.ref, off_session)
+        _confirm(engine, pi, pi["payment_method"], p, call.ref, off_session)
     return pi
 
 
@@ -133,6 +103,15 @@ def update_payment_intent(engine: Engine, call: Call, id: str) -> Obj:
             f"of {pi['status']}."
         )
     updates: Obj = {}
+    method_types = _method_types(p)
+    if method_types is not None:
+        if settled:
+            raise unexpected_state(
+                f"You cannot update the payment method types of this PaymentIntent because it "
+                f"has a status of {pi['status']}."
+            )
+        updates.update(method_types)
+    types: list[str] = (method_types or pi)["payment_method_types"]
     if "amount" in p:
         updates["amount"] = p.req_int("amount")
         _check_amount(updates["amount"], pi["currency"])
@@ -151,7 +130,7 @@ def update_payment_intent(engine: Engine, call: Call, id: str) -> Obj:
         pm = resolve_payment_method(engine, pm_id, "payment_method") if pm_id else None
         if pm is not None:
             customer = updates.get("customer", pi["customer"])
-            _check_usable(engine, pm, customer, pi["payment_method_types"])
+            _check_usable(engine, pm, customer, types)
         updates["payment_method"] = pm["id"] if pm is not None else None
         updates["status"] = "requires_confirmation" if pm else "requires_payment_method"
     if "customer" in updates and updates["customer"] and updates["customer"] != pi["customer"]:
@@ -181,7 +160,13 @@ def search(engine: Engine, call: Call) -> Obj:
 
 def confirm_payment_intent(engine: Engine, call: Call, id: str) -> Obj:
     pi = get_pi(engine, id)
-    _confirm(engine, pi, call.params, call.ref, _off_session(call.params))
+    p = call.params
+    method_types = _method_types(p)
+    pm = _payment_method_param(engine, p)
+    if method_types is not None and pi["status"] in CONFIRMABLE:
+        pi.update(method_types)
+    pm_id = pm["id"] if pm is not None else pi["payment_method"]
+    _confirm(engine, pi, pm_id, p, call.ref, _off_session(p))
     return pi
 
 
@@ -201,6 +186,60 @@ def cancel_payment_intent(engine: Engine, call: Call, id: str) -> Obj:
     )
     engine.emit("payment_intent.canceled", pi, call.ref)
     return pi
+
+
+SUPPORTED_TYPES = ("card", "sepa_debit")
+
+
+def _method_types(p: Params) -> Obj | None:
+    """The PaymentIntent fields set by the payment method type params, None if none given.
+
+    Older API versions take `payment_method_types`; the version stripe 16 pins
+    (2026-10-28) takes `allowed_payment_method_types` and `excluded_payment_method_types`,
+    and the response lists the usable ones in `payment_method_types`. Both are accepted.
+    """
+    allowed = p.str_list("allowed_payment_method_types")
+    requested = allowed or p.str_list("payment_method_types")
+    excluded = p.str_list("excluded_payment_method_types") or []
+    auto = p.sub("automatic_payment_methods")
+    if not requested and not excluded and not auto.data:
+        return None
+    if requested and auto.get_bool("enabled"):
+        raise invalid_param(
+            "You may only specify one of these parameters: automatic_payment_methods, "
+            "allowed_payment_method_types.",
+            "automatic_payment_methods",
+        )
+    if not requested:
+        return _automatic_types(excluded, auto)
+    return {
+        "allowed_payment_method_types": requested,
+        "automatic_payment_methods": None,
+        "excluded_payment_method_types": excluded or None,
+        "payment_method_types": [t for t in requested if t not in excluded],
+    }
+
+
+def _automatic_types(excluded: list[str], auto: Params) -> Obj:
+    """Stripe enables automatic payment methods by default since API version 2023-08-16."""
+    return {
+        "allowed_payment_method_types": None,
+        "automatic_payment_methods": {
+            "allow_redirects": auto.get_str("allow_redirects") or "always",
+            "enabled": True,
+        },
+        "excluded_payment_method_types": excluded or None,
+        "payment_method_types": [t for t in SUPPORTED_TYPES if t not in excluded],
+    }
+
+
+def _payment_method_param(engine: Engine, p: Params) -> Obj | None:
+    """`payment_method` (an id or a magic test id) or inline `payment_method_data`."""
+    data = p.sub("payment_method_data")
+    if data.data:
+        return build_payment_method(engine, data)
+    pm_id = p.get_str("payment_method") or None
+    return resolve_payment_method(engine, pm_id, "payment_method") if pm_id else None
 
 
 def _off_session(p: Params) -> bool:
@@ -255,21 +294,24 @@ def _check_usable(engine: Engine, pm: Obj, customer: str | None, types: list[str
         )
 
 
-def _confirm(engine: Engine, pi: Obj, p: Params, ref: RequestRef, off_session: bool) -> None:
+def _confirm(
+    engine: Engine, pi: Obj, pm_id: str | None, p: Params, ref: RequestRef, off_session: bool
+) -> None:
+    """Attempt the payment; `p` supplies `return_url` and `error_on_requires_action`."""
+    fail_on_action = off_session or p.get_bool("error_on_requires_action")
+    return_url = p.get_str("return_url") or None
     if pi["status"] not in CONFIRMABLE:
         raise unexpected_state(
             f"You cannot confirm this PaymentIntent because it has a status of {pi['status']}. "
             "Only a PaymentIntent with one of the following statuses may be confirmed: "
             f"{', '.join(CONFIRMABLE)}."
         )
-    pm_id = p.get_str("payment_method") or pi["payment_method"]
     if not pm_id:
         raise invalid_request(
             "You cannot confirm this PaymentIntent because it's missing a payment method. "
             "Update the PaymentIntent with a payment method and then confirm it again.",
             code="payment_intent_unexpected_state",
         )
-    return_url = p.get_str("return_url") or None
     pm = resolve_payment_method(engine, pm_id, "payment_method")
     _check_usable(engine, pm, pi["customer"], pi["payment_method_types"])
     if pm["customer"] is None:
@@ -277,9 +319,9 @@ def _confirm(engine: Engine, pi: Obj, p: Params, ref: RequestRef, off_session: b
     pi.update(payment_method=pm["id"], last_payment_error=None, next_action=None)
     profile = engine.store.profiles.get(pm["id"])
     if isinstance(profile, SepaProfile):
-        _start_sepa(engine, pi, pm, profile, ref)
+        start_sepa(engine, pi, pm, profile, ref)
     else:
-        _charge_card(engine, pi, pm, profile, off_session, return_url, ref)
+        _charge_card(engine, pi, pm, profile, fail_on_action, return_url, ref)
 
 
 # --- cards --------------------------------------------------------------------------------
@@ -290,15 +332,17 @@ def _charge_card(
     pi: Obj,
     pm: Obj,
     profile: CardProfile | None,
-    off_session: bool,
+    fail_on_action: bool,
     return_url: str | None,
     ref: RequestRef,
 ) -> None:
+    """Off session (or with `error_on_requires_action`) a 3-D Secure card fails with
+    `authentication_required`; on session the PaymentIntent waits in `requires_action`."""
     outcome = profile.outcome if profile is not None else "succeed"
     needs_auth = outcome == "authenticate" or (
-        outcome == "authenticate_on_session" and not off_session
+        outcome == "authenticate_on_session" and not fail_on_action
     )
-    if needs_auth and off_session:
+    if needs_auth and fail_on_action:
         _decline(engine, pi, pm, AUTHENTICATION_REQUIRED, ref)
     if needs_auth:
         pi.update(status="requires_action", next_action=_next_action(pi, return_url))
@@ -306,7 +350,7 @@ def _charge_card(
         return
     if outcome == "decline" and profile is not None and profile.decline is not None:
         _decline(engine, pi, pm, profile.decline, ref)
-    _succeed(engine, pi, pm, ref)
+    record_success(engine, pi, pm, ref)
 
 
 def _next_action(pi: Obj, return_url: str | None) -> Obj:
@@ -322,20 +366,11 @@ def _next_action(pi: Obj, return_url: str | None) -> Obj:
     }
 
 
-def _succeed(engine: Engine, pi: Obj, pm: Obj, ref: RequestRef) -> None:
-    ch = objects.charge(engine.now(), pi, pm, "succeeded")
-    _store_charge(engine, ch)
-    pi.update(status="succeeded", amount_received=pi["amount"], latest_charge=ch["id"])
-    _book(engine, pi, ch)
-    engine.emit("charge.succeeded", ch, ref)
-    engine.emit("payment_intent.succeeded", pi, ref)
-
-
 def _decline(engine: Engine, pi: Obj, pm: Obj, decline: Decline, ref: RequestRef) -> None:
     """Record a declined attempt and raise the 402 Stripe answers with."""
     ch = objects.charge(engine.now(), pi, pm, "failed")
     objects.fail_charge(ch, decline.code, decline.message, decline)
-    _store_charge(engine, ch)
+    store_charge(engine, ch)
     error: Obj = {
         "charge": ch["id"],
         "code": decline.code,
@@ -382,7 +417,7 @@ def authenticate(engine: Engine, pi_id: str, succeed: bool) -> Obj:
     assert pm is not None
     if succeed:
         pi["next_action"] = None
-        _succeed(engine, pi, pm, NO_REQUEST)
+        record_success(engine, pi, pm, NO_REQUEST)
         return pi
     pi.update(
         status="requires_payment_method",
@@ -400,150 +435,3 @@ def authenticate(engine: Engine, pi_id: str, succeed: bool) -> Obj:
     )
     engine.emit("payment_intent.payment_failed", pi, NO_REQUEST)
     return pi
-
-
-# --- SEPA ---------------------------------------------------------------------------------
-
-
-def _start_sepa(engine: Engine, pi: Obj, pm: Obj, profile: SepaProfile, ref: RequestRef) -> None:
-    mandate_id = engine.store.mandate_by_pm.get(pm["id"])
-    if mandate_id is None:
-        mandate = objects.mandate(engine.now(), pm, None)
-        engine.store.put(mandate, "mandate")
-        mandate_id = engine.store.mandate_by_pm[pm["id"]] = mandate["id"]
-    ch = objects.charge(engine.now(), pi, pm, "pending", mandate_id)
-    _store_charge(engine, ch)
-    pi.update(status="processing", latest_charge=ch["id"])
-    engine.emit("charge.pending", ch, ref)
-    engine.emit("payment_intent.processing", pi, ref)
-    cfg = engine.config
-    delay = cfg.effective_sepa_long_delay if profile.outcome == "succeed_late" else cfg.sepa_delay
-    engine.scheduler.call_later(delay, settle_sepa, engine, pi["id"], profile.failure_code, None)
-
-
-def settle_sepa(
-    engine: Engine, pi_id: str, failure_code: str | None, dispute: bool | None
-) -> Obj | None:
-    """The bank's answer to a `processing` SEPA debit (timer, or `/_standin/.../settle`).
-
-    `dispute=None` follows the IBAN's test behaviour (the dispute IBAN opens one later).
-    """
-    pi = engine.store.get(pi_id, "payment_intent")
-    if pi is None or pi["status"] != "processing":
-        return None
-    ch = engine.store.objects[pi["latest_charge"]]
-    pm = engine.store.objects[ch["payment_method"]]
-    if failure_code is not None:
-        message = SEPA_FAILURE_MESSAGES.get(failure_code, "The payment could not be processed.")
-        objects.fail_charge(ch, failure_code, message, None)
-        pi.update(
-            status="requires_payment_method",
-            payment_method=None,
-            last_payment_error={
-                "code": failure_code,
-                "doc_url": "https://stripe.com/docs/error-codes",
-                "message": message,
-                "payment_method": objects.snapshot(pm),
-                "type": "card_error",
-            },
-        )
-        engine.emit("charge.failed", ch, NO_REQUEST)
-        engine.emit("payment_intent.payment_failed", pi, NO_REQUEST)
-        return pi
-    ch.update(
-        status="succeeded",
-        paid=True,
-        captured=True,
-        amount_captured=ch["amount"],
-        balance_transaction=new_id("txn"),
-        outcome=objects.approved_outcome(),
-    )
-    pi.update(status="succeeded", amount_received=pi["amount"])
-    _book(engine, pi, ch)
-    engine.emit("charge.succeeded", ch, NO_REQUEST)
-    engine.emit("payment_intent.succeeded", pi, NO_REQUEST)
-    profile = engine.store.profiles.get(pm["id"])
-    if dispute is None:
-        dispute = isinstance(profile, SepaProfile) and profile.outcome == "dispute"
-    if dispute:
-        engine.scheduler.call_later(
-            engine.config.effective_dispute_delay, _timed_dispute, engine, pi_id
-        )
-    return pi
-
-
-def _timed_dispute(engine: Engine, pi_id: str) -> None:
-    pi = engine.store.get(pi_id, "payment_intent")
-    if pi is not None and pi["status"] == "succeeded":
-        ch = engine.store.objects[pi["latest_charge"]]
-        if not ch["disputed"]:
-            open_dispute(engine, pi_id, "general", None)
-
-
-# --- disputes, charges, ledger -------------------------------------------------------------
-
-
-def open_dispute(engine: Engine, pi_id: str, reason: str, amount: int | None) -> Obj:
-    """The payer's bank reclaims the money (SEPA refund right) or the card holder disputes."""
-    pi = get_pi(engine, pi_id)
-    ch = engine.store.get(pi["latest_charge"], "charge")
-    if pi["status"] != "succeeded" or ch is None or ch["status"] != "succeeded":
-        raise invalid_request(f"PaymentIntent {pi_id} has no successful charge to dispute.")
-    if ch["disputed"]:
-        raise invalid_request(f"Charge {ch['id']} is already disputed.")
-    dp = objects.dispute(engine.now(), ch, amount or ch["amount"], reason)
-    engine.store.put(dp, "dispute")
-    ch["disputed"] = True
-    entry = engine.store.ledger_by_pi.get(pi_id)
-    if entry is not None:
-        entry.disputed = True
-    engine.emit("charge.dispute.created", dp, NO_REQUEST)
-    return dp
-
-
-def _store_charge(engine: Engine, ch: Obj) -> None:
-    engine.store.put(ch, "charge", f"charge:payment_intent:{ch['payment_intent']}")
-
-
-def _book(engine: Engine, pi: Obj, ch: Obj) -> None:
-    pm = engine.store.objects.get(ch["payment_method"], {})
-    engine.store.add_ledger(
-        LedgerEntry(
-            payment_intent=pi["id"],
-            charge=ch["id"],
-            amount=pi["amount"],
-            currency=pi["currency"],
-            customer=pi["customer"],
-            payment_method=ch["payment_method"],
-            payment_method_type=pm.get("type", "card"),
-            metadata=dict(pi["metadata"]),
-            succeeded_at=engine.now(),
-        )
-    )
-
-
-def retrieve_charge(engine: Engine, call: Call, id: str) -> Obj:
-    ch = engine.store.get(id, "charge")
-    if ch is None:
-        raise no_such("charge", id)
-    return ch
-
-
-def list_charges(engine: Engine, call: Call) -> Obj:
-    pi_id = call.params.get_str("payment_intent")
-    index = f"charge:payment_intent:{pi_id}" if pi_id else "charge"
-    return list_page(engine, call.params, index, "/v1/charges")
-
-
-def retrieve_mandate(engine: Engine, call: Call, id: str) -> Obj:
-    mandate = engine.store.get(id, "mandate")
-    if mandate is None:
-        raise no_such("mandate", id)
-    return mandate
-
-
-def retrieve_dispute(engine: Engine, call: Call, id: str) -> Obj:
-    dp = engine.store.get(id, "dispute")
-    if dp is None:
-        raise no_such("dispute", id)
-    return dp

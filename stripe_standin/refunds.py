@@ -7,12 +7,12 @@ A refund settles at once here (Stripe: SEPA refunds stay `pending` for days) and
 from __future__ import annotations
 
 from . import objects
+from .charges import get_pi
 from .engine import Engine
 from .errors import invalid_param, invalid_request, no_such
 from .http import Call
 from .listing import list_page
 from .params import apply_metadata
-from .payments import get_pi
 from .store import Obj
 
 

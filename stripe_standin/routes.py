@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from . import customers, payments, refunds
+from . import charges, customers, payments, refunds
 from .http import Endpoint, api
 
 
@@ -31,10 +31,10 @@ V1_ROUTES = [
     _route("/v1/payment_intents/{id}", "POST", payments.update_payment_intent),
     _route("/v1/payment_intents/{id}/confirm", "POST", payments.confirm_payment_intent),
     _route("/v1/payment_intents/{id}/cancel", "POST", payments.cancel_payment_intent),
-    _route("/v1/charges", "GET", payments.list_charges),
-    _route("/v1/charges/{id}", "GET", payments.retrieve_charge),
-    _route("/v1/mandates/{id}", "GET", payments.retrieve_mandate),
-    _route("/v1/disputes/{id}", "GET", payments.retrieve_dispute),
+    _route("/v1/charges", "GET", charges.list_charges),
+    _route("/v1/charges/{id}", "GET", charges.retrieve_charge),
+    _route("/v1/mandates/{id}", "GET", charges.retrieve_mandate),
+    _route("/v1/disputes/{id}", "GET", charges.retrieve_dispute),
     _route("/v1/refunds", "POST", refunds.create_refund),
     _route("/v1/refunds", "GET", refunds.list_refunds),
     _route("/v1/refunds/{id}", "GET", refunds.retrieve_refund),

@@ -44,9 +44,7 @@ def _fresh_standin(standin: StandinHandle) -> None:
 @pytest.fixture
 def client(standin: StandinHandle) -> stripe.StripeClient:
     # No SDK retries: each test sees exactly the stand-in's first answer.
-    return stripe.StripeClient(
-        API_KEY, base_addresses={"api": standin.url}, max_network_retries=0
-    )
+    return stripe.StripeClient(API_KEY, base_addresses={"api": standin.url}, max_network_retries=0)
 
 
 @pytest.fixture

@@ -1,3 +1,5 @@
+# The SDK types response fields as Optional / expandable; the tests know which are set.
+# mypy: disable-error-code="union-attr, arg-type, index, attr-defined, typeddict-item"
 """Card outcomes of Stripe's magic test PaymentMethods, off and on session."""
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def _debit(client: stripe.StripeClient, cus: str, pm: str, **extra: object) -> s
         "currency": "eur",
         "customer": cus,
         "payment_method": pm,
-        "payment_method_types": ["card"],
+        "allowed_payment_method_types": ["card"],
         "confirm": True,
         "off_session": True,
         "metadata": {"contract_id": "c-42"},
@@ -97,12 +99,14 @@ def test_magic_id_directly_in_payment_intent(client: stripe.StripeClient) -> Non
             "amount": 1000,
             "currency": "eur",
             "payment_method": "pm_card_visa",
-            "payment_method_types": ["card"],
+            "allowed_payment_method_types": ["card"],
             "confirm": True,
         }
     )
     assert pi.status == "succeeded"
     assert pi.payment_method != "pm_card_visa"  # a concrete pm_..., as in Stripe test mode
+    assert client.v1.charges.retrieve(pi.latest_charge).payment_method == pi.payment_method
+    assert client.v1.payment_methods.retrieve(pi.payment_method).card.last4 == "4242"
     with pytest.raises(stripe.CardError) as exc:
         client.v1.payment_intents.create(
             params={
@@ -183,5 +187,31 @@ def test_payment_method_of_another_customer_is_refused(client: stripe.StripeClie
 def test_incompatible_payment_method_type(client: stripe.StripeClient) -> None:
     cus, pm = _customer_with(client, "pm_card_visa")
     with pytest.raises(stripe.InvalidRequestError) as exc:
-        _debit(client, cus, pm, payment_method_types=["sepa_debit"])
+        _debit(client, cus, pm, allowed_payment_method_types=["sepa_debit"])
     assert exc.value.code == "payment_intent_incompatible_payment_method"
+
+
+def test_error_on_requires_action_fails_instead_of_waiting(client: stripe.StripeClient) -> None:
+    cus, pm = _customer_with(client, "pm_card_authenticationRequired")
+    with pytest.raises(stripe.CardError) as exc:
+        _debit(client, cus, pm, off_session=False, error_on_requires_action=True)
+    assert exc.value.code == "authentication_required"
+
+
+def test_payment_method_types_of_older_api_versions(client: stripe.StripeClient) -> None:
+    """`payment_method_types` (API versions before stripe 16's pin) is accepted too."""
+    cus, pm = _customer_with(client, "pm_card_visa")
+    pi = client.v1.payment_intents.create(
+        params={  # type: ignore[typeddict-unknown-key]
+            "amount": 1000,
+            "currency": "eur",
+            "customer": cus,
+            "payment_method": pm,
+            "payment_method_types": ["card"],
+            "confirm": True,
+        }
+    )
+    assert pi.status == "succeeded" and pi.payment_method_types == ["card"]
+    auto = client.v1.payment_intents.create(params={"amount": 1000, "currency": "eur"})
+    assert auto.automatic_payment_methods.enabled is True
+    assert auto.allowed_payment_method_types is None

@@ -1,3 +1,5 @@
+# The SDK types response fields as Optional / expandable; the tests know which are set.
+# mypy: disable-error-code="union-attr, arg-type, index, attr-defined, typeddict-item"
 """Idempotency-Key as Stripe honours it: replay, mismatch, in-flight conflict, pruning."""
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ DEBIT = {
     "amount": 4900,
     "currency": "eur",
     "payment_method": "pm_card_visa",
-    "payment_method_types": ["card"],
+    "allowed_payment_method_types": ["card"],
     "confirm": True,
     "off_session": True,
     "metadata": {"contract_id": "c-1", "attempt": "1"},

@@ -1,3 +1,5 @@
+# The SDK types response fields as Optional / expandable; the tests know which are set.
+# mypy: disable-error-code="union-attr, arg-type, index, attr-defined, typeddict-item"
 """SEPA debits: processing, then the bank's answer on a timer, sent as signed webhooks."""
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from stripe_standin.webhooks import sign
 from .helpers import WEBHOOK_SECRET, Receiver, wait_until
 
 
-def _sepa_debit(client: stripe.StripeClient, iban: str, contract: str = "c-7") -> stripe.PaymentIntent:
+def _sepa_debit(
+    client: stripe.StripeClient, iban: str, contract: str = "c-7"
+) -> stripe.PaymentIntent:
     cus = client.v1.customers.create(params={"email": "kunde@example.de"})
     pm = client.v1.payment_methods.create(
         params={
@@ -29,7 +33,7 @@ def _sepa_debit(client: stripe.StripeClient, iban: str, contract: str = "c-7") -
             "currency": "eur",
             "customer": cus.id,
             "payment_method": pm.id,
-            "payment_method_types": ["sepa_debit"],
+            "allowed_payment_method_types": ["sepa_debit"],
             "confirm": True,
             "off_session": True,
             "mandate_data": {"customer_acceptance": {"type": "offline"}},
@@ -80,9 +84,33 @@ def test_created_event_carries_request_and_idempotency_key(
     assert created.request.id and created.request.id.startswith("req_")
 
 
+def test_inline_payment_method_data(client: stripe.StripeClient, standin: StandinHandle) -> None:
+    cus = client.v1.customers.create()
+    pi = client.v1.payment_intents.create(
+        params={
+            "amount": 1200,
+            "currency": "eur",
+            "customer": cus.id,
+            "allowed_payment_method_types": ["sepa_debit"],
+            "payment_method_data": {
+                "type": "sepa_debit",
+                "sepa_debit": {"iban": "DE65370400440002222227"},
+                "billing_details": {"name": "Kunde"},
+            },
+            "confirm": True,
+        }
+    )
+    assert pi.status == "processing"
+    wait_until(lambda: client.v1.payment_intents.retrieve(pi.id).status != "processing")
+    failed = client.v1.payment_intents.retrieve(pi.id)
+    assert failed.status == "requires_payment_method"
+    assert failed.last_payment_error.code == "insufficient_funds"
+
+
 def test_long_delay_iban(client: stripe.StripeClient, standin: StandinHandle) -> None:
+    standin.set_config(sepa_long_delay=1.2)
     pi = _sepa_debit(client, "DE08370400440532013003")
-    time.sleep(0.35)  # longer than sepa_delay (0.2), shorter than sepa_long_delay (0.6)
+    time.sleep(0.5)  # longer than sepa_delay (0.2), shorter than sepa_long_delay
     assert client.v1.payment_intents.retrieve(pi.id).status == "processing"
     wait_until(lambda: client.v1.payment_intents.retrieve(pi.id).status == "succeeded")
 
@@ -112,7 +140,9 @@ def test_failing_ibans(
     assert standin.ledger() == []
 
 
-def test_dispute_iban(client: stripe.StripeClient, standin: StandinHandle, receiver: Receiver) -> None:
+def test_dispute_iban(
+    client: stripe.StripeClient, standin: StandinHandle, receiver: Receiver
+) -> None:
     pi = _sepa_debit(client, "DE35370400440532013002")
     receiver.wait_for(_of(pi.id, "payment_intent.succeeded"))
     dispute = receiver.wait_for(lambda e: e.type == "charge.dispute.created")
@@ -181,7 +211,7 @@ def test_many_pending_debits_settle(client: stripe.StripeClient, standin: Standi
                 "currency": "eur",
                 "customer": cus.id,
                 "payment_method": pm.id,
-                "payment_method_types": ["sepa_debit"],
+                "allowed_payment_method_types": ["sepa_debit"],
                 "confirm": True,
                 "off_session": True,
             }
