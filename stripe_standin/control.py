@@ -105,6 +105,23 @@ async def events(request: Request) -> JSONResponse:
     return JSONResponse([engine.event(i) for i in ids])
 
 
+async def scenarios(request: Request) -> JSONResponse:
+    """Script the next outcomes of card debits whose metadata match (stand-in extension):
+    `{"metadata": {"contract_id": "c-1", "installment": "3"}, "outcomes": ["insufficient_funds",
+    "succeed"]}` — each matching confirm takes the next outcome; afterwards the payment
+    method's own behaviour applies again."""
+    engine = _engine(request)
+    body = await _json_body(request)
+    match = body.get("metadata")
+    outcomes = body.get("outcomes")
+    if not isinstance(match, dict) or not match or not isinstance(outcomes, list):
+        return _error("expected {metadata: {key: value, ...}, outcomes: [code, ...]}")
+    engine.store.scripts.append(
+        ({str(k): str(v) for k, v in match.items()}, [str(o) for o in outcomes])
+    )
+    return JSONResponse({"metadata": match, "outcomes": outcomes})
+
+
 async def dispute(request: Request) -> JSONResponse:
     engine = _engine(request)
     try:
@@ -178,6 +195,7 @@ CONTROL_ROUTES = [
     Route("/_standin/reset", reset, methods=["POST"]),
     Route("/_standin/webhooks", webhooks, methods=["GET"]),
     Route("/_standin/events", events, methods=["GET"]),
+    Route("/_standin/scenarios", scenarios, methods=["POST"]),
     Route("/_standin/payment_intents/{id}/dispute", dispute, methods=["POST"]),
     Route("/_standin/payment_intents/{id}/settle", settle, methods=["POST"]),
     Route("/_standin/payment_intents/{id}/authenticate", authenticate_route, methods=["POST"]),

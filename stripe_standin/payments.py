@@ -20,7 +20,7 @@ from .params import Params, apply_metadata
 from .search import search_payment_intents
 from .sepa import start_sepa
 from .store import Obj
-from .testvalues import AUTHENTICATION_REQUIRED, CardProfile, Decline, SepaProfile
+from .testvalues import AUTHENTICATION_REQUIRED, CardProfile, Decline, SepaProfile, card_declined
 
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
 CANCELABLE = (
@@ -318,6 +318,9 @@ def _confirm(
         engine.store.consumed_pms.add(pm["id"])
     pi.update(payment_method=pm["id"], last_payment_error=None, next_action=None)
     profile = engine.store.profiles.get(pm["id"])
+    scripted = engine.store.scripted_outcome(pi.get("metadata") or {})
+    if scripted is not None and scripted != "succeed" and not isinstance(profile, SepaProfile):
+        _decline(engine, pi, pm, card_declined(scripted), ref)
     if isinstance(profile, SepaProfile):
         start_sepa(engine, pi, pm, profile, ref)
     else:

@@ -121,6 +121,15 @@ class Store:
     # Unattached PaymentMethods already used once: Stripe refuses to use them again.
     consumed_pms: set[str] = field(default_factory=set)
     mandate_by_pm: dict[str, str] = field(default_factory=dict)
+    # Scripted outcomes (stand-in extension, /_standin/scenarios): metadata to match, and the
+    # decline codes the next matching card debits get ("succeed" lets one through).
+    scripts: list[tuple[dict[str, str], list[str]]] = field(default_factory=list)
+
+    def scripted_outcome(self, metadata: dict[str, str]) -> str | None:
+        for match, outcomes in self.scripts:
+            if outcomes and all(metadata.get(k) == v for k, v in match.items()):
+                return outcomes.pop(0)
+        return None
 
     def index(self, name: str) -> OrderedIndex:
         idx = self.indexes.get(name)

@@ -77,6 +77,13 @@ class StandinHandle:
         result: list[dict[str, Any]] = self._get("/_standin/events", type=type)
         return result
 
+    def script(self, metadata: dict[str, str], outcomes: list[str]) -> dict[str, Any]:
+        """The next card debits matching `metadata` decline with these codes, in order."""
+        result: dict[str, Any] = self._post(
+            "/_standin/scenarios", {"metadata": metadata, "outcomes": outcomes}
+        )
+        return result
+
     def dispute(self, payment_intent: str, reason: str = "general") -> dict[str, Any]:
         result: dict[str, Any] = self._post(
             f"/_standin/payment_intents/{payment_intent}/dispute", {"reason": reason}

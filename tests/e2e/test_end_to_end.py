@@ -26,8 +26,8 @@ from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from activities.events import verify
-from domain.schedule import berlin_date
 from core.settings import PROJECT_ROOT
+from domain.schedule import berlin_date
 from tests.conftest import PLATFORM, SUPPORT, binary, contract_body
 
 EVENTS_SECRET = "e2e-events-secret"

@@ -215,3 +215,35 @@ def test_payment_method_types_of_older_api_versions(client: stripe.StripeClient)
     auto = client.v1.payment_intents.create(params={"amount": 1000, "currency": "eur"})
     assert auto.automatic_payment_methods.enabled is True
     assert auto.allowed_payment_method_types is None
+
+
+def test_scripted_outcomes_decline_matching_debits_in_order(
+    client: stripe.StripeClient, standin: StandinHandle
+) -> None:
+    """Stand-in extension: the next debits of one contract decline as scripted, then the
+    payment method's own behaviour applies again; other contracts are untouched."""
+    standin.script({"contract_id": "c-script"}, ["insufficient_funds", "do_not_honor"])
+    cus, pm = _customer_with(client, "pm_card_visa")
+
+    def debit(contract: str) -> stripe.PaymentIntent:
+        return client.v1.payment_intents.create(
+            params={
+                "amount": 4900,
+                "currency": "eur",
+                "customer": cus,
+                "payment_method": pm,
+                "confirm": True,
+                "off_session": True,
+                "metadata": {"contract_id": contract},
+            }
+        )
+
+    assert debit("c-other").status == "succeeded"
+    codes = []
+    for _ in range(2):
+        with pytest.raises(stripe.CardError) as exc:
+            debit("c-script")
+        codes.append(exc.value.error.decline_code)
+    assert codes == ["insufficient_funds", "do_not_honor"]
+    assert debit("c-script").status == "succeeded"
+    assert len(standin.ledger(metadata_key="contract_id", metadata_value="c-script")) == 1
