@@ -99,17 +99,22 @@ def settings(db_url: str, standin: Any, smtp: Any, tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
-async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+async def start_test_server() -> WorkflowEnvironment:
+    """Temporal's time-skipping test server, with the SPEC.md §7 search attributes
+    registered as `mahnwerk dev` registers them on the dev server."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )
-    # The SPEC.md §7 search attributes, as `mahnwerk dev` registers them on the dev server.
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(namespace="default", search_attributes=SEARCH_ATTRIBUTES)
     )
-    yield env
-    await env.shutdown()
+    return env
+
+
+@pytest.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await start_test_server() as env:
+        yield env
 
 
 PLATFORM = {"Authorization": "Bearer platform-key-123"}

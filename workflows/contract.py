@@ -231,6 +231,12 @@ class ContractWorkflow:
 
     async def _charge(self, inst: InstallmentState, reason: str) -> ChargeResult:
         now = workflow.now()
+        # When the attempt was due: retry offsets count from here, so retries keep the
+        # schedule's time of day, and a retry and a ladder step due at the same moment run
+        # retry first (a debit that clears the claim makes the notice unnecessary).
+        scheduled = {"due": inst.due_at, "retry": inst.next_retry_at}.get(reason) or now
+        if not (now - timedelta(hours=1) <= scheduled <= now):
+            scheduled = now  # started late (e.g. a back-dated contract): count from now
         attempt = inst.attempts + 1
         oldest = self._open()
         # While a case is open the first debit also collects the dunning fees, so that one
@@ -289,7 +295,7 @@ class ContractWorkflow:
             inst.payment_intent = res.payment_intent
             inst.next_poll_at = now + timedelta(seconds=self.inp.poll_interval_seconds)
         else:
-            self._declined(inst, res, now, data, key)
+            self._declined(inst, res, now, data, key, failed_at=scheduled)
         return res
 
     async def _poll(self, inst: InstallmentState) -> None:
@@ -370,7 +376,13 @@ class ContractWorkflow:
             self._grant_access(now, "paid")
 
     def _declined(
-        self, inst: InstallmentState, res: ChargeResult, now: datetime, data: dict, key: str
+        self,
+        inst: InstallmentState,
+        res: ChargeResult,
+        now: datetime,
+        data: dict,
+        key: str,
+        failed_at: datetime | None = None,
     ) -> None:
         cls = res.failure_class or declines.classify(res.code, inst.scheme)
         inst.last_code = res.code
@@ -379,7 +391,7 @@ class ContractWorkflow:
         inst.payment_intent = None
         inst.status = "open"
         if inst.first_failed_at is None:
-            inst.first_failed_at = now
+            inst.first_failed_at = failed_at or now
             inst.retries_done = 0
         else:
             inst.retries_done += 1

@@ -16,18 +16,28 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from core.settings import Settings
-from tests.conftest import ADMIN, PLATFORM, SUPPORT, api_client, contract_body
+from tests.conftest import ADMIN, PLATFORM, SUPPORT, api_client, contract_body, start_test_server
+from worker import build_worker
+
+
+@pytest.fixture(scope="module")
+async def api_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A test server of its own: contracts started here sleep until 2026-12-01 and would
+    wake up (with no worker left) while other modules skip time on a shared server."""
+    async with await start_test_server() as env:
+        yield env
 
 
 @pytest.fixture
 async def http(
-    ts_env: WorkflowEnvironment, settings: Settings, sessions: sessionmaker[Session]
+    api_env: WorkflowEnvironment, settings: Settings, sessions: sessionmaker[Session]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    # No worker: these tests are about the API's answers, not the workflow's progress.
+    parts = build_worker(api_env.client, settings, session_factory=sessions)
     app = create_app(settings, sessions)
-    app.state.mahnwerk._client = ts_env.client
-    async with api_client(app) as client:
+    app.state.mahnwerk._client = api_env.client
+    async with parts.worker, api_client(app) as client:
         yield client
+    parts.executor.shutdown(wait=False)
 
 
 def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -267,7 +267,7 @@ async def test_failing_contract_reminds_locks_and_settlement_unlocks(e2e: E2E) -
     )
     types = e2e.receiver.types_for(cid)
     assert types.index("access.locked") < types.index("access.unlocked")
-    assert len(set(e["id"] for e in e2e.receiver.events)) == len(e2e.receiver.events)
+    assert len({e["id"] for e in e2e.receiver.events}) == len(e2e.receiver.events)
     # no debit was ever taken from the lost card
     assert not [d for d in e2e.standin.ledger() if d["metadata"].get("contract_id") == cid]
 

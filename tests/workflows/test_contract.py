@@ -4,9 +4,10 @@ Stripe stand-in, writes PostgreSQL and sends notices to a real SMTP server."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
@@ -31,6 +33,7 @@ class Stack:
     settings: Settings
     standin: Any
     smtp: Any
+    started: list[str] = field(default_factory=list)
 
     async def today(self) -> str:
         return berlin_date(await self.env.get_current_time())
@@ -41,6 +44,7 @@ class Stack:
         resp = await self.http.post("/v1/contracts", json=body, headers=PLATFORM)
         assert resp.status_code == 201, resp.text
         cid = body["contract_id"]
+        self.started.append(cid)
         handle = self.env.client.get_workflow_handle(workflow_id_for(cid), result_type=ContractView)
         return cid, handle
 
@@ -76,7 +80,13 @@ async def stack(
     app = create_app(settings, sessions)
     app.state.mahnwerk._client = ts_env.client
     async with parts.worker, api_client(app) as http:
-        yield Stack(ts_env, http, settings, standin, smtp)
+        stack = Stack(ts_env, http, settings, standin, smtp)
+        yield stack
+        # Nothing may stay running without its worker: a workflow task nobody polls would
+        # stall time skipping for the next test on this server.
+        for cid in stack.started:
+            with contextlib.suppress(RPCError):
+                await ts_env.client.get_workflow_handle(workflow_id_for(cid)).terminate("test over")
     parts.executor.shutdown(wait=False)
 
 
