@@ -235,3 +235,46 @@ def main(args: argparse.Namespace) -> int:
     api_url = getattr(args, "api_url", None) or settings.public_url
     standin = settings.stripe_api_base or f"http://127.0.0.1:{settings.stripe_standin_port}"
     return asyncio.run(run(api_url, api_key, support_key or api_key, standin))
+
+
+def seed(api_url: str, platform_key: str) -> list[str]:
+    """Seed data for `mahnwerk dev`: a few contracts on the *default* policy so the Temporal
+    UI and the API have something to show on the first start. Idempotent: the ids carry the
+    date, so a restart the same day replays the same checkouts (200) and starts nothing new.
+    """
+    day = datetime.now(UTC).date().isoformat()
+    base = _body(Scenario("seed", "", "pm_card_visa", count=6), day.replace("-", ""))
+    plans = [
+        ("plan", "pm_card_visa", "installments"),
+        ("subscription", "pm_card_visa", "subscription"),
+        ("lost-card", "pm_card_visa_chargeDeclinedLostCard", "installments"),
+    ]
+    out: list[str] = []
+    with httpx.Client(base_url=api_url, timeout=30) as http:
+        for key, pm, kind in plans:
+            body = dict(base)
+            body["contract_id"] = f"seed-{day}-{key}"
+            body["policy"] = "default"
+            body["kind"] = kind
+            body["customer"] = dict(base["customer"], id=f"seed-{key}", email=f"{key}@example.org")
+            body["product"] = {"id": f"seed-{key}", "name": "Online-Kurs Bauchredner"}
+            body["payment"] = {"payment_method": pm}
+            body["terms"] = dict(base["terms"], accepted_at=f"{day}T00:00:00+00:00")
+            body.pop("installments", None)
+            if kind == "subscription":
+                body["subscription"] = {"amount": 2900, "interval": "P1M", "start": day}
+            else:
+                body["installments"] = {
+                    "count": 6,
+                    "amount": 9900,
+                    "interval": "P1M",
+                    "first_due": day,
+                }
+            resp = http.post(
+                "/v1/contracts", json=body, headers={"Authorization": f"Bearer {platform_key}"}
+            )
+            if resp.status_code in (200, 201):
+                out.append(body["contract_id"])
+            else:
+                console.print(f"[yellow]seed {key}: {resp.status_code} {resp.text[:200]}")
+    return out

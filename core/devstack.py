@@ -678,9 +678,15 @@ def http_ok(url: str) -> bool:
 def load_demo_data(api_url: str, platform_key: str | None) -> None:
     """DEMO DATA HOOK: seed the demo contracts once the stack is healthy (unless --no-demo-data).
 
-    Intentionally empty until `core.demo` exists; the lead wires `mahnwerk demo` in here (it
-    should be idempotent, since `mahnwerk dev` runs this on every start).
+    Idempotent (`core.demo.seed`): a restart replays the same checkouts.
     """
+    if not platform_key:
+        return
+    from core.demo import seed
+
+    seeded = seed(api_url, platform_key)
+    if seeded:
+        print(f"[dev] seed contracts: {', '.join(seeded)} (`mahnwerk demo` shows every path)")
 
 
 def _platform_key(api_keys: str) -> str | None:
