@@ -12,7 +12,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from activities.notices import NoticeActivities
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -20,6 +19,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.events import EventDispatcher
 from activities.ledger import LedgerActivities
+from activities.notices import NoticeActivities
 from activities.payments import PaymentActivities, make_stripe_client
 from core.db import make_engine, make_session_factory
 from core.settings import Settings, get_settings
@@ -96,6 +96,7 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    logging.getLogger("stripe").setLevel(logging.WARNING)  # one line per request otherwise
     asyncio.run(run(settings))
 
 

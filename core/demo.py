@@ -203,23 +203,26 @@ async def run(api_url: str, api_key: str, support_key: str, standin_url: str | N
                 if all((table_rows.get(sc.key) or {}).get("status") in terminal for sc in scs):
                     break
                 await asyncio.sleep(1)
-    console.print("Open the Temporal UI links above to read each contract's story.")
+    console.print("Each contract's story in the Temporal UI:")
+    for sc in scs:
+        console.print(f"  {(table_rows.get(sc.key) or {}).get('temporal_ui', sc.contract_id)}")
+    console.print('Filter in the UI, e.g.: DunningStage = "collection" AND AccessLocked = true')
     return 0
 
 
 def _table(scs: list[Scenario], rows: dict[str, dict[str, Any]], elapsed: float) -> Table:
     t = Table(title=f"Mahnwerk demo — {elapsed:.0f} s")
-    for col in ("scenario", "status", "stage", "access", "overdue", "Temporal UI"):
+    for col in ("contract", "scenario", "status", "stage", "access", "overdue"):
         t.add_column(col)
     for sc in scs:
         c = rows.get(sc.key) or {}
         t.add_row(
+            sc.contract_id,
             sc.title,
             c.get("status", "…"),
             (c.get("dunning") or {}).get("stage", "…"),
             c.get("access", "…"),
             f"{(c.get('claim') or {}).get('total', 0) / 100:.2f} €",
-            c.get("temporal_ui", ""),
         )
     return t
 
