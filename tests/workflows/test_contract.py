@@ -215,3 +215,30 @@ async def test_subscription_renews_24_times_with_bounded_history(stack: Stack) -
         if not run_id:
             break
     assert runs >= 2
+
+
+async def test_one_off_card_paid_grants_access(stack: Stack) -> None:
+    cid, handle = await stack.start(kind="one_off", amount=49700)
+    view = await stack.result(handle)
+    assert view.status == "completed" and view.access == "granted"
+    assert [d["amount"] for d in stack.debits(cid)] == [49700]
+
+
+async def test_one_off_card_declined_hard_fails_without_dunning(stack: Stack) -> None:
+    email = unique_email()
+    cid, handle = await stack.start(
+        kind="one_off",
+        amount=49700,
+        payment_method="pm_card_chargeDeclinedExpiredCard",
+        email=email,
+    )
+    view = await stack.result(handle)
+    # Prepayment: nothing was delivered, so there is nothing to dun (SPEC.md §2 `failed`).
+    assert view.status == "failed" and view.access == "none" and view.stage == "none"
+    contract = await stack.contract(cid)
+    assert contract["status"] == "failed"
+    assert stack.mails(email) == []
+    access = await stack.http.get(
+        f"/v1/access/{contract['customer_id']}/course-x", headers=PLATFORM
+    )
+    assert access.json()["access"] == "none"
