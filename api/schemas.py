@@ -183,6 +183,51 @@ class PaymentMethodIn(Strict):
     payment_method: str = Field(pattern=r"^pm_[A-Za-z0-9_]+$")
 
 
+class PauseIn(Strict):
+    until: datetime | None = Field(default=None, description="resume by itself at this time")
+    reason: str = Field(min_length=1, max_length=500)
+
+    @field_validator("until")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("must carry a UTC offset (RFC 3339)")
+        return v
+
+
+class ResumeIn(Strict):
+    reason: str = Field(default="", max_length=500)
+
+
+class DeferralIn(Strict):
+    until: str = Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="ISO date (Europe/Berlin): the overdue amount is due again on this day",
+    )
+    reason: str = Field(min_length=1, max_length=500)
+
+    _due = field_validator("until")(_check_due)
+
+
+class WaiverIn(Strict):
+    fees: bool = False
+    interest: bool = False
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ReasonIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ApproveHandoffIn(Strict):
+    route: Literal["court", "inkasso"] | None = None
+
+
+class CancelIn(Strict):
+    at_period_end: bool = True
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class ActionOut(BaseModel):
     contract_id: str
     status: str

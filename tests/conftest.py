@@ -3,6 +3,7 @@ Temporal (time-skipping test server) — every component real, started by the te
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -17,12 +18,14 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import make_engine, make_session_factory
 from core.migrate import upgrade
 from core.models import Base
 from core.settings import Settings, load_settings
+from workflows.types import workflow_id_for
 
 BIN = Path(sys.executable).parent
 
@@ -178,3 +181,29 @@ def contract_body(
 
 def api_client(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+
+
+@pytest.fixture
+async def stack(  # the whole app on the shared test server; see tests/stack.py
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    standin: Any,
+    smtp: Any,
+) -> AsyncIterator[Any]:
+    from api.main import create_app
+    from tests.stack import Stack
+    from worker import build_worker
+
+    parts = build_worker(ts_env.client, settings, session_factory=sessions)
+    app = create_app(settings, sessions)
+    app.state.mahnwerk._client = ts_env.client
+    async with parts.worker, api_client(app) as http:
+        stack = Stack(ts_env, http, settings, standin, smtp)
+        yield stack
+        # Nothing may stay running without its worker: a workflow task nobody polls would
+        # stall time skipping for the next test on this server.
+        for cid in stack.started:
+            with contextlib.suppress(RPCError):
+                await ts_env.client.get_workflow_handle(workflow_id_for(cid)).terminate("test over")
+    parts.executor.shutdown(wait=False)

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentStatusInput,
         PaymentUpdate,
         SettlementRequest,
+        SupportAction,
     )
 
 TERMINAL = ("completed", "cancelled", "handed_off", "written_off", "failed")
@@ -143,12 +144,15 @@ class ContractWorkflow:
         interval = parse_interval(inp.interval)
         while not any(i.status == "scheduled" for i in self.s.installments):
             seq = self.s.generated + 1
-            self.s.installments.append(
-                InstallmentState(seq=seq, due_at=shift(first, interval, seq - 1), amount=inp.amount)
-            )
+            due = shift(first, interval, seq - 1)
+            if self.s.cancel_at is not None and due >= self.s.cancel_at:
+                return  # cancelled: no renewal at or after the cancellation
+            self.s.installments.append(InstallmentState(seq=seq, due_at=due, amount=inp.amount))
             self.s.generated = seq
 
     async def _process(self, now: datetime) -> None:
+        if self.s.paused and self.s.paused_until is not None and self.s.paused_until <= now:
+            self._end_pause(now, actor=None, why="pause ended")
         self._apply_payment_updates(now)
         if self.inp.kind == "subscription" and self.s.status not in TERMINAL:
             self._generate_subscription_periods(now)
@@ -160,12 +164,17 @@ class ContractWorkflow:
                     inst.status = "paid"
                     continue
                 await self._charge(inst, "due")
-            elif inst.status == "open" and inst.next_retry_at and inst.next_retry_at <= now:
+            elif (
+                inst.status == "open"
+                and not self.s.paused
+                and inst.next_retry_at
+                and inst.next_retry_at <= now
+            ):
                 await self._charge(inst, "retry")
             elif inst.status == "processing" and inst.next_poll_at and inst.next_poll_at <= now:
                 await self._poll(inst)
         self._settle_case(workflow.now())
-        if self._case_open() and self.s.status not in TERMINAL:
+        if self._case_open() and self.s.status not in TERMINAL and not self.s.paused:
             await self._walk_ladder()
         self._check_completed(workflow.now())
         if self.inp.kind == "subscription" and self.s.status not in TERMINAL:
@@ -178,13 +187,20 @@ class ContractWorkflow:
             label = f"installment {inst.seq}" + (f" of {count}" if count else "")
             if inst.status == "scheduled":
                 candidates.append((inst.due_at, f"{label} due"))
-            elif inst.status == "open" and inst.next_retry_at:
+            elif inst.status == "open" and inst.next_retry_at and not self.s.paused:
                 candidates.append((inst.next_retry_at, f"retry {inst.retries_done + 1} of {label}"))
             elif inst.status == "processing" and inst.next_poll_at:
                 candidates.append((inst.next_poll_at, f"check the debit of {label}"))
         step = self._next_ladder_step()
         if step is not None:
             candidates.append((step[1], f"dunning stage {step[0].stage}"))
+        if self.s.paused and self.s.paused_until is not None:
+            candidates.append((self.s.paused_until, "the end of the pause"))
+        if self.s.cancel_at is not None:
+            candidates.append((self.s.cancel_at, "the end of the subscription"))
+        if self.s.awaiting_approval:
+            why = "an admin's approval of the hand-off (or a payment)"
+            return min(candidates, key=lambda c: c[0]) if candidates else (None, why)
         if not candidates:
             return None, "a payment or a support action"
         return min(candidates, key=lambda c: c[0])
@@ -212,7 +228,16 @@ class ContractWorkflow:
     # -- debits ------------------------------------------------------------------------------
 
     def _fees_open(self) -> int:
-        return self.s.fees - self.s.fees_paid
+        return self.s.fees - self.s.fees_paid - self.s.fees_waived
+
+    def _fee_carrier(self, now: datetime) -> InstallmentState | None:
+        """The oldest due, unpaid installment: its debit also collects the dunning fees."""
+        due = [
+            i
+            for i in self.s.installments
+            if i.status == "open" or (i.status == "scheduled" and i.due_at <= now)
+        ]
+        return min(due, key=lambda i: (i.due_at, i.seq)) if due else None
 
     def _open(self) -> list[InstallmentState]:
         return sorted(
@@ -238,10 +263,10 @@ class ContractWorkflow:
         if not (now - timedelta(hours=1) <= scheduled <= now):
             scheduled = now  # started late (e.g. a back-dated contract): count from now
         attempt = inst.attempts + 1
-        oldest = self._open()
-        # While a case is open the first debit also collects the dunning fees, so that one
-        # successful debit clears the whole claim (§ 367 BGB allocates costs first).
-        fee_part = self._fees_open() if oldest and oldest[0] is inst else 0
+        # The oldest due debit also collects the open dunning fees, so that one successful
+        # debit clears the whole claim (§ 367 BGB allocates costs first).
+        in_flight = sum(i.fee_part for i in self.s.installments if i.status == "processing")
+        fee_part = max(self._fees_open() - in_flight, 0) if self._fee_carrier(now) is inst else 0
         amount = inst.outstanding + fee_part
         key = f"{self.inp.contract_id}:{inst.seq}:{attempt}"
         summary = f"charge {self._money(amount)} — {self._label(inst)}, attempt {attempt}"
@@ -458,10 +483,13 @@ class ContractWorkflow:
         oldest = self._open()
         if not oldest:
             return None
+        if self.s.awaiting_approval:
+            return None  # the hand-off waits for an admin, durably
+        delay = timedelta(seconds=self.s.ladder_delay_seconds)
         for step in self.policy.ladder:
             if step.stage in self.s.stages_done:
                 continue
-            return step, oldest[0].due_at + step.offset()
+            return step, oldest[0].due_at + step.offset() + delay
         return None
 
     async def _walk_ladder(self) -> None:
@@ -505,21 +533,74 @@ class ContractWorkflow:
                 event="access.locked",
             )
         if step.handoff:
-            self.s.status = "handed_off"
-            self._fact(
-                "contract.handed_off",
-                f"handed_off:{cid}:{case}",
-                now,
-                {
-                    "case": case,
-                    "overdue_amount": self._overdue(),
-                    "route": self.policy.collection.route,
-                },
-                event="contract.handed_off",
-            )
+            self._reach_handoff(now)
         await self._flush()
         if step.notice:
             await self._send_notice(step, now)
+
+    def _principal(self) -> int:
+        return sum(i.outstanding for i in self._open())
+
+    def _reach_handoff(self, now: datetime) -> None:
+        """The last rung: write off a small claim, wait for an admin where the policy or a
+        contest requires it, else hand off on the policy's route."""
+        coll = self.policy.collection
+        principal = self._principal()
+        if principal < coll.write_off_below:
+            self._write_off(
+                now, None, f"principal {self._money(principal)} below the write-off threshold"
+            )
+            return
+        if self.s.contested or coll.require_approval:
+            self.s.awaiting_approval = True
+            why = "claim contested" if self.s.contested else "policy requires approval"
+            self._fact(
+                "handoff.approval_required",
+                f"approval:{self.inp.contract_id}:{self.s.case_no}",
+                now,
+                {"case": self.s.case_no, "reason": why, "overdue_amount": self._overdue()},
+            )
+            return
+        route = coll.route
+        if route == "auto":
+            route = "court"  # auto: court unless contested (contested claims wait above)
+        self._hand_off(now, route, None)
+
+    def _hand_off(self, now: datetime, route: str, actor: str | None) -> None:
+        self.s.status = "handed_off"
+        self.s.route = route
+        self.s.awaiting_approval = False
+        self._fact(
+            "contract.handed_off",
+            f"handed_off:{self.inp.contract_id}:{self.s.case_no}",
+            now,
+            {
+                "case": self.s.case_no,
+                "overdue_amount": self._overdue(),
+                "principal": self._principal(),
+                "fees": self._fees_open(),
+                "route": route,
+            },
+            event="contract.handed_off",
+            actor=actor,
+        )
+
+    def _write_off(self, now: datetime, actor: str | None, reason: str) -> None:
+        self.s.status = "written_off"
+        self.s.awaiting_approval = False
+        self._fact(
+            "contract.written_off",
+            f"written_off:{self.inp.contract_id}",
+            now,
+            {
+                "case": self.s.case_no,
+                "amount": self._overdue(),
+                "principal": self._principal(),
+                "reason": reason,
+            },
+            event="contract.written_off",
+            actor=actor,
+        )
 
     async def _send_notice(self, step: LadderStep, now: datetime) -> None:
         nxt = self._next_ladder_step()
@@ -566,30 +647,27 @@ class ContractWorkflow:
         """A payment that covers the claim ends the case and unlocks (SPEC.md §3)."""
         if not self._case_open() or self.s.status in TERMINAL or self._overdue() > 0:
             return
-        cid, case = self.inp.contract_id, self.s.case_no
-        self._fact(
-            "dunning.stage_changed",
-            f"stage:{cid}:{case}:closed",
-            now,
-            {"case": case, "stage": "none", "from": self.s.stage},
-            event="dunning.stage_changed",
-        )
-        self.s.stage = "none"
-        self.s.stages_done = []
-        self.s.case_opened_at = None
-        self.s.status = "active"
-        if self.s.access == "locked":
-            self.s.access = "granted"
-            self._fact(
-                "access.unlocked",
-                f"unlock:{cid}:{case}",
-                now,
-                {"case": case},
-                event="access.unlocked",
-            )
+        self._close_case(now, "paid")
 
     def _check_completed(self, now: datetime) -> None:
-        if self.s.status in TERMINAL or self.inp.kind == "subscription":
+        if self.s.status in TERMINAL:
+            return
+        if self.inp.kind == "subscription":
+            unpaid = ("open", "processing", "scheduled")
+            if (
+                self.s.cancel_at is not None
+                and now >= self.s.cancel_at
+                and not any(i.status in unpaid for i in self.s.installments)
+            ):
+                self.s.status = "cancelled"
+                self.s.access = "none"  # the subscription's last paid period is over
+                self._fact(
+                    "contract.cancelled",
+                    f"cancelled:{self.inp.contract_id}",
+                    now,
+                    {"effective_at": self.s.cancel_at, "paid_total": self.s.paid_total},
+                    event="contract.cancelled",
+                )
             return
         if self.s.generated and all(i.status in ("paid", "waived") for i in self.s.installments):
             self.s.status = "completed"
@@ -799,6 +877,247 @@ class ContractWorkflow:
         self._require_active("replace the payment method")
         if not req.payment_method.startswith("pm_"):
             raise ApplicationError("payment_method must be a Stripe pm_… id", type="InvalidInput")
+
+    # -- support and admin actions (SPEC.md §4): Updates, validated before anything is written
+
+    def _action_ref(self, req: SupportAction) -> str:
+        uid = workflow.current_update_info()
+        return req.request_id or (uid.id if uid else str(workflow.uuid4()))
+
+    def _action_fact(
+        self, type_: str, req: SupportAction, data: dict, *, event: str | None = None
+    ) -> None:
+        self._fact(
+            type_,
+            f"{type_}:{self.inp.contract_id}:{self._action_ref(req)}",
+            workflow.now(),
+            data | {"reason": req.reason},
+            actor=req.actor,
+            event=event,
+        )
+
+    async def _finish_action(self, message: str) -> ActionResult:
+        await self._flush()
+        self._dirty = True  # the main loop re-plans its next wake-up
+        return self._result(message)
+
+    def _end_pause(self, now: datetime, actor: str | None, why: str) -> None:
+        if self._case_open() and self.s.paused_at is not None:
+            # The dunning clock stood still: later rungs move by the paused time.
+            self.s.ladder_delay_seconds += int((now - self.s.paused_at).total_seconds())
+        self.s.paused = False
+        self.s.paused_until = None
+        self.s.paused_at = None
+        self._fact(
+            "contract.resumed",
+            f"resumed:{self.inp.contract_id}:{now.isoformat()}",
+            now,
+            {"reason": why},
+            actor=actor,
+        )
+
+    @workflow.update(name="pause")
+    async def pause(self, req: SupportAction) -> ActionResult:
+        async with self._lock:
+            now = workflow.now()
+            self.s.paused = True
+            self.s.paused_until = req.until
+            self.s.paused_at = now
+            self._action_fact("contract.paused", req, {"until": req.until})
+            until = f" until {req.until.isoformat()}" if req.until else ""
+            return await self._finish_action(f"paused{until}")
+
+    @pause.validator
+    def _validate_pause(self, req: SupportAction) -> None:
+        self._require_active("pause")
+        if self.s.paused:
+            until = self.s.paused_until.isoformat() if self.s.paused_until else "resumed"
+            raise ApplicationError(f"already paused (until {until})", type="InvalidState")
+        if req.until is not None and req.until <= workflow.now():
+            raise ApplicationError("until must be in the future", type="InvalidInput")
+        self._require_reason(req)
+
+    @workflow.update(name="resume")
+    async def resume(self, req: SupportAction) -> ActionResult:
+        async with self._lock:
+            self._end_pause(workflow.now(), req.actor, req.reason or "resumed by support")
+            return await self._finish_action("resumed")
+
+    @resume.validator
+    def _validate_resume(self, req: SupportAction) -> None:
+        self._require_active("resume")
+        if not self.s.paused:
+            raise ApplicationError("the contract is not paused", type="InvalidState")
+
+    @workflow.update(name="defer")
+    async def defer(self, req: SupportAction) -> ActionResult:
+        """Stundung: the overdue amount is due again on `until`; no escalation before.
+
+        A deferral agreed with the creditor ends the default (§ 286 BGB needs a due claim),
+        so the case closes and a locked access is unlocked; the fees stay owed and are
+        collected with the deferred debit."""
+        async with self._lock:
+            now = workflow.now()
+            assert req.until is not None
+            moved = []
+            for inst in self._open():
+                inst.due_at = req.until
+                inst.status = "scheduled"
+                inst.next_retry_at = None
+                inst.first_failed_at = None
+                inst.retries_done = 0
+                moved.append(inst.seq)
+            self._action_fact("contract.deferred", req, {"until": req.until, "installments": moved})
+            self._close_case(now, "deferred")
+            return await self._finish_action(f"deferred until {req.until.isoformat()}")
+
+    @defer.validator
+    def _validate_defer(self, req: SupportAction) -> None:
+        self._require_active("defer")
+        if req.until is None or req.until <= workflow.now():
+            raise ApplicationError("until must be a future date", type="InvalidInput")
+        if not self._open():
+            raise ApplicationError("nothing is overdue to defer", type="InvalidState")
+        self._require_reason(req)
+
+    @workflow.update(name="waive")
+    async def waive(self, req: SupportAction) -> ActionResult:
+        async with self._lock:
+            waived = self._fees_open() if req.fees else 0
+            self.s.fees_waived += waived
+            if req.interest:
+                self.s.interest_waived = True
+            self._action_fact("claim.waived", req, {"fees": waived, "interest": req.interest})
+            self._settle_case(workflow.now())
+            return await self._finish_action(f"waived {self._money(waived)} in fees")
+
+    @waive.validator
+    def _validate_waive(self, req: SupportAction) -> None:
+        self._require_active("waive")
+        if not (req.fees or req.interest):
+            raise ApplicationError("waive fees, interest or both", type="InvalidInput")
+        if req.fees and self._fees_open() == 0 and not req.interest:
+            raise ApplicationError("there are no open fees to waive", type="InvalidState")
+        self._require_reason(req)
+
+    @workflow.update(name="contest")
+    async def contest(self, req: SupportAction) -> ActionResult:
+        async with self._lock:
+            self.s.contested = True
+            self._action_fact("claim.contested", req, {})
+            return await self._finish_action("contested: no automatic hand-off")
+
+    @contest.validator
+    def _validate_contest(self, req: SupportAction) -> None:
+        self._require_active("contest")
+        if self.s.contested:
+            raise ApplicationError("the claim is already contested", type="InvalidState")
+        self._require_reason(req)
+
+    @workflow.update(name="write_off")
+    async def write_off(self, req: SupportAction) -> ActionResult:
+        async with self._lock:
+            self._write_off(workflow.now(), req.actor, req.reason)
+            return await self._finish_action("written off")
+
+    @write_off.validator
+    def _validate_write_off(self, req: SupportAction) -> None:
+        self._require_active("write off")
+        if self._overdue() <= 0:
+            raise ApplicationError("there is no open claim to write off", type="InvalidState")
+        self._require_reason(req)
+
+    @workflow.update(name="approve_handoff")
+    async def approve_handoff(self, req: SupportAction) -> ActionResult:
+        async with self._lock:
+            route = req.route or ("inkasso" if self.s.contested else "court")
+            if self.policy.collection.route in ("court", "inkasso") and not req.route:
+                route = self.policy.collection.route
+            self._hand_off(workflow.now(), route, req.actor)
+            return await self._finish_action(f"handed off ({route})")
+
+    @approve_handoff.validator
+    def _validate_approve(self, req: SupportAction) -> None:
+        self._require_active("approve a hand-off")
+        if not self.s.awaiting_approval:
+            raise ApplicationError("no hand-off is waiting for approval", type="InvalidState")
+        if req.route not in (None, "court", "inkasso"):
+            raise ApplicationError("route must be court or inkasso", type="InvalidInput")
+
+    @workflow.update(name="cancel")
+    async def cancel(self, req: SupportAction) -> ActionResult:
+        async with self._lock:
+            now = workflow.now()
+            future = sorted(
+                (i for i in self.s.installments if i.status == "scheduled" and i.due_at > now),
+                key=lambda i: i.due_at,
+            )
+            end = self._minimum_term_end()
+            if req.at_period_end and future:
+                cancel_at = future[0].due_at  # the paid period runs out at the next renewal
+            else:
+                cancel_at = now
+            if end is not None and cancel_at < end:
+                cancel_at = end
+            self.s.cancel_at = cancel_at
+            for inst in self.s.installments:
+                if inst.status == "scheduled" and inst.due_at >= cancel_at:
+                    inst.status = "cancelled"
+            self._action_fact(
+                "contract.cancellation_requested",
+                req,
+                {"effective_at": cancel_at, "at_period_end": req.at_period_end},
+            )
+            self._check_completed(now)
+            return await self._finish_action(f"cancelled effective {cancel_at.isoformat()}")
+
+    @cancel.validator
+    def _validate_cancel(self, req: SupportAction) -> None:
+        if self.inp.kind != "subscription":
+            raise ApplicationError("only subscriptions can be cancelled", type="InvalidState")
+        self._require_active("cancel")
+        if self.s.cancel_at is not None:
+            raise ApplicationError(
+                f"already cancelled effective {self.s.cancel_at.isoformat()}", type="InvalidState"
+            )
+        self._require_reason(req)
+
+    def _minimum_term_end(self) -> datetime | None:
+        if not self.inp.minimum_term:
+            return None
+        return shift(due_instant(self.inp.first_due), parse_interval(self.inp.minimum_term), 1)
+
+    def _require_reason(self, req: SupportAction) -> None:
+        if not req.reason.strip():
+            raise ApplicationError("reason is required", type="InvalidInput")
+
+    def _close_case(self, now: datetime, why: str) -> None:
+        """End the dunning case (paid, or deferred): back to `active`, access unlocked."""
+        if not self._case_open():
+            return
+        cid, case = self.inp.contract_id, self.s.case_no
+        self._fact(
+            "dunning.stage_changed",
+            f"stage:{cid}:{case}:closed",
+            now,
+            {"case": case, "stage": "none", "from": self.s.stage, "reason": why},
+            event="dunning.stage_changed",
+        )
+        self.s.stage = "none"
+        self.s.stages_done = []
+        self.s.case_opened_at = None
+        self.s.ladder_delay_seconds = 0
+        self.s.awaiting_approval = False
+        self.s.status = "active"
+        if self.s.access == "locked":
+            self.s.access = "granted"
+            self._fact(
+                "access.unlocked",
+                f"unlock:{cid}:{case}",
+                now,
+                {"case": case, "reason": why},
+                event="access.unlocked",
+            )
 
     def _require_active(self, what: str) -> None:
         if self.s.status in TERMINAL:

@@ -83,6 +83,17 @@ class ContractState:
     paid_total: int = 0
     run: int = 1  # continue-as-new generation
     seen_payment_events: list[str] = field(default_factory=list)
+    # support actions (SPEC.md §4)
+    paused: bool = False
+    paused_until: datetime | None = None
+    paused_at: datetime | None = None
+    ladder_delay_seconds: int = 0  # time the dunning clock stood still (pauses) this case
+    contested: bool = False
+    fees_waived: int = 0
+    interest_waived: bool = False
+    awaiting_approval: bool = False
+    route: str | None = None  # court | inkasso, once decided
+    cancel_at: datetime | None = None  # subscriptions: no renewal due at or after this
 
 
 @dataclass
@@ -100,6 +111,7 @@ class ContractInput:
     stripe_customer: str | None = None
     payment_method: str | None = None
     payment_intent: str | None = None  # one_off: created by the platform at checkout
+    minimum_term: str | None = None  # subscriptions: ISO 8601 duration from the start
     # How often a debit stuck in `processing` is polled in case a webhook was lost.
     poll_interval_seconds: int = 6 * 3600
     # Continue-as-new after this many paid periods (subscriptions) to bound the history.
@@ -242,6 +254,20 @@ class SettlementRequest:
 class PaymentMethodRequest:
     payment_method: str
     actor: str = "api"
+    request_id: str = ""
+
+
+@dataclass
+class SupportAction:
+    """Every support/admin action: who did it (API key name) and why, plus its fields."""
+
+    actor: str
+    reason: str = ""
+    until: datetime | None = None  # pause (time), deferral (Europe/Berlin midnight)
+    fees: bool = False  # waivers
+    interest: bool = False  # waivers
+    route: str | None = None  # approve-handoff
+    at_period_end: bool = True  # cancel
     request_id: str = ""
 
 

@@ -16,9 +16,28 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from api.deps import PlatformCaller, ReaderCaller, StateDep, SupportCaller, TemporalDep
+from api.deps import (
+    AdminCaller,
+    PlatformCaller,
+    ReaderCaller,
+    StateDep,
+    SupportCaller,
+    TemporalDep,
+)
 from api.errors import ApiError
-from api.schemas import ActionOut, ContractCreate, PaymentMethodIn, SettlementIn
+from api.schemas import (
+    ActionOut,
+    ApproveHandoffIn,
+    CancelIn,
+    ContractCreate,
+    DeferralIn,
+    PauseIn,
+    PaymentMethodIn,
+    ReasonIn,
+    ResumeIn,
+    SettlementIn,
+    WaiverIn,
+)
 from core.db import transaction
 from core.models import Contract, Installment, PaymentAttempt, TimelineEvent
 from core.settings import Settings
@@ -33,6 +52,7 @@ from workflows.types import (
     PaymentMethodRequest,
     Product,
     SettlementRequest,
+    SupportAction,
     workflow_id_for,
 )
 
@@ -88,6 +108,7 @@ def build_input(body: ContractCreate, settings: Settings, now: datetime) -> Cont
         stripe_customer=body.payment.stripe_customer,
         payment_method=body.payment.payment_method,
         payment_intent=body.payment.payment_intent,
+        minimum_term=body.subscription.minimum_term if body.subscription else None,
     )
 
 
@@ -320,7 +341,7 @@ async def get_events(contract_id: str, caller: ReaderCaller, state: StateDep) ->
 
 # -- support actions: Temporal Updates, validated before anything is written -----------------
 
-_CONFLICT_TYPES = {"ContractNotActive", "SettlementExceedsClaim"}
+_CONFLICT_TYPES = {"ContractNotActive", "SettlementExceedsClaim", "InvalidState"}
 
 
 async def _update(
@@ -396,3 +417,77 @@ async def replace_payment_method(
 ) -> ActionOut:
     req = PaymentMethodRequest(payment_method=body.payment_method, actor=caller.name)
     return await _update(state, client, contract_id, "replace_payment_method", req)
+
+
+@router.post("/{contract_id}/pause", summary="Pause retries, notices, locks and hand-offs")
+async def pause(
+    contract_id: str, body: PauseIn, caller: SupportCaller, state: StateDep, client: TemporalDep
+) -> ActionOut:
+    """Until `until` (it ends by itself) or until resumed; the dunning clock stands still."""
+    req = SupportAction(actor=caller.name, reason=body.reason, until=body.until)
+    return await _update(state, client, contract_id, "pause", req)
+
+
+@router.post("/{contract_id}/resume", summary="End a pause now")
+async def resume(
+    contract_id: str, body: ResumeIn, caller: SupportCaller, state: StateDep, client: TemporalDep
+) -> ActionOut:
+    req = SupportAction(actor=caller.name, reason=body.reason)
+    return await _update(state, client, contract_id, "resume", req)
+
+
+@router.post("/{contract_id}/deferral", summary="Defer the overdue amount (Stundung)")
+async def deferral(
+    contract_id: str, body: DeferralIn, caller: SupportCaller, state: StateDep, client: TemporalDep
+) -> ActionOut:
+    """The overdue amount is due again on `until` (00:00 Europe/Berlin); no escalation before."""
+    req = SupportAction(actor=caller.name, reason=body.reason, until=due_instant(body.until))
+    return await _update(state, client, contract_id, "defer", req)
+
+
+@router.post("/{contract_id}/waivers", summary="Waive dunning fees and/or interest")
+async def waivers(
+    contract_id: str, body: WaiverIn, caller: SupportCaller, state: StateDep, client: TemporalDep
+) -> ActionOut:
+    req = SupportAction(
+        actor=caller.name, reason=body.reason, fees=body.fees, interest=body.interest
+    )
+    return await _update(state, client, contract_id, "waive", req)
+
+
+@router.post("/{contract_id}/contest", summary="The customer disputes the claim")
+async def contest(
+    contract_id: str, body: ReasonIn, caller: SupportCaller, state: StateDep, client: TemporalDep
+) -> ActionOut:
+    """Automatic escalation stops before the hand-off; the route becomes manual."""
+    req = SupportAction(actor=caller.name, reason=body.reason)
+    return await _update(state, client, contract_id, "contest", req)
+
+
+@router.post("/{contract_id}/write-off", summary="Write the claim off")
+async def write_off(
+    contract_id: str, body: ReasonIn, caller: AdminCaller, state: StateDep, client: TemporalDep
+) -> ActionOut:
+    req = SupportAction(actor=caller.name, reason=body.reason)
+    return await _update(state, client, contract_id, "write_off", req)
+
+
+@router.post("/{contract_id}/approve-handoff", summary="Approve a hand-off waiting for an admin")
+async def approve_handoff(
+    contract_id: str,
+    body: ApproveHandoffIn,
+    caller: AdminCaller,
+    state: StateDep,
+    client: TemporalDep,
+) -> ActionOut:
+    req = SupportAction(actor=caller.name, reason="approved", route=body.route)
+    return await _update(state, client, contract_id, "approve_handoff", req)
+
+
+@router.post("/{contract_id}/cancel", summary="Cancel a subscription")
+async def cancel(
+    contract_id: str, body: CancelIn, caller: SupportCaller, state: StateDep, client: TemporalDep
+) -> ActionOut:
+    """At the end of the paid period (default) or now; never before a minimum term ends."""
+    req = SupportAction(actor=caller.name, reason=body.reason, at_period_end=body.at_period_end)
+    return await _update(state, client, contract_id, "cancel", req)

@@ -4,94 +4,12 @@ Stripe stand-in, writes PostgreSQL and sends notices to a real SMTP server."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-import httpx
-import pytest
-from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import WorkflowHandle
-from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
-
-from api.main import create_app
-from core.settings import Settings
-from domain.schedule import berlin_date
-from tests.conftest import PLATFORM, SUPPORT, api_client, contract_body
-from worker import build_worker
-from workflows.types import ContractView, workflow_id_for
-
-
-@dataclass
-class Stack:
-    env: WorkflowEnvironment
-    http: httpx.AsyncClient
-    settings: Settings
-    standin: Any
-    smtp: Any
-    started: list[str] = field(default_factory=list)
-
-    async def today(self) -> str:
-        return berlin_date(await self.env.get_current_time())
-
-    async def start(self, **kw: Any) -> tuple[str, WorkflowHandle[Any, Any]]:
-        kw.setdefault("first_due", await self.today())
-        body = contract_body(**kw)
-        resp = await self.http.post("/v1/contracts", json=body, headers=PLATFORM)
-        assert resp.status_code == 201, resp.text
-        cid = body["contract_id"]
-        self.started.append(cid)
-        handle = self.env.client.get_workflow_handle(workflow_id_for(cid), result_type=ContractView)
-        return cid, handle
-
-    async def result(self, handle: WorkflowHandle[Any, Any]) -> ContractView:
-        """Wait for the workflow's end, letting the test server skip time meanwhile."""
-        async with self.env.time_skipping_unlocked():  # type: ignore[attr-defined]
-            view: ContractView = await handle.result()
-        return view
-
-    async def contract(self, cid: str) -> dict[str, Any]:
-        resp = await self.http.get(f"/v1/contracts/{cid}", headers=PLATFORM)
-        assert resp.status_code == 200, resp.text
-        return resp.json()
-
-    def debits(self, cid: str) -> list[dict[str, Any]]:
-        return [
-            d for d in self.standin.ledger() if (d.get("metadata") or {}).get("contract_id") == cid
-        ]
-
-    def mails(self, to: str) -> list[Any]:
-        return [m for m in self.smtp.store.messages() if to in str(m["To"])]
-
-
-@pytest.fixture
-async def stack(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    sessions: sessionmaker[Session],
-    standin: Any,
-    smtp: Any,
-) -> AsyncIterator[Stack]:
-    parts = build_worker(ts_env.client, settings, session_factory=sessions)
-    app = create_app(settings, sessions)
-    app.state.mahnwerk._client = ts_env.client
-    async with parts.worker, api_client(app) as http:
-        stack = Stack(ts_env, http, settings, standin, smtp)
-        yield stack
-        # Nothing may stay running without its worker: a workflow task nobody polls would
-        # stall time skipping for the next test on this server.
-        for cid in stack.started:
-            with contextlib.suppress(RPCError):
-                await ts_env.client.get_workflow_handle(workflow_id_for(cid)).terminate("test over")
-    parts.executor.shutdown(wait=False)
-
-
-def unique_email() -> str:
-    return f"kunde-{uuid.uuid4().hex[:8]}@example.org"
+from tests.conftest import PLATFORM, SUPPORT
+from tests.stack import Stack, unique_email
+from workflows.types import workflow_id_for
 
 
 async def test_six_installment_plan_paid_in_full(stack: Stack) -> None:

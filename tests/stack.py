@@ -1,0 +1,64 @@
+"""The whole app on a Temporal test server, driven from the outside: the HTTP API (in
+process, ASGI) starts contracts and runs support actions; the real worker debits through
+the Stripe stand-in, writes the ledger and sends notices to a real SMTP server."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from core.settings import Settings
+from domain.schedule import berlin_date
+from tests.conftest import PLATFORM, contract_body
+from workflows.types import ContractView, workflow_id_for
+
+
+@dataclass
+class Stack:
+    env: WorkflowEnvironment
+    http: httpx.AsyncClient
+    settings: Settings
+    standin: Any
+    smtp: Any
+    started: list[str] = field(default_factory=list)
+
+    async def today(self) -> str:
+        return berlin_date(await self.env.get_current_time())
+
+    async def start(self, **kw: Any) -> tuple[str, WorkflowHandle[Any, Any]]:
+        kw.setdefault("first_due", await self.today())
+        body = contract_body(**kw)
+        resp = await self.http.post("/v1/contracts", json=body, headers=PLATFORM)
+        assert resp.status_code == 201, resp.text
+        cid = body["contract_id"]
+        self.started.append(cid)
+        handle = self.env.client.get_workflow_handle(workflow_id_for(cid), result_type=ContractView)
+        return cid, handle
+
+    async def result(self, handle: WorkflowHandle[Any, Any]) -> ContractView:
+        """Wait for the workflow's end, letting the test server skip time meanwhile."""
+        async with self.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            view: ContractView = await handle.result()
+        return view
+
+    async def contract(self, cid: str) -> dict[str, Any]:
+        resp = await self.http.get(f"/v1/contracts/{cid}", headers=PLATFORM)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def debits(self, cid: str) -> list[dict[str, Any]]:
+        return [
+            d for d in self.standin.ledger() if (d.get("metadata") or {}).get("contract_id") == cid
+        ]
+
+    def mails(self, to: str) -> list[Any]:
+        return [m for m in self.smtp.store.messages() if to in str(m["To"])]
+
+
+def unique_email() -> str:
+    return f"kunde-{uuid.uuid4().hex[:8]}@example.org"
