@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
 from api.deps import AppState
-from api.routes import access, contracts, health, webhooks
+from api.routes import access, codec, contracts, health, webhooks
 from core.db import make_engine, make_session_factory
 from core.settings import Settings, get_settings
 
@@ -28,4 +28,6 @@ def create_app(
     app.include_router(contracts.router)
     app.include_router(access.router)
     app.include_router(webhooks.router)
+    app.include_router(codec.router)
+    app.add_middleware(codec.CodecCORS, origins=codec.ui_origins(settings))
     return app

@@ -37,12 +37,14 @@ from types import FrameType
 from typing import TextIO
 from urllib.parse import urlsplit
 
+from core.codec import generate_key, parse_key_ring
 from core.settings import PROJECT_ROOT, ConfigError, Settings, load_settings, parse_api_keys
 
 # MAHNWERK_VAR_DIR moves the stack's state (Temporal DB, dev keys, mailbox) elsewhere, so a
 # smoke test can run a second stack without touching the developer's one.
 VAR_DIR = Path(os.environ.get("MAHNWERK_VAR_DIR") or PROJECT_ROOT / "var").resolve()
 DEV_KEYS_FILE = VAR_DIR / "dev-api-keys"
+DEV_CODEC_KEY_FILE = VAR_DIR / "dev-codec-key"
 MAIL_DIR = VAR_DIR / "mail"
 TEMPORAL_DB = VAR_DIR / "temporal.db"
 
@@ -507,11 +509,41 @@ def load_or_create_dev_keys(path: Path = DEV_KEYS_FILE) -> str:
     return ",".join(entries)
 
 
+def load_or_create_dev_codec_key(path: Path = DEV_CODEC_KEY_FILE) -> str:
+    """The dev payload key ring (`id:base64key`, SPEC §7), stable across restarts.
+
+    Stable, because the histories in var/temporal.db stay readable only with it; mode 0600
+    because it decrypts them.
+    """
+    if path.exists():
+        lines = [ln.strip() for ln in path.read_text().splitlines()]
+        raw = ",".join(ln for ln in lines if ln and not ln.startswith("#"))
+        try:
+            parse_key_ring(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                f"configuration error: {path}: {exc} (fix it: deleting it leaves the "
+                "histories in temporal.db unreadable)"
+            ) from None
+        os.chmod(path, 0o600)
+        return raw
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A random id: if the file is lost, the error for old histories names the missing key.
+    entry = generate_key(f"dev-{secrets.token_hex(3)}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# Payload encryption key of the local dev stack (mahnwerk dev); id:base64key.\n")
+        fh.write("# The Temporal histories in temporal.db are encrypted with it.\n")
+        fh.write(entry + "\n")
+    return entry
+
+
 def child_env(
     plan: DevPlan,
     settings: Settings,
     api_keys: str | None,
     environ: Mapping[str, str] | None = None,
+    codec_key: str | None = None,
 ) -> dict[str, str]:
     """The environment of the Python children: the stack's addresses, then the user's own.
 
@@ -533,6 +565,8 @@ def child_env(
         defaults["MAHNWERK_STRIPE_STANDIN_PORT"] = str(plan.standin_port)
     if api_keys:
         defaults["MAHNWERK_API_KEYS"] = api_keys
+    if codec_key:
+        defaults["MAHNWERK_CODEC_KEY"] = codec_key
     env = dict(base)
     for key, value in defaults.items():
         if not base.get(key):  # unset or empty: settings ignore empty values too
@@ -766,7 +800,9 @@ def run_dev(
     user_keys = os.environ.get("MAHNWERK_API_KEYS", "")
     keys_generated = not user_keys
     keys = user_keys or load_or_create_dev_keys()
-    env = child_env(plan, settings, None if user_keys else keys)
+    # Payloads are encrypted in dev too (SPEC §7): the UI decrypts through <public_url>/codec.
+    codec_key = None if settings.codec_key else load_or_create_dev_codec_key()
+    env = child_env(plan, settings, None if user_keys else keys, codec_key=codec_key)
 
     from rich.console import Console
 

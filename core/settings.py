@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.codec import parse_key_ring
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _ROLES = ("platform", "support", "admin")
@@ -133,6 +135,13 @@ class Settings(BaseSettings):
     @classmethod
     def _api_keys(cls, v: str) -> str:
         parse_api_keys(v)
+        return v
+
+    @field_validator("codec_key")
+    @classmethod
+    def _codec_key(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_key_ring(v)  # ValueError names the entry, never the key material
         return v
 
     @field_validator("stripe_api_base", "events_url")

@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
+import dataclasses
 
+import temporalio.converter
+from temporalio.client import Client
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+
+from core.codec import EncryptionCodec, parse_key_ring
 from core.settings import Settings
 
 
+def data_converter(settings: Settings) -> DataConverter:
+    """The converter of every client: payloads encrypted when MAHNWERK_CODEC_KEY is set.
+
+    Failure messages and stack traces are moved into an (encrypted) payload as well: an
+    error such as "notice 3 undeliverable: erika@example.org: 550 …" must not sit in the
+    history as plaintext. They read normally through any client with the codec, and in the
+    Temporal UI through `/codec/decode`.
+    """
+    default = temporalio.converter.default()
+    if not settings.codec_key:
+        return default
+    return dataclasses.replace(
+        default,
+        payload_codec=EncryptionCodec(parse_key_ring(settings.codec_key)),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
 async def connect_client(settings: Settings, *, target: str | None = None) -> Client:
-    """Connect with the project's data converter (payload codec arrives with issue 4)."""
+    """Connect with the project's data converter (payload encryption, SPEC.md §7)."""
     return await Client.connect(
         target or settings.temporal_address,
         namespace=settings.temporal_namespace,
+        data_converter=data_converter(settings),
     )
 
 

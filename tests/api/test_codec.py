@@ -1,0 +1,412 @@
+"""Personal data encrypted in Temporal (SPEC.md §7): the codec itself, the settings and dev
+stack that configure it, and the whole path — a real contract run through the API and the
+worker, whose history on the server holds no plaintext while `/codec/decode` shows it to an
+admin (and only to an admin, and only to the Temporal UI's origin)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import stat
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.client import Client
+from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from core.codec import (
+    ENCODING,
+    KEY_ID_META,
+    CodecError,
+    EncryptionCodec,
+    generate_key,
+    parse_key_ring,
+)
+from core.devstack import child_env, load_or_create_dev_codec_key, plan_stack, temporal_argv
+from core.settings import ConfigError, Settings, load_settings
+from core.temporal import data_converter
+from domain.schedule import berlin_date
+from tests.conftest import ADMIN, PLATFORM, api_client, contract_body, start_test_server
+from worker import build_worker
+from workflows.types import Customer, workflow_id_for
+
+OLD = "k2025:" + base64.b64encode(b"o" * 32).decode()
+NEW = "k2026:" + base64.b64encode(b"n" * 32).decode()
+UI = "http://localhost:8233"
+
+
+def _ring(raw: str) -> EncryptionCodec:
+    return EncryptionCodec(parse_key_ring(raw))
+
+
+def _plain(text: str) -> Payload:
+    return Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(text).encode())
+
+
+# -- the codec ---------------------------------------------------------------------------------
+
+
+async def test_round_trip_encrypts_with_the_first_key_and_a_fresh_nonce() -> None:
+    codec = _ring(f"{NEW},{OLD}")
+    original = _plain("erika@example.org")
+    first, second = await codec.encode([original, original])
+    assert first.metadata["encoding"] == ENCODING
+    assert first.metadata[KEY_ID_META] == b"k2026"
+    assert b"erika" not in first.SerializeToString()
+    assert first.data != second.data  # random nonce per payload
+    assert await codec.decode([first, second]) == [original, original]
+
+
+async def test_round_trip_through_the_data_converter(settings: Settings) -> None:
+    conv = data_converter(settings.model_copy(update={"codec_key": NEW}))
+    customer = Customer(id="cus-1", name="Erika Mustermann", email="erika@example.org")
+    (encoded,) = await conv.encode([customer])
+    assert encoded.metadata["encoding"] == ENCODING
+    assert b"Erika" not in encoded.data and b"erika@" not in encoded.data
+    assert await conv.decode([encoded], [Customer]) == [customer]
+    # failure messages (which may name a recipient) go into an encrypted payload too
+    assert conv.failure_converter_class is DefaultFailureConverterWithEncodedAttributes
+    plain = data_converter(settings)  # no key: Temporal's default converter
+    assert plain.payload_codec is None
+
+
+async def test_key_rotation_old_payloads_still_decrypt() -> None:
+    old_ring = _ring(OLD)
+    rotated = _ring(f"{NEW},{OLD}")
+    (before,) = await old_ring.encode([_plain("alt")])
+    (after,) = await rotated.encode([_plain("neu")])
+    assert after.metadata[KEY_ID_META] == b"k2026"
+    assert await rotated.decode([before, after]) == [_plain("alt"), _plain("neu")]
+
+
+async def test_unknown_key_id_is_a_clear_error_naming_it() -> None:
+    (sealed,) = await _ring(OLD).encode([_plain("x")])
+    with pytest.raises(CodecError, match="unknown key id 'k2025'.*MAHNWERK_CODEC_KEY"):
+        await _ring(NEW).decode([sealed])
+
+
+async def test_tampered_ciphertext_or_relabelled_key_id_fails() -> None:
+    codec = _ring(f"{NEW},{OLD}")
+    (sealed,) = await codec.encode([_plain("erika@example.org")])
+    flipped = Payload()
+    flipped.CopyFrom(sealed)
+    flipped.data = sealed.data[:-1] + bytes([sealed.data[-1] ^ 1])
+    with pytest.raises(CodecError, match="failed authentication"):
+        await codec.decode([flipped])
+    relabelled = Payload()
+    relabelled.CopyFrom(sealed)
+    relabelled.metadata[KEY_ID_META] = b"k2025"  # the key id is authenticated data
+    with pytest.raises(CodecError, match="failed authentication"):
+        await codec.decode([relabelled])
+    truncated = Payload(metadata=dict(sealed.metadata), data=sealed.data[:10])
+    with pytest.raises(CodecError, match="truncated"):
+        await codec.decode([truncated])
+
+
+async def test_unencrypted_payloads_pass_decode_unchanged() -> None:
+    codec = _ring(NEW)
+    old = [_plain("recorded before encryption"), Payload(metadata={"encoding": b"binary/null"})]
+    assert await codec.decode(old) == old
+    (sealed,) = await codec.encode([_plain("x")])
+    assert await codec.encode([sealed]) == [sealed]  # never encrypted twice
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("", "no keys"),
+        ("justakey", "entry 1 is not id:base64key"),
+        ("k1:", "entry 1 is not id:base64key"),
+        ("k 1:" + base64.b64encode(b"x" * 32).decode(), "entry 1: key id must be"),
+        ("k1:not*base64", "key 'k1' is not valid base64"),
+        ("k1:" + base64.b64encode(b"x" * 16).decode(), "key 'k1' is 16 bytes"),
+        (f"{NEW},{NEW}", "key id 'k2026' appears twice"),
+    ],
+)
+def test_parse_key_ring_names_what_is_wrong(raw: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as info:
+        parse_key_ring(raw)
+    assert "bm5u" not in str(info.value) and "eHh4" not in str(info.value)  # no key material
+
+
+def test_parse_key_ring_accepts_generated_and_urlsafe_keys() -> None:
+    entry = generate_key("k1")
+    urlsafe = base64.urlsafe_b64encode(bytes([0xFB]) * 32).decode().rstrip("=")
+    assert "-" in urlsafe or "_" in urlsafe
+    ring = parse_key_ring(f"{entry}, k0:{urlsafe}")
+    assert ring.ids == ["k1", "k0"] and ring.primary_id == "k1"
+    assert "k1" in repr(ring) and entry.split(":")[1] not in repr(ring)
+    assert generate_key() != generate_key()
+
+
+def test_bad_codec_key_stops_start_up_with_one_line_naming_the_variable() -> None:
+    secret = base64.b64encode(b"s" * 20).decode()
+    with pytest.raises(ConfigError) as info:
+        load_settings(codec_key=f"k1:{secret}")
+    line = str(info.value.code)
+    assert line.startswith("configuration error: MAHNWERK_CODEC_KEY: ")
+    assert "20 bytes" in line and secret not in line and "\n" not in line
+    assert load_settings(codec_key=NEW).codec_key == NEW
+
+
+# -- `mahnwerk dev` ----------------------------------------------------------------------------
+
+
+def test_dev_stack_generates_a_stable_private_codec_key_and_passes_it_on(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = tmp_path / "var" / "dev-codec-key"
+    key = load_or_create_dev_codec_key(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert parse_key_ring(key).primary_id.startswith("dev-")
+    assert load_or_create_dev_codec_key(path) == key  # stable across restarts
+    plan = plan_stack(settings, environ={})
+    assert child_env(plan, settings, None, {}, codec_key=key)["MAHNWERK_CODEC_KEY"] == key
+    mine = {"MAHNWERK_CODEC_KEY": NEW}
+    assert child_env(plan, settings, None, mine, codec_key=key)["MAHNWERK_CODEC_KEY"] == NEW
+    argv = temporal_argv(Path("temporal"), plan)
+    assert argv[argv.index("--ui-codec-endpoint") + 1] == f"{plan.public_url}/codec"
+    path.write_text("k1:tooshort\n")
+    with pytest.raises(ConfigError, match="dev-codec-key: key 'k1' is 6 bytes"):
+        load_or_create_dev_codec_key(path)
+
+
+# -- the endpoints: auth, CORS, identity without a key -----------------------------------------
+
+
+@pytest.fixture
+async def codec_http(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with a key ring; /codec/* needs no Temporal connection."""
+    app = create_app(settings.model_copy(update={"codec_key": f"{NEW},{OLD}"}), sessions)
+    async with api_client(app) as http:
+        yield http
+
+
+def _body(payloads: list[Payload]) -> dict[str, Any]:
+    return json.loads(json_format.MessageToJson(Payloads(payloads=payloads)))
+
+
+def _payloads(resp: httpx.Response) -> list[Payload]:
+    assert resp.status_code == 200, resp.text
+    return list(json_format.Parse(resp.text, Payloads()).payloads)
+
+
+async def test_encode_then_decode_over_http(codec_http: httpx.AsyncClient) -> None:
+    original = [_plain("erika@example.org"), _plain("Erika Mustermann")]
+    sealed = _payloads(await codec_http.post("/codec/encode", json=_body(original), headers=ADMIN))
+    assert [p.metadata[KEY_ID_META] for p in sealed] == [b"k2026", b"k2026"]
+    (old,) = await _ring(OLD).encode([_plain("alt")])
+    resp = await codec_http.post(
+        "/codec/decode", json=_body([*sealed, old]), headers={**ADMIN, "X-Namespace": "default"}
+    )
+    assert _payloads(resp) == [*original, _plain("alt")]
+
+
+async def test_codec_endpoints_are_for_admins_only(codec_http: httpx.AsyncClient) -> None:
+    body = _body([_plain("x")])
+    for path in ("/codec/decode", "/codec/encode"):
+        resp = await codec_http.post(path, json=body)
+        assert resp.status_code == 401 and resp.json()["error"]["code"] == "unauthorized"
+        resp = await codec_http.post(path, json=body, headers=PLATFORM)
+        assert resp.status_code == 403 and resp.json()["error"]["code"] == "forbidden"
+
+
+async def test_bad_bodies_and_undecodable_payloads_are_422(codec_http: httpx.AsyncClient) -> None:
+    for junk in (b"not json", b'{"payloads": 5}', b"\xff\xfe"):
+        resp = await codec_http.post("/codec/decode", content=junk, headers=ADMIN)
+        assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_input"
+    (foreign,) = await _ring("k1999:" + base64.b64encode(b"f" * 32).decode()).encode([_plain("x")])
+    resp = await codec_http.post("/codec/decode", json=_body([foreign]), headers=ADMIN)
+    assert resp.status_code == 422
+    assert "unknown key id 'k1999'" in resp.json()["error"]["message"]
+
+
+def _preflight(origin: str) -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
+    }
+
+
+async def test_cors_answers_the_ui_origin_only_and_only_on_codec(
+    codec_http: httpx.AsyncClient,
+) -> None:
+    for origin in (UI, "http://127.0.0.1:8233"):  # either loopback name in the address bar
+        resp = await codec_http.options("/codec/decode", headers=_preflight(origin))
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["access-control-allow-origin"] == origin
+        assert resp.headers["access-control-allow-credentials"] == "true"
+        allowed = resp.headers["access-control-allow-headers"].lower()
+        assert {"authorization", "content-type", "x-namespace"} <= set(allowed.split(", "))
+    evil = await codec_http.options("/codec/decode", headers=_preflight("http://evil.example"))
+    assert "access-control-allow-origin" not in evil.headers
+    # the answer itself carries the header, errors included (else the UI cannot read them)
+    resp = await codec_http.post("/codec/decode", json=_body([]), headers={**ADMIN, "Origin": UI})
+    assert resp.status_code == 200 and resp.headers["access-control-allow-origin"] == UI
+    resp = await codec_http.post("/codec/decode", json=_body([]), headers={"Origin": UI})
+    assert resp.status_code == 401 and resp.headers["access-control-allow-origin"] == UI
+    # the rest of the API is not opened to the UI's origin
+    resp = await codec_http.options("/v1/contracts", headers=_preflight(UI))
+    assert "access-control-allow-origin" not in resp.headers
+
+
+async def test_without_a_codec_key_the_endpoints_return_payloads_unchanged(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    assert settings.codec_key is None
+    payloads = [_plain("erika@example.org")]
+    async with api_client(create_app(settings, sessions)) as http:
+        for path in ("/codec/decode", "/codec/encode"):
+            assert _payloads(await http.post(path, json=_body(payloads), headers=ADMIN)) == payloads
+        assert (await http.post("/codec/decode", json=_body(payloads))).status_code == 401
+
+
+# -- the whole path: API → workflow → worker on a Temporal server ------------------------------
+
+
+@pytest.fixture(scope="module")
+async def codec_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A test server of its own: this module skips days of time."""
+    async with await start_test_server() as env:
+        yield env
+
+
+@dataclass
+class EncryptedStack:
+    env: WorkflowEnvironment
+    client: Client  # with the codec, as the API and worker have it
+    http: httpx.AsyncClient
+    started: list[str]
+
+
+@pytest.fixture
+async def enc_stack(
+    codec_env: WorkflowEnvironment, settings: Settings, sessions: sessionmaker[Session]
+) -> AsyncIterator[EncryptedStack]:
+    settings = settings.model_copy(update={"codec_key": f"{NEW},{OLD}"})
+    config = codec_env.client.config()
+    config["data_converter"] = data_converter(settings)
+    client = Client(**config)
+    parts = build_worker(client, settings, session_factory=sessions)
+    app = create_app(settings, sessions)
+    app.state.mahnwerk._client = client
+    async with parts.worker, api_client(app) as http:
+        stack = EncryptedStack(codec_env, client, http, [])
+        yield stack
+        # A workflow task nobody polls would stall time skipping on this server, and so does
+        # terminating while a task or an activity runs: wait until the workflow is idle.
+        for cid in stack.started:
+            handle = client.get_workflow_handle(workflow_id_for(cid))
+            with contextlib.suppress(RPCError):
+                for _ in range(100):
+                    raw = (await handle.describe()).raw_description
+                    if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+                        break
+                    await asyncio.sleep(0.05)
+                await handle.terminate("test over")
+    parts.executor.shutdown(wait=False)
+
+
+def _all_payloads(msg: Message, skip: frozenset[str]) -> Iterator[tuple[str, Payload]]:
+    """Every Payload inside a proto message (repeated fields and maps included)."""
+    for field, value in msg.ListFields():
+        if field.name in skip:
+            continue
+        if field.message_type is None:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            values = list(value.values())
+        elif field.is_repeated:
+            values = list(value)
+        else:
+            values = [value]
+        for item in values:
+            if not isinstance(item, Message):
+                continue
+            if isinstance(item, Payload):
+                yield field.name, item
+            else:
+                yield from _all_payloads(item, skip)
+
+
+async def test_history_on_the_server_holds_no_plaintext_and_decode_shows_it(
+    enc_stack: EncryptedStack, smtp: Any
+) -> None:
+    env = enc_stack.env
+    tag = uuid.uuid4().hex[:8]
+    email = f"geheim-{tag}@example.org"
+    name = f"Erika Verschlusssache-{tag}"
+    body = contract_body(
+        count=3,
+        email=email,
+        first_due=berlin_date(await env.get_current_time()),
+        payment_method="pm_card_visa_chargeDeclinedLostCard",  # hard decline: a notice follows
+    )
+    body["customer"]["name"] = name
+    resp = await enc_stack.http.post("/v1/contracts", json=body, headers=PLATFORM)
+    assert resp.status_code == 201, resp.text
+    cid = body["contract_id"]
+    enc_stack.started.append(cid)
+
+    # The debit fails at once, the reminder goes out at D+3: the worker decrypted the input
+    # (the notice reached the customer's address) and every activity input/result, timer
+    # summary and failure of the run is in the history by now.
+    await env.sleep(timedelta(days=4))
+    for _ in range(100):
+        if any(email in str(m["To"]) for m in smtp.store.messages()):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("no reminder reached the customer: the worker could not use its payloads")
+    contract = (await enc_stack.http.get(f"/v1/contracts/{cid}", headers=PLATFORM)).json()
+    assert contract["dunning"]["stage"] == "reminder", contract
+
+    # What the server stores, read without the codec.
+    raw = await env.client.get_workflow_handle(workflow_id_for(cid)).fetch_history()
+    stored = b"".join(e.SerializeToString() for e in raw.events) + raw.to_json().encode()
+    for secret in (email, name, "Verschlusssache", "geheim-"):
+        assert secret.encode() not in stored, f"{secret!r} is stored in plaintext"
+    kinds = {e.WhichOneof("attributes") for e in raw.events}
+    assert "activity_task_completed_event_attributes" in kinds
+    assert "timer_started_event_attributes" in kinds
+    skip = frozenset({"search_attributes"})  # indexed by the server: ids only (SPEC §7)
+    payloads = [p for e in raw.events for p in _all_payloads(e, skip)]
+    assert len(payloads) > 5
+    for where, payload in payloads:
+        assert payload.metadata["encoding"] == ENCODING, where
+        assert payload.metadata[KEY_ID_META] == b"k2026", where
+
+    # An admin reads the workflow input through /codec/decode, as the Temporal UI does.
+    started = raw.events[0].workflow_execution_started_event_attributes
+    request = json.loads(json_format.MessageToJson(started.input))
+    assert email not in json.dumps(request)
+    resp = await enc_stack.http.post(
+        "/codec/decode", json=request, headers={**ADMIN, "X-Namespace": "default", "Origin": UI}
+    )
+    (decoded,) = _payloads(resp)
+    assert resp.headers["access-control-allow-origin"] == UI
+    assert decoded.metadata["encoding"] == b"json/plain"
+    data = json.loads(decoded.data)
+    assert data["customer"]["email"] == email and data["customer"]["name"] == name
+    # and nobody else does
+    assert (await enc_stack.http.post("/codec/decode", json=request)).status_code == 401
+    resp = await enc_stack.http.post("/codec/decode", json=request, headers=PLATFORM)
+    assert resp.status_code == 403
