@@ -3,6 +3,7 @@ Temporal (time-skipping test server) — every component real, started by the te
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -203,7 +204,17 @@ async def stack(  # the whole app on the shared test server; see tests/stack.py
         yield stack
         # Nothing may stay running without its worker: a workflow task nobody polls would
         # stall time skipping for the next test on this server.
+        # Terminating while a workflow task or an activity runs leaves the test server's
+        # time-skipping lock held: let them finish first.
         for cid in stack.started:
+            handle = ts_env.client.get_workflow_handle(workflow_id_for(cid))
             with contextlib.suppress(RPCError):
-                await ts_env.client.get_workflow_handle(workflow_id_for(cid)).terminate("test over")
+                for _ in range(100):
+                    desc = await handle.describe()
+                    raw = desc.raw_description
+                    busy = raw.pending_activities or raw.HasField("pending_workflow_task")
+                    if desc.history_length >= 4 and not busy:  # first task done, now idle
+                        break
+                    await asyncio.sleep(0.05)
+                await handle.terminate("test over")
     parts.executor.shutdown(wait=False)

@@ -191,7 +191,7 @@ class ContractWorkflow:
                 candidates.append((inst.next_retry_at, f"retry {inst.retries_done + 1} of {label}"))
             elif inst.status == "processing" and inst.next_poll_at:
                 candidates.append((inst.next_poll_at, f"check the debit of {label}"))
-        step = self._next_ladder_step()
+        step = None if self.s.paused else self._next_ladder_step()
         if step is not None:
             candidates.append((step[1], f"dunning stage {step[0].stage}"))
         if self.s.paused and self.s.paused_until is not None:
@@ -761,6 +761,9 @@ class ContractWorkflow:
                 fees=self.s.fees,
                 case_no=self.s.case_no,
                 case_opened_at=self.s.case_opened_at,
+                paused=self.s.paused,
+                paused_until=self.s.paused_until,
+                contested=self.s.contested,
                 installments=self.s.installments,
                 facts=facts,
                 customer_id=self.inp.customer.id,
@@ -903,8 +906,9 @@ class ContractWorkflow:
 
     def _end_pause(self, now: datetime, actor: str | None, why: str) -> None:
         if self._case_open() and self.s.paused_at is not None:
-            # The dunning clock stood still: later rungs move by the paused time.
-            self.s.ladder_delay_seconds += int((now - self.s.paused_at).total_seconds())
+            # The dunning clock stood still while the case was open: later rungs move by it.
+            start = max(self.s.paused_at, self.s.case_opened_at or self.s.paused_at)
+            self.s.ladder_delay_seconds += max(int((now - start).total_seconds()), 0)
         self.s.paused = False
         self.s.paused_until = None
         self.s.paused_at = None

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
     AdminCaller,
@@ -44,7 +44,7 @@ from core.settings import Settings
 from core.temporal import workflow_ui_url
 from domain.policy import PolicyError, load_policy, policy_to_dict
 from domain.schedule import due_instant, installment_due_times
-from workflows.contract import search_attributes
+from workflows.contract import TERMINAL, search_attributes
 from workflows.types import (
     ActionResult,
     ContractInput,
@@ -351,19 +351,21 @@ async def _update(
         c = s.get(Contract, contract_id)
         if c is None:
             raise ApiError(404, "not_found", f"contract {contract_id} not found")
-        wf_id = c.workflow_id
+        wf_id, status = c.workflow_id, c.status
+    if status in TERMINAL:
+        raise ApiError(409, "conflict", f"contract {contract_id} is {status}", {"status": status})
     handle = client.get_workflow_handle(wf_id)
     try:
         res: ActionResult = await handle.execute_update(name, arg, result_type=ActionResult)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         if isinstance(cause, ApplicationError):
-            status = 409 if cause.type in _CONFLICT_TYPES else 422
-            code = "conflict" if status == 409 else "invalid_input"
-            raise ApiError(status, code, cause.message, {"type": cause.type}) from None
+            http = 409 if cause.type in _CONFLICT_TYPES else 422
+            code = "conflict" if http == 409 else "invalid_input"
+            raise ApiError(http, code, cause.message, {"type": cause.type}) from None
         raise ApiError(500, "internal_error", str(exc)) from None
     except RPCError as exc:
-        if "workflow execution already completed" in str(exc).lower():
+        if exc.status == RPCStatusCode.NOT_FOUND or "already completed" in str(exc).lower():
             raise ApiError(
                 409, "conflict", f"contract {contract_id} is no longer running"
             ) from None
