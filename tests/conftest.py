@@ -3,8 +3,6 @@ Temporal (time-skipping test server) — every component real, started by the te
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import shutil
 import sys
@@ -19,14 +17,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import make_engine, make_session_factory
 from core.migrate import upgrade
 from core.models import Base
 from core.settings import Settings, load_settings
-from workflows.types import workflow_id_for
 
 BIN = Path(sys.executable).parent
 
@@ -185,36 +181,22 @@ def api_client(app: Any) -> httpx.AsyncClient:
 
 
 @pytest.fixture
-async def stack(  # the whole app on the shared test server; see tests/stack.py
-    ts_env: WorkflowEnvironment,
+async def stack(  # the whole app on a test server of its own; see tests/stack.py
     settings: Settings,
     sessions: sessionmaker[Session],
     standin: Any,
     smtp: Any,
 ) -> AsyncIterator[Any]:
+    """One time-skipping server per test: a workflow of an earlier test (or a lock the test
+    server keeps for a task of a terminated workflow) can never stall this test's clock."""
     from api.main import create_app
     from tests.stack import Stack
     from worker import build_worker
 
-    parts = build_worker(ts_env.client, settings, session_factory=sessions)
-    app = create_app(settings, sessions)
-    app.state.mahnwerk._client = ts_env.client
-    async with parts.worker, api_client(app) as http:
-        stack = Stack(ts_env, http, settings, standin, smtp)
-        yield stack
-        # Nothing may stay running without its worker: a workflow task nobody polls would
-        # stall time skipping for the next test on this server.
-        # Terminating while a workflow task or an activity runs leaves the test server's
-        # time-skipping lock held: let them finish first.
-        for cid in stack.started:
-            handle = ts_env.client.get_workflow_handle(workflow_id_for(cid))
-            with contextlib.suppress(RPCError):
-                for _ in range(100):
-                    desc = await handle.describe()
-                    raw = desc.raw_description
-                    busy = raw.pending_activities or raw.HasField("pending_workflow_task")
-                    if desc.history_length >= 4 and not busy:  # first task done, now idle
-                        break
-                    await asyncio.sleep(0.05)
-                await handle.terminate("test over")
-    parts.executor.shutdown(wait=False)
+    async with await start_test_server() as env:
+        parts = build_worker(env.client, settings, session_factory=sessions)
+        app = create_app(settings, sessions)
+        app.state.mahnwerk._client = env.client
+        async with parts.worker, api_client(app) as http:
+            yield Stack(env, http, settings, standin, smtp)
+        parts.executor.shutdown(wait=False)
