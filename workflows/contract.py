@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 TERMINAL = ("completed", "cancelled", "handed_off", "written_off", "failed")
+APPROVAL_REMINDER_EVERY = timedelta(days=7)
 
 SA_STATUS = SearchAttributeKey.for_keyword("MahnwerkStatus")
 SA_STAGE = SearchAttributeKey.for_keyword("DunningStage")
@@ -176,6 +177,7 @@ class ContractWorkflow:
         self._settle_case(workflow.now())
         if self._case_open() and self.s.status not in TERMINAL and not self.s.paused:
             await self._walk_ladder()
+        self._remind_approval(workflow.now())
         self._check_completed(workflow.now())
         if self.inp.kind == "subscription" and self.s.status not in TERMINAL:
             self._generate_subscription_periods(workflow.now())  # the next renewal
@@ -198,6 +200,9 @@ class ContractWorkflow:
             candidates.append((self.s.paused_until, "the end of the pause"))
         if self.s.cancel_at is not None:
             candidates.append((self.s.cancel_at, "the end of the subscription"))
+        reminder = self._next_approval_reminder()
+        if reminder is not None:
+            candidates.append((reminder, "a reminder to admins: hand-off awaits approval"))
         if self.s.awaiting_approval:
             why = "an admin's approval of the hand-off (or a payment)"
             return min(candidates, key=lambda c: c[0]) if candidates else (None, why)
@@ -553,18 +558,47 @@ class ContractWorkflow:
             return
         if self.s.contested or coll.require_approval:
             self.s.awaiting_approval = True
+            self.s.approval_requested_at = now
+            self.s.approval_reminders = 0
             why = "claim contested" if self.s.contested else "policy requires approval"
             self._fact(
                 "handoff.approval_required",
                 f"approval:{self.inp.contract_id}:{self.s.case_no}",
                 now,
                 {"case": self.s.case_no, "reason": why, "overdue_amount": self._overdue()},
+                event="handoff.approval_required",
             )
             return
         route = coll.route
         if route == "auto":
             route = "court"  # auto: court unless contested (contested claims wait above)
         self._hand_off(now, route, None)
+
+    def _next_approval_reminder(self) -> datetime | None:
+        if not self.s.awaiting_approval or self.s.approval_requested_at is None:
+            return None
+        return self.s.approval_requested_at + APPROVAL_REMINDER_EVERY * (
+            self.s.approval_reminders + 1
+        )
+
+    def _remind_approval(self, now: datetime) -> None:
+        """A hand-off may wait for weeks: remind the admins every week (SPEC.md §3 approval)."""
+        due = self._next_approval_reminder()
+        if due is None or due > now or self.s.status in TERMINAL:
+            return
+        self.s.approval_reminders += 1
+        self._fact(
+            "handoff.approval_reminder",
+            f"approval:{self.inp.contract_id}:{self.s.case_no}:{self.s.approval_reminders}",
+            now,
+            {
+                "case": self.s.case_no,
+                "reminder": self.s.approval_reminders,
+                "waiting_since": self.s.approval_requested_at,
+                "overdue_amount": self._overdue(),
+            },
+            event="handoff.approval_required",
+        )
 
     def _hand_off(self, now: datetime, route: str, actor: str | None) -> None:
         self.s.status = "handed_off"

@@ -94,6 +94,9 @@ class ContractState:
     awaiting_approval: bool = False
     route: str | None = None  # court | inkasso, once decided
     cancel_at: datetime | None = None  # subscriptions: no renewal due at or after this
+    approval_requested_at: datetime | None = None  # hand-off waiting for an admin since
+    approval_reminders: int = 0
+    case_file_id: int | None = None  # collection case file built at hand-off
 
 
 @dataclass

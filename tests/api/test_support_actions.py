@@ -161,6 +161,8 @@ async def test_contested_claim_waits_for_approval_then_goes_to_inkasso(stack: St
     assert c["status"] == "in_dunning" and c["dunning"]["stage"] == "collection"
     types = [e["type"] for e in await timeline(stack, cid)]
     assert "handoff.approval_required" in types and "contract.handed_off" not in types
+    # waiting since day 38: admins are reminded weekly (days 45, 52, 59)
+    assert types.count("handoff.approval_reminder") == 3
     resp = await action(stack, cid, "approve-handoff", {}, ADMIN)
     assert resp.status_code == 200, resp.text
     assert resp.json()["status"] == "handed_off"
