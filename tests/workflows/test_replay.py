@@ -1,0 +1,115 @@
+"""Replay recorded histories against today's workflow code (DESIGN.md decision 8).
+
+A change that would make running contracts replay differently fails here unless it is
+guarded with `workflow.patched(...)`. The histories in `tests/histories/` are recorded from
+real runs of the scenarios below (`MAHNWERK_RECORD_HISTORIES=1 make test
+PYTEST_ARGS=tests/workflows/test_replay.py`); record new ones when a new path is added,
+never re-record old ones to make a failing replay pass.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from tests.conftest import ADMIN, SUPPORT
+from tests.stack import Stack, unique_email
+from workflows.contract import ContractWorkflow
+from workflows.types import workflow_id_for
+
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+RECORD = os.environ.get("MAHNWERK_RECORD_HISTORIES") == "1"
+
+
+def recorded() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
+async def test_recorded_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(workflow_id_for(path.stem), path.read_text())
+    await Replayer(workflows=[ContractWorkflow]).replay_workflow(history)
+
+
+def test_histories_are_recorded() -> None:
+    assert len(recorded()) >= 5, "tests/histories/ lost its recorded histories"
+
+
+async def _save(stack: Stack, name: str, cid: str, run_id: str | None = None) -> None:
+    handle = stack.env.client.get_workflow_handle(workflow_id_for(cid), run_id=run_id)
+    history = await handle.fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+@pytest.mark.skipif(not RECORD, reason="set MAHNWERK_RECORD_HISTORIES=1 to record")
+async def test_record_histories(stack: Stack) -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    # a plan paid in full
+    cid, handle = await stack.start(count=3)
+    await stack.result(handle)
+    await _save(stack, "plan-paid", cid)
+    # hard decline → reminder → lock → new payment method → unlock → completed
+    cid, handle = await stack.start(count=2, payment_method="pm_card_visa_chargeDeclinedLostCard")
+    await stack.env.sleep(timedelta(days=15))
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/payment-method",
+        json={"payment_method": "pm_card_visa"},
+        headers=SUPPORT,
+    )
+    assert resp.status_code == 200, resp.text
+    await stack.result(handle)
+    await _save(stack, "hard-decline-unlock", cid)
+    # soft declines retried, pause and resume, a waiver and a settlement
+    cid, handle = await stack.start(count=1, payment_method="pm_card_chargeDeclinedProcessingError")
+    await stack.env.sleep(timedelta(days=2))
+    for path, body in [
+        ("pause", {"reason": "Kunde im Urlaub"}),
+        ("resume", {"reason": "zurück"}),
+    ]:
+        assert (
+            await stack.http.post(f"/v1/contracts/{cid}/{path}", json=body, headers=SUPPORT)
+        ).status_code == 200
+    await stack.env.sleep(timedelta(days=20))
+    for path, body in [
+        ("waivers", {"fees": True, "reason": "Kulanz"}),
+        ("settlements", {"amount": 9900, "method": "bank_transfer", "reference": "T-1"}),
+    ]:
+        resp = await stack.http.post(f"/v1/contracts/{cid}/{path}", json=body, headers=SUPPORT)
+        assert resp.status_code == 200, resp.text
+    await stack.result(handle)
+    await _save(stack, "soft-pause-waive-settle", cid)
+    # contested claim: the hand-off waits for an admin
+    cid, handle = await stack.start(
+        count=1, payment_method="pm_card_visa_chargeDeclinedLostCard", email=unique_email()
+    )
+    assert (
+        await stack.http.post(
+            f"/v1/contracts/{cid}/contest", json={"reason": "bestritten"}, headers=SUPPORT
+        )
+    ).status_code == 200
+    await stack.env.sleep(timedelta(days=50))
+    assert (
+        await stack.http.post(f"/v1/contracts/{cid}/approve-handoff", json={}, headers=ADMIN)
+    ).status_code == 200
+    await stack.result(handle)
+    await _save(stack, "contested-approved-handoff", cid)
+    # a subscription across continue-as-new, then cancelled at period end
+    cid, handle = await stack.start(kind="subscription", amount=2900)
+    await stack.env.sleep(timedelta(days=14 * 31))
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/cancel", json={"reason": "Kündigung"}, headers=SUPPORT
+    )
+    assert resp.status_code == 200, resp.text
+    await stack.result(handle)
+    await _save(stack, "subscription-cancelled", cid)
+    first_run = (
+        await stack.env.client.get_workflow_handle(workflow_id_for(cid)).fetch_history()
+    ).events[0]
+    previous = first_run.workflow_execution_started_event_attributes.continued_execution_run_id
+    assert previous, "the subscription should have continued as new"
+    await _save(stack, "subscription-first-run", cid, previous)
