@@ -75,10 +75,11 @@ async def test_record_histories(stack: Stack) -> None:
             await stack.http.post(f"/v1/contracts/{cid}/{path}", json=body, headers=SUPPORT)
         ).status_code == 200
     await stack.env.sleep(timedelta(days=20))
-    for path, body in [
+    actions: list[tuple[str, dict[str, object]]] = [
         ("waivers", {"fees": True, "reason": "Kulanz"}),
         ("settlements", {"amount": 9900, "method": "bank_transfer", "reference": "T-1"}),
-    ]:
+    ]
+    for path, body in actions:
         resp = await stack.http.post(f"/v1/contracts/{cid}/{path}", json=body, headers=SUPPORT)
         assert resp.status_code == 200, resp.text
     await stack.result(handle)
