@@ -67,13 +67,11 @@ async def test_record_histories(stack: Stack) -> None:
     # soft declines retried, pause and resume, a waiver and a settlement
     cid, handle = await stack.start(count=1, payment_method="pm_card_chargeDeclinedProcessingError")
     await stack.env.sleep(timedelta(days=2))
-    for path, body in [
-        ("pause", {"reason": "Kunde im Urlaub"}),
-        ("resume", {"reason": "zurück"}),
-    ]:
-        assert (
-            await stack.http.post(f"/v1/contracts/{cid}/{path}", json=body, headers=SUPPORT)
-        ).status_code == 200
+    for path, reason in [("pause", "Kunde im Urlaub"), ("resume", "zurück")]:
+        resp = await stack.http.post(
+            f"/v1/contracts/{cid}/{path}", json={"reason": reason}, headers=SUPPORT
+        )
+        assert resp.status_code == 200, resp.text
     await stack.env.sleep(timedelta(days=20))
     actions: list[tuple[str, dict[str, object]]] = [
         ("waivers", {"fees": True, "reason": "Kulanz"}),
