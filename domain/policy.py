@@ -37,6 +37,8 @@ class RetryConfig:
     """Re-debits after a failed debit, for soft failures; offsets from the first failure."""
 
     after: list[str] = field(default_factory=list)
+    # Move insufficient-funds retries to the days after German paydays (domain.retry_timing).
+    payday_alignment: bool = False
 
     def offsets(self) -> list[timedelta]:
         return [parse_duration(text) for text in self.after]
@@ -292,7 +294,10 @@ def parse_policy(data: object, file: str) -> Policy:
 
 
 def _parse_retries(c: _Checker, value: object) -> RetryConfig:
-    section = c.mapping(value, "retries", required=("after",), optional=())
+    section = c.mapping(value, "retries", required=("after",), optional=("payday_alignment",))
+    payday = section.get("payday_alignment", False)
+    if not isinstance(payday, bool):
+        c.fail("retries.payday_alignment", f"must be true or false, got {_kind(payday)}")
     after = section["after"]
     if not isinstance(after, list):
         c.fail("retries.after", f"must be a list of durations, got {_kind(after)}")
@@ -312,7 +317,7 @@ def _parse_retries(c: _Checker, value: object) -> RetryConfig:
             c.fail(key, f"offsets must be strictly increasing: {text} is not after {after[i - 1]}")
         previous = offset
         texts.append(text)
-    return RetryConfig(after=texts)
+    return RetryConfig(after=texts, payday_alignment=payday)
 
 
 def _parse_ladder(c: _Checker, value: object) -> list[LadderStep]:
@@ -411,7 +416,7 @@ def policy_to_dict(p: Policy) -> dict[str, Any]:
         ladder.append(entry)
     return {
         "name": p.name,
-        "retries": {"after": list(p.retries.after)},
+        "retries": {"after": list(p.retries.after), "payday_alignment": p.retries.payday_alignment},
         "ladder": ladder,
         "collection": {
             "write_off_below": p.collection.write_off_below,
@@ -432,7 +437,10 @@ def policy_from_dict(d: dict[str, Any]) -> Policy:
     collection = d.get("collection") or {}
     return Policy(
         name=str(d["name"]),
-        retries=RetryConfig(after=[str(x) for x in d.get("retries", {}).get("after", [])]),
+        retries=RetryConfig(
+            after=[str(x) for x in d.get("retries", {}).get("after", [])],
+            payday_alignment=bool(d.get("retries", {}).get("payday_alignment", False)),
+        ),
         ladder=[
             LadderStep(
                 stage=str(s["stage"]),

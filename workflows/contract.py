@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.durations import parse_interval
     from domain.money import format_amount
     from domain.policy import LadderStep
+    from domain.retry_timing import RetryPlanInput, next_retry
     from domain.schedule import BERLIN, due_instant, installment_due_times, shift
     from workflows import retry_policies as rp
     from workflows.types import (
@@ -299,6 +300,7 @@ class ContractWorkflow:
             summary=summary,
         )
         inst.attempts = attempt
+        inst.attempt_times = [*inst.attempt_times[-29:], now]
         inst.fee_part = fee_part
         data = {
             "installment": inst.seq,
@@ -425,11 +427,15 @@ class ContractWorkflow:
             inst.retries_done = 0
         else:
             inst.retries_done += 1
-        fail = data | {"code": res.code, "failure_class": cls, "message": res.message}
+        inst.next_retry_at = self._next_retry(inst, cls, res.code, now)
+        fail = data | {
+            "code": res.code,
+            "failure_class": cls,
+            "message": res.message,
+            "next_retry_at": inst.next_retry_at,
+            "retry": inst.retry_reason,
+        }
         self._fact("payment.failed", f"failed:{key}", now, fail, event="payment.failed")
-        inst.next_retry_at = self._next_retry(inst, cls, res.code)
-        if inst.next_retry_at is not None and inst.next_retry_at < now:
-            inst.next_retry_at = now
         if cls != declines.SOFT:
             # Hard failure: no more retries, ask for a new payment method at once (SPEC §3).
             self._fact(
@@ -447,16 +453,32 @@ class ContractWorkflow:
             return
         self._open_case(now)
 
-    def _next_retry(self, inst: InstallmentState, cls: str, code: str | None) -> datetime | None:
-        if cls != declines.SOFT or inst.first_failed_at is None:
+    def _next_retry(
+        self, inst: InstallmentState, cls: str, code: str | None, now: datetime
+    ) -> datetime | None:
+        """When to retry (domain.retry_timing): policy offsets, moved to paydays / TARGET
+        days, capped per card network rules; None with the reason to stop."""
+        if inst.first_failed_at is None:
             return None
-        offsets = self.policy.retry_offsets()
-        cap = len(offsets)
-        if not declines.is_known(code, inst.scheme):
-            cap = min(cap, declines.MAX_UNKNOWN_RETRIES)  # unknown codes: few retries
-        if inst.retries_done >= cap:
-            return None
-        return inst.first_failed_at + offsets[inst.retries_done]
+        window = now - timedelta(days=31)
+        decision = next_retry(
+            RetryPlanInput(
+                scheme=inst.scheme,
+                failure_class=cls,
+                code=code,
+                first_failed_at=inst.first_failed_at,
+                # every attempt on this contract's card within Visa's 30-day window
+                previous_attempts=sorted(
+                    t for i in self.s.installments for t in i.attempt_times if t >= window
+                ),
+                offsets=self.policy.retry_offsets(),
+                retries_done=inst.retries_done,
+                payday_alignment=self.policy.retries.payday_alignment,
+                now=now,
+            )
+        )
+        inst.retry_reason = decision.reason
+        return decision.at
 
     # -- dunning -----------------------------------------------------------------------------
 

@@ -59,6 +59,8 @@ class InstallmentState:
     retries_done: int = 0  # soft-decline retries used in the current failure episode
     fee_part: int = 0  # dunning fees included in the debit now in flight
     scheme: str = "card"  # card | sepa, of the last debit
+    attempt_times: list[datetime] = field(default_factory=list)  # for Visa's 20-in-30-days cap
+    retry_reason: str = ""  # why the next retry is when it is (timer summary)
 
     @property
     def outstanding(self) -> int:
@@ -297,3 +299,32 @@ class ContractView:
     fees: int
     waiting_for: str
     installments: list[InstallmentState]
+
+
+# -- hand-off ------------------------------------------------------------------------------
+
+
+@dataclass
+class CaseFileInput:
+    """Build the collection case file (SPEC.md §6) of dunning case `case_no` at hand-off."""
+
+    contract_id: str
+    case_no: int
+    route: str  # court | inkasso
+    as_of: datetime  # interest runs up to and including this day (Europe/Berlin)
+    fees: int = 0  # dunning fees still open (Mahnkosten)
+    # other costs still open, itemised: (label, amount), e.g. ("Rücklastschriftkosten", 350)
+    costs: list[tuple[str, int]] = field(default_factory=list)
+    interest_waived: bool = False  # waived by support, or policy `interest: none`
+
+
+@dataclass
+class CaseFileResult:
+    case_id: int
+    principal: int
+    interest: int  # 0 when waived or when a base rate is missing (see missing_base_rate)
+    fees: int  # dunning fees claimed (after § 288 (5) sentence 3 BGB crediting)
+    costs: int  # lump sums and other costs claimed
+    total: int
+    route: str
+    missing_base_rate: str | None = None  # the 1 Jan / 1 Jul whose § 247 rate is unknown

@@ -57,7 +57,7 @@ def test_default_policy_is_the_spec_example() -> None:
     policy = load_policy("default", POLICY_DIR)
     assert policy == Policy(
         name="default",
-        retries=RetryConfig(after=["1d", "3d", "5d", "7d"]),
+        retries=RetryConfig(after=["1d", "3d", "5d", "7d"], payday_alignment=True),
         ladder=[
             LadderStep(stage="reminder", after="3d", notice="reminder"),
             LadderStep(
@@ -419,3 +419,14 @@ def test_policy_round_trips_through_temporal_converter() -> None:
     payloads = converter.DataConverter.default.payload_converter.to_payloads([policy])
     (decoded,) = converter.DataConverter.default.payload_converter.from_payloads(payloads, [Policy])
     assert decoded == policy
+
+
+def test_payday_alignment_must_be_a_bool(tmp_path: Path) -> None:
+    text = (
+        "name: p\nretries:\n  after: [1d]\n  payday_alignment: sometimes\n"
+        "ladder:\n  - stage: reminder\n    after: 3d\n"
+    )
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(PolicyError) as exc:
+        load_policy("p", tmp_path)
+    assert exc.value.key == "retries.payday_alignment" and "true or false" in exc.value.reason

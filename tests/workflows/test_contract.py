@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
+from domain.retry_timing import is_payday_window_day
+from domain.schedule import BERLIN
 from tests.conftest import PLATFORM, SUPPORT
 from tests.stack import Stack, unique_email
 from workflows.types import workflow_id_for
@@ -35,10 +37,10 @@ async def test_six_installment_plan_paid_in_full(stack: Stack) -> None:
 async def test_soft_decline_in_month_3_recovered_by_second_retry(stack: Stack) -> None:
     email = unique_email()
     body_id = f"ord-soft-{uuid.uuid4().hex[:8]}"
-    # The stand-in declines installment 3's first two debits (insufficient funds).
+    # The stand-in declines installment 3's first two debits (do_not_honor: soft).
     stack.standin.script(
         metadata={"contract_id": body_id, "installment": "3"},
-        outcomes=["insufficient_funds", "insufficient_funds"],
+        outcomes=["do_not_honor", "do_not_honor"],
     )
     cid, handle = await stack.start(contract_id=body_id, count=6, email=email)
     view = await stack.result(handle)
@@ -48,17 +50,38 @@ async def test_soft_decline_in_month_3_recovered_by_second_retry(stack: Stack) -
     contract = await stack.contract(cid)
     third = contract["schedule"][2]
     assert [(a["attempt"], a["status"], a["decline_code"]) for a in third["attempts"]] == [
-        (1, "declined", "insufficient_funds"),
-        (2, "declined", "insufficient_funds"),
+        (1, "declined", "do_not_honor"),
+        (2, "declined", "do_not_honor"),
         (3, "succeeded", None),
     ]
     # retries follow the policy's offsets from the first failure: 1d, then 3d
     times = [datetime.fromisoformat(a["attempted_at"]) for a in third["attempts"]]
     assert round((times[1] - times[0]) / timedelta(hours=1)) == 24
     assert round((times[2] - times[0]) / timedelta(hours=1)) == 72
-    # recovered before the reminder was due: no notice, no lock
+    # recovered on the day the reminder was due, retry first: no notice, no lock
     assert stack.mails(email) == []
     assert contract["access"] == "granted"
+
+
+async def test_insufficient_funds_retries_land_after_paydays(stack: Stack) -> None:
+    body_id = f"ord-payday-{uuid.uuid4().hex[:8]}"
+    stack.standin.script(
+        metadata={"contract_id": body_id, "installment": "2"},
+        outcomes=["insufficient_funds", "insufficient_funds"],
+    )
+    cid, handle = await stack.start(contract_id=body_id, count=2)
+    view = await stack.result(handle)
+    assert view.status == "completed"
+    attempts = (await stack.contract(cid))["schedule"][1]["attempts"]
+    assert [a["status"] for a in attempts] == ["declined", "declined", "succeeded"]
+    # the default policy aligns insufficient-funds retries to German paydays: each retry
+    # falls on the last TARGET business day of a month or one of the first three
+    for a in attempts[1:]:
+        day = datetime.fromisoformat(a["attempted_at"]).astimezone(BERLIN).date()
+        assert is_payday_window_day(day), day
+    events = (await stack.http.get(f"/v1/contracts/{cid}/events", headers=PLATFORM)).json()
+    reasons = [e["data"].get("retry", "") for e in events["data"] if e["type"] == "payment.failed"]
+    assert "payday" in reasons[0], reasons
 
 
 async def test_hard_decline_reminder_lock_new_method_unlock(stack: Stack) -> None:
