@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from domain import declines
     from domain.durations import parse_interval
+    from domain.fees import RETURN_DEBIT_COST_DEFAULT
     from domain.money import format_amount
     from domain.policy import LadderStep
     from domain.retry_timing import RetryPlanInput, next_retry
@@ -98,7 +99,12 @@ class ContractWorkflow:
                 await self._process(workflow.now())
                 await self._flush()
             if self.s.status in TERMINAL:
-                break
+                watch = self._chargeback_watch_until()
+                if watch is None or watch <= workflow.now():
+                    break
+                # Paid in full, but a debit can still be reclaimed: keep listening.
+                await self._sleep_until(watch, "the chargeback window to close")
+                continue
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if not self._dirty:
@@ -349,6 +355,18 @@ class ContractWorkflow:
     def _apply_payment_updates(self, now: datetime) -> None:
         updates, self._updates = self._updates, []
         for pu in updates:
+            if pu.status == "disputed":
+                paid = next(
+                    (
+                        i
+                        for i in self.s.installments
+                        if i.payment_intent == pu.payment_intent and i.status == "paid"
+                    ),
+                    None,
+                )
+                if paid is not None:
+                    self._reopen(paid, pu, now)
+                continue
             inst = next(
                 (
                     i
@@ -361,6 +379,44 @@ class ContractWorkflow:
                 continue  # already settled (duplicate, or the poll got there first)
             status = "succeeded" if pu.status == "succeeded" else "declined"
             self._outcome(inst, status, pu.code, now, source="webhook")
+
+    def _chargeback_watch_until(self) -> datetime | None:
+        if self.s.status != "completed":
+            return None
+        paid = [i.paid_at for i in self.s.installments if i.paid_at is not None]
+        if not paid:
+            return None
+        return max(paid) + timedelta(days=self.inp.chargeback_watch_days)
+
+    def _reopen(self, inst: InstallmentState, pu: PaymentUpdate, now: datetime) -> None:
+        """A chargeback (SEPA refund by the debtor's bank, card dispute): the amount is
+        unpaid again, the bank's return-debit costs join the claim, dunning starts anew."""
+        back = min(inst.paid, pu.amount or inst.paid)
+        inst.paid -= back
+        self.s.paid_total -= back
+        inst.status = "open"
+        inst.dunning_from = now
+        inst.first_failed_at = None
+        inst.next_retry_at = None  # a reclaimed debit is not simply re-debited
+        cost = RETURN_DEBIT_COST_DEFAULT if inst.scheme == "sepa" else 0
+        if cost:
+            self.s.fees += cost
+        self._fact(
+            "payment.disputed",
+            f"disputed:{self.inp.contract_id}:{inst.seq}:{pu.event_id}",
+            now,
+            {
+                "installment": inst.seq,
+                "amount": back,
+                "code": pu.code,
+                "payment_intent": pu.payment_intent,
+                "return_debit_costs": cost,
+            },
+            event="payment.failed",
+        )
+        if self.s.status == "completed":
+            self.s.status = "active"
+        self._open_case(now)
 
     def _outcome(
         self, inst: InstallmentState, status: str, code: str | None, now: datetime, source: str
@@ -398,6 +454,8 @@ class ContractWorkflow:
         inst.paid += amount - fee_part
         inst.fee_part = 0
         inst.status = "paid" if inst.outstanding <= 0 else "open"
+        inst.paid_at = now
+        inst.payment_intent = data.get("payment_intent") or inst.payment_intent
         inst.next_retry_at = None
         inst.first_failed_at = None
         inst.retries_done = 0
@@ -516,7 +574,8 @@ class ContractWorkflow:
         for step in self.policy.ladder:
             if step.stage in self.s.stages_done:
                 continue
-            return step, oldest[0].due_at + step.offset() + delay
+            base = max(oldest[0].due_at, oldest[0].dunning_from or oldest[0].due_at)
+            return step, base + step.offset() + delay
         return None
 
     async def _walk_ladder(self) -> None:

@@ -61,6 +61,8 @@ class InstallmentState:
     scheme: str = "card"  # card | sepa, of the last debit
     attempt_times: list[datetime] = field(default_factory=list)  # for Visa's 20-in-30-days cap
     retry_reason: str = ""  # why the next retry is when it is (timer summary)
+    paid_at: datetime | None = None
+    dunning_from: datetime | None = None  # reopened by a chargeback: the ladder counts from here
 
     @property
     def outstanding(self) -> int:
@@ -119,6 +121,9 @@ class ContractInput:
     minimum_term: str | None = None  # subscriptions: ISO 8601 duration from the start
     # How often a debit stuck in `processing` is polled in case a webhook was lost.
     poll_interval_seconds: int = 6 * 3600
+    # After the last payment the contract keeps listening for chargebacks this long: a SEPA
+    # debtor may reclaim a debit within 8 weeks without giving reasons (§ 675x (2),(4) BGB).
+    chargeback_watch_days: int = 56
     # Continue-as-new after this many paid periods (subscriptions) to bound the history.
     periods_per_run: int = 12
     # Upsert the SPEC.md §7 search attributes (off only where a test server lacks them).
@@ -243,6 +248,7 @@ class PaymentUpdate:
     status: str  # succeeded | failed | disputed
     code: str | None = None
     installment_seq: int | None = None
+    amount: int = 0  # disputed: the amount reclaimed
 
 
 @dataclass

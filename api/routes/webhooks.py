@@ -63,6 +63,19 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
     if outcome is not None:
         pi = event["data"]["object"].to_dict()
         await _signal_outcome(state, client, event_id, pi, outcome)
+    elif event_type == "charge.dispute.created":
+        # A SEPA refund by the debtor's bank or a card dispute: the money is gone again.
+        dispute = event["data"]["object"].to_dict()
+        pi_id = dispute.get("payment_intent") or ""
+        await _signal_outcome(
+            state,
+            client,
+            event_id,
+            {"id": pi_id, "metadata": {}},
+            "disputed",
+            code=dispute.get("reason") or "debit_disputed",
+            amount=int(dispute.get("amount") or 0),
+        )
 
     try:
         with transaction(state.sessions) as s:
@@ -73,7 +86,14 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
 
 
 async def _signal_outcome(
-    state: StateDep, client: Any, event_id: str, pi: dict[str, Any], outcome: str
+    state: StateDep,
+    client: Any,
+    event_id: str,
+    pi: dict[str, Any],
+    outcome: str,
+    *,
+    code: str | None = None,
+    amount: int = 0,
 ) -> None:
     pi_id = pi.get("id", "")
     contract_id = (pi.get("metadata") or {}).get("contract_id")
@@ -82,7 +102,8 @@ async def _signal_outcome(
             select(PaymentAttempt).where(PaymentAttempt.payment_intent == pi_id).limit(1)
         )
         if attempt is not None:
-            if attempt.status in ("succeeded", "declined") and attempt.attempt > 0:
+            final = attempt.status in ("succeeded", "declined") and attempt.attempt > 0
+            if final and outcome != "disputed":
                 return  # settled synchronously (cards): the workflow already knows
             contract_id = attempt.contract_id
         contract = s.get(Contract, contract_id) if contract_id else None
@@ -93,7 +114,8 @@ async def _signal_outcome(
         event_id=event_id,
         payment_intent=pi_id,
         status=outcome,
-        code=_failure_code(pi) if outcome == "failed" else None,
+        code=code or (_failure_code(pi) if outcome == "failed" else None),
+        amount=amount,
     )
     try:
         await client.get_workflow_handle(contract.workflow_id).signal("payment_update", update)

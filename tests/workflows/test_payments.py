@@ -1,0 +1,113 @@
+"""SEPA's slow truth and chargebacks, on the time-skipping server with the real worker.
+
+Stripe's webhooks are delivered to the API the way Stripe delivers them: the stand-in's own
+event, signed with the webhook secret, POSTed to /v1/webhooks/stripe."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+import stripe
+
+from tests.conftest import PLATFORM
+from tests.stack import Stack, unique_email
+
+
+def sepa_method(stack: Stack, iban: str) -> str:
+    client = stripe.StripeClient("sk_test_mahnwerk", base_addresses={"api": stack.standin.url})
+    pm = client.v1.payment_methods.create(
+        params={
+            "type": "sepa_debit",
+            "sepa_debit": {"iban": iban},
+            "billing_details": {"name": "Erika Mustermann", "email": "erika@example.org"},
+        }
+    )
+    return str(pm.id)
+
+
+async def deliver(stack: Stack, event: dict[str, Any]) -> None:
+    """POST a stand-in event to the API, signed as Stripe signs webhooks."""
+    payload = json.dumps(event)
+    t = int(time.time())
+    sig = stripe.WebhookSignature._compute_signature(
+        f"{t}.{payload}", stack.settings.stripe_webhook_secret
+    )
+    resp = await stack.http.post(
+        "/v1/webhooks/stripe", content=payload, headers={"Stripe-Signature": f"t={t},v1={sig}"}
+    )
+    assert resp.status_code == 200, resp.text
+
+
+async def until_settled_at_bank(stack: Stack, cid: str) -> None:
+    """SEPA outcomes come after a real-time delay in the stand-in: wait for it before
+    skipping workflow time, so the poll that follows sees the bank's answer."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        events = stack.standin.events()
+        done = [
+            e
+            for e in events
+            if e["type"] in ("payment_intent.succeeded", "payment_intent.payment_failed")
+            and e["data"]["object"]["metadata"].get("contract_id") == cid
+        ]
+        if done:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the stand-in never settled the SEPA debit")
+
+
+async def test_sepa_chargeback_in_week_5_reopens_with_costs_and_locks(stack: Stack) -> None:
+    stack.standin.set_config(sepa_delay=0.2)
+    email = unique_email()
+    cid, handle = await stack.start(
+        count=1, payment_method=sepa_method(stack, "DE89370400440532013000"), email=email
+    )
+    # The debit goes `processing`; its webhook is not delivered here, so the workflow's
+    # poll finds the success (the fallback for a lost webhook).
+    await until_settled_at_bank(stack, cid)
+    await stack.env.sleep(timedelta(days=1))
+    c = await stack.contract(cid)
+    assert c["status"] == "completed" and c["schedule"][0]["status"] == "paid"
+    pi = c["schedule"][0]["attempts"][0]["payment_intent"]
+    assert [d["payment_intent"] for d in stack.debits(cid)] == [pi]
+
+    # week 5: the debtor's bank reclaims the debit (MD06, within 8 weeks)
+    await stack.env.sleep(timedelta(weeks=5))
+    stack.standin.dispute(pi, reason="debit_not_authorized")
+    event = stack.standin.events("charge.dispute.created")[-1]
+    await deliver(stack, event)
+    await deliver(stack, event)  # Stripe may deliver twice: processed once
+    await stack.env.sleep(timedelta(hours=1))
+    c = await stack.contract(cid)
+    assert c["status"] == "in_dunning" and c["schedule"][0]["status"] == "open"
+    assert c["claim"]["total"] == 9900 + 350  # the principal again, plus return-debit costs
+    events = (await stack.http.get(f"/v1/contracts/{cid}/events", headers=PLATFORM)).json()
+    disputes = [e for e in events["data"] if e["type"] == "payment.disputed"]
+    assert len(disputes) == 1 and disputes[0]["data"]["return_debit_costs"] == 350
+
+    # the ladder runs from the chargeback: the first Mahnung (D+14) locks access
+    await stack.env.sleep(timedelta(days=15))
+    c = await stack.contract(cid)
+    assert c["access"] == "locked" and c["dunning"]["stage"] == "mahnung_1"
+    assert len(stack.mails(email)) == 2  # reminder and first Mahnung
+    stack.standin.set_config(sepa_delay=2.0)
+
+
+async def test_sepa_failure_after_processing_opens_dunning(stack: Stack) -> None:
+    stack.standin.set_config(sepa_delay=0.2)
+    email = unique_email()
+    cid, _ = await stack.start(
+        count=1, payment_method=sepa_method(stack, "DE62370400440532013001"), email=email
+    )
+    await until_settled_at_bank(stack, cid)
+    await stack.env.sleep(timedelta(days=4))
+    c = await stack.contract(cid)
+    attempts = c["schedule"][0]["attempts"]
+    assert attempts[0]["status"] == "declined"
+    assert c["status"] == "in_dunning" and c["dunning"]["stage"] == "reminder"
+    assert stack.debits(cid) == []
+    stack.standin.set_config(sepa_delay=2.0)
