@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.collection import CollectionActivities
 from activities.events import EventDispatcher
 from activities.ledger import LedgerActivities
 from activities.notices import NoticeActivities
@@ -55,6 +56,7 @@ def build_worker(
     payments = PaymentActivities(stripe_client, sessions)
     ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)
     notices = NoticeActivities(settings, sessions)
+    collection = CollectionActivities(settings, sessions)
     executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="activity")
     worker = Worker(
         client,
@@ -65,6 +67,8 @@ def build_worker(
             payments.payment_status,
             ledger.sync_ledger,
             notices.send_notice,
+            collection.build_case_file,
+            collection.deliver_case_file,
         ],
         activity_executor=executor,
         max_concurrent_activities=64,

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -61,8 +62,10 @@ class EventDispatcher:
         *,
         poll_interval: float = 2.0,
         timeout: float = 10.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.sessions = session_factory
+        self.clock = clock  # injectable: tests simulate an hour of outage in no time
         self.url = url
         self.secret = secret
         self.poll_interval = poll_interval
@@ -76,7 +79,7 @@ class EventDispatcher:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def _pending(self) -> list[OutboxEvent]:
-        now = datetime.now(UTC)
+        now = self.clock()
         with self.sessions() as s:
             rows = list(
                 s.scalars(
@@ -106,11 +109,11 @@ class EventDispatcher:
                 return
             row.attempts += 1
             if ok:
-                row.delivered_at = datetime.now(UTC)
+                row.delivered_at = self.clock()
                 row.last_error = None
             else:
                 row.last_error = (error or "")[:2000]
-                row.next_attempt_at = datetime.now(UTC) + backoff(row.attempts)
+                row.next_attempt_at = self.clock() + backoff(row.attempts)
 
     async def _deliver(self, client: httpx.AsyncClient, row: OutboxEvent) -> bool:
         assert self.url

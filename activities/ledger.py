@@ -8,13 +8,16 @@ a key derived from business ids, so a retried activity is a no-op the second tim
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
+from core import metrics
 from core.db import transaction
 from core.models import (
     AccessState,
@@ -55,6 +58,7 @@ class LedgerActivities:
         """Apply the state and facts; returns how many new facts were recorded."""
         new_events = 0
         recorded = 0
+        after_commit: list[Callable[[], None]] = []  # metrics (issue 4 item 7)
         with transaction(self.sessions) as s:
             contract = s.get(Contract, inp.contract_id)
             if contract is None:
@@ -110,6 +114,8 @@ class LedgerActivities:
             for key, status, code in (tuple(o) for o in inp.attempt_outcomes):
                 att = s.scalar(select(PaymentAttempt).where(PaymentAttempt.idempotency_key == key))
                 if att is not None:
+                    if att.status != status:  # metrics: a SEPA debit's outcome arrived
+                        after_commit.append(partial(metrics.debit_outcome, status, code or None))
                     att.status = status
                     att.decline_code = code or None
                     if status == "succeeded" and att.settled_at is None:
@@ -124,6 +130,10 @@ class LedgerActivities:
                     known.add(fact.key)
                     recorded += 1
                     data = _json(fact.data)
+                    if fact.type == "access.locked":  # metrics
+                        after_commit.append(metrics.access_locked)
+                    elif fact.type == "contract.handed_off":  # metrics
+                        after_commit.append(partial(metrics.handed_off, data.get("route")))
                     s.add(
                         TimelineEvent(
                             contract_id=inp.contract_id,
@@ -153,6 +163,8 @@ class LedgerActivities:
                             )
                         )
                         new_events += 1
+        for count in after_commit:  # metrics (issue 4 item 7): only what was committed
+            count()
         if new_events and self.on_events is not None:
             self.on_events()
         return recorded

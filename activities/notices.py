@@ -47,6 +47,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.mailer import PermanentDeliveryError, send_email
 from activities.notice_render import NoticeTemplateError, render_notice
+from core import metrics
 from core.db import transaction
 from core.models import Notice, TimelineEvent
 from core.settings import Settings
@@ -292,6 +293,7 @@ class NoticeActivities:
                         data=data,
                     )
                 )
+        metrics.notice_sent(inp.stage)  # metrics (issue 4 item 7): after the COMMIT
         log.info(
             "notice sent contract=%s notice=%s to=%s message-id=%s",
             inp.contract_id,

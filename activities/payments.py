@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from core import metrics
 from core.db import transaction
 from core.models import PaymentAttempt
 from domain import declines
@@ -139,11 +140,13 @@ class PaymentActivities:
                 message="no payment method on file",
             )
             self._record(inp, res)
+            metrics.debit_attempted(res.status, res.code)  # metrics (issue 4 item 7)
             return res
         existing = self._find_existing(inp.idempotency_key)
         if existing is not None:
             res = result_from_intent(existing)
             self._record(inp, res)
+            metrics.debit_attempted(res.status, res.code)  # metrics (issue 4 item 7)
             return res
         params: dict[str, Any] = {
             "amount": inp.amount,
@@ -203,6 +206,7 @@ class PaymentActivities:
         except (stripe.AuthenticationError, stripe.PermissionError) as exc:
             raise ApplicationError(str(exc), type="StripeAuthError", non_retryable=True) from exc
         self._record(inp, res)
+        metrics.debit_attempted(res.status, res.code)  # metrics (issue 4 item 7)
         log.info(
             "charge contract=%s installment=%s attempt=%s status=%s code=%s",
             inp.contract_id,

@@ -7,7 +7,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
 from api.deps import AppState
-from api.routes import access, codec, contracts, health, webhooks
+from api.middleware import RequestContext
+from api.routes import access, codec, collection, contracts, health, metrics, reads, webhooks
+from api.schemas import error_responses
 from core.db import make_engine, make_session_factory
 from core.settings import Settings, get_settings
 
@@ -25,9 +27,14 @@ def create_app(
     app.state.mahnwerk = AppState(settings=settings, sessions=sessions)
     errors.install(app)
     app.include_router(health.router)
-    app.include_router(contracts.router)
-    app.include_router(access.router)
-    app.include_router(webhooks.router)
-    app.include_router(codec.router)
+    app.include_router(metrics.router)
+    # Before the contracts router: GET /v1/contracts (listing) and …/notices live there.
+    app.include_router(reads.router)
+    app.include_router(collection.router, responses=error_responses(401, 403, 404))
+    app.include_router(contracts.router, responses=error_responses(401, 403, 404, 409, 422, 503))
+    app.include_router(access.router, responses=error_responses(401, 403, 422))
+    app.include_router(webhooks.router, responses=error_responses(400))
+    app.include_router(codec.router, responses=error_responses(401, 403, 422))
     app.add_middleware(codec.CodecCORS, origins=codec.ui_origins(settings))
+    app.add_middleware(RequestContext)  # outermost: ids and logs also for CORS answers
     return app

@@ -173,6 +173,20 @@ class ContractCreate(Strict):
 
 
 class SettlementIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": 10150,
+                    "method": "bank_transfer",
+                    "reference": "Überweisung 2026-12-03 Erika Mustermann",
+                    "received_at": "2026-12-03T09:30:00+01:00",
+                }
+            ]
+        },
+    )
+
     amount: int = Field(gt=0, le=100_000_000, description="minor units")
     method: Literal["bank_transfer", "cash", "other"]
     reference: str = Field(min_length=1, max_length=200)
@@ -180,10 +194,21 @@ class SettlementIn(Strict):
 
 
 class PaymentMethodIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"payment_method": "pm_card_visa"}]}
+    )
+
     payment_method: str = Field(pattern=r"^pm_[A-Za-z0-9_]+$")
 
 
 class PauseIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"until": "2027-01-15T00:00:00+01:00", "reason": "Kundin im Krankenhaus"}]
+        },
+    )
+
     until: datetime | None = Field(default=None, description="resume by itself at this time")
     reason: str = Field(min_length=1, max_length=500)
 
@@ -196,10 +221,21 @@ class PauseIn(Strict):
 
 
 class ResumeIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "Kundin wieder erreichbar"}]}
+    )
+
     reason: str = Field(default="", max_length=500)
 
 
 class DeferralIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"until": "2027-01-31", "reason": "Stundung bis Monatsende vereinbart"}]
+        },
+    )
+
     until: str = Field(
         pattern=r"^\d{4}-\d{2}-\d{2}$",
         description="ISO date (Europe/Berlin): the overdue amount is due again on this day",
@@ -210,20 +246,43 @@ class DeferralIn(Strict):
 
 
 class WaiverIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"fees": True, "interest": False, "reason": "Kulanz: erste Mahnung"}]
+        },
+    )
+
     fees: bool = False
     interest: bool = False
     reason: str = Field(min_length=1, max_length=500)
 
 
 class ReasonIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "Kunde bestreitet den Vertragsschluss"}]},
+    )
+
     reason: str = Field(min_length=1, max_length=500)
 
 
 class ApproveHandoffIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"route": "inkasso"}]}
+    )
+
     route: Literal["court", "inkasso"] | None = None
 
 
 class CancelIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"at_period_end": True, "reason": "Kündigung zum Laufzeitende"}]
+        },
+    )
+
     at_period_end: bool = True
     reason: str = Field(min_length=1, max_length=500)
 
@@ -244,3 +303,58 @@ class AccessOut(BaseModel):
     contract_id: str | None
     customer_id: str
     product_id: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["not_found"], description="machine-readable error code")
+    message: str = Field(description="for people; for invalid input it starts with the field")
+    details: Any = Field(
+        default=None,
+        description="e.g. for 422: a list of {field, message}; for 409: the state refusing it",
+    )
+
+
+class ErrorOut(BaseModel):
+    """The one error format of every route (SPEC.md §4)."""
+
+    error: ErrorBody
+
+
+_ERROR_DOCS: dict[int, tuple[str, str, str, Any]] = {
+    400: ("Bad request", "bad_request", "the request could not be read", None),
+    401: ("Missing or unknown API key", "unauthorized", "missing bearer API key", None),
+    403: (
+        "The API key's role may not do this",
+        "forbidden",
+        "role 'platform' may not do this (needs admin/support)",
+        None,
+    ),
+    404: ("Unknown contract", "not_found", "contract ord-2026-0001 not found", None),
+    409: (
+        "The contract's state does not allow this",
+        "conflict",
+        "contract ord-2026-0001 is written_off",
+        {"status": "written_off"},
+    ),
+    422: (
+        "Invalid input; the message starts with the field",
+        "invalid_input",
+        "reason: String should have at least 1 character",
+        [{"field": "reason", "message": "String should have at least 1 character"}],
+    ),
+    503: ("Temporal or the database unreachable", "unavailable", "Temporal unreachable", None),
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for the given error statuses, all in the ErrorOut format."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description, code, message, details = _ERROR_DOCS[status]
+        example = {"error": {"code": code, "message": message, "details": details}}
+        out[status] = {
+            "model": ErrorOut,
+            "description": description,
+            "content": {"application/json": {"example": example}},
+        }
+    return out

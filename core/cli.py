@@ -52,7 +52,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from core.logging import configure_logging
+
     settings = load_settings()  # fail before uvicorn starts, with one line
+    configure_logging(settings.log_level)
     uvicorn.run(
         "api.main:create_app",
         factory=True,
@@ -60,6 +63,10 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=args.port or settings.api_port,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        # uvicorn's own loggers propagate to ours (one line each, with the request id);
+        # the access log is the middleware's request line (api/middleware.py).
+        log_config=None,
+        access_log=False,
     )
     return 0
 

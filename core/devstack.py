@@ -370,6 +370,13 @@ class DevPlan:
         return f"http://localhost:{self.ui_port}"
 
     @property
+    def codec_url(self) -> str:
+        """The codec endpoint the UI's browser calls. `localhost`, spelled as in `ui_url`:
+        same host name, same site, so the SameSite=Strict session cookie of
+        `/codec/login` goes along (ports do not make another site; 127.0.0.1 would)."""
+        return f"http://localhost:{self.api_port}/codec"
+
+    @property
     def standin_url(self) -> str | None:
         return None if self.standin_port is None else f"http://127.0.0.1:{self.standin_port}"
 
@@ -601,8 +608,11 @@ def temporal_argv(binary: Path, plan: DevPlan, db_file: Path = TEMPORAL_DB) -> l
         "--log-level",
         "warn",
         # The UI asks our API to decrypt payloads (SPEC §7); no news feed from the internet.
+        # start-dev (CLI 1.9) sets the endpoint only: the UI's "include credentials" stays
+        # off there (no flag, env or config file reaches the embedded UI server), so the
+        # admin switches it on in the UI's codec settings (see the panel and /codec/login).
         "--ui-codec-endpoint",
-        f"{plan.public_url}/codec",
+        plan.codec_url,
         "--ui-disable-news-fetch",
     ]
     for name, kind in SEARCH_ATTRIBUTES.items():
@@ -738,6 +748,17 @@ def _short(path: Path) -> str:
         return str(path)
 
 
+def codec_login_hint(plan: DevPlan) -> str:
+    """How an admin gets plaintext in the Temporal UI: the UI never sends our API key, only
+    cookies, and only with "Include cross-origin credentials" on, which start-dev cannot
+    preset."""
+    return (
+        f"Decrypted data in the UI: log in once at {plan.codec_url}/login with the admin key, "
+        "then in the UI enable 'Include cross-origin credentials' in the codec settings "
+        f"('Use my browser setting', endpoint {plan.codec_url})"
+    )
+
+
 def _panel(
     plan: DevPlan, settings: Settings, keys: str, keys_generated: bool
 ) -> object:  # a rich renderable
@@ -772,6 +793,8 @@ def _panel(
     else:
         names = ", ".join(f"{k.role}/{k.name}" for k in parsed)
         grid.add_row("API keys", f"from MAHNWERK_API_KEYS ({names})")
+    grid.add_row("", "")
+    grid.add_row("Codec", codec_login_hint(plan))
     grid.add_row("", "")
     grid.add_row("", "[bold]Ctrl-C stops everything.[/bold]")
     return Panel(grid, title="Mahnwerk dev stack is up", box=box.ROUNDED, expand=False)

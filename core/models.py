@@ -199,3 +199,26 @@ class WebhookEvent(Base):
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     type: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CollectionCase(Base):
+    """The hand-off case file of one dunning case (SPEC.md §6), as built and as delivered.
+
+    One row per (contract, dunning case): a retried activity re-reads it instead of building
+    a second one. ``file`` is the evidence, frozen at hand-off; the delivery columns track
+    the POST to ``MAHNWERK_COLLECTION_URL`` (retried until acknowledged). ``route`` is
+    ``court`` or ``inkasso`` (checked by the activity that writes it).
+    """
+
+    __tablename__ = "collection_cases"
+    __table_args__ = (UniqueConstraint("contract_id", "case_no", name="uq_collection_case"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
+    case_no: Mapped[int] = mapped_column(Integer)
+    route: Mapped[str] = mapped_column(String(16))
+    file: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -16,6 +16,8 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.codec import parse_key_ring
+from domain.collection import catalogue_for
+from domain.interest import BaseRate, with_rates
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,6 +61,24 @@ def parse_api_keys(raw: str) -> list[ApiKey]:
             raise ValueError(f"key of {name!r} is shorter than 8 characters")
         keys.append(ApiKey(role, name, key))
     return keys
+
+
+_BASE_RATE_RE = re.compile(r"(\d{4}-\d{2}-\d{2}):(-?\d{1,4})")
+
+
+def parse_base_rates(raw: str) -> tuple[BaseRate, ...]:
+    """`2026-07-01:127,2027-01-01:152` → base-rate rows (bp), source MAHNWERK_BASE_RATES."""
+    rows: list[BaseRate] = []
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        m = _BASE_RATE_RE.fullmatch(entry)
+        if m is None:
+            raise ValueError(
+                f"entry {entry!r} is not YYYY-MM-DD:basis_points (e.g. 2026-07-01:127)"
+            )
+        rows.append(BaseRate(m.group(1), int(m.group(2)), "MAHNWERK_BASE_RATES (Bundesbank)"))
+    return tuple(rows)
 
 
 class Settings(BaseSettings):
@@ -109,6 +129,15 @@ class Settings(BaseSettings):
     # -- platform events -----------------------------------------------------------------
     events_url: str | None = None
     events_secret: str = "mahnwerk_events_dev_secret"
+    # -- worker metrics (Temporal SDK + mahnwerk_* counters for Prometheus; 0 = off) -------
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # -- hand-off (SPEC.md §6) -------------------------------------------------------------
+    collection_url: str | None = None  # POST the collection case file here (signed)
+    # Extra § 247 BGB base rates, `YYYY-MM-DD:bp,…` (e.g. `2026-07-01:127`), for half-years
+    # the table in domain/interest.py lacks; source: the Bundesbank's Bundesanzeiger notice.
+    base_rates: str = ""
+    seller_creditor_id: str = ""  # SEPA creditor id (Gläubiger-ID), optional
+    product_category: str = "course"  # Mahnantrag catalogue when the product names none
     # -- misc ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -151,6 +180,25 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s):// URL")
         return v.rstrip("/") if v else v
 
+    @field_validator("collection_url")
+    @classmethod
+    def _collection_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/?#\s]+", v):
+            raise ValueError("must be an http(s):// URL")
+        return v
+
+    @field_validator("base_rates")
+    @classmethod
+    def _base_rates(cls, v: str) -> str:
+        with_rates(parse_base_rates(v))  # 1 Jan / 1 Jul only, no conflict with the table
+        return v
+
+    @field_validator("product_category")
+    @classmethod
+    def _product_category(cls, v: str) -> str:
+        catalogue_for(v)  # ValueError lists the known categories
+        return v.strip().lower()
+
     @field_validator("smtp_url")
     @classmethod
     def _smtp(cls, v: str) -> str:
@@ -168,6 +216,11 @@ class Settings(BaseSettings):
     @property
     def parsed_api_keys(self) -> list[ApiKey]:
         return parse_api_keys(self.api_keys)
+
+    @property
+    def extra_base_rates(self) -> tuple[BaseRate, ...]:
+        """MAHNWERK_BASE_RATES as rows for `domain.interest.with_rates`."""
+        return parse_base_rates(self.base_rates)
 
     @property
     def is_sqlite(self) -> bool:

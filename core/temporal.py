@@ -7,6 +7,7 @@ import dataclasses
 import temporalio.converter
 from temporalio.client import Client
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.runtime import Runtime
 
 from core.codec import EncryptionCodec, parse_key_ring
 from core.settings import Settings
@@ -30,12 +31,19 @@ def data_converter(settings: Settings) -> DataConverter:
     )
 
 
-async def connect_client(settings: Settings, *, target: str | None = None) -> Client:
-    """Connect with the project's data converter (payload encryption, SPEC.md §7)."""
+async def connect_client(
+    settings: Settings, *, target: str | None = None, runtime: Runtime | None = None
+) -> Client:
+    """Connect with the project's data converter (payload encryption, SPEC.md §7).
+
+    `runtime`: the worker's, from `core.metrics.worker_runtime` (Prometheus metrics); None
+    is the SDK's default runtime.
+    """
     return await Client.connect(
         target or settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        runtime=runtime,
     )
 
 

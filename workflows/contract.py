@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import retry_policies as rp
     from workflows.types import (
         ActionResult,
+        CaseFileInput,
+        CaseFileResult,
         ChargeInput,
         ChargeResult,
         ClaimLine,
@@ -112,6 +114,8 @@ class ContractWorkflow:
                 continue
             wake, why = self._next_wake()
             await self._sleep_until(wake, why)
+        if self.s.status == "handed_off" and self.s.case_file_id is None:
+            await self._deliver_case_file()
         self._waiting_for = f"nothing: contract {self.s.status}"
         workflow.set_current_details(f"Contract **{self.s.status}**.")
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -401,6 +405,7 @@ class ContractWorkflow:
         cost = RETURN_DEBIT_COST_DEFAULT if inst.scheme == "sepa" else 0
         if cost:
             self.s.fees += cost
+            self.s.return_debit_costs += cost
         self._fact(
             "payment.disputed",
             f"disputed:{self.inp.contract_id}:{inst.seq}:{pu.event_id}",
@@ -699,6 +704,64 @@ class ContractWorkflow:
             event="contract.handed_off",
             actor=actor,
         )
+
+    async def _deliver_case_file(self) -> None:
+        """Build the collection case file (SPEC.md §6) and deliver it to the partner,
+        retried until acknowledged (issue 3)."""
+        route = self.s.route or "court"
+        fees_open = self._fees_open()
+        costs = min(self.s.return_debit_costs, fees_open)
+        res: CaseFileResult = await workflow.execute_activity(
+            "build_case_file",
+            CaseFileInput(
+                contract_id=self.inp.contract_id,
+                case_no=self.s.case_no,
+                route=route,
+                as_of=workflow.now(),
+                fees=fees_open - costs,
+                costs=[("Rücklastschriftkosten", costs)] if costs else [],
+                interest_waived=self.s.interest_waived or self.policy.interest == "none",
+            ),
+            result_type=CaseFileResult,
+            start_to_close_timeout=rp.LEDGER_START_TO_CLOSE,
+            retry_policy=rp.CASE_FILE,
+            summary=f"build the {route} case file — claim {self._money(self._overdue())}",
+        )
+        self.s.case_file_id = res.case_id
+        now = workflow.now()
+        self._fact(
+            "collection.case_file_built",
+            f"case_file:{self.inp.contract_id}:{self.s.case_no}",
+            now,
+            {
+                "case_id": res.case_id,
+                "route": res.route,
+                "principal": res.principal,
+                "interest": res.interest,
+                "fees": res.fees,
+                "costs": res.costs,
+                "total": res.total,
+                "missing_base_rate": res.missing_base_rate,
+            },
+        )
+        await self._flush()
+        delivered: bool = await workflow.execute_activity(
+            "deliver_case_file",
+            res.case_id,
+            result_type=bool,
+            start_to_close_timeout=rp.LEDGER_START_TO_CLOSE,
+            schedule_to_close_timeout=rp.DELIVERY_SCHEDULE_TO_CLOSE,
+            retry_policy=rp.DELIVERY,
+            summary=f"deliver the case file to the {route} partner",
+        )
+        if delivered:
+            self._fact(
+                "collection.case_file_delivered",
+                f"case_file_delivered:{self.inp.contract_id}:{self.s.case_no}",
+                workflow.now(),
+                {"case_id": res.case_id, "route": res.route},
+            )
+            await self._flush()
 
     def _write_off(self, now: datetime, actor: str | None, reason: str) -> None:
         self.s.status = "written_off"

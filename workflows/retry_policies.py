@@ -38,3 +38,19 @@ NOTICE = RetryPolicy(
 )
 NOTICE_START_TO_CLOSE = timedelta(seconds=60)
 NOTICE_SCHEDULE_TO_CLOSE = timedelta(days=1)
+
+# The case file is built from the ledger: retry transport faults, never a bad case.
+CASE_FILE = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["InvalidCaseFile"],
+)
+
+# Delivery to the collection partner: retried until acknowledged, for up to 30 days.
+DELIVERY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(hours=1),
+)
+DELIVERY_SCHEDULE_TO_CLOSE = timedelta(days=30)

@@ -101,6 +101,7 @@ class ContractState:
     approval_requested_at: datetime | None = None  # hand-off waiting for an admin since
     approval_reminders: int = 0
     case_file_id: int | None = None  # collection case file built at hand-off
+    return_debit_costs: int = 0  # part of `fees` that are bank return-debit costs
 
 
 @dataclass

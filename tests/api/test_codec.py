@@ -10,12 +10,14 @@ import base64
 import contextlib
 import json
 import stat
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -29,6 +31,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from api.routes.codec import SESSION_COOKIE, SESSION_TTL, issue_session
 from core.codec import (
     ENCODING,
     KEY_ID_META,
@@ -37,8 +40,14 @@ from core.codec import (
     generate_key,
     parse_key_ring,
 )
-from core.devstack import child_env, load_or_create_dev_codec_key, plan_stack, temporal_argv
-from core.settings import ConfigError, Settings, load_settings
+from core.devstack import (
+    child_env,
+    codec_login_hint,
+    load_or_create_dev_codec_key,
+    plan_stack,
+    temporal_argv,
+)
+from core.settings import ApiKey, ConfigError, Settings, load_settings, parse_api_keys
 from core.temporal import data_converter
 from domain.schedule import berlin_date
 from tests.conftest import ADMIN, PLATFORM, api_client, contract_body, start_test_server
@@ -180,7 +189,14 @@ def test_dev_stack_generates_a_stable_private_codec_key_and_passes_it_on(
     mine = {"MAHNWERK_CODEC_KEY": NEW}
     assert child_env(plan, settings, None, mine, codec_key=key)["MAHNWERK_CODEC_KEY"] == NEW
     argv = temporal_argv(Path("temporal"), plan)
-    assert argv[argv.index("--ui-codec-endpoint") + 1] == f"{plan.public_url}/codec"
+    # The browser calls the codec on the UI's host name: same site, so the session cookie
+    # (SameSite=Strict) of /codec/login goes along.
+    endpoint = argv[argv.index("--ui-codec-endpoint") + 1]
+    assert endpoint == f"http://localhost:{plan.api_port}/codec"
+    assert urlsplit(endpoint).hostname == urlsplit(plan.ui_url).hostname == "localhost"
+    hint = codec_login_hint(plan)
+    assert f"log in once at http://localhost:{plan.api_port}/codec/login" in hint
+    assert "Include cross-origin credentials" in hint
     path.write_text("k1:tooshort\n")
     with pytest.raises(ConfigError, match="dev-codec-key: key 'k1' is 6 bytes"):
         load_or_create_dev_codec_key(path)
@@ -277,6 +293,200 @@ async def test_without_a_codec_key_the_endpoints_return_payloads_unchanged(
         for path in ("/codec/decode", "/codec/encode"):
             assert _payloads(await http.post(path, json=_body(payloads), headers=ADMIN)) == payloads
         assert (await http.post("/codec/decode", json=_body(payloads))).status_code == 401
+
+
+# -- logging in from the Temporal UI: a session cookie instead of the API key ------------------
+
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+FORM = {**HTML, "Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _set_cookie(resp: httpx.Response) -> tuple[str, dict[str, str]]:
+    """The session cookie's value and attributes (lower-case names) from Set-Cookie."""
+    (header,) = [h for h in resp.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE)]
+    first, *attrs = (part.strip() for part in header.split(";"))
+    value = first.split("=", 1)[1]
+    parsed = {}
+    for attr in attrs:
+        name, _, val = attr.partition("=")
+        parsed[name.lower()] = val
+    return value, parsed
+
+
+def _cookie(token: str) -> dict[str, str]:
+    return {"Cookie": f"{SESSION_COOKIE}={token}"}
+
+
+async def test_login_page_is_a_form_for_the_key(codec_http: httpx.AsyncClient) -> None:
+    resp = await codec_http.get("/codec/login", headers=HTML)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    assert '<form method="post" action="login">' in resp.text
+    assert 'type="password"' in resp.text and 'name="key"' in resp.text
+    assert resp.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in resp.headers["content-security-policy"]
+    assert "set-cookie" not in resp.headers
+
+
+async def test_login_with_the_admin_key_sets_an_opaque_strict_http_only_cookie(
+    codec_http: httpx.AsyncClient,
+) -> None:
+    resp = await codec_http.post("/codec/login", content="key=admin-key-123", headers=FORM)
+    assert resp.status_code == 200, resp.text
+    assert "Logged in — reload the Temporal UI." in resp.text
+    assert "Include cross-origin credentials" in resp.text
+    token, attrs = _set_cookie(resp)
+    assert "admin-key-123" not in token and token.startswith("v1.")
+    assert attrs["path"] == "/codec"
+    assert "httponly" in attrs
+    assert attrs["samesite"].lower() == "strict"
+    assert int(attrs["max-age"]) == SESSION_TTL == 12 * 3600
+    assert "secure" not in attrs  # plain http on localhost; set behind https
+    # the cookie decrypts, as the Temporal UI sends it: no Authorization, from the UI origin
+    original = [_plain("erika@example.org")]
+    sealed = _payloads(await codec_http.post("/codec/encode", json=_body(original), headers=ADMIN))
+    resp = await codec_http.post(
+        "/codec/decode",
+        json=_body(sealed),
+        headers={**_cookie(token), "Origin": UI, "X-Namespace": "default"},
+    )
+    assert _payloads(resp) == original
+    assert resp.headers["access-control-allow-origin"] == UI
+    assert resp.headers["access-control-allow-credentials"] == "true"
+    # and encodes
+    resp = await codec_http.post("/codec/encode", json=_body(original), headers=_cookie(token))
+    assert _payloads(resp)[0].metadata["encoding"] == ENCODING
+    # the page now says who is logged in and offers a logout
+    page = await codec_http.get("/codec/login", headers={**HTML, **_cookie(token)})
+    assert "Logged in as <strong>root</strong>" in page.text and 'action="logout"' in page.text
+
+
+async def test_login_answers_json_to_scripts_and_with_the_https_flag_behind_tls(
+    codec_http: httpx.AsyncClient,
+) -> None:
+    resp = await codec_http.post("/codec/login", json={"key": "admin-key-123"})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["status"] == "logged_in" and body["name"] == "root"
+    assert body["codec_endpoint"] == "http://api/codec"
+    resp = await codec_http.post(
+        "https://api/codec/login", content="key=admin-key-123", headers=FORM
+    )
+    assert "secure" in _set_cookie(resp)[1]
+
+
+@pytest.mark.parametrize(
+    ("key", "status", "code"),
+    [
+        ("wrong-key-123", 401, "unauthorized"),
+        ("platform-key-123", 403, "forbidden"),
+        ("support-key-123", 403, "forbidden"),
+        ("", 422, "invalid_input"),
+    ],
+)
+async def test_login_refuses_other_keys_without_a_cookie(
+    codec_http: httpx.AsyncClient, key: str, status: int, code: str
+) -> None:
+    resp = await codec_http.post("/codec/login", content=f"key={key}", headers=FORM)
+    assert resp.status_code == status and "set-cookie" not in resp.headers
+    assert '<p class="err">' in resp.text and 'name="key"' in resp.text  # the form again
+    resp = await codec_http.post("/codec/login", json={"key": key})
+    assert resp.status_code == status and "set-cookie" not in resp.headers
+    assert resp.json()["error"]["code"] == code
+
+
+async def test_tampered_forged_or_expired_cookies_are_401(
+    codec_http: httpx.AsyncClient, settings: Settings
+) -> None:
+    resp = await codec_http.post("/codec/login", json={"key": "admin-key-123"})
+    token, _ = _set_cookie(resp)
+    body = _body([_plain("x")])
+    assert (await codec_http.post("/codec/decode", json=body, headers=_cookie(token))).is_success
+
+    version, name, expires, nonce, mac = token.split(".")
+    later = str(int(expires) + 10 * SESSION_TTL)  # extend the lifetime
+    flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")
+    same = settings.model_copy(update={"codec_key": f"{NEW},{OLD}"})  # codec_http's settings
+    keys = {k.role: k for k in parse_api_keys(settings.api_keys)}
+    admin, platform = keys["admin"], keys["platform"]
+    posing = ApiKey("admin", platform.name, platform.key)  # a platform key posing as admin
+    expired, _ = issue_session(same, admin, now=time.time() - SESSION_TTL - 1)
+    bad = {
+        "extended": ".".join([version, name, later, nonce, mac]),
+        "flipped mac": ".".join([version, name, expires, nonce, flipped]),
+        "non-admin key": issue_session(same, posing)[0],
+        "other key ring": issue_session(settings, admin)[0],
+        "garbage": "v1.%%%.x.y.z",
+        "the API key itself": "admin-key-123",
+        "expired": expired,
+    }
+    for what, value in bad.items():
+        for path in ("/codec/decode", "/codec/encode"):
+            resp = await codec_http.post(path, json=body, headers={**_cookie(value), "Origin": UI})
+            assert resp.status_code == 401, (what, path, resp.text)
+            assert resp.json()["error"]["code"] == "unauthorized"
+            assert resp.headers["access-control-allow-origin"] == UI  # the UI can read why
+    resp = await codec_http.post("/codec/decode", json=body, headers=_cookie(expired))
+    assert "expired" in resp.json()["error"]["message"]
+    # a bearer key still decides when the cookie is bad (CLI with a stale browser cookie)
+    resp = await codec_http.post("/codec/decode", json=body, headers={**_cookie(expired), **ADMIN})
+    assert resp.status_code == 200
+    resp = await codec_http.post(
+        "/codec/decode", json=body, headers={**_cookie(expired), **PLATFORM}
+    )
+    assert resp.status_code == 403
+
+
+async def test_a_session_ends_when_its_admin_key_is_removed(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    ring = f"{NEW},{OLD}"
+    before = create_app(settings.model_copy(update={"codec_key": ring}), sessions)
+    rotated = settings.model_copy(
+        update={"codec_key": ring, "api_keys": "admin:root:a-new-admin-key-456"}
+    )
+    body = _body([_plain("x")])
+    async with api_client(before) as http:
+        token, _ = _set_cookie(await http.post("/codec/login", json={"key": "admin-key-123"}))
+        resp = await http.post("/codec/decode", json=body, headers=_cookie(token))
+        assert resp.status_code == 200
+    # another API process with the same settings accepts it (no per-process state) …
+    async with api_client(create_app(before.state.mahnwerk.settings, sessions)) as http:
+        assert (await http.post("/codec/decode", json=body, headers=_cookie(token))).is_success
+    # … and once the admin key is changed, its sessions are gone
+    async with api_client(create_app(rotated, sessions)) as http:
+        resp = await http.post("/codec/decode", json=body, headers=_cookie(token))
+        assert resp.status_code == 401
+
+
+async def test_logout_deletes_the_cookie(codec_http: httpx.AsyncClient) -> None:
+    resp = await codec_http.post("/codec/logout", headers=HTML)
+    assert resp.status_code == 200 and "Logged out" in resp.text
+    value, attrs = _set_cookie(resp)
+    assert value in ("", '""') and attrs["path"] == "/codec" and int(attrs["max-age"]) <= 0
+    assert (await codec_http.post("/codec/logout")).json() == {"status": "logged_out"}
+
+
+async def test_cors_preflight_for_the_cookie_request_of_the_ui(
+    codec_http: httpx.AsyncClient,
+) -> None:
+    # What the UI sends with "Include cross-origin credentials": fetch(…, {credentials:
+    # "include"}) with JSON and X-Namespace, no Authorization: a preflight first.
+    preflight = {
+        "Origin": UI,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-namespace",
+    }
+    resp = await codec_http.options("/codec/decode", headers=preflight)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["access-control-allow-origin"] == UI  # never "*" with credentials
+    assert resp.headers["access-control-allow-credentials"] == "true"
+    assert "POST" in resp.headers["access-control-allow-methods"]
+    assert "set-cookie" not in resp.headers
+    other = {**preflight, "Origin": "http://localhost:9999"}  # same site, other origin
+    assert (
+        "access-control-allow-origin"
+        not in (await codec_http.options("/codec/decode", headers=other)).headers
+    )
 
 
 # -- the whole path: API → workflow → worker on a Temporal server ------------------------------

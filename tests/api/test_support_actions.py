@@ -170,6 +170,12 @@ async def test_contested_claim_waits_for_approval_then_goes_to_inkasso(stack: St
     assert view.status == "handed_off"
     handed = [e for e in await timeline(stack, cid) if e["type"] == "contract.handed_off"]
     assert handed[0]["data"]["route"] == "inkasso" and handed[0]["actor"] == "root"
+    case = await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)
+    assert case.status_code == 200, case.text
+    file = case.json()["file"]
+    assert case.json()["route"] == "inkasso" and file["mahnantrag"] is None
+    assert file["terms"]["ip"] == "203.0.113.7"  # the acceptance evidence travels along
+    assert {a["decline_code"] for a in file["attempts"]} == {"lost_card"}
 
 
 async def test_write_off_ends_the_contract(stack: Stack) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from domain.retry_timing import is_payday_window_day
 from domain.schedule import BERLIN
-from tests.conftest import PLATFORM, SUPPORT
+from tests.conftest import ADMIN, PLATFORM, SUPPORT
 from tests.stack import Stack, unique_email
 from workflows.types import workflow_id_for
 
@@ -183,3 +183,26 @@ async def test_one_off_card_declined_hard_fails_without_dunning(stack: Stack) ->
         f"/v1/access/{contract['customer_id']}/course-x", headers=PLATFORM
     )
     assert access.json()["access"] == "none"
+
+
+async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> None:
+    email = unique_email()
+    cid, handle = await stack.start(
+        count=1, payment_method="pm_card_visa_chargeDeclinedLostCard", email=email
+    )
+    view = await stack.result(handle)  # D+38: the collection rung hands off by itself
+    assert view.status == "handed_off"
+    mails = stack.mails(email)
+    assert len(mails) == 3  # reminder, 1. Mahnung, letzte Mahnung
+    texts = [m.get_body(preferencelist=("plain",)).get_content() for m in mails]
+    assert "99,00 €" in texts[0] and "2,50 €" not in texts[0]  # the reminder is free
+    assert "2,50 €" in texts[1] and "101,50 €" in texts[1]  # principal + first fee
+    assert "104,00 €" in texts[2]  # + second fee
+    assert "Mahnverfahren" in texts[2] or "Inkasso" in texts[2]  # announces legal steps
+    case = await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)
+    assert case.status_code == 200, case.text
+    file = case.json()["file"]
+    assert case.json()["route"] == "court"
+    assert file["mahnantrag"]["catalogue_number"] == 16  # Lehrgangs-/Unterrichtskosten
+    assert file["totals"]["principal"] == 9900
+    assert [n["stage"] for n in file["notices"]] == ["reminder", "mahnung_1", "mahnung_2"]

@@ -1,0 +1,307 @@
+"""Reads from the ledger: the contract listing, notices and the receivables report.
+
+Answered from the database only (DESIGN.md decision 1): a listing of 200 contracts or a report
+over all open claims is a few SQL queries, never one Temporal call per contract.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, func, or_, select
+
+from api.deps import AdminCaller, StateDep, SupportCaller
+from api.errors import ApiError
+from api.schemas import error_responses
+from core.models import Contract, Installment, Notice
+from core.temporal import workflow_ui_url
+from domain.schedule import BERLIN
+
+router = APIRouter(responses=error_responses(401, 403))
+
+Status = Literal[
+    "active", "in_dunning", "completed", "cancelled", "handed_off", "written_off", "failed"
+]
+# Stage names as policies may name them (domain.policy), plus "none" and "retrying".
+STAGE_PATTERN = r"^[a-z0-9_]{1,32}$"
+# A claim is open unless the contract ended without one: paid in full, cancelled, written off,
+# or a prepayment that never succeeded (nothing was delivered, nothing is owed). Handed-off
+# claims are still open: the collector or the court is working on them.
+CLOSED = ("completed", "cancelled", "written_off", "failed")
+AGE_BUCKETS: tuple[tuple[str, int | None], ...] = (
+    ("0-30", 30),
+    ("31-60", 60),
+    ("61-90", 90),
+    ("90+", None),
+)
+
+
+# -- response models ------------------------------------------------------------------------
+
+
+class ContractSummary(BaseModel):
+    contract_id: str
+    kind: str
+    status: str
+    stage: str
+    access: str
+    overdue_amount: int = Field(description="minor units: open principal plus fees")
+    currency: str
+    customer_id: str
+    product_id: str
+    created_at: str
+    temporal_ui: str
+
+
+class ContractPage(BaseModel):
+    data: list[ContractSummary]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null on the last page"
+    )
+
+
+class NoticeOut(BaseModel):
+    case_no: int
+    stage: str
+    channel: str
+    locale: str
+    recipient: str
+    subject: str
+    text: str
+    html: str
+    notice_number: str
+    message_id: str
+    status: str = Field(description="rendered (not sent yet) | sent")
+    sent_at: str | None
+    created_at: str
+
+
+class NoticesOut(BaseModel):
+    contract_id: str
+    data: list[NoticeOut]
+
+
+class Bucket(BaseModel):
+    count: int = 0
+    amount: int = Field(default=0, description="minor units")
+
+
+class ReceivablesOut(BaseModel):
+    as_of: str
+    currency: Literal["eur"]
+    by_stage: dict[str, Bucket]
+    by_age: dict[str, Bucket] = Field(
+        description="days since the oldest open installment fell due (Europe/Berlin days)"
+    )
+    total: Bucket
+
+
+# -- cursor ---------------------------------------------------------------------------------
+
+
+def encode_cursor(created_at: datetime, contract_id: str) -> str:
+    raw = json.dumps([created_at.astimezone(UTC).isoformat(), contract_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, contract_id = json.loads(raw)
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None or not isinstance(contract_id, str):
+            raise ValueError("incomplete")
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        message = "not a cursor of this listing (use next_cursor as returned)"
+        raise ApiError(
+            422, "invalid_input", f"cursor: {message}", [{"field": "cursor", "message": message}]
+        ) from None
+    return at, contract_id
+
+
+# -- routes ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/contracts",
+    summary="List and filter contracts",
+    tags=["contracts"],
+    responses=error_responses(422),
+)
+async def list_contracts(
+    caller: SupportCaller,
+    state: StateDep,
+    status: Annotated[Status | None, Query(description="contract status")] = None,
+    stage: Annotated[
+        str | None,
+        Query(pattern=STAGE_PATTERN, description="dunning stage, e.g. `mahnung_1`"),
+    ] = None,
+    customer_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page")
+    ] = None,
+) -> ContractPage:
+    """Newest first. Filters combine (AND); follow `next_cursor` until it is null."""
+    q = select(
+        Contract.id,
+        Contract.kind,
+        Contract.status,
+        Contract.stage,
+        Contract.access,
+        Contract.overdue_amount,
+        Contract.currency,
+        Contract.customer_id,
+        Contract.product_id,
+        Contract.created_at,
+        Contract.workflow_id,
+    )
+    if status is not None:
+        q = q.where(Contract.status == status)
+    if stage is not None:
+        q = q.where(Contract.stage == stage)
+    if customer_id is not None:
+        q = q.where(Contract.customer_id == customer_id)
+    if cursor is not None:
+        at, after_id = decode_cursor(cursor)
+        q = q.where(
+            or_(
+                Contract.created_at < at,
+                and_(Contract.created_at == at, Contract.id < after_id),
+            )
+        )
+    q = q.order_by(Contract.created_at.desc(), Contract.id.desc()).limit(limit + 1)
+    with state.sessions() as s:
+        rows = list(s.execute(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    settings = state.settings
+    data = [
+        ContractSummary(
+            contract_id=r.id,
+            kind=r.kind,
+            status=r.status,
+            stage=r.stage,
+            access=r.access,
+            overdue_amount=r.overdue_amount,
+            currency=r.currency,
+            customer_id=r.customer_id,
+            product_id=r.product_id,
+            created_at=r.created_at.isoformat(),
+            temporal_ui=workflow_ui_url(settings, r.workflow_id),
+        )
+        for r in rows
+    ]
+    last = rows[-1] if rows else None
+    next_cursor = encode_cursor(last.created_at, last.id) if more and last is not None else None
+    return ContractPage(data=data, next_cursor=next_cursor)
+
+
+@router.get(
+    "/v1/contracts/{contract_id}/notices",
+    summary="Every notice of a contract, as rendered and sent",
+    tags=["contracts"],
+    responses=error_responses(404, 422),
+)
+async def list_notices(contract_id: str, caller: SupportCaller, state: StateDep) -> NoticesOut:
+    """Reminders and Mahnungen with subject, text and HTML exactly as sent, oldest first."""
+    with state.sessions() as s:
+        if s.get(Contract, contract_id) is None:
+            raise ApiError(404, "not_found", f"contract {contract_id} not found")
+        rows = list(
+            s.scalars(
+                select(Notice)
+                .where(Notice.contract_id == contract_id)
+                .order_by(Notice.created_at, Notice.id)
+            )
+        )
+    return NoticesOut(
+        contract_id=contract_id,
+        data=[
+            NoticeOut(
+                case_no=n.case_no,
+                stage=n.stage,
+                channel=n.channel,
+                locale=n.locale,
+                recipient=n.recipient,
+                subject=n.subject,
+                text=n.text,
+                html=n.html,
+                notice_number=n.notice_number,
+                message_id=n.message_id,
+                status=n.status,
+                sent_at=n.sent_at.isoformat() if n.sent_at else None,
+                created_at=n.created_at.isoformat(),
+            )
+            for n in rows
+        ],
+    )
+
+
+def age_bucket(days: int) -> str:
+    for name, upper in AGE_BUCKETS:
+        if upper is None or days <= upper:
+            return name
+    raise AssertionError("unreachable")
+
+
+@router.get(
+    "/v1/reports/receivables",
+    summary="Open claims by dunning stage and by age, with totals",
+    tags=["reports"],
+)
+async def receivables(caller: AdminCaller, state: StateDep) -> ReceivablesOut:
+    """Every contract with an open claim (overdue amount > 0, not completed, cancelled, written
+    off or failed), counted once; amounts in minor units. The age is counted in
+    Europe/Berlin days from the due date of the oldest open installment (from the opening of
+    the dunning case when no installment is open, e.g. only fees are left)."""
+    as_of = datetime.now(UTC)
+    oldest = (
+        select(
+            Installment.contract_id.label("contract_id"),
+            func.min(Installment.due_at).label("due_at"),
+        )
+        .where(Installment.status == "open")
+        .group_by(Installment.contract_id)
+        .subquery()
+    )
+    q = (
+        select(
+            Contract.stage,
+            Contract.overdue_amount,
+            oldest.c.due_at,
+            Contract.case_opened_at,
+            Contract.created_at,
+        )
+        .outerjoin(oldest, oldest.c.contract_id == Contract.id)
+        .where(
+            Contract.overdue_amount > 0,
+            Contract.status.not_in(CLOSED),
+            Contract.currency == "eur",
+        )
+    )
+    with state.sessions() as s:
+        rows = list(s.execute(q))
+    today = as_of.astimezone(BERLIN).date()
+    by_stage: dict[str, Bucket] = {}
+    by_age = {name: Bucket() for name, _ in AGE_BUCKETS}
+    total = Bucket()
+    for stage, amount, due_at, case_opened_at, created_at in rows:
+        since: datetime = due_at or case_opened_at or created_at
+        days = max((today - since.astimezone(BERLIN).date()).days, 0)
+        for bucket in (by_stage.setdefault(stage, Bucket()), by_age[age_bucket(days)], total):
+            bucket.count += 1
+            bucket.amount += amount
+    return ReceivablesOut(
+        as_of=as_of.isoformat(),
+        currency="eur",
+        by_stage=dict(sorted(by_stage.items())),
+        by_age=by_age,
+        total=total,
+    )

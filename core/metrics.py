@@ -1,0 +1,252 @@
+"""Prometheus metrics (issue 4, item 7): what the business does, and what Temporal does.
+
+Three sources, two endpoints:
+
+- **Business counters** (`mahnwerk_debits_*`, `mahnwerk_notices_sent_total`,
+  `mahnwerk_access_locks_total`, `mahnwerk_handoffs_total`) are counted where they happen —
+  in the activities, i.e. in the *worker* process. Each `inc` goes to this module's
+  prometheus-client `REGISTRY` and, once `worker_runtime()` has built the worker's Temporal
+  runtime, to that runtime's metric meter too, so the worker's scrape endpoint
+  (`MAHNWERK_WORKER_METRICS_PORT`, default 9464) serves them next to the Temporal SDK metrics.
+- **Ledger gauges** (`mahnwerk_open_claim_amount`, `mahnwerk_events_pending`) are computed
+  from the database on every scrape of the API's `GET /metrics` (`LedgerCollector`), so they
+  are right whichever process wrote the rows and survive restarts.
+- **Temporal SDK metrics** (workflow/activity task latencies, poller counts, request
+  failures…) are exported by the SDK's core on the worker's endpoint
+  (`temporalio.runtime.PrometheusConfig`).
+
+The API's `/metrics` shows the counters of the API process too (zero in production, where
+the API runs no activities; the real numbers in a test that runs worker and API in one
+process). Scrape both: `job="mahnwerk-api"` for the ledger, `job="mahnwerk-worker"` for the
+rest; counters summed over all worker instances give the totals.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.common import MetricCounter, MetricMeter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from core.models import Contract, OutboxEvent
+from core.settings import Settings
+
+log = logging.getLogger("mahnwerk.metrics")
+
+# The business counters of this process. Not prometheus-client's global default registry:
+# a library (or a test) registering the same names there cannot break us, and we expose
+# exactly what is ours.
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_UNKNOWN = "unknown"
+
+
+class BusinessCounter:
+    """A prometheus-client counter, mirrored to the Temporal runtime's meter when bound.
+
+    `name` is the Prometheus base name; both exporters show it as `<name>_total`.
+    """
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = tuple(labels)
+        self._prom = Counter(name, documentation, self.labels, registry=REGISTRY)
+        self._temporal: MetricCounter | None = None
+
+    def bind(self, meter: MetricMeter) -> None:
+        # PrometheusConfig(counters_total_suffix=False) exports custom names as given.
+        self._temporal = meter.create_counter(f"{self.name}_total", self.documentation)
+
+    def inc(self, **labels: str | None) -> None:
+        values = {k: (labels.get(k) or _UNKNOWN) for k in self.labels}
+        if self.labels:
+            self._prom.labels(**values).inc()
+        else:
+            self._prom.inc()
+        if self._temporal is not None:
+            self._temporal.add(1, values or None)
+
+
+DEBITS_ATTEMPTED = BusinessCounter(
+    "mahnwerk_debits_attempted", "Debits sent to Stripe that came back with an outcome."
+)
+DEBITS_SUCCEEDED = BusinessCounter(
+    "mahnwerk_debits_succeeded",
+    "Debits that succeeded (cards at once, SEPA when the outcome arrives).",
+)
+DEBITS_FAILED = BusinessCounter(
+    "mahnwerk_debits_failed", "Debits declined, by Stripe decline/failure code.", ["code"]
+)
+NOTICES_SENT = BusinessCounter(
+    "mahnwerk_notices_sent", "Dunning notices handed to the mail server, by stage.", ["stage"]
+)
+ACCESS_LOCKS = BusinessCounter("mahnwerk_access_locks", "Product access locked for non-payment.")
+HANDOFFS = BusinessCounter(
+    "mahnwerk_handoffs", "Claims handed off for collection, by route.", ["route"]
+)
+
+COUNTERS = (
+    DEBITS_ATTEMPTED,
+    DEBITS_SUCCEEDED,
+    DEBITS_FAILED,
+    NOTICES_SENT,
+    ACCESS_LOCKS,
+    HANDOFFS,
+)
+
+
+# -- helpers for the places where things happen -----------------------------------------------
+
+
+def debit_outcome(status: str, code: str | None = None) -> None:
+    """A final debit outcome: `succeeded` or `declined` (anything else is not final yet)."""
+    if status == "succeeded":
+        DEBITS_SUCCEEDED.inc()
+    elif status == "declined":
+        DEBITS_FAILED.inc(code=code)
+
+
+def debit_attempted(status: str, code: str | None = None) -> None:
+    """The `charge` activity got an answer: count the attempt and, if final, its outcome."""
+    DEBITS_ATTEMPTED.inc()
+    debit_outcome(status, code)
+
+
+def notice_sent(stage: str) -> None:
+    NOTICES_SENT.inc(stage=stage)
+
+
+def access_locked() -> None:
+    ACCESS_LOCKS.inc()
+
+
+def handed_off(route: str | None) -> None:
+    HANDOFFS.inc(route=route)
+
+
+# -- ledger gauges, computed on scrape ---------------------------------------------------------
+
+
+class LedgerCollector(Collector):
+    """`mahnwerk_open_claim_amount{currency}` and `mahnwerk_events_pending`, from the ledger."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "mahnwerk_open_claim_amount",
+                "Overdue amount of contracts in dunning, in minor units (cents).",
+                labels=["currency"],
+            ),
+            GaugeMetricFamily(
+                "mahnwerk_events_pending", "Platform events in the outbox not yet acknowledged."
+            ),
+        )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Without a query: registering the collector must not touch the database.
+        yield from self._families()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        claims, pending = self._families()
+        try:
+            with self.sessions() as s:
+                rows = s.execute(
+                    select(Contract.currency, func.coalesce(func.sum(Contract.overdue_amount), 0))
+                    .where(Contract.status == "in_dunning")
+                    .group_by(Contract.currency)
+                ).all()
+                waiting = s.scalar(
+                    select(func.count())
+                    .select_from(OutboxEvent)
+                    .where(OutboxEvent.delivered_at.is_(None))
+                )
+        except SQLAlchemyError as exc:
+            # A scrape while the database is away answers with the counters; the gauges are
+            # missing (absent() alerts on them) instead of the whole scrape failing.
+            log.warning("metrics: ledger unavailable: %s", type(exc).__name__)
+            return
+        for currency, amount in rows:
+            claims.add_metric([currency], float(amount))
+        pending.add_metric([], float(waiting or 0))
+        yield claims
+        yield pending
+
+
+class _Forward(Collector):
+    """Everything of another registry (the process's business counters)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.registry.collect()
+
+
+def exposition(sessions: sessionmaker[Session], accept: str | None) -> tuple[bytes, str]:
+    """The body and content type of `GET /metrics`: the counters plus the ledger gauges, in
+    the Prometheus text format (or OpenMetrics, if the scraper asks for it)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Forward(REGISTRY))
+    registry.register(LedgerCollector(sessions))
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
+
+
+# -- the worker's Temporal runtime -------------------------------------------------------------
+
+_bound_lock = threading.Lock()
+_bound: Runtime | None = None
+
+
+def bind_runtime(runtime: Runtime) -> None:
+    """Mirror the business counters to `runtime`'s meter (one runtime per process)."""
+    global _bound
+    with _bound_lock:
+        if _bound is runtime:
+            return
+        for counter in COUNTERS:
+            counter.bind(runtime.metric_meter)
+        _bound = runtime
+
+
+def worker_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exporting the SDK metrics and our business counters for Prometheus
+    on `0.0.0.0:MAHNWERK_WORKER_METRICS_PORT` (the convention of Prometheus exporters: the
+    scraper runs elsewhere; nothing personal is in there — ids, codes, stages, counts).
+
+    None when the port is 0 (metrics off) or cannot be bound (another worker on this host
+    has it): the worker then runs on the default runtime, without a metrics endpoint, and
+    says so in the log rather than refusing to collect money.
+    """
+    port = settings.worker_metrics_port
+    if not port:
+        return None
+    address = f"0.0.0.0:{port}"
+    try:
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    except ValueError as exc:  # "Failed starting Prometheus exporter: Address already in use"
+        log.warning(
+            "worker metrics disabled: cannot serve Prometheus metrics on %s (%s); set "
+            "MAHNWERK_WORKER_METRICS_PORT to a free port, or 0 to switch them off",
+            address,
+            exc,
+        )
+        return None
+    bind_runtime(runtime)
+    log.info("worker metrics (Temporal SDK and mahnwerk_*) on http://%s/metrics", address)
+    return runtime
