@@ -1,0 +1,72 @@
+"""The dunning ladder's end: write-off below the threshold, approval before hand-off, and
+later installments joining an open case — on the time-skipping server, through the API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from core.settings import PROJECT_ROOT
+from tests.conftest import ADMIN, PLATFORM
+from tests.stack import Stack, unique_email
+
+LOST = "pm_card_visa_chargeDeclinedLostCard"
+
+
+async def timeline_types(stack: Stack, cid: str) -> list[str]:
+    resp = await stack.http.get(f"/v1/contracts/{cid}/events", headers=PLATFORM)
+    return [e["type"] for e in resp.json()["data"]]
+
+
+async def test_claim_below_threshold_is_written_off(stack: Stack) -> None:
+    # default policy: write_off_below 5000 (50,00 €) of principal
+    cid, handle = await stack.start(count=1, amount=4000, payment_method=LOST)
+    view = await stack.result(handle)
+    assert view.status == "written_off"
+    types = await timeline_types(stack, cid)
+    assert "contract.written_off" in types and "contract.handed_off" not in types
+    case = await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)
+    assert case.status_code == 404
+
+
+async def test_policy_requiring_approval_waits_then_hands_off(stack: Stack, tmp_path: Path) -> None:
+    text = (PROJECT_ROOT / "policies" / "default.yaml").read_text()
+    text = text.replace("name: default", "name: approval").replace(
+        "require_approval: false", "require_approval: true"
+    )
+    assert "require_approval: true" in text
+    (tmp_path / "approval.yaml").write_text(text)
+    stack.settings.policy_dir = tmp_path
+    cid, handle = await stack.start(count=1, payment_method=LOST, policy="approval")
+    await stack.env.sleep(timedelta(days=45))  # a week past the hand-off rung
+    c = await stack.contract(cid)
+    assert c["status"] == "in_dunning" and c["dunning"]["stage"] == "collection"
+    types = await timeline_types(stack, cid)
+    assert "handoff.approval_required" in types and "contract.handed_off" not in types
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/approve-handoff", json={"route": "court"}, headers=ADMIN
+    )
+    assert resp.status_code == 200, resp.text
+    assert (await stack.result(handle)).status == "handed_off"
+    case = (await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)).json()
+    assert case["route"] == "court" and case["file"]["mahnantrag"]["catalogue_number"] == 16
+
+
+async def test_second_installment_failing_joins_the_open_case(stack: Stack) -> None:
+    email = unique_email()
+    cid, handle = await stack.start(count=2, payment_method=LOST, email=email)
+    # installment 2 falls due about 30 days in, while the case of installment 1 is open
+    await stack.env.sleep(timedelta(days=32))
+    c = await stack.contract(cid)
+    assert [i["status"] for i in c["schedule"]] == ["open", "open"]
+    assert c["dunning"]["case_no"] == 1  # one case per contract
+    assert c["dunning"]["stage"] == "mahnung_2"  # driven by the oldest due date (D+24)
+    assert c["claim"]["principal"] == 2 * 9900
+    # the hand-off still comes 38 days after the OLDEST due date, with both installments
+    view = await stack.result(handle)
+    assert view.status == "handed_off"
+    case = (await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)).json()
+    assert [i["seq"] for i in case["file"]["installments"]] == [1, 2]
+    assert case["file"]["totals"]["principal"] == 2 * 9900
+    # one notice per stage, not per installment
+    assert len(stack.mails(email)) == 3
