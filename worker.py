@@ -17,12 +17,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.claims import ClaimActivities
 from activities.collection import CollectionActivities
 from activities.events import EventDispatcher
 from activities.ledger import LedgerActivities
 from activities.notices import NoticeActivities
 from activities.payments import PaymentActivities, make_stripe_client
 from core.db import make_engine, make_session_factory
+from core.metrics import worker_runtime
 from core.settings import Settings, get_settings
 from core.temporal import connect_client
 from workflows.contract import ContractWorkflow
@@ -57,6 +59,7 @@ def build_worker(
     ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)
     notices = NoticeActivities(settings, sessions)
     collection = CollectionActivities(settings, sessions)
+    claims = ClaimActivities(settings)
     executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="activity")
     worker = Worker(
         client,
@@ -69,6 +72,7 @@ def build_worker(
             notices.send_notice,
             collection.build_case_file,
             collection.deliver_case_file,
+            claims.claim_interest,
         ],
         activity_executor=executor,
         max_concurrent_activities=64,
@@ -81,7 +85,8 @@ def build_worker(
 
 
 async def run(settings: Settings) -> None:
-    client = await connect_client(settings)
+    # SDK metrics plus the business counters on MAHNWERK_WORKER_METRICS_PORT (Prometheus).
+    client = await connect_client(settings, runtime=worker_runtime(settings))
     parts = build_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
@@ -79,28 +79,41 @@ class EventDispatcher:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def _pending(self) -> list[OutboxEvent]:
+        """Due events, oldest first, at most one contiguous run per contract.
+
+        Only rows that are due are loaded, so contracts waiting out a backoff can never
+        crowd the others out of the batch; a contract whose oldest undelivered event is not
+        due yet is skipped entirely (its later events wait behind it: order per contract).
+        """
         now = self.clock()
         with self.sessions() as s:
             rows = list(
                 s.scalars(
                     select(OutboxEvent)
-                    .where(OutboxEvent.delivered_at.is_(None))
+                    .where(OutboxEvent.delivered_at.is_(None), OutboxEvent.next_attempt_at <= now)
                     .order_by(OutboxEvent.id)
                     .limit(500)
                 )
             )
-        # In order per contract: a contract whose oldest pending event is not yet due (or
-        # failed just now) waits; later events of that contract wait behind it.
-        blocked: set[str] = set()
-        due: list[OutboxEvent] = []
-        for row in rows:
-            if row.contract_id in blocked:
-                continue
-            if row.next_attempt_at > now:
-                blocked.add(row.contract_id)
-                continue
-            due.append(row)
-        return due
+            contracts = {r.contract_id for r in rows}
+            first_undelivered = (
+                dict(
+                    s.execute(
+                        select(OutboxEvent.contract_id, func.min(OutboxEvent.id))
+                        .where(
+                            OutboxEvent.delivered_at.is_(None),
+                            OutboxEvent.contract_id.in_(contracts),
+                        )
+                        .group_by(OutboxEvent.contract_id)
+                    ).all()
+                )
+                if contracts
+                else {}
+            )
+        # A contract whose oldest undelivered event is not due yet waits as a whole. (Its
+        # later events were never tried, so once the oldest is due they are due too.)
+        ready = {r.contract_id for r in rows if first_undelivered.get(r.contract_id) == r.id}
+        return [r for r in rows if r.contract_id in ready]
 
     def _mark(self, event_id: str, ok: bool, error: str | None) -> None:
         with transaction(self.sessions) as s:

@@ -20,28 +20,66 @@ Template context (also the contract for overriding templates):
 ``locale``, ``stage``, ``template``, ``contract_id``, ``case_no``, ``notice_number``,
 ``notice_date``; ``seller`` {name, address, email}; ``customer`` {id, name, email, type,
 address, address_lines}; ``product`` {id, name}; ``lines`` [{label, seq, due_date, amount,
-amount_minor}]; ``principal``, ``fees``, ``interest``, ``costs``, ``total`` (formatted, each
-also as ``*_minor`` int); ``interest_rate``, ``interest_from``, ``interest_to`` (formatted
-or None); ``deadline``; ``payment_link``; ``route`` (``court`` | ``inkasso`` | None); and the
-helpers ``money(minor)`` and ``date(value)``.
+amount_minor}]; ``principal``, ``fees``, ``costs``, ``interest``, ``interest_paid``,
+``subtotal`` (principal + fees + costs, without interest) and ``total`` (``subtotal`` +
+``interest``) — formatted, each also as ``*_minor`` int; ``deadline``; ``payment_link``;
+``route`` (``court`` | ``inkasso`` | None); and the helpers ``money(minor)`` and
+``date(value)``.
+
+Statutory default interest (§ 288 BGB, SPEC.md §2) is computed here, per open claim line,
+with ``domain.interest.claim_interest``: on the line's outstanding ``amount`` from the day
+after its due date (Europe/Berlin) up to and including the notice date (``created_at`` in
+Berlin), at base rate + 5 pp (consumer) or + 9 pp (business), the base-rate table extended
+by ``MAHNWERK_BASE_RATES``. Interest already received (``interest_paid`` on the input, if
+the workflow passes it) is deducted. The context carries:
+
+``interest_mode`` (``statutory`` | ``none`` | ``waived``, from the input);
+``interest_status``: ``computed`` | ``unavailable`` (a § 247 base rate the table lacks: no
+amount, never a guessed rate; the templates then say the interest is calculated separately)
+| ``none`` | ``waived``; ``interest_lines`` [{label, seq, principal, principal_minor,
+due_date, from, to, days, amount, amount_minor, rate (text when one rate applied throughout,
+else None), periods [{from, to, days, rate, rate_pct, base_rate}]}] — only lines already in
+default; ``interest_basis`` (``§ 288 Abs. 1 BGB``), ``interest_margin`` (``5 Prozentpunkte
+über dem Basiszinssatz``); and for simple overrides ``interest_rate`` (when one rate applied
+to everything), ``interest_from`` and ``interest_to`` (or None).
+
+Whether a notice *shows* interest is the template's decision, not the code's: ``show_interest``
+is false in the context and the stage templates that claim interest set it
+(``{% set show_interest = true %}``: ``mahnung_1``, ``mahnung_2``, ``handoff``; the friendly
+``reminder`` does not). The partials then show the interest block and ``total``, otherwise
+``subtotal``. The text template's top-level ``show_interest`` is recorded with the notice.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import jinja2
 
 from core.settings import PROJECT_ROOT, Settings
+from domain.interest import (
+    BASE_RATES_LAST_CHECKED,
+    CONSUMER,
+    InterestResult,
+    MissingBaseRate,
+    check_customer_type,
+    claim_interest,
+    format_rate,
+    margin_bp,
+    rate_text,
+    with_rates,
+)
 from domain.money import format_amount, format_date
+from domain.schedule import berlin_date
 from workflows.types import ClaimLine, NoticeInput
+
+log = logging.getLogger(__name__)
 
 SHIPPED_TEMPLATES = PROJECT_ROOT / "templates"
 SUPPORTED_LOCALES = ("de", "en")
@@ -51,8 +89,17 @@ PARTS = ("subject.txt", "txt", "html")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
+# NoticeInput.interest_mode: statutory (§ 288 BGB), none (the policy charges none), waived
+# (support waived it for this contract).
+INTEREST_MODES: Final = ("statutory", "none", "waived")
+
+
 class NoticeTemplateError(LookupError):
     """A notice template that exists neither for the locale nor for the fallback ``de``."""
+
+
+class NoticeInputError(ValueError):
+    """The notice input itself is unusable (unknown interest mode or customer type)."""
 
 
 @dataclass(frozen=True)
@@ -159,21 +206,6 @@ def line_label(line: ClaimLine, product_name: str, locale: str, *, kind: str | N
     if line.seq > 0:
         return f"Rate {line.seq}" if de else f"Installment {line.seq}"
     return product_name
-
-
-def format_rate(rate: object, locale: str) -> str | None:
-    """An annual interest rate in percent (``6.27``) → ``6,27 %`` (de) / ``6.27%`` (en)."""
-    if rate is None or rate == "":
-        return None
-    try:
-        value = Decimal(str(rate).strip().rstrip("%").strip().replace(",", "."))
-    except InvalidOperation:
-        return str(rate)
-    text = f"{value.normalize():f}"
-    if "." in text:
-        whole, frac = text.split(".")
-        text = f"{whole}.{frac.ljust(2, '0')}"
-    return f"{text.replace('.', ',')} %" if locale == "de" else f"{text}%"
 
 
 def payment_link(settings: Settings, contract_id: str) -> str:

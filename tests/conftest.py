@@ -96,6 +96,10 @@ def settings(db_url: str, standin: Any, smtp: Any, tmp_path: Path) -> Settings:
         smtp_url=f"smtp://{smtp.host}:{smtp.port}",
         task_queue=f"tq-{uuid.uuid4().hex[:8]}",
         api_keys="platform:shop:platform-key-123,support:anna:support-key-123,admin:root:admin-key-123",
+        # TEST DATA, not the published rate: § 247 BGB's 2026-07-01 base rate is not in the
+        # verified table yet (domain/interest.py); tests supply one the way an operator
+        # would, through MAHNWERK_BASE_RATES.
+        base_rates="2026-07-01:127",
     )
 
 

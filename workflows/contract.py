@@ -18,12 +18,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain import declines
+    from domain.allocation import Claim, Item, allocate
     from domain.durations import parse_interval
     from domain.fees import RETURN_DEBIT_COST_DEFAULT
     from domain.money import format_amount
     from domain.policy import LadderStep
     from domain.retry_timing import RetryPlanInput, next_retry
-    from domain.schedule import BERLIN, due_instant, installment_due_times, shift
+    from domain.schedule import BERLIN, berlin_date, due_instant, installment_due_times, shift
     from workflows import retry_policies as rp
     from workflows.types import (
         ActionResult,
@@ -37,6 +38,8 @@ with workflow.unsafe.imports_passed_through():
         ContractView,
         Fact,
         InstallmentState,
+        InterestInput,
+        InterestOutput,
         LedgerSync,
         NoticeInput,
         NoticeResult,
@@ -969,27 +972,49 @@ class ContractWorkflow:
     async def settle(self, req: SettlementRequest) -> ActionResult:
         async with self._lock:
             now = workflow.now()
-            remaining = req.amount
-            alloc: dict[str, int] = {}
-            fee_part = min(remaining, self._fees_open())
-            if fee_part:
-                self.s.fees_paid += fee_part
-                alloc["fees"] = fee_part
-                remaining -= fee_part
-            # § 366 (2), § 367 BGB: costs first, then the oldest debt.
-            targets = self._open() + sorted(
-                (i for i in self.s.installments if i.status == "scheduled"), key=lambda i: i.due_at
+            received = req.received_at or now
+            lines = self._open()
+            interest, note = await self._interest_due(lines, received)
+            oldest_day = berlin_date(lines[0].due_at) if lines else berlin_date(now)
+            claim = Claim(
+                costs=[Item("fees", self._fees_open(), oldest_day)] if self._fees_open() else [],
+                interest=[
+                    Item(f"interest_{i.seq}", amount, berlin_date(i.due_at))
+                    for i, amount in zip(lines, interest, strict=True)
+                    if amount > 0
+                ],
+                principal=[
+                    Item(f"installment_{i.seq}", i.outstanding, berlin_date(i.due_at))
+                    for i in lines
+                ],
             )
-            for inst in targets:
+            # §§ 366 (2), 367 (1) BGB: costs, then interest, then principal, oldest first.
+            result = allocate(req.amount, claim)
+            alloc: dict[str, int] = {}
+            by_seq = {i.seq: i for i in self.s.installments}
+            for part in result.parts:
+                alloc[part.key] = alloc.get(part.key, 0) + part.amount
+                if part.kind == "costs":
+                    self.s.fees_paid += part.amount
+                elif part.kind == "interest":
+                    self.s.interest_paid += part.amount
+                else:
+                    self._apply_payment(by_seq[int(part.key.split("_")[1])], part.amount)
+            remaining = result.remainder
+            # What is left pays the next installments in advance (they are not debited then).
+            for inst in sorted(
+                (i for i in self.s.installments if i.status == "scheduled"), key=lambda i: i.due_at
+            ):
                 if remaining <= 0:
                     break
-                part = min(remaining, inst.outstanding)
-                inst.paid += part
-                remaining -= part
-                alloc[f"installment_{inst.seq}"] = part
-                if inst.outstanding <= 0:
-                    inst.status = "paid"
-                    inst.next_retry_at = None
+                part_amount = min(remaining, inst.outstanding)
+                self._apply_payment(inst, part_amount)
+                remaining -= part_amount
+                alloc[f"installment_{inst.seq}"] = part_amount
+            if remaining > 0:
+                alloc["credit"] = remaining  # overpaid: to be refunded, shown on the timeline
+            if note:
+                alloc["interest_not_allocated"] = 0
             self.s.paid_total += req.amount
             uid = workflow.current_update_info()
             ref = req.request_id or (uid.id if uid else str(workflow.uuid4()))
@@ -1003,6 +1028,7 @@ class ContractWorkflow:
                     "reference": req.reference,
                     "received_at": req.received_at or now,
                     "allocation": alloc,
+                    "interest_note": note,
                 },
                 event="payment.succeeded",
                 actor=req.actor,
@@ -1013,6 +1039,41 @@ class ContractWorkflow:
             self._dirty = True
             return self._result(f"settlement of {self._money(req.amount)} recorded", alloc=alloc)
 
+    def _apply_payment(self, inst: InstallmentState, amount: int) -> None:
+        inst.paid += amount
+        if inst.outstanding <= 0:
+            inst.status = "paid"
+            inst.next_retry_at = None
+            inst.paid_at = workflow.now()
+
+    async def _interest_due(
+        self, lines: list[InstallmentState], as_of: datetime
+    ) -> tuple[list[int], str | None]:
+        """Open statutory interest per line (§ 288 BGB), less what was already received."""
+        zeros = [0] * len(lines)
+        if not lines or self.policy.interest != "statutory" or self.s.interest_waived:
+            return zeros, None
+        out: InterestOutput = await workflow.execute_activity(
+            "claim_interest",
+            InterestInput(
+                lines=[ClaimLine(self._label(i), i.seq, i.due_at, i.outstanding) for i in lines],
+                as_of=as_of,
+                customer_type=self.inp.customer.type,
+            ),
+            result_type=InterestOutput,
+            start_to_close_timeout=rp.LEDGER_START_TO_CLOSE,
+            retry_policy=rp.LEDGER,
+            summary=f"statutory interest on {self._money(self._principal())} (§ 288 BGB)",
+        )
+        if out.unavailable:
+            return zeros, out.unavailable
+        amounts, paid = list(out.amounts), self.s.interest_paid
+        for n, amount in enumerate(amounts):  # interest already received: oldest first
+            used = min(amount, paid)
+            amounts[n] -= used
+            paid -= used
+        return amounts, None
+
     @settle.validator
     def _validate_settle(self, req: SettlementRequest) -> None:
         self._require_active("record a settlement")
@@ -1020,6 +1081,12 @@ class ContractWorkflow:
             raise ApplicationError("amount must be positive", type="InvalidInput")
         payable = self._fees_open() + sum(
             i.outstanding for i in self.s.installments if i.status in ("open", "scheduled")
+        )
+        # Interest is computed by an activity; bound it generously here (25 % a year is far
+        # above base rate + 9 pp) so a payment that includes interest is never refused.
+        now = workflow.now()
+        payable += sum(
+            i.outstanding * max((now - i.due_at).days, 0) // (4 * 365) + 1 for i in self._open()
         )
         if req.amount > payable:
             raise ApplicationError(

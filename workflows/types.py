@@ -102,6 +102,7 @@ class ContractState:
     approval_reminders: int = 0
     case_file_id: int | None = None  # collection case file built at hand-off
     return_debit_costs: int = 0  # part of `fees` that are bank return-debit costs
+    interest_paid: int = 0  # statutory interest received so far (§ 367 BGB allocation)
 
 
 @dataclass
@@ -227,6 +228,8 @@ class NoticeInput:
     total: int
     deadline: datetime  # pay by
     created_at: datetime
+    # statutory | none (policy charges none) | waived (support waived it): § 288 BGB interest
+    interest_mode: str = "statutory"
 
 
 @dataclass
@@ -335,3 +338,19 @@ class CaseFileResult:
     total: int
     route: str
     missing_base_rate: str | None = None  # the 1 Jan / 1 Jul whose § 247 rate is unknown
+
+
+@dataclass
+class InterestInput:
+    """Statutory default interest (§ 288 BGB) on the open lines, as of a day."""
+
+    lines: list[ClaimLine]
+    as_of: datetime  # interest up to and including this day (Europe/Berlin)
+    customer_type: str  # consumer | business
+
+
+@dataclass
+class InterestOutput:
+    amounts: list[int]  # per line, in the order given
+    total: int
+    unavailable: str | None = None  # why interest could not be computed (missing base rate)

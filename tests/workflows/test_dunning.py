@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from core.settings import PROJECT_ROOT
-from tests.conftest import ADMIN, PLATFORM
+from tests.conftest import ADMIN, PLATFORM, SUPPORT
 from tests.stack import Stack, unique_email
 
 LOST = "pm_card_visa_chargeDeclinedLostCard"
@@ -70,3 +70,23 @@ async def test_second_installment_failing_joins_the_open_case(stack: Stack) -> N
     assert case["file"]["totals"]["principal"] == 2 * 9900
     # one notice per stage, not per installment
     assert len(stack.mails(email)) == 3
+
+
+async def test_partial_settlement_is_allocated_costs_interest_principal(stack: Stack) -> None:
+    cid, _ = await stack.start(count=1, payment_method=LOST)
+    await stack.env.sleep(timedelta(days=15))  # past the first Mahnung: 2,50 € fee
+    c = await stack.contract(cid)
+    assert c["claim"]["principal"] == 9900 and c["claim"]["fees"] == 250
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/settlements",
+        json={"amount": 1000, "method": "bank_transfer", "reference": "Teilzahlung"},
+        headers=SUPPORT,
+    )
+    assert resp.status_code == 200, resp.text
+    # § 367 BGB: costs, then interest, then principal. Interest (consumer, base 1,27 % + 5 pp
+    # = 6,27 %) on 99,00 € for the 15 days after the due date:
+    #   9900 × 627 bp × 15 / 3,650,000 = 25.51… → 26 ct (rounded half-up once)
+    assert resp.json()["allocation"] == {"fees": 250, "interest_1": 26, "installment_1": 724}
+    c = await stack.contract(cid)
+    assert c["claim"]["principal"] == 9900 - 724 and c["claim"]["fees"] == 0
+    assert c["status"] == "in_dunning"  # a partial payment: the ladder goes on

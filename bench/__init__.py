@@ -1,0 +1,1 @@
+"""Benchmarks (issue 6): `python -m bench.<name>`; see bench/README.md."""

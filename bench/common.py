@@ -1,0 +1,553 @@
+"""What every benchmark shares: the machine, /proc readings, the processes of the stack.
+
+The stack is the embedded one (issue 6): `temporal server start-dev` with WAL pragmas and
+the SPEC.md §7 search attributes on a fresh database file, the Stripe stand-in, the API and
+the worker as subprocesses (so none shares a GIL with another or with the driver), the
+SMTP catcher, PostgreSQL (database `bench`, emptied and migrated per run).
+
+CPU and memory come from /proc (no psutil): `utime + stime` of /proc/<pid>/stat, VmRSS of
+/proc/<pid>/status, and the machine's busy time from /proc/stat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
+API_KEY = "bench-platform-key-123"
+PLATFORM = {"Authorization": f"Bearer {API_KEY}"}
+WEBHOOK_SECRET = "whsec_bench_mahnwerk"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+SEARCH_ATTRIBUTES = {
+    "MahnwerkStatus": "Keyword",
+    "DunningStage": "Keyword",
+    "CustomerId": "Keyword",
+    "OverdueAmount": "Int",
+    "AccessLocked": "Bool",
+}
+
+console = Console()
+
+
+# -- the machine ------------------------------------------------------------------------------
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def machine() -> dict[str, str]:
+    import temporalio
+
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    try:
+        cli = subprocess.run(
+            [str(BIN / "temporal"), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except OSError:
+        cli = "?"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        if dirty:
+            commit += " (+ uncommitted changes in the work tree)"
+    except OSError:
+        commit = "?"
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": f"{os.cpu_count()} × {model}",
+        "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
+        "python": platform.python_version(),
+        "temporalio": temporalio.__version__,
+        "temporal CLI": cli.replace("\n", " "),
+        "commit": commit,
+    }
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) seconds of all CPUs since boot, from /proc/stat."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = parts[3] + parts[4]  # idle + iowait
+    total = sum(parts[:8])  # without guest (already in user)
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+# -- one process ------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (all its threads), None when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14, 15 of proc(5)
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[k]
+
+
+# -- CPU accounting over a window ---------------------------------------------------------------
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds per named process group between `start()` and `stop()`.
+
+    Groups are fixed pids (server, worker, …) plus, when `pg_db` is set, the PostgreSQL
+    backends connected to that database (found through pg_stat_activity at each sample, so
+    backends opened during the window count too; one that closes between two samples loses
+    at most its last second).
+    """
+
+    pids: dict[str, int]
+    pg_url: str | None = None
+    interval: float = 1.0
+    _first: dict[str, dict[int, float]] = field(default_factory=dict)
+    _last: dict[str, dict[int, float]] = field(default_factory=dict)
+    _machine0: tuple[float, float] = (0.0, 0.0)
+    _machine1: tuple[float, float] = (0.0, 0.0)
+    _t0: float = 0.0
+    _t1: float = 0.0
+    _conn: Any = None
+    _peak_rss: dict[str, float] = field(default_factory=dict)
+
+    def _pg_pids(self) -> list[int]:
+        if self.pg_url is None:
+            return []
+        if self._conn is None:
+            import psycopg
+
+            url = self.pg_url.replace("postgresql+psycopg://", "postgresql://")
+            self._conn = psycopg.connect(url, autocommit=True)
+        rows = self._conn.execute(
+            "select pid from pg_stat_activity where datname = current_database() "
+            "and pid <> pg_backend_pid()"
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        groups: dict[str, dict[int, float]] = {}
+        for name, pid in self.pids.items():
+            cpu = cpu_seconds(pid)
+            groups[name] = {pid: cpu} if cpu is not None else {}
+            rss = rss_mib(pid)
+            if rss is not None:
+                self._peak_rss[name] = max(self._peak_rss.get(name, 0.0), rss)
+        if self.pg_url is not None:
+            pg: dict[int, float] = {}
+            for pid in self._pg_pids():
+                cpu = cpu_seconds(pid)
+                if cpu is not None:
+                    pg[pid] = cpu
+            groups["postgres (bench backends)"] = pg
+        return groups
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._machine0 = machine_cpu()
+        self._first = self._sample()
+        self._last = {k: dict(v) for k, v in self._first.items()}
+
+    def sample(self) -> None:
+        for name, seen in self._sample().items():
+            self._last.setdefault(name, {}).update(seen)
+
+    def stop(self) -> None:
+        self.sample()
+        self._t1 = time.monotonic()
+        self._machine1 = machine_cpu()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def wall(self) -> float:
+        return self._t1 - self._t0
+
+    def seconds(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, last in self._last.items():
+            first = self._first.get(name, {})
+            out[name] = sum(cpu - first.get(pid, 0.0) for pid, cpu in last.items())
+        return out
+
+    def machine_busy(self) -> float:
+        return self._machine1[0] - self._machine0[0]
+
+    def peak_rss(self) -> dict[str, float]:
+        return dict(self._peak_rss)
+
+
+def cpu_rows(meter: CpuMeter) -> list[tuple[str, str, str]]:
+    """(process, CPU s, cores busy on average) rows, plus ours and the machine's total."""
+    wall = max(meter.wall, 1e-9)
+    rows = []
+    ours = 0.0
+    for name, sec in meter.seconds().items():
+        ours += sec
+        rows.append((name, f"{sec:.1f}", f"{sec / wall:.2f}"))
+    busy = meter.machine_busy()
+    rows.append(("all of the above", f"{ours:.1f}", f"{ours / wall:.2f}"))
+    rows.append(("whole machine (incl. others' jobs)", f"{busy:.1f}", f"{busy / wall:.2f}"))
+    return rows
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.kill()
+            self.popen.wait(5)
+
+
+def spawn(name: str, argv: list[str], logdir: Path, env: dict[str, str] | None = None) -> Proc:
+    log = logdir / f"{name}.log"
+    out = log.open("wb")
+    popen = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env if env is not None else dict(os.environ),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    out.close()
+    return Proc(name, popen, log)
+
+
+def wait_for(what: str, check: Any, timeout: float, procs: Sequence[Proc] = ()) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except Exception:  # not up yet
+            pass
+        for p in procs:
+            if not p.alive():
+                raise RuntimeError(f"{p.name} exited while waiting for {what}:\n{p.tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def http_ok(url: str) -> bool:
+    return httpx.get(url, timeout=2).status_code == 200
+
+
+@dataclass
+class Stack:
+    """The processes of one benchmark run; `close()` stops them in reverse order."""
+
+    workdir: Path
+    db_url: str = DEFAULT_DB
+    procs: dict[str, Proc] = field(default_factory=dict)
+    temporal_address: str = ""
+    standin_url: str = ""
+    api_url: str = ""
+    smtp_url: str = ""
+    task_queue: str = "mahnwerk-bench"
+    _catcher: Any = None
+
+    # Temporal ---------------------------------------------------------------------------
+    def start_temporal(self) -> Proc:
+        port = free_port()
+        argv = [
+            str(BIN / "temporal"),
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--http-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--db-filename",
+            str(self.workdir / "temporal.db"),
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+            "--log-level",
+            "warn",
+        ]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            argv += ["--search-attribute", f"{name}={kind}"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+        proc = spawn("temporal", argv, self.workdir, env)
+        self.procs["temporal server"] = proc
+        self.temporal_address = f"127.0.0.1:{port}"
+
+        def ready() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+
+        wait_for("the Temporal dev server", ready, 60, [proc])
+        return proc
+
+    async def wait_temporal_ready(self) -> None:
+        """The frontend answers and the search attributes are registered."""
+        import asyncio
+
+        from temporalio.client import Client
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client = await Client.connect(self.temporal_address)
+                await client.count_workflows("MahnwerkStatus = 'x'")
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    # SMTP, stand-in ------------------------------------------------------------------------
+    def start_smtp(self) -> None:
+        from core.smtp_catcher import start_smtp_catcher
+
+        self._catcher = start_smtp_catcher()
+        self.smtp_url = f"smtp://{self._catcher.host}:{self._catcher.port}"
+
+    def start_standin(self, webhook_url: str | None) -> Proc:
+        port = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "stripe_standin",
+            "--port",
+            str(port),
+            "--webhook-secret",
+            WEBHOOK_SECRET,
+        ]
+        if webhook_url:
+            argv += ["--webhook-url", webhook_url]
+        proc = spawn("standin", argv, self.workdir)
+        self.procs["stripe stand-in"] = proc
+        self.standin_url = f"http://127.0.0.1:{port}"
+        wait_for("the stand-in", lambda: http_ok(f"{self.standin_url}/_standin/health"), 30, [proc])
+        return proc
+
+    # Mahnwerk -----------------------------------------------------------------------------
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAHNWERK_")}
+        env.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "DATABASE_URL": self.db_url,
+                "TEMPORAL_ADDRESS": self.temporal_address,
+                "STRIPE_API_BASE": self.standin_url,
+                "STRIPE_API_KEY": "sk_test_bench",
+                "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "MAHNWERK_SMTP_URL": self.smtp_url or "smtp://127.0.0.1:1",
+                "MAHNWERK_TASK_QUEUE": self.task_queue,
+                "MAHNWERK_API_KEYS": f"platform:bench:{API_KEY}",
+                "MAHNWERK_WORKER_METRICS_PORT": "0",  # never collide with a test's worker
+            }
+        )
+        env.update(extra)
+        return env
+
+    def start_worker(self, name: str = "mahnwerk worker", **extra: str) -> Proc:
+        argv = [sys.executable, "-m", "core.cli", "worker"]
+        proc = spawn(name.replace(" ", "-"), argv, self.workdir, self.env(**extra))
+        self.procs[name] = proc
+        time.sleep(0.5)
+        if not proc.alive():
+            raise RuntimeError(f"{name} exited:\n{proc.tail()}")
+        return proc
+
+    def start_api(self, port: int | None = None) -> Proc:
+        port = port or free_port()
+        self.api_url = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, "-m", "core.cli", "api", "--port", str(port)]
+        proc = spawn("api", argv, self.workdir, self.env(MAHNWERK_PUBLIC_URL=self.api_url))
+        self.procs["mahnwerk api"] = proc
+        wait_for("the API", lambda: http_ok(f"{self.api_url}/readyz"), 60, [proc])
+        return proc
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None:
+            proc.stop()
+
+    def close(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+        if self._catcher is not None:
+            self._catcher.stop()
+
+    def pids(self) -> dict[str, int]:
+        return {name: p.pid for name, p in self.procs.items() if p.alive()}
+
+    def check_alive(self) -> None:
+        for p in self.procs.values():
+            if not p.alive():
+                raise RuntimeError(f"{p.name} exited:\n{p.tail()}")
+
+
+def reset_database(url: str) -> None:
+    """Empty the bench database and apply the real migrations."""
+    from sqlalchemy import text
+
+    from core.db import make_engine
+    from core.migrate import upgrade
+    from core.models import Base
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        Base.metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()
+    upgrade(url)
+
+
+@contextlib.contextmanager
+def stack(db_url: str = DEFAULT_DB, keep: bool = False) -> Iterator[Stack]:
+    workdir = Path(tempfile.mkdtemp(prefix="mahnwerk-bench-"))
+    s = Stack(workdir, db_url=db_url)
+    try:
+        yield s
+    finally:
+        s.close()
+        if not keep:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            console.print(f"[dim]logs and the Temporal database kept in {workdir}[/dim]")
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c, justify="left" if c == columns[0] else "right")
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def append_results(title: str, sections: Sequence[tuple[str, str]], notes: Sequence[str]) -> None:
+    """Append one run to bench/RESULTS.md: the machine, the load, the tables, notes."""
+    m = machine()
+    out = [f"\n## {title} — {m['date']}\n"]
+    out.append(
+        f"Machine: {m['cpus']}, {m['memory']}; Python {m['python']}, temporalio "
+        f"{m['temporalio']}, {m['temporal CLI']}; commit {m['commit']}.\n"
+    )
+    for heading, body in sections:
+        if heading:
+            out.append(f"**{heading}**\n")
+        out.append(body + "\n")
+    for n in notes:
+        out.append(f"- {n}")
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nAppended by `python -m bench.*`.\n")
+    with RESULTS.open("a") as f:
+        f.write("\n".join(out) + "\n")
+    console.print(f"[dim]appended to {RESULTS.relative_to(ROOT)}[/dim]")
