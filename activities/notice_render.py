@@ -235,10 +235,197 @@ def _iso(value: datetime | date | None) -> str | None:
     return value.isoformat()
 
 
+# -- statutory default interest (§ 288 BGB) -------------------------------------------------
+
+
+@dataclass
+class NoticeInterest:
+    """The interest part of one notice: the template context and the evidence record."""
+
+    context: dict[str, Any]
+    evidence: dict[str, Any]
+    net: int  # interest claimed: computed less interest already received, ≥ 0
+
+
+def _interest_lines_evidence(
+    inp: NoticeInput, labels: list[str], results: list[InterestResult]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "seq": line.seq,
+            "label": label,
+            "principal": r.principal,
+            "due_date": r.due_date,
+            "from": r.from_date,
+            "to": r.to_date,
+            "days": r.days,
+            "amount": r.amount,
+            "exact": r.exact,  # unrounded, minor units as a fraction
+            "periods": [
+                {
+                    "from": p.start,
+                    "to": p.end,
+                    "days": p.days,
+                    "base_rate_bp": p.base_bp,
+                    "rate_bp": p.rate_bp,
+                    "exact": p.exact,
+                }
+                for p in r.periods
+            ],
+        }
+        for line, label, r in zip(inp.lines, labels, results, strict=True)
+    ]
+
+
+def notice_interest(
+    inp: NoticeInput, notice_number: str, settings: Settings, locale: str, labels: list[str]
+) -> NoticeInterest:
+    """Statutory default interest per open claim line, as of the notice date.
+
+    ``labels`` are the lines' labels as shown. A base rate missing from the table (and from
+    ``MAHNWERK_BASE_RATES``) gives status ``unavailable`` with no amount — a rate is never
+    guessed — and one warning in the log for this render.
+    """
+    mode = inp.interest_mode
+    if mode not in INTEREST_MODES:
+        raise NoticeInputError(
+            f"interest_mode must be one of {', '.join(INTEREST_MODES)}, got {mode!r}"
+        )
+    try:
+        customer_type = check_customer_type(inp.customer.type or CONSUMER)
+    except ValueError as exc:
+        raise NoticeInputError(str(exc)) from None
+    de = locale == "de"
+    as_of = berlin_date(inp.created_at)
+    paid = max(0, int(getattr(inp, "interest_paid", 0) or 0))
+    pp = margin_bp(customer_type) // 100
+    paragraph = "1" if customer_type == CONSUMER else "2"
+    margin_text = (
+        f"{pp} Prozentpunkte über dem Basiszinssatz"
+        if de
+        else f"{pp} percentage points above the base rate"
+    )
+
+    def money(minor: int) -> str:
+        return format_amount(minor, inp.currency, locale)
+
+    def day(iso: str) -> str:
+        return format_date(iso, locale)
+
+    evidence: dict[str, Any] = {
+        "mode": mode,
+        "status": mode if mode != "statutory" else "computed",
+        "as_of": as_of,
+        "customer_type": customer_type,
+        "rate_text": rate_text(customer_type, "de"),
+        "rate_text_en": rate_text(customer_type, "en"),
+        "base_rates_last_checked": BASE_RATES_LAST_CHECKED,
+        "base_rates_configured": settings.base_rates or None,
+        "items": [],
+        "computed": 0,
+        "paid": paid,
+        "total": 0,
+    }
+    context: dict[str, Any] = {
+        "interest_mode": mode,
+        "interest_status": evidence["status"],
+        "interest_lines": [],
+        "interest_basis": f"§ 288 Abs. {paragraph} BGB" if de else f"§ 288 ({paragraph}) BGB",
+        "interest_margin": margin_text,
+        "interest_rate": None,
+        "interest_from": None,
+        "interest_to": None,
+        "interest_paid": money(0),
+        "interest_paid_minor": 0,
+    }
+    if mode != "statutory":
+        return NoticeInterest(context, evidence, 0)
+
+    items = [(line.amount, berlin_date(line.due_at)) for line in inp.lines]
+    try:
+        rates = with_rates(settings.extra_base_rates)
+        results = claim_interest(items, as_of, customer_type, rates)
+    except MissingBaseRate as exc:
+        log.warning(
+            "notice %s: statutory interest not computed, shown as calculated separately: %s "
+            "(first day needing it: %s; supply the rate with MAHNWERK_BASE_RATES)",
+            notice_number,
+            exc,
+            exc.needed_for,
+        )
+        evidence.update(
+            status="unavailable",
+            reason=str(exc),
+            missing_base_rate=exc.rate_date,
+            needed_for=exc.needed_for,
+        )
+        context["interest_status"] = "unavailable"
+        return NoticeInterest(context, evidence, 0)
+
+    computed = sum(r.amount for r in results)
+    net = max(0, computed - paid)
+    evidence.update(
+        items=_interest_lines_evidence(inp, labels, results),
+        computed=computed,
+        paid=min(paid, computed),
+        total=net,
+    )
+    shown: list[dict[str, Any]] = []
+    for line, label, r in zip(inp.lines, labels, results, strict=True):
+        if r.days == 0:  # not in default yet (due today): no interest line
+            continue
+        periods = [
+            {
+                "from": day(p.start),
+                "to": day(p.end),
+                "days": p.days,
+                "rate": f"{format_rate(p.rate_bp, locale)} ({margin_text})",
+                "rate_pct": format_rate(p.rate_bp, locale),
+                "base_rate": format_rate(p.base_bp, locale),
+            }
+            for p in r.periods
+        ]
+        shown.append(
+            {
+                "label": label,
+                "seq": line.seq,
+                "principal": money(r.principal),
+                "principal_minor": r.principal,
+                "due_date": day(r.due_date),
+                "from": day(r.from_date),
+                "to": day(r.to_date),
+                "days": r.days,
+                "amount": money(r.amount),
+                "amount_minor": r.amount,
+                "rate": periods[0]["rate"] if len(periods) == 1 else None,
+                "periods": periods,
+            }
+        )
+    applied = {p.rate_bp for r in results for p in r.periods}
+    context.update(
+        interest_lines=shown,
+        interest_rate=format_rate(applied.pop(), locale) if len(applied) == 1 else None,
+        interest_from=min((r.from_date for r in results if r.days), default=None),
+        interest_to=as_of if shown else None,
+        interest_paid=money(min(paid, computed)),
+        interest_paid_minor=min(paid, computed),
+    )
+    for key in ("interest_from", "interest_to"):
+        if context[key] is not None:
+            context[key] = day(context[key])
+    return NoticeInterest(context, evidence, net)
+
+
 def build_context(
     inp: NoticeInput, notice_number: str, settings: Settings, locale: str
 ) -> dict[str, Any]:
     """Everything a template may use, with amounts and dates already formatted."""
+    return _build(inp, notice_number, settings, locale)[0]
+
+
+def _build(
+    inp: NoticeInput, notice_number: str, settings: Settings, locale: str
+) -> tuple[dict[str, Any], NoticeInterest]:
     currency = inp.currency
 
     def money(minor: int) -> str:
@@ -251,22 +438,24 @@ def build_context(
     # read defensively so the renderer works with the input shape of today and tomorrow.
     kind: str | None = getattr(inp, "kind", None)
     route: str | None = getattr(inp, "route", None)
-    interest = int(getattr(inp, "interest", 0) or 0)
     costs = int(getattr(inp, "costs", 0) or 0)
-    interest_from = getattr(inp, "interest_from", None)
-    interest_to = getattr(inp, "interest_to", None)
 
+    labels = [line_label(line, inp.product.name, locale, kind=kind) for line in inp.lines]
     lines = [
         {
-            "label": line_label(line, inp.product.name, locale, kind=kind),
+            "label": label,
             "seq": line.seq,
             "due_date": day(line.due_at),
             "amount": money(line.amount),
             "amount_minor": line.amount,
         }
-        for line in inp.lines
+        for line, label in zip(inp.lines, labels, strict=True)
     ]
     principal = sum(line.amount for line in inp.lines)
+    interest = notice_interest(inp, notice_number, settings, locale, labels)
+    # `inp.total` is the workflow's claim without interest (principal + fees + costs).
+    subtotal = inp.total
+    total = subtotal + interest.net
     link = payment_link(settings, inp.contract_id)
     address = dict(inp.customer.address or {})
     context: dict[str, Any] = {
@@ -297,44 +486,56 @@ def build_context(
         "principal_minor": principal,
         "fees": money(inp.fees),
         "fees_minor": inp.fees,
-        "interest": money(interest),
-        "interest_minor": interest,
-        "interest_rate": format_rate(getattr(inp, "interest_rate", None), locale),
-        "interest_from": day(interest_from) if interest_from else None,
-        "interest_to": day(interest_to) if interest_to else None,
         "costs": money(costs),
         "costs_minor": costs,
-        "total": money(inp.total),
-        "total_minor": inp.total,
+        **interest.context,
+        "interest": money(interest.net),
+        "interest_minor": interest.net,
+        "show_interest": False,  # the stage templates decide (module docstring)
+        "subtotal": money(subtotal),
+        "subtotal_minor": subtotal,
+        "total": money(total),
+        "total_minor": total,
         "deadline": day(inp.deadline),
         "payment_link": link,
         "route": route,
         "money": money,
         "date": day,
     }
-    return context
+    return context, interest
 
 
-def _evidence(inp: NoticeInput, context: dict[str, Any]) -> dict[str, Any]:
-    """The claim exactly as the customer saw it, JSON-safe, for the ledger row."""
+def _evidence(
+    inp: NoticeInput, context: dict[str, Any], interest: NoticeInterest, shown: bool
+) -> dict[str, Any]:
+    """The claim exactly as the customer saw it, JSON-safe, for the ledger row.
+
+    ``interest`` and ``total`` are what the notice claimed: with ``interest_shown`` false
+    (the friendly reminder) the total is the subtotal and the interest 0, while
+    ``interest_detail`` keeps the computation either way (status, per line and period, the
+    exact fractions, the rates applied, or why there is no amount).
+    """
     return {
         "locale": context["locale"],
         "template": inp.template,
         "currency": inp.currency,
         "lines": [
             {
-                "label": shown["label"],
+                "label": shown_line["label"],
                 "seq": line.seq,
                 "due_at": _iso(line.due_at),
                 "amount": line.amount,
             }
-            for line, shown in zip(inp.lines, context["lines"], strict=True)
+            for line, shown_line in zip(inp.lines, context["lines"], strict=True)
         ],
         "principal": context["principal_minor"],
         "fees": inp.fees,
-        "interest": context["interest_minor"],
         "costs": context["costs_minor"],
-        "total": inp.total,
+        "interest_shown": shown,
+        "interest": interest.net if shown else 0,
+        "interest_detail": interest.evidence,
+        "subtotal": context["subtotal_minor"],
+        "total": context["total_minor"] if shown else context["subtotal_minor"],
         "deadline": _iso(inp.deadline),
         "payment_link": context["payment_link"],
         "route": context["route"],
@@ -348,15 +549,25 @@ def _one_line(subject: str) -> str:
 
 
 def render_notice(inp: NoticeInput, notice_number: str, settings: Settings) -> RenderedNotice:
-    """Render notice ``inp.template`` in the customer's locale (fallback ``de``)."""
+    """Render notice ``inp.template`` in the customer's locale (fallback ``de``).
+
+    Raises :class:`NoticeTemplateError` for an unknown notice, :class:`NoticeInputError` for
+    an unusable input, and Jinja's errors for a broken template.
+    """
     env = environment(settings)
     locale, templates = _load(env, inp.template, normalize_locale(inp.customer.locale))
-    context = build_context(inp, notice_number, settings, locale)
-    render: Callable[[str], str] = lambda part: templates[part].render(context)  # noqa: E731
+    context, interest = _build(inp, notice_number, settings, locale)
+    # The text part is rendered as a module so that its top-level `{% set show_interest %}`
+    # — the template's decision to claim interest — can be recorded with the notice.
+    try:
+        text_module = templates["txt"].make_module(context)
+    except Exception:
+        env.handle_exception()  # re-raises with the template's file and line, like render()
+    shown = bool(getattr(text_module, "show_interest", False))
     return RenderedNotice(
-        subject=_one_line(render("subject.txt")),
-        text=render("txt"),
-        html=render("html"),
+        subject=_one_line(templates["subject.txt"].render(context)),
+        text=str(text_module),
+        html=templates["html"].render(context),
         locale=locale,
-        data=_evidence(inp, context),
+        data=_evidence(inp, context, interest, shown),
     )

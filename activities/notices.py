@@ -46,7 +46,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.mailer import PermanentDeliveryError, send_email
-from activities.notice_render import NoticeTemplateError, render_notice
+from activities.notice_render import NoticeInputError, NoticeTemplateError, render_notice
 from core import metrics
 from core.db import transaction
 from core.models import Notice, TimelineEvent
@@ -156,8 +156,10 @@ class NoticeActivities:
 
         Returns ``already_sent=True`` when an earlier attempt or call already sent it.
         Raises ``ApplicationError(type="NoticeUndeliverable", non_retryable=True)`` when the
-        recipient is permanently rejected (or missing) and ``TemplateNotFound`` for an
-        unknown template; any other error (SMTP down, DB busy) propagates and is retried.
+        recipient is permanently rejected (or missing), ``TemplateNotFound`` for an unknown
+        template and ``InvalidInput`` for an unknown interest mode or customer type; any other
+        error (SMTP down, DB busy) propagates and is retried. The stored row's ``data`` is the
+        claim as rendered, including the statutory interest computation (``interest_detail``).
         """
         notice = self._record(inp)
         if notice.status == "sent":
@@ -186,6 +188,13 @@ class NoticeActivities:
             # Named as in workflows.retry_policies.NOTICE: retrying cannot create a file.
             raise ApplicationError(
                 f"notice template missing: {exc}", type="TemplateNotFound", non_retryable=True
+            ) from exc
+        except NoticeInputError as exc:
+            # The input is fixed in the workflow history: retrying cannot change it.
+            raise ApplicationError(
+                f"notice {number} cannot be rendered: {exc}",
+                type="InvalidInput",
+                non_retryable=True,
             ) from exc
         except jinja2.TemplateError as exc:
             # A broken override (syntax, unknown variable): retried, so fixing the file in

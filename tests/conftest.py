@@ -21,7 +21,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.db import make_engine, make_session_factory
 from core.migrate import upgrade
-from core.models import Base
 from core.settings import Settings, load_settings
 
 BIN = Path(sys.executable).parent
@@ -43,19 +42,30 @@ def binary(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """PostgreSQL when DATABASE_URL is set, else SQLite. On PostgreSQL every test session
+    gets a schema of its own (via search_path in the URL, which the worker and API
+    subprocesses inherit), so concurrent runs on one database never touch each other."""
     url = os.environ.get("DATABASE_URL")
-    if url:
-        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-        engine = make_engine(url)
-        with engine.begin() as conn:  # a clean ledger for this run
-            Base.metadata.drop_all(conn)
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        engine.dispose()
-    else:
+    if not url:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'mahnwerk.db'}"
-    upgrade(url)  # the real migrations, not create_all
-    return url
+        upgrade(url)  # the real migrations, not create_all
+        yield url
+        return
+    url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    schema = f"mahnwerk_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = make_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in url else "?"
+    scoped = f"{url}{sep}options=-csearch_path%3D{schema}"
+    upgrade(scoped)
+    try:
+        yield scoped
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 from markupsafe import escape
 
 from activities.notice_render import (
+    NoticeInputError,
     NoticeTemplateError,
     RenderedNotice,
     normalize_locale,
@@ -235,33 +236,321 @@ def test_subscription_periods_and_unknown_labels() -> None:
     assert "Sonderposten — due on 1 December 2026 — €1.00" in r.text
 
 
-def test_interest_and_costs_are_itemised_when_the_input_carries_them() -> None:
-    """Forward-compatible: NoticeInput may gain interest fields (with defaults)."""
+def test_costs_route_and_interest_paid_are_used_when_the_input_carries_them() -> None:
+    """Forward-compatible: NoticeInput may gain `costs`, `route`, `interest_paid` fields."""
 
     @dataclasses.dataclass
-    class WithInterest(NoticeInput):
-        interest: int = 0
-        interest_rate: str | None = None
-        interest_from: datetime | None = None
-        interest_to: datetime | None = None
+    class WithExtras(NoticeInput):
         costs: int = 0
         route: str | None = None
+        interest_paid: int = 0
 
-    base = make_input("mahnung_2")
-    inp = WithInterest(
+    base = interest_input("mahnung_2", created=datetime(2025, 7, 20, 10, tzinfo=UTC))
+    inp = WithExtras(
         **{f.name: getattr(base, f.name) for f in dataclasses.fields(NoticeInput)},
-        interest=1234,
-        interest_rate="6.27",
-        interest_from=datetime(2026, 12, 1, 23, tzinfo=UTC),
-        interest_to=datetime(2027, 1, 9, 23, tzinfo=UTC),
-        costs=4000,
+        costs=300,
         route="court",
+        interest_paid=20,
     )
-    text = plain(render_notice(inp, NUMBER, make_settings()).text)
-    assert "Verzugszinsen (6,27 % p. a., 02.12.2026 bis 10.01.2027) — 12,34 €" in text
-    assert "Weitere Kosten — 40,00 €" in text
+    inp.total += 300  # the workflow's total includes the costs
+    r = render_notice(inp, NUMBER, make_settings())
+    text = plain(r.text)
+    assert "Weitere Kosten — 3,00 €" in text
     assert "Mahnbescheids im gerichtlichen Mahnverfahren beantragen" in text
     assert "Inkassounternehmen" not in text
+    # 64 ct interest (see the consumer test) less 20 ct already received = 44 ct.
+    assert "Verzugszinsen auf Rate 1 von 3 vom 16.06.2025 bis 20.07.2025 — 0,64 €" in text
+    assert "Bereits gezahlte Verzugszinsen — −0,20 €" in text
+    assert "Gesamtbetrag — 105,94 €" in text  # 100,00 + 2,50 + 3,00 + 0,44
+    assert r.data["interest"] == 44
+    assert r.data["interest_detail"]["computed"] == 64
+    assert r.data["interest_detail"]["paid"] == 20
+    assert r.data["total"] == 10000 + 250 + 300 + 44
+
+
+# -- statutory default interest (§ 288 BGB) -------------------------------------------------
+
+# 15 June 2025 00:00 in Berlin: the installment falls due that day, interest runs from the
+# 16th (§ 187 (1) BGB). The § 247 base rate was 2,27 % until 30 June 2025, 1,27 % from 1 July.
+DUE_2025_06_15 = datetime(2025, 6, 14, 22, tzinfo=UTC)
+
+
+def interest_input(
+    stage: str = "mahnung_1",
+    *,
+    locale: str = "de",
+    customer_type: str = "consumer",
+    created: datetime,
+    lines: list[ClaimLine] | None = None,
+    interest_mode: str = "statutory",
+) -> NoticeInput:
+    if lines is None:
+        lines = [ClaimLine("installment 1 of 3", 1, DUE_2025_06_15, 10000)]
+    inp = make_input(stage, locale=locale, lines=lines)
+    return dataclasses.replace(
+        inp,
+        customer=dataclasses.replace(inp.customer, type=customer_type),
+        created_at=created,
+        deadline=created + timedelta(days=10),
+        interest_mode=interest_mode,
+    )
+
+
+RENDERED_2025_07_20 = datetime(2025, 7, 20, 8, tzinfo=UTC)  # 20.07.2025 in Berlin
+
+INTEREST_EXPECTED: dict[tuple[str, str], list[str]] = {
+    # Consumer, base + 5 pp (§ 288 (1) BGB), on 100,00 €:
+    #   16.06.–30.06.2025: 10000 ct × 7,27 % × 15/365 = 109050/365 ct = 29,876 ct
+    #   01.07.–20.07.2025: 10000 ct × 6,27 % × 20/365 = 125400/365 ct = 34,356 ct
+    #   sum 234450/365 = 64,23 ct → 64 ct (rounded once, half-up)
+    ("consumer", "de"): [
+        "Verzugszinsen auf Rate 1 von 3 vom 16.06.2025 bis 20.07.2025 — 0,64 €",
+        "16.06.2025 bis 30.06.2025, 15 Tage: 7,27 % (5 Prozentpunkte über dem Basiszinssatz)",
+        "01.07.2025 bis 20.07.2025, 20 Tage: 6,27 % (5 Prozentpunkte über dem Basiszinssatz)",
+        "Gesamtbetrag — 103,14 €",  # 100,00 + 2,50 fee + 0,64
+        "Verzugszinsen gem. § 288 Abs. 1 BGB bis zum 20.07.2025",
+    ],
+    ("consumer", "en"): [
+        "Default interest on Installment 1 of 3 from 16 June 2025 to 20 July 2025 — €0.64",
+        "16 June 2025 to 30 June 2025, 15 days: 7.27% (5 percentage points above the base rate)",
+        "1 July 2025 to 20 July 2025, 20 days: 6.27% (5 percentage points above the base rate)",
+        "Total — €103.14",
+        "Default interest under § 288 (1) BGB up to 20 July 2025",
+    ],
+    # Business, base + 9 pp (§ 288 (2) BGB), on 100,00 €:
+    #   16.06.–30.06.2025: 10000 ct × 11,27 % × 15/365 = 169050/365 ct = 46,315 ct
+    #   01.07.–20.07.2025: 10000 ct × 10,27 % × 20/365 = 205400/365 ct = 56,274 ct
+    #   sum 374450/365 = 102,59 ct → 103 ct
+    ("business", "de"): [
+        "Verzugszinsen auf Rate 1 von 3 vom 16.06.2025 bis 20.07.2025 — 1,03 €",
+        "16.06.2025 bis 30.06.2025, 15 Tage: 11,27 % (9 Prozentpunkte über dem Basiszinssatz)",
+        "01.07.2025 bis 20.07.2025, 20 Tage: 10,27 % (9 Prozentpunkte über dem Basiszinssatz)",
+        "Gesamtbetrag — 103,53 €",
+        "Verzugszinsen gem. § 288 Abs. 2 BGB bis zum 20.07.2025",
+    ],
+    ("business", "en"): [
+        "Default interest on Installment 1 of 3 from 16 June 2025 to 20 July 2025 — €1.03",
+        "16 June 2025 to 30 June 2025, 15 days: 11.27% (9 percentage points above the base rate)",
+        "1 July 2025 to 20 July 2025, 20 days: 10.27% (9 percentage points above the base rate)",
+        "Total — €103.53",
+        "Default interest under § 288 (2) BGB up to 20 July 2025",
+    ],
+}
+
+
+@pytest.mark.parametrize("locale", ["de", "en"])
+@pytest.mark.parametrize("customer_type", ["consumer", "business"])
+def test_interest_per_line_over_the_base_rate_change(customer_type: str, locale: str) -> None:
+    inp = interest_input(locale=locale, customer_type=customer_type, created=RENDERED_2025_07_20)
+    r = render_notice(inp, NUMBER, make_settings())
+    text, html = plain(r.text), plain(r.html)
+    for must in INTEREST_EXPECTED[(customer_type, locale)]:
+        assert must in text, f"{must!r} missing from the {customer_type}/{locale} text"
+    label, amount = INTEREST_EXPECTED[(customer_type, locale)][0].rsplit(" — ", 1)
+    assert html_has(r.html, label) and html_has(r.html, amount)
+    for period in INTEREST_EXPECTED[(customer_type, locale)][1:3]:
+        assert html_has(r.html, period)
+    total_label, total = INTEREST_EXPECTED[(customer_type, locale)][3].split(" — ")
+    assert html_has(r.html, total)
+    # The payment request asks for the same total as the itemised claim.
+    assert text.count(total) >= 2 and total in html
+    interest = 64 if customer_type == "consumer" else 103
+    assert r.data["interest"] == interest
+    assert r.data["total"] == 10000 + 250 + interest
+    assert r.data["interest_shown"] is True
+
+
+def test_the_friendly_reminder_shows_no_interest_but_the_first_mahnung_does() -> None:
+    reminder = render_notice(
+        interest_input("reminder", created=RENDERED_2025_07_20), NUMBER, make_settings()
+    )
+    text = plain(reminder.text)
+    assert "Verzugszinsen" not in text and "Verzugszinsen" not in reminder.html
+    assert "Gesamtbetrag — 100,00 €" in text
+    assert "Gesamtbetrag von 100,00 €" in text
+    # What was sent is recorded: no interest claimed; the computation is kept anyway.
+    assert reminder.data["interest_shown"] is False
+    assert reminder.data["interest"] == 0
+    assert reminder.data["total"] == 10000
+    assert reminder.data["interest_detail"]["total"] == 64
+
+    mahnung = render_notice(interest_input(created=RENDERED_2025_07_20), NUMBER, make_settings())
+    text = plain(mahnung.text)
+    assert "Verzugszinsen auf Rate 1 von 3" in text
+    assert "Gesamtbetrag — 103,14 €" in text
+    assert "Gesamtbetrag von 103,14 €" in text
+    assert mahnung.data["interest_shown"] is True
+
+
+@pytest.mark.parametrize("stage", ["mahnung_2", "handoff"])
+def test_final_notice_and_handoff_show_interest(stage: str) -> None:
+    r = render_notice(interest_input(stage, created=RENDERED_2025_07_20), NUMBER, make_settings())
+    text = plain(r.text)
+    assert "Verzugszinsen auf Rate 1 von 3 vom 16.06.2025 bis 20.07.2025 — 0,64 €" in text
+    # the itemised total and the payment request in the body ("Gesamtbetrag(s) von …")
+    assert "Gesamtbetrag — 103,14 €" in text
+    assert "von 103,14 € bis" in text
+    assert html_has(r.html, "103,14 €")
+    assert "Verzugszinsen in gesetzlicher Höhe (§ 288 BGB)" in text
+
+
+def test_access_locked_notice_shows_no_interest() -> None:
+    inp = interest_input("access_locked", created=RENDERED_2025_07_20)
+    text = plain(render_notice(inp, NUMBER, make_settings()).text)
+    assert "Verzugszinsen" not in text
+    assert "Gesamtbetrag — 102,50 €" in text
+
+
+@pytest.mark.parametrize("mode", ["waived", "none"])
+@pytest.mark.parametrize("locale", ["de", "en"])
+def test_waived_or_no_interest_shows_none(mode: str, locale: str) -> None:
+    for stage in ("mahnung_1", "mahnung_2", "handoff"):
+        inp = interest_input(stage, locale=locale, created=RENDERED_2025_07_20, interest_mode=mode)
+        r = render_notice(inp, NUMBER, make_settings())
+        text = plain(r.text)
+        word = "Verzugszinsen" if locale == "de" else "default interest"
+        assert word not in text.replace("Default", "default"), f"{stage}: {text}"
+        assert word not in r.html.replace("Default", "default")
+        assert ("Gesamtbetrag — 102,50 €" if locale == "de" else "Total — €102.50") in text
+        assert r.data["interest"] == 0 and r.data["total"] == 10250
+        assert r.data["interest_detail"]["status"] == mode
+        assert r.data["interest_detail"]["items"] == []
+
+
+# A claim line due 15 June 2026, rendered on 1 August 2026: the days from 1 July 2026 need the
+# § 247 base rate of 1 July 2026, which the table does not have (domain/interest.py).
+DUE_2026_06_15 = datetime(2026, 6, 14, 22, tzinfo=UTC)
+RENDERED_2026_08_01 = datetime(2026, 8, 1, 8, tzinfo=UTC)
+SEPARATELY = {
+    "de": "Verzugszinsen gem. § 288 BGB werden gesondert berechnet",
+    "en": "Default interest under § 288 BGB will be calculated separately",
+}
+
+
+@pytest.mark.parametrize("locale", ["de", "en"])
+def test_missing_base_rate_is_never_guessed(locale: str, caplog: pytest.LogCaptureFixture) -> None:
+    lines = [ClaimLine("installment 2 of 3", 2, DUE_2026_06_15, 10000)]
+    inp = interest_input(locale=locale, created=RENDERED_2026_08_01, lines=lines)
+    with caplog.at_level("WARNING", logger="activities.notice_render"):
+        r = render_notice(inp, NUMBER, make_settings())
+    text = plain(r.text)
+    assert SEPARATELY[locale] in text and html_has(r.html, SEPARATELY[locale])
+    assert ("Gesamtbetrag — 102,50 €" if locale == "de" else "Total — €102.50") in text
+    assert "%" not in text  # no rate at all, let alone a guessed one
+    warnings = [rec for rec in caplog.records if rec.levelname == "WARNING"]
+    assert len(warnings) == 1  # once per render, not per part or line
+    assert "2026-07-01" in warnings[0].getMessage()
+    detail = r.data["interest_detail"]
+    assert detail["status"] == "unavailable"
+    assert detail["missing_base_rate"] == "2026-07-01"
+    assert detail["needed_for"] == "2026-07-01"
+    assert r.data["interest"] == 0 and r.data["total"] == 10250
+
+
+@pytest.mark.parametrize("locale", ["de", "en"])
+def test_configured_base_rate_gives_an_amount(locale: str) -> None:
+    lines = [ClaimLine("installment 2 of 3", 2, DUE_2026_06_15, 10000)]
+    inp = interest_input(locale=locale, created=RENDERED_2026_08_01, lines=lines)
+    settings = make_settings().model_copy(update={"base_rates": "2026-07-01:127"})
+    assert settings.extra_base_rates  # MAHNWERK_BASE_RATES=2026-07-01:127
+    r = render_notice(inp, NUMBER, settings)
+    text = plain(r.text)
+    assert SEPARATELY[locale] not in text
+    # 16.06.–01.08.2026 = 15 + 32 = 47 days, all at 1,27 % + 5 pp = 6,27 % (the same base
+    # rate on both sides of 1 July, so one period):
+    #   10000 ct × 6,27 % × 47/365 = 294690/365 ct = 80,74 ct → 81 ct
+    if locale == "de":
+        assert "Verzugszinsen auf Rate 2 von 3 vom 16.06.2026 bis 01.08.2026 — 0,81 €" in text
+        assert "16.06.2026 bis 01.08.2026, 47 Tage: 6,27 % (5 Prozentpunkte" in text
+        assert "Gesamtbetrag — 103,31 €" in text
+    else:
+        assert (
+            "Default interest on Installment 2 of 3 from 16 June 2026 to 1 August 2026 — €0.81"
+            in text
+        )
+        assert "16 June 2026 to 1 August 2026, 47 days: 6.27% (5 percentage points" in text
+        assert "Total — €103.31" in text
+    assert r.data["interest_detail"]["base_rates_configured"] == "2026-07-01:127"
+    assert r.data["interest"] == 81
+
+
+def test_only_lines_in_default_get_an_interest_line() -> None:
+    lines = [
+        ClaimLine("installment 1 of 3", 1, DUE_2025_06_15, 10000),
+        # due on the notice date itself: not in default yet, no interest line
+        ClaimLine("installment 2 of 3", 2, datetime(2025, 7, 19, 22, tzinfo=UTC), 10000),
+    ]
+    r = render_notice(
+        interest_input(created=RENDERED_2025_07_20, lines=lines), NUMBER, make_settings()
+    )
+    text = plain(r.text)
+    assert "Verzugszinsen auf Rate 1 von 3" in text
+    assert "Verzugszinsen auf Rate 2 von 3" not in text
+    assert "Gesamtbetrag — 203,14 €" in text
+    assert [item["amount"] for item in r.data["interest_detail"]["items"]] == [64, 0]
+
+
+def test_evidence_records_the_interest_computation() -> None:
+    inp = interest_input(customer_type="business", created=RENDERED_2025_07_20)
+    detail = render_notice(inp, NUMBER, make_settings()).data["interest_detail"]
+    assert detail["status"] == "computed"
+    assert detail["as_of"] == "2025-07-20"
+    assert detail["customer_type"] == "business"
+    assert detail["rate_text"] == "9 Prozentpunkte über dem Basiszinssatz (§ 288 Abs. 2 BGB)"
+    [item] = detail["items"]
+    assert item | {"periods": None} == {
+        "seq": 1,
+        "label": "Rate 1 von 3",
+        "principal": 10000,
+        "due_date": "2025-06-15",
+        "from": "2025-06-16",
+        "to": "2025-07-20",
+        "days": 35,
+        "amount": 103,
+        "exact": "7489/73",  # 374450/365 ct, reduced
+        "periods": None,
+    }
+    assert [
+        (p["from"], p["to"], p["days"], p["base_rate_bp"], p["rate_bp"]) for p in item["periods"]
+    ] == [
+        ("2025-06-16", "2025-06-30", 15, 227, 1127),
+        ("2025-07-01", "2025-07-20", 20, 127, 1027),
+    ]
+    assert detail["total"] == 103
+
+
+def test_unknown_interest_mode_or_customer_type_is_an_input_error() -> None:
+    with pytest.raises(NoticeInputError, match="interest_mode"):
+        render_notice(
+            interest_input(created=RENDERED_2025_07_20, interest_mode="maybe"),
+            NUMBER,
+            make_settings(),
+        )
+    with pytest.raises(NoticeInputError, match="customer_type"):
+        render_notice(
+            interest_input(created=RENDERED_2025_07_20, customer_type="government"),
+            NUMBER,
+            make_settings(),
+        )
+
+
+def test_an_override_can_use_the_interest_summary(tmp_path: Path) -> None:
+    """A seller's own `_claim.txt` can show interest in one line and decides the total."""
+    (tmp_path / "de").mkdir()
+    (tmp_path / "de" / "_claim.txt").write_text(
+        "{% for line in lines %}* {{ line.label }}: {{ line.amount }}\n{% endfor %}"
+        "{% if show_interest and interest_minor %}* Zinsen {{ interest_basis }} "
+        "({{ interest_from }}–{{ interest_to }}): {{ interest }}\n{% endif %}"
+        "Summe: {{ total if show_interest else subtotal }}\n",
+        encoding="utf-8",
+    )
+    settings = make_settings(template_dir=tmp_path)
+    text = render_notice(interest_input(created=RENDERED_2025_07_20), NUMBER, settings).text
+    assert "* Zinsen § 288 Abs. 1 BGB (16.06.2025–20.07.2025): 0,64 €" in text
+    assert "Summe: 103,14 €" in text
+    reminder = interest_input("reminder", created=RENDERED_2025_07_20)
+    text = render_notice(reminder, NUMBER, settings).text
+    assert "Zinsen" not in text and "Summe: 100,00 €" in text
 
 
 @pytest.mark.parametrize(

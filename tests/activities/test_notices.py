@@ -442,6 +442,99 @@ def test_unknown_template_is_not_retried(catcher: Catcher, sessions: sessionmake
     assert stored_notices(sessions) == [] and catcher.store.messages() == []
 
 
+def test_unknown_interest_mode_is_not_retried(
+    catcher: Catcher, sessions: sessionmaker[Session]
+) -> None:
+    acts = NoticeActivities(make_settings(catcher.url), sessions)
+    inp = dataclasses.replace(make_input(), interest_mode="sometimes")
+    with pytest.raises(ApplicationError) as excinfo:
+        run(acts, inp)
+    assert excinfo.value.type == "InvalidInput" and excinfo.value.non_retryable
+    assert stored_notices(sessions) == [] and catcher.store.messages() == []
+
+
+# -- statutory default interest in the notice as sent ---------------------------------------
+
+
+def interest_input(stage: str, customer_type: str, **changes: Any) -> NoticeInput:
+    """One installment of 100,00 € due 15.06.2025 (Berlin), notice dated 20.07.2025."""
+    inp = make_input(stage)
+    fees = inp.fees
+    return dataclasses.replace(
+        inp,
+        customer=dataclasses.replace(inp.customer, type=customer_type),
+        lines=[ClaimLine("installment 1 of 3", 1, datetime(2025, 6, 14, 22, tzinfo=UTC), 10000)],
+        total=10000 + fees,
+        deadline=datetime(2025, 7, 30, 10, tzinfo=UTC),
+        created_at=datetime(2025, 7, 20, 8, tzinfo=UTC),
+        **changes,
+    )
+
+
+@pytest.mark.parametrize(
+    ("customer_type", "interest", "rates"),
+    [
+        # 10000 ct × (7,27 % × 15 + 6,27 % × 20) / 365 = 234450/365 = 64,23 ct → 64 ct
+        ("consumer", "0,64 €", ("7,27 %", "6,27 %")),
+        # 10000 ct × (11,27 % × 15 + 10,27 % × 20) / 365 = 374450/365 = 102,59 ct → 103 ct
+        ("business", "1,03 €", ("11,27 %", "10,27 %")),
+    ],
+)
+def test_mahnung_with_interest_is_sent_and_stored_as_evidence(
+    catcher: Catcher,
+    sessions: sessionmaker[Session],
+    customer_type: str,
+    interest: str,
+    rates: tuple[str, str],
+) -> None:
+    acts = NoticeActivities(make_settings(catcher.url), sessions)
+    run(acts, interest_input("mahnung_1", customer_type))
+
+    [mail] = catcher.store.find(to=CUSTOMER_EMAIL)
+    body = body_text(mail)
+    assert f"Verzugszinsen auf Rate 1 von 3 vom 16.06.2025 bis 20.07.2025 — {interest}" in body
+    assert f"16.06.2025 bis 30.06.2025, 15 Tage: {rates[0]}" in body
+    assert f"01.07.2025 bis 20.07.2025, 20 Tage: {rates[1]}" in body
+    minor = 64 if customer_type == "consumer" else 103
+    total = f"{(10250 + minor) // 100},{(10250 + minor) % 100:02d} €"
+    assert f"Gesamtbetrag — {total}" in body
+    assert interest in body_text(mail, "html")
+
+    [notice] = stored_notices(sessions)
+    assert notice.text == body
+    assert notice.data["interest_shown"] is True
+    assert notice.data["interest"] == minor
+    assert notice.data["total"] == 10250 + minor
+    detail = notice.data["interest_detail"]
+    assert detail["status"] == "computed" and detail["customer_type"] == customer_type
+    assert detail["as_of"] == "2025-07-20"
+    [item] = detail["items"]
+    assert (item["from"], item["to"], item["days"], item["amount"]) == (
+        "2025-06-16",
+        "2025-07-20",
+        35,
+        minor,
+    )
+    assert [p["base_rate_bp"] for p in item["periods"]] == [227, 127]
+
+
+def test_reminder_and_waived_interest_are_stored_without_interest(
+    catcher: Catcher, sessions: sessionmaker[Session]
+) -> None:
+    acts = NoticeActivities(make_settings(catcher.url), sessions)
+    run(acts, interest_input("reminder", "consumer"))
+    run(acts, interest_input("mahnung_1", "consumer", interest_mode="waived"))
+
+    reminder, mahnung = stored_notices(sessions)
+    assert "Verzugszinsen" not in reminder.text
+    assert reminder.data["interest_shown"] is False and reminder.data["total"] == 10000
+    assert reminder.data["interest_detail"]["total"] == 64  # computed, not claimed
+    assert "Verzugszinsen" not in mahnung.text
+    assert "Gesamtbetrag — 102,50 €" in mahnung.text
+    assert mahnung.data["interest_detail"]["status"] == "waived"
+    assert mahnung.data["total"] == 10250
+
+
 def test_broken_override_is_retryable_and_a_fix_lets_the_notice_go_out(
     catcher: Catcher, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
