@@ -109,7 +109,7 @@ def settings(db_url: str, standin: Any, smtp: Any, tmp_path: Path) -> Settings:
         # TEST DATA, not the published rate: § 247 BGB's 2026-07-01 base rate is not in the
         # verified table yet (domain/interest.py); tests supply one the way an operator
         # would, through MAHNWERK_BASE_RATES.
-        base_rates="2026-07-01:127",
+        base_rates="2026-07-01:127,2027-01-01:127,2027-07-01:127",
     )
 
 

@@ -808,6 +808,12 @@ class ContractWorkflow:
                     total=self._overdue(),
                     deadline=deadline,
                     created_at=now,
+                    interest_mode=(
+                        "waived"
+                        if self.s.interest_waived
+                        else ("none" if self.policy.interest == "none" else "statutory")
+                    ),
+                    interest_paid=self.s.interest_paid,
                 ),
                 result_type=NoticeResult,
                 start_to_close_timeout=rp.NOTICE_START_TO_CLOSE,

@@ -230,6 +230,7 @@ class NoticeInput:
     created_at: datetime
     # statutory | none (policy charges none) | waived (support waived it): § 288 BGB interest
     interest_mode: str = "statutory"
+    interest_paid: int = 0  # statutory interest already received (deducted on the notice)
 
 
 @dataclass

@@ -5,8 +5,10 @@ Stripe stand-in, writes PostgreSQL and sends notices to a real SMTP server."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
+from domain.interest import default_interest, with_rates
+from domain.money import format_amount
 from domain.retry_timing import is_payday_window_day
 from domain.schedule import BERLIN
 from tests.conftest import ADMIN, PLATFORM, SUPPORT
@@ -187,6 +189,7 @@ async def test_one_off_card_declined_hard_fails_without_dunning(stack: Stack) ->
 
 async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> None:
     email = unique_email()
+    contract_due = await stack.today()
     cid, handle = await stack.start(
         count=1, payment_method="pm_card_visa_chargeDeclinedLostCard", email=email
     )
@@ -196,8 +199,23 @@ async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> N
     assert len(mails) == 3  # reminder, 1. Mahnung, letzte Mahnung
     texts = [m.get_body(preferencelist=("plain",)).get_content() for m in mails]
     assert "99,00 €" in texts[0] and "2,50 €" not in texts[0]  # the reminder is free
-    assert "2,50 €" in texts[1] and "101,50 €" in texts[1]  # principal + first fee
-    assert "104,00 €" in texts[2]  # + second fee
+    assert "Verzugszinsen" not in texts[0]
+
+    def total(fees: int, days: int) -> str:
+        """principal + fees + § 288 interest from the due date to the notice's date"""
+        due = date.fromisoformat(contract_due)
+        interest = default_interest(
+            9900,
+            contract_due,
+            (due + timedelta(days=days)).isoformat(),
+            "consumer",
+            with_rates(stack.settings.extra_base_rates),
+        ).amount
+        return format_amount(9900 + fees + interest, "eur", "de")
+
+    assert "2,50 €" in texts[1] and "Verzugszinsen" in texts[1]
+    assert total(250, 14) in texts[1]  # 1. Mahnung on D+14: principal, fee, interest
+    assert total(500, 24) in texts[2]  # letzte Mahnung on D+24: both fees
     assert "Mahnverfahren" in texts[2] or "Inkasso" in texts[2]  # announces legal steps
     case = await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)
     assert case.status_code == 200, case.text
