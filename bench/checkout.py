@@ -97,7 +97,7 @@ async def main_async(args: argparse.Namespace) -> None:
     console.print(f"load average before: {load_before}")
     reset_database(args.database_url)
     me = os.getpid()
-    with stack(args.database_url, keep=args.keep) as stk:
+    with stack(args.database_url, args.keep, args.bytecode_cache) as stk:
         stk.task_queue = f"checkout-{uuid.uuid4().hex[:6]}"
         stk.start_temporal()
         await stk.wait_temporal_ready()
@@ -146,6 +146,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 tq,
             ],
             stk.workdir,
+            stk.pyenv(),
         )
         stk.procs["bare worker"] = worker
         client = await Client.connect(stk.temporal_address)
@@ -199,6 +200,7 @@ async def main_async(args: argparse.Namespace) -> None:
     ]
     verdict = "met" if ratio >= 0.7 else "MISSED"
     title = f"Checkout, {args.clients} concurrent clients, {args.seconds:.0f} s each"
+    title += ", bytecode cache " + ("on" if args.bytecode_cache else "off (as in the Docker image)")
     console.print(table(title, cols, rows))
     console.print(f"ratio API/bare: {ratio:.2f} — target ≥ 0.7 {verdict}")
     cpu_cols = ["process", "CPU s", "cores"]
@@ -243,6 +245,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--database-url", default=DEFAULT_DB)
     parser.add_argument("--keep", action="store_true", help="keep logs and the Temporal DB")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        dest="bytecode_cache",
+        action="store_false",
+        help="run without .pyc files (PYTHONDONTWRITEBYTECODE=1), as the Docker image does",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     asyncio.run(main_async(parser.parse_args()))
 

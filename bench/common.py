@@ -340,6 +340,9 @@ class Stack:
     api_url: str = ""
     smtp_url: str = ""
     task_queue: str = "mahnwerk-bench"
+    # False: run our processes with PYTHONDONTWRITEBYTECODE=1 and no .pyc files, as the
+    # Docker image does; True: give them a bytecode cache outside the work tree.
+    bytecode_cache: bool = True
     _catcher: Any = None
 
     # Temporal ---------------------------------------------------------------------------
@@ -418,15 +421,27 @@ class Stack:
         ]
         if webhook_url:
             argv += ["--webhook-url", webhook_url]
-        proc = spawn("standin", argv, self.workdir)
+        proc = spawn("standin", argv, self.workdir, self.pyenv())
         self.procs["stripe stand-in"] = proc
         self.standin_url = f"http://127.0.0.1:{port}"
         wait_for("the stand-in", lambda: http_ok(f"{self.standin_url}/_standin/health"), 30, [proc])
         return proc
 
     # Mahnwerk -----------------------------------------------------------------------------
-    def env(self, **extra: str) -> dict[str, str]:
+    def pyenv(self) -> dict[str, str]:
+        """The environment of our Python subprocesses (bytecode cache as configured)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAHNWERK_")}
+        env.pop("PYTHONPYCACHEPREFIX", None)
+        if self.bytecode_cache:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(self.workdir / "pycache")
+        else:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
+            env["PYTHONPYCACHEPREFIX"] = str(self.workdir / "no-pycache")  # stays empty
+        return env
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = self.pyenv()
         env.update(
             {
                 "PYTHONUNBUFFERED": "1",
@@ -499,9 +514,11 @@ def reset_database(url: str) -> None:
 
 
 @contextlib.contextmanager
-def stack(db_url: str = DEFAULT_DB, keep: bool = False) -> Iterator[Stack]:
+def stack(
+    db_url: str = DEFAULT_DB, keep: bool = False, bytecode_cache: bool = True
+) -> Iterator[Stack]:
     workdir = Path(tempfile.mkdtemp(prefix="mahnwerk-bench-"))
-    s = Stack(workdir, db_url=db_url)
+    s = Stack(workdir, db_url=db_url, bytecode_cache=bytecode_cache)
     try:
         yield s
     finally:

@@ -118,6 +118,10 @@ async def create_contracts(
     return result
 
 
+BYTECODE = {
+    True: "on (.pyc files)",
+    False: "off (PYTHONDONTWRITEBYTECODE=1, no .pyc, as in the Docker image)",
+}
 STARTED_SQL = "select count(*) from timeline_events where type = 'contract.started'"
 
 # -- PostgreSQL reads ----------------------------------------------------------------------------
@@ -294,6 +298,7 @@ async def bare_wave(
             str(max_cached),
         ],
         stk.workdir,
+        stk.pyenv(),
     )
     stk.procs["bare worker"] = worker
     client = await Client.connect(stk.temporal_address)
@@ -356,7 +361,7 @@ async def main_async(args: argparse.Namespace) -> None:
     load_before = loadavg()
     console.print(f"load average before: {load_before}")
     reset_database(args.database_url)
-    with stack(args.database_url, keep=args.keep) as stk:
+    with stack(args.database_url, args.keep, args.bytecode_cache) as stk:
         stk.task_queue = f"mahnwerk-bench-{uuid.uuid4().hex[:6]}"
         stk.start_temporal()
         await stk.wait_temporal_ready()
@@ -415,6 +420,7 @@ async def main_async(args: argparse.Namespace) -> None:
             if args.webhooks
             else "off",
         ),
+        ("bytecode cache", BYTECODE[args.bytecode_cache]),
         *mw.extra.items(),
         ("load average", f"before {load_before}, after {load_after}"),
     ]
@@ -459,6 +465,12 @@ def main() -> None:
     parser.add_argument("--no-webhooks", dest="webhooks", action="store_false")
     parser.add_argument("--database-url", default=DEFAULT_DB)
     parser.add_argument("--keep", action="store_true", help="keep logs and the Temporal DB")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        dest="bytecode_cache",
+        action="store_false",
+        help="run without .pyc files (PYTHONDONTWRITEBYTECODE=1), as the Docker image does",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     asyncio.run(main_async(parser.parse_args()))
 

@@ -66,7 +66,7 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def types_for(self, contract_id: str) -> list[str]:
-        return [e["type"] for e in self.events if e["contract_id"] == contract_id]
+        return [e["type"] for e in self.events if e.get("contract_id") == contract_id]
 
 
 @dataclass
