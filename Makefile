@@ -82,3 +82,17 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) var
+
+# Benchmarks (issue 6; bench/README.md). Options through BENCH_ARGS, e.g. BENCH_ARGS="--n 10000".
+.PHONY: bench-wave bench-checkout bench-parked bench-history
+bench-wave: install
+	$(BIN)/python -m bench.due_wave $(BENCH_ARGS)
+
+bench-checkout: install
+	$(BIN)/python -m bench.checkout $(BENCH_ARGS)
+
+bench-parked: install
+	$(BIN)/python -m bench.parked $(BENCH_ARGS)
+
+bench-history: install
+	$(BIN)/python -m bench.history $(BENCH_ARGS)

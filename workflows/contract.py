@@ -118,6 +118,8 @@ class ContractWorkflow:
             wake, why = self._next_wake()
             await self._sleep_until(wake, why)
         if self.s.status == "handed_off" and self.s.case_file_id is None:
+            # Announce the hand-off to the customer, then give the case to the partner.
+            await self._send_notice("handoff", "handoff", workflow.now())
             await self._deliver_case_file()
         self._waiting_for = f"nothing: contract {self.s.status}"
         workflow.set_current_details(f"Contract **{self.s.status}**.")
@@ -617,7 +619,8 @@ class ContractWorkflow:
                 now,
                 {"case": case, "stage": step.stage, "amount": step.fee},
             )
-        if step.lock_access and self.s.access != "locked":
+        locks_now = step.lock_access and self.s.access != "locked"
+        if locks_now:
             self.s.access = "locked"
             self._fact(
                 "access.locked",
@@ -630,7 +633,10 @@ class ContractWorkflow:
             self._reach_handoff(now)
         await self._flush()
         if step.notice:
-            await self._send_notice(step, now)
+            await self._send_notice(step.stage, step.notice, now)
+        if locks_now:
+            # The customer learns at once why the course is closed and how to reopen it.
+            await self._send_notice("access_locked", "access_locked", now)
 
     def _principal(self) -> int:
         return sum(i.outstanding for i in self._open())
@@ -783,7 +789,7 @@ class ContractWorkflow:
             actor=actor,
         )
 
-    async def _send_notice(self, step: LadderStep, now: datetime) -> None:
+    async def _send_notice(self, stage: str, template: str, now: datetime) -> None:
         nxt = self._next_ladder_step()
         deadline = nxt[1] if nxt else now + timedelta(days=7)
         if deadline <= now:
@@ -798,8 +804,8 @@ class ContractWorkflow:
                 NoticeInput(
                     contract_id=self.inp.contract_id,
                     case_no=self.s.case_no,
-                    stage=step.stage,
-                    template=step.notice or step.stage,
+                    stage=stage,
+                    template=template,
                     customer=self.inp.customer,
                     product=self.inp.product,
                     currency=self.inp.currency,
@@ -819,15 +825,15 @@ class ContractWorkflow:
                 start_to_close_timeout=rp.NOTICE_START_TO_CLOSE,
                 schedule_to_close_timeout=rp.NOTICE_SCHEDULE_TO_CLOSE,
                 retry_policy=rp.NOTICE,
-                summary=f"send {step.notice} — claim {self._money(self._overdue())}",
+                summary=f"send {template} — claim {self._money(self._overdue())}",
             )
         except ActivityError as err:
             # An undeliverable notice must not stop the ladder; it is on the timeline.
             self._fact(
                 "notice.failed",
-                f"notice_failed:{self.inp.contract_id}:{self.s.case_no}:{step.stage}",
+                f"notice_failed:{self.inp.contract_id}:{self.s.case_no}:{stage}",
                 workflow.now(),
-                {"stage": step.stage, "error": str(err.cause or err)},
+                {"stage": stage, "error": str(err.cause or err)},
             )
 
     def _settle_case(self, now: datetime) -> None:

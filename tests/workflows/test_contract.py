@@ -109,7 +109,9 @@ async def test_hard_decline_reminder_lock_new_method_unlock(stack: Stack) -> Non
     attempts = contract["schedule"][0]["attempts"]
     assert [a["decline_code"] for a in attempts] == ["lost_card"]  # hard: no retries
     subjects = [m["Subject"] for m in stack.mails(email)]
-    assert len(subjects) == 2, subjects
+    # the reminder, the first Mahnung, and the notice that access is locked
+    assert len(subjects) == 3, subjects
+    assert subjects[2].startswith("Sperrung Ihres Zugangs"), subjects
     assert not stack.debits(cid)
     events = (await stack.http.get(f"/v1/contracts/{cid}/events", headers=PLATFORM)).json()
     types = [e["type"] for e in events["data"]]
@@ -195,8 +197,13 @@ async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> N
     )
     view = await stack.result(handle)  # D+38: the collection rung hands off by itself
     assert view.status == "handed_off"
+    # in order: reminder, 1. Mahnung, access locked, letzte Mahnung, hand-off announcement
     mails = stack.mails(email)
-    assert len(mails) == 3  # reminder, 1. Mahnung, letzte Mahnung
+    subjects = [str(m["Subject"]) for m in mails]
+    assert len(mails) == 5, subjects
+    assert subjects[0].startswith("Zahlungserinnerung") and subjects[1].startswith("1. Mahnung")
+    assert subjects[2].startswith("Sperrung") and subjects[3].startswith("Letzte Mahnung")
+    mails = [mails[0], mails[1], mails[3]]
     texts = [m.get_body(preferencelist=("plain",)).get_content() for m in mails]
     assert "99,00 €" in texts[0] and "2,50 €" not in texts[0]  # the reminder is free
     assert "Verzugszinsen" not in texts[0]
@@ -223,4 +230,10 @@ async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> N
     assert case.json()["route"] == "court"
     assert file["mahnantrag"]["catalogue_number"] == 16  # Lehrgangs-/Unterrichtskosten
     assert file["totals"]["principal"] == 9900
-    assert [n["stage"] for n in file["notices"]] == ["reminder", "mahnung_1", "mahnung_2"]
+    assert [n["stage"] for n in file["notices"]] == [
+        "reminder",
+        "mahnung_1",
+        "access_locked",
+        "mahnung_2",
+        "handoff",
+    ]

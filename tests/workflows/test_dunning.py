@@ -68,8 +68,9 @@ async def test_second_installment_failing_joins_the_open_case(stack: Stack) -> N
     case = (await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)).json()
     assert [i["seq"] for i in case["file"]["installments"]] == [1, 2]
     assert case["file"]["totals"]["principal"] == 2 * 9900
-    # one notice per stage, not per installment
-    assert len(stack.mails(email)) == 3
+    # one notice per stage, not per installment: reminder, 1. Mahnung, access locked,
+    # letzte Mahnung, hand-off announcement
+    assert len(stack.mails(email)) == 5
 
 
 async def test_partial_settlement_is_allocated_costs_interest_principal(stack: Stack) -> None:

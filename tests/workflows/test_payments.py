@@ -93,7 +93,7 @@ async def test_sepa_chargeback_in_week_5_reopens_with_costs_and_locks(stack: Sta
     await stack.env.sleep(timedelta(days=15))
     c = await stack.contract(cid)
     assert c["access"] == "locked" and c["dunning"]["stage"] == "mahnung_1"
-    assert len(stack.mails(email)) == 2  # reminder and first Mahnung
+    assert len(stack.mails(email)) == 3  # reminder, first Mahnung, access locked
     stack.standin.set_config(sepa_delay=2.0)
 
 
