@@ -3,6 +3,7 @@ Temporal (time-skipping test server) — every component real, started by the te
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -41,11 +42,11 @@ def binary(name: str) -> str:
     return found
 
 
-@pytest.fixture(scope="session")
-def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """PostgreSQL when DATABASE_URL is set, else SQLite. On PostgreSQL every test session
-    gets a schema of its own (via search_path in the URL, which the worker and API
-    subprocesses inherit), so concurrent runs on one database never touch each other."""
+@contextlib.contextmanager
+def fresh_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated, empty ledger: PostgreSQL when DATABASE_URL is set, else SQLite. On
+    PostgreSQL each one is a schema of its own (via search_path in the URL, which the
+    worker and API subprocesses inherit), so concurrent runs never touch each other."""
     url = os.environ.get("DATABASE_URL")
     if not url:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'mahnwerk.db'}"
@@ -66,6 +67,12 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with fresh_database(tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

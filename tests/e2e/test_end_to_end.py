@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.events import verify
 from core.settings import PROJECT_ROOT
 from domain.schedule import berlin_date
-from tests.conftest import PLATFORM, SUPPORT, binary, contract_body
+from tests.conftest import PLATFORM, SUPPORT, binary, contract_body, fresh_database
 
 EVENTS_SECRET = "e2e-events-secret"
 
@@ -136,9 +136,17 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
+def e2e_db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # A ledger of its own: the worker process here delivers every pending outbox event it
+    # finds, and must not see other tests' contracts.
+    with fresh_database(tmp_path_factory) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 async def e2e(
     dev_env: WorkflowEnvironment,
-    db_url: str,
+    e2e_db_url: str,
     standin: Any,
     smtp: Any,
     receiver: Receiver,
@@ -148,7 +156,7 @@ async def e2e(
     api = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
-        "DATABASE_URL": db_url,
+        "DATABASE_URL": e2e_db_url,
         "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "STRIPE_API_BASE": standin.url,
         "STRIPE_API_KEY": "sk_test_mahnwerk",
