@@ -24,6 +24,7 @@ from activities.ledger import LedgerActivities
 from activities.notices import NoticeActivities
 from activities.payments import PaymentActivities, make_stripe_client
 from core.db import make_engine, make_session_factory
+from core.logging import configure_logging
 from core.metrics import worker_runtime
 from core.settings import Settings, get_settings
 from core.temporal import connect_client
@@ -102,9 +103,7 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)  # one key=value line per event, with workflow ids
     logging.getLogger("stripe").setLevel(logging.WARNING)  # one line per request otherwise
     asyncio.run(run(settings))
 

@@ -208,12 +208,15 @@ class PaymentActivities:
         self._record(inp, res)
         metrics.debit_attempted(res.status, res.code)  # metrics (issue 4 item 7)
         log.info(
-            "charge contract=%s installment=%s attempt=%s status=%s code=%s",
-            inp.contract_id,
+            "charge installment=%s attempt=%s status=%s code=%s",
             inp.installment_seq,
             inp.attempt,
             res.status,
             res.code,
+            extra={
+                "contract_id": inp.contract_id,
+                "workflow_id": f"contract-{inp.contract_id}",
+            },
         )
         return res
 
