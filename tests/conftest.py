@@ -155,6 +155,7 @@ def contract_body(
     first_due: str = "2026-12-01",
     email: str = "erika@example.org",
     locale: str = "de",
+    stripe_customer: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "contract_id": contract_id or f"ord-{uuid.uuid4().hex[:12]}",
@@ -175,7 +176,7 @@ def contract_body(
         },
         "product": {"id": "course-x", "name": "Kurs X"},
         "currency": "eur",
-        "payment": {"stripe_customer": None, "payment_method": payment_method},
+        "payment": {"stripe_customer": stripe_customer, "payment_method": payment_method},
         "terms": {
             "version": "agb-2026-10",
             "accepted_at": "2026-11-27T10:00:00+01:00",

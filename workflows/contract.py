@@ -89,6 +89,8 @@ class ContractWorkflow:
         self._outcomes: list[list[str]] = []
         self._sa_last: tuple[str, str, int, bool] | None = None
         self._waiting_for = "starting"
+        self._new_method: PaymentMethodRequest | None = None
+        self._auth_notice_pending = False
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -171,6 +173,9 @@ class ContractWorkflow:
         if self.s.paused and self.s.paused_until is not None and self.s.paused_until <= now:
             self._end_pause(now, actor=None, why="pause ended")
         self._apply_payment_updates(now)
+        if self._new_method is not None and self.s.status not in TERMINAL:
+            req, self._new_method = self._new_method, None
+            await self._use_new_method(req, "payment method updated at Stripe")
         if self.inp.kind == "subscription" and self.s.status not in TERMINAL:
             self._generate_subscription_periods(now)
         for inst in sorted(self.s.installments, key=lambda i: i.seq):
@@ -191,6 +196,11 @@ class ContractWorkflow:
             elif inst.status == "processing" and inst.next_poll_at and inst.next_poll_at <= now:
                 await self._poll(inst)
         self._settle_case(workflow.now())
+        if self._auth_notice_pending and self._open() and not self.s.paused:
+            # Off-session the bank wants the customer: send the link instead of retrying.
+            self._auth_notice_pending = False
+            await self._flush()
+            await self._send_notice("authentication", "authentication_required", workflow.now())
         if self._case_open() and self.s.status not in TERMINAL and not self.s.paused:
             await self._walk_ladder()
         self._remind_approval(workflow.now())
@@ -504,6 +514,8 @@ class ContractWorkflow:
             "retry": inst.retry_reason,
         }
         self._fact("payment.failed", f"failed:{key}", now, fail, event="payment.failed")
+        if cls == declines.CUSTOMER_ACTION:
+            self._auth_notice_pending = True
         if cls != declines.SOFT:
             # Hard failure: no more retries, ask for a new payment method at once (SPEC §3).
             self._fact(
@@ -980,6 +992,13 @@ class ContractWorkflow:
         self._updates.append(pu)
         self._dirty = True
 
+    @workflow.signal(name="payment_method_updated")
+    def payment_method_updated(self, req: PaymentMethodRequest) -> None:
+        """Stripe updated the card (`payment_method.automatically_updated`) or the customer
+        attached a new default method: open amounts are debited again at once."""
+        self._new_method = req
+        self._dirty = True
+
     @workflow.update(name="settle")
     async def settle(self, req: SettlementRequest) -> ActionResult:
         async with self._lock:
@@ -1109,28 +1128,32 @@ class ContractWorkflow:
     @workflow.update(name="replace_payment_method")
     async def replace_payment_method(self, req: PaymentMethodRequest) -> ActionResult:
         async with self._lock:
-            now = workflow.now()
-            self.s.payment_method = req.payment_method
-            uid = workflow.current_update_info()
-            ref = req.request_id or (uid.id if uid else str(workflow.uuid4()))
-            self._fact(
-                "payment_method.replaced",
-                f"pm:{self.inp.contract_id}:{ref}",
-                now,
-                {"payment_method": req.payment_method},
-                actor=req.actor,
-            )
-            debited: list[ChargeResult] = []
-            for inst in self._open():
-                # A new payment method starts a fresh retry episode (SPEC.md §3).
-                inst.first_failed_at = None
-                inst.retries_done = 0
-                debited.append(await self._charge(inst, "new payment method"))
+            debited = await self._use_new_method(req, "payment method replaced by support")
             self._settle_case(workflow.now())
             self._check_completed(workflow.now())
             await self._flush()
             self._dirty = True
             return self._result("payment method replaced", debited=debited)
+
+    async def _use_new_method(self, req: PaymentMethodRequest, why: str) -> list[ChargeResult]:
+        """Store the method and debit every open amount with it now (SPEC.md §3)."""
+        self.s.payment_method = req.payment_method
+        uid = workflow.current_update_info()
+        ref = req.request_id or (uid.id if uid else str(workflow.uuid4()))
+        self._fact(
+            "payment_method.replaced",
+            f"pm:{self.inp.contract_id}:{ref}",
+            workflow.now(),
+            {"payment_method": req.payment_method, "reason": why},
+            actor=req.actor,
+        )
+        debited: list[ChargeResult] = []
+        for inst in self._open():
+            # A new payment method starts a fresh retry episode.
+            inst.first_failed_at = None
+            inst.retries_done = 0
+            debited.append(await self._charge(inst, "new payment method"))
+        return debited
 
     @replace_payment_method.validator
     def _validate_pm(self, req: PaymentMethodRequest) -> None:

@@ -21,7 +21,7 @@ from api.deps import StateDep, TemporalDep
 from api.errors import ApiError
 from core.db import transaction
 from core.models import Contract, PaymentAttempt, WebhookEvent
-from workflows.types import PaymentUpdate
+from workflows.types import PaymentMethodRequest, PaymentUpdate
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -63,6 +63,11 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
     if outcome is not None:
         pi = event["data"]["object"].to_dict()
         await _signal_outcome(state, client, event_id, pi, outcome)
+    elif event_type in ("payment_method.automatically_updated", "payment_method.attached"):
+        # The card network updated the card, or the customer added a new method: debit the
+        # open amounts of their contracts in dunning again at once.
+        pm = event["data"]["object"].to_dict()
+        await _signal_new_method(state, client, pm.get("id") or "", pm.get("customer"))
     elif event_type == "charge.dispute.created":
         # A SEPA refund by the debtor's bank or a card dispute: the money is gone again.
         dispute = event["data"]["object"].to_dict()
@@ -125,3 +130,27 @@ async def _signal_outcome(
             return
         # Not recorded as processed: Stripe redelivers and we try again.
         raise ApiError(503, "unavailable", f"Temporal: {exc}") from None
+
+
+async def _signal_new_method(
+    state: StateDep, client: Any, payment_method: str, stripe_customer: str | None
+) -> None:
+    if not payment_method or not stripe_customer:
+        return
+    with state.sessions() as s:
+        workflow_ids = list(
+            s.scalars(
+                select(Contract.workflow_id).where(
+                    Contract.payment["stripe_customer"].as_string() == stripe_customer,
+                    Contract.status == "in_dunning",
+                )
+            )
+        )
+    req = PaymentMethodRequest(payment_method=payment_method, actor="stripe")
+    for wf_id in workflow_ids:
+        try:
+            await client.get_workflow_handle(wf_id).signal("payment_method_updated", req)
+        except RPCError as exc:
+            if "already completed" in str(exc).lower() or "not found" in str(exc).lower():
+                continue
+            raise ApiError(503, "unavailable", f"Temporal: {exc}") from None

@@ -111,3 +111,38 @@ async def test_sepa_failure_after_processing_opens_dunning(stack: Stack) -> None
     assert c["status"] == "in_dunning" and c["dunning"]["stage"] == "reminder"
     assert stack.debits(cid) == []
     stack.standin.set_config(sepa_delay=2.0)
+
+
+async def test_authentication_required_sends_a_link_then_a_new_card_pays(stack: Stack) -> None:
+    client = stripe.StripeClient("sk_test_mahnwerk", base_addresses={"api": stack.standin.url})
+    email = unique_email()
+    customer = client.v1.customers.create(params={"email": email})
+    pm = client.v1.payment_methods.attach(
+        "pm_card_authenticationRequired", params={"customer": customer.id}
+    )
+    cid, _ = await stack.start(
+        count=1, payment_method=pm.id, stripe_customer=customer.id, email=email
+    )
+    await stack.env.sleep(timedelta(days=2))
+    c = await stack.contract(cid)
+    attempts = c["schedule"][0]["attempts"]
+    # off-session the bank wants the customer: no retries, a link to authenticate at once
+    assert [a["decline_code"] for a in attempts] == ["authentication_required"]
+    subjects = [str(m["Subject"]) for m in stack.mails(email)]
+    assert subjects and subjects[0].startswith("Bitte bestätigen Sie Ihre Zahlung"), subjects
+    text = stack.mails(email)[0].get_body(preferencelist=("plain",)).get_content()
+    assert f"/pay/{cid}" in text  # the payment link
+
+    # the customer adds a new card: Stripe's payment_method.attached webhook reaches us and
+    # the open amount is debited with it right away
+    new = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+    attached = [
+        e
+        for e in stack.standin.events("payment_method.attached")
+        if e["data"]["object"]["id"] == new.id
+    ]
+    await deliver(stack, attached[-1])
+    await stack.env.sleep(timedelta(hours=1))
+    c = await stack.contract(cid)
+    assert c["status"] == "completed" and c["schedule"][0]["status"] == "paid"
+    assert [d["payment_method"] for d in stack.debits(cid)] == [new.id]
