@@ -52,13 +52,18 @@ def build_worker(
     task_queue: str | None = None,
     max_cached_workflows: int = 2000,
     on_events: Callable[[], None] | None = None,
+    mailer: Callable[..., None] | None = None,
 ) -> WorkerParts:
     sessions = session_factory or make_session_factory(make_engine(settings.database_url))
     dispatcher = EventDispatcher(sessions, settings.events_url, settings.events_secret)
     stripe_client = make_stripe_client(settings.stripe_api_key, settings.stripe_api_base)
     payments = PaymentActivities(stripe_client, sessions)
     ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)
-    notices = NoticeActivities(settings, sessions)
+    notices = (
+        NoticeActivities(settings, sessions, mailer=mailer)
+        if mailer
+        else NoticeActivities(settings, sessions)
+    )
     collection = CollectionActivities(settings, sessions)
     claims = ClaimActivities(settings)
     executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="activity")

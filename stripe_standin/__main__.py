@@ -2,7 +2,7 @@
 
     python -m stripe_standin --port 12111 \\
         --webhook-url http://127.0.0.1:8000/v1/webhooks/stripe --webhook-secret whsec_... \\
-        --sepa-delay 3
+        --sepa-delay 3 [--fault-5xx 0.1 --fault-429 0.05 --webhook-drop 0.2 --fault-seed 7]
 """
 
 from __future__ import annotations
@@ -50,6 +50,16 @@ def _parser(default_port: int) -> argparse.ArgumentParser:
         action="store_true",
         help="decline test cards at attach, as Stripe's card check does",
     )
+    faults = parser.add_argument_group("fault injection (see stripe_standin/faults.py)")
+    faults.add_argument("--latency", type=float, default=0.0, help="seconds before each request")
+    faults.add_argument("--fault-5xx", type=float, default=0.0, help="rate of 500 api_error")
+    faults.add_argument("--fault-429", type=float, default=0.0, help="rate of 429 rate_limit")
+    faults.add_argument(
+        "--fault-timeout", type=float, default=0.0, help="rate of requests held too long"
+    )
+    faults.add_argument("--fault-timeout-seconds", type=float, default=90.0)
+    faults.add_argument("--webhook-drop", type=float, default=0.0, help="rate of lost webhooks")
+    faults.add_argument("--fault-seed", type=int, default=None, help="seed: reproducible faults")
     return parser
 
 
@@ -72,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
                 "webhook_retry_delay": args.webhook_retry_delay,
                 "webhook_max_attempts": args.webhook_max_attempts,
                 "strict_attach": args.strict_attach,
+                "latency": args.latency,
+                "fault_5xx": args.fault_5xx,
+                "fault_429": args.fault_429,
+                "fault_timeout": args.fault_timeout,
+                "fault_timeout_seconds": args.fault_timeout_seconds,
+                "webhook_drop": args.webhook_drop,
+                "fault_seed": args.fault_seed,
                 "freeze_gc": True,
             }
         )

@@ -51,9 +51,19 @@ class StandinConfig:
     # (all but pm_card_chargeCustomerFail and the authentication ones) fail at attach.
     # Off by default: tests want a customer whose stored card declines at debit time.
     strict_attach: bool = False
-    # Extra latency before each API request is executed (seconds). The first fault knob;
-    # see faults.py.
+    # Fault injection (faults.py): a fixed latency before each API request, and per-request
+    # probabilities (0..1) of a 500, a 429, a request held `fault_timeout_seconds` (longer
+    # than the client's timeout) and of a webhook delivery lost entirely. `fault_seed` makes
+    # the decisions reproducible; setting it (again) restarts the sequence.
     latency: float = 0.0
+    fault_5xx: float = 0.0
+    fault_429: float = 0.0
+    fault_timeout: float = 0.0
+    fault_timeout_seconds: float = 90.0  # the stripe SDK's default timeout is 80 s
+    webhook_drop: float = 0.0
+    fault_seed: int | None = None
+    # Bumped whenever `fault_seed` is set, so the same seed set twice restarts the sequence.
+    fault_seed_generation: int = field(default=0, repr=False)
     api_version: str = field(default_factory=_sdk_api_version)
     # Move the long-lived store out of the cyclic GC's reach (gc.freeze) as it grows, so
     # full collections do not pause longer with 100k objects. Process-wide, hence only
@@ -72,6 +82,7 @@ class StandinConfig:
         """The settings as JSON (the webhook secret included: this is a test tool)."""
         data = dataclasses.asdict(self)
         data["webhook_url"] = list(self.webhook_urls)
+        data.pop("fault_seed_generation", None)
         data["effective_sepa_long_delay"] = self.effective_sepa_long_delay
         data["effective_dispute_delay"] = self.effective_dispute_delay
         return data
@@ -91,7 +102,9 @@ _FLOATS = (
     "webhook_timeout",
     "idempotency_ttl",
     "latency",
+    "fault_timeout_seconds",
 )
+_RATES = ("fault_5xx", "fault_429", "fault_timeout", "webhook_drop")
 _OPTIONAL_FLOATS = ("sepa_long_delay", "dispute_delay")
 _INTS = ("port", "webhook_max_attempts", "webhook_concurrency")
 _STRS = ("host", "webhook_secret", "api_version")
@@ -104,6 +117,16 @@ def _apply(cfg: StandinConfig, values: Mapping[str, Any]) -> StandinConfig:
             cfg.webhook_urls = _urls(value)
         elif key in _FLOATS:
             setattr(cfg, key, _number(key, value))
+        elif key in _RATES:
+            rate = _number(key, value)
+            if rate > 1:
+                raise ValueError(f"{key} must be a probability between 0 and 1")
+            setattr(cfg, key, rate)
+        elif key == "fault_seed":
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError("fault_seed must be an integer or null")
+            cfg.fault_seed = value
+            cfg.fault_seed_generation += 1
         elif key in _OPTIONAL_FLOATS:
             setattr(cfg, key, None if value is None else _number(key, value))
         elif key in _INTS:

@@ -1,7 +1,7 @@
 """The request pipeline every `/v1` endpoint runs through, in Stripe's order.
 
 auth (401) -> decode form/query params -> Idempotency-Key (replay / 400 / 409) ->
-fault hooks -> endpoint -> `expand[]` -> JSON with `Request-Id` and `Stripe-Version`.
+fault hooks (faults.py: latency, injected 429 / 500 / timeouts; `/_standin/*` never) -> endpoint -> `expand[]` -> JSON with `Request-Id` and `Stripe-Version`.
 Endpoints are plain synchronous functions `(engine, call, **path_params) -> dict` that
 raise `StripeError`; anything else becomes a 500 `api_error`, saved for replay like Stripe's.
 """
@@ -83,7 +83,9 @@ def _response(
     if extra:
         headers.update(extra)
     if status >= 500:
-        headers["Stripe-Should-Retry"] = "false"  # the result is saved; a retry replays it
+        # A saved 500 is replayed to a retry with the same key; an unsaved one (injected by
+        # fault_5xx before the endpoint ran, see faults.py) is worth retrying.
+        headers.setdefault("Stripe-Should-Retry", "false")
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
@@ -119,8 +121,9 @@ def api(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         )
         echo = {"Idempotency-Key": key} if key else None
         if key is None:
-            status, body, _ = await _run(engine, endpoint, call, request.path_params)
-            return _response(status, body, request_id, version, echo)
+            status, body, replayable = await _run(engine, endpoint, call, request.path_params)
+            hint = _retry_hint(echo, status, replayable)
+            return _response(status, body, request_id, version, hint)
 
         fingerprint = request_fingerprint(call.method, call.path, data)
         try:
@@ -141,9 +144,19 @@ def api(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
                 result = (status, body, request_id)
         finally:
             engine.idempotency.finish(api_key, key, fingerprint, result)
-        return _response(status, body, request_id, version, echo)
+        hint = _retry_hint(echo, status, result is not None)
+        return _response(status, body, request_id, version, hint)
 
     return handle
+
+
+def _retry_hint(
+    headers: dict[str, str] | None, status: int, replayable: bool
+) -> dict[str, str] | None:
+    """`Stripe-Should-Retry: true` on a 5xx that was not saved (the key stays free)."""
+    if status < 500 or replayable:
+        return headers
+    return {**(headers or {}), "Stripe-Should-Retry": "true"}
 
 
 async def _run(

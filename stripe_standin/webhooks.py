@@ -5,7 +5,8 @@ Stripe POSTs the event JSON to each endpoint with
 `stripe.Webhook.construct_event(body, header, secret)` verifies (300 s tolerance). Delivery is
 asynchronous and unordered; a non-2xx answer or a network error is retried with exponential
 backoff (Stripe: up to 3 days; here `webhook_max_attempts` attempts starting at
-`webhook_retry_delay` seconds). The body is pretty-printed as Stripe's is, so a receiver that
+`webhook_retry_delay` seconds). With `webhook_drop` (faults.py) a delivery may be lost
+entirely: status `dropped`, never attempted nor retried. The body is pretty-printed as Stripe's is, so a receiver that
 re-serializes JSON before verifying fails here as it would in production.
 """
 
@@ -48,7 +49,7 @@ class Delivery:
     body: str
     generation: int
     attempts: int = 0
-    status: str = "pending"  # pending | retrying | succeeded | failed
+    status: str = "pending"  # pending | retrying | succeeded | failed | dropped
     http_status: int | None = None
     last_error: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -143,8 +144,13 @@ class WebhookDispatcher:
         delivery.attempts += 1
         delivery.http_status = None
         delivery.last_error = None
-        if self._faults.drop_webhook(delivery.event_id, delivery.url):
+        if delivery.attempts == 1 and self._faults.drop_webhook(delivery.event_id, delivery.url):
+            # Lost entirely (webhook_drop): no attempt reaches the endpoint, none is retried.
+            delivery.status = "dropped"
             delivery.last_error = "dropped (fault injection)"
+            delivery.body = ""
+            delivery.history.append({"at": time.time(), "http_status": None, "error": "dropped"})
+            return
         else:
             headers = {
                 "Content-Type": "application/json; charset=utf-8",

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from core.settings import PROJECT_ROOT
-from tests.conftest import ADMIN, PLATFORM, SUPPORT
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.main import create_app
+from core.settings import PROJECT_ROOT, Settings
+from tests.conftest import ADMIN, PLATFORM, SUPPORT, api_client, start_test_server
 from tests.stack import Stack, unique_email
+from worker import build_worker
 
 LOST = "pm_card_visa_chargeDeclinedLostCard"
 
@@ -91,3 +96,36 @@ async def test_partial_settlement_is_allocated_costs_interest_principal(stack: S
     c = await stack.contract(cid)
     assert c["claim"]["principal"] == 9900 - 724 and c["claim"]["fees"] == 0
     assert c["status"] == "in_dunning"  # a partial payment: the ladder goes on
+
+
+async def test_worker_dying_between_render_and_send_leaves_one_email(
+    settings: Settings, sessions: sessionmaker[Session], standin: Any, smtp: Any
+) -> None:
+    """The first attempt renders and stores the reminder, then dies before the SMTP send
+    (as a killed worker would); Temporal retries the activity: exactly one e-mail."""
+    from activities.mailer import send_email
+
+    calls: list[str] = []
+
+    def dying_once(*args: Any, **kwargs: Any) -> None:
+        calls.append("send")
+        if len(calls) == 1:
+            raise ConnectionError("worker died before the SMTP send")
+        send_email(*args, **kwargs)
+
+    email = unique_email()
+    async with await start_test_server() as env:
+        parts = build_worker(env.client, settings, session_factory=sessions, mailer=dying_once)
+        app = create_app(settings, sessions)
+        app.state.mahnwerk._client = env.client
+        async with parts.worker, api_client(app) as http:
+            stack = Stack(env, http, settings, standin, smtp)
+            cid, _ = await stack.start(count=1, payment_method=LOST, email=email)
+            await env.sleep(timedelta(days=4))  # the reminder is due at D+3
+            assert len(calls) == 2  # died once, then sent
+            mails = stack.mails(email)
+            assert len(mails) == 1
+            notices = (await http.get(f"/v1/contracts/{cid}/notices", headers=ADMIN)).json()
+            assert [(n["stage"], n["status"]) for n in notices["data"]] == [("reminder", "sent")]
+            assert notices["data"][0]["message_id"] == str(mails[0]["Message-ID"]).strip()
+        parts.executor.shutdown(wait=False)
