@@ -3,7 +3,7 @@ later installments joining an open case — on the time-skipping server, through
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.main import create_app
 from core.settings import PROJECT_ROOT, Settings
-from tests.conftest import ADMIN, PLATFORM, SUPPORT, api_client, start_test_server
+from domain.interest import default_interest, with_rates
+from domain.money import format_amount
+from domain.schedule import BERLIN
+from tests.conftest import (
+    ADMIN,
+    PLATFORM,
+    SUPPORT,
+    api_client,
+    contract_body,
+    start_test_server,
+)
 from tests.stack import Stack, unique_email
 from worker import build_worker
 
@@ -128,4 +138,63 @@ async def test_worker_dying_between_render_and_send_leaves_one_email(
             notices = (await http.get(f"/v1/contracts/{cid}/notices", headers=ADMIN)).json()
             assert [(n["stage"], n["status"]) for n in notices["data"]] == [("reminder", "sent")]
             assert notices["data"][0]["message_id"] == str(mails[0]["Message-ID"]).strip()
+        parts.executor.shutdown(wait=False)
+
+
+def _next_rate_change(after: date) -> date:
+    """The next 1 January / 1 July (§ 247 BGB base-rate dates) after `after`."""
+    for year in (after.year, after.year + 1):
+        for month in (1, 7):
+            if date(year, month, 1) > after:
+                return date(year, month, 1)
+    raise AssertionError("unreachable")
+
+
+async def test_consumer_and_business_interest_across_a_base_rate_change(
+    settings: Settings, sessions: sessionmaker[Session], standin: Any, smtp: Any
+) -> None:
+    """The final Mahnung itemises § 288 interest per rate period: base + 5 pp for a
+    consumer, base + 9 pp for a business, with the base rate changing in between."""
+    async with await start_test_server() as env:
+        today = (await env.get_current_time()).astimezone(BERLIN).date()
+        change = _next_rate_change(today + timedelta(days=15))
+        due = change - timedelta(days=10)  # the final Mahnung (D+24) is 14 days after it
+        # TEST DATA: every half-year up to the change at 1.27 %, from the change 2.27 %
+        rows, d = [], date(2026, 7, 1)
+        while d < change:
+            rows.append(f"{d.isoformat()}:127")
+            d = _next_rate_change(d)
+        rows.append(f"{change.isoformat()}:227")
+        cfg = settings.model_copy(update={"base_rates": ",".join(rows)})
+        parts = build_worker(env.client, cfg, session_factory=sessions)
+        app = create_app(cfg, sessions)
+        app.state.mahnwerk._client = env.client
+        async with parts.worker, api_client(app) as http:
+            emails = {}
+            for kind in ("consumer", "business"):
+                body = contract_body(count=1, payment_method=LOST, first_due=due.isoformat())
+                body["customer"]["type"] = kind
+                body["customer"]["email"] = emails[kind] = unique_email()
+                resp = await http.post("/v1/contracts", json=body, headers=PLATFORM)
+                assert resp.status_code == 201, resp.text
+            await env.sleep(timedelta(days=(due - today).days + 25))
+            stack = Stack(env, http, cfg, standin, smtp)
+            for kind, (low, high) in {"consumer": (627, 727), "business": (1027, 1127)}.items():
+                final = [
+                    m for m in stack.mails(emails[kind]) if str(m["Subject"]).startswith("Letzte")
+                ]
+                assert len(final) == 1, kind
+                text = final[0].get_body(preferencelist=("plain",)).get_content()
+                sent_on = due + timedelta(days=24)
+                expected = default_interest(
+                    9900,
+                    due.isoformat(),
+                    sent_on.isoformat(),
+                    kind,
+                    with_rates(cfg.extra_base_rates),
+                )
+                assert [p.rate_bp for p in expected.periods] == [low, high]
+                assert format_amount(expected.amount, "eur", "de") in text
+                for rate in (low, high):
+                    assert f"{rate // 100},{rate % 100:02d} %" in text, (kind, rate, text)
         parts.executor.shutdown(wait=False)
