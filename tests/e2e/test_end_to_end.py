@@ -76,6 +76,7 @@ class E2E:
     standin: Any
     smtp: Any
     receiver: Receiver
+    temporal: Any
 
     async def until(self, what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
         deadline = time.monotonic() + timeout
@@ -186,7 +187,7 @@ async def e2e(
                 if time.monotonic() > deadline:
                     raise AssertionError(f"API not ready: {(logs / 'api.log').read_text()}")
                 await asyncio.sleep(0.3)
-            yield E2E(api, http, standin, smtp, receiver)
+            yield E2E(api, http, standin, smtp, receiver, dev_env.client)
     finally:
         for p in procs:
             p.terminate()
@@ -216,6 +217,15 @@ async def test_card_contract_is_debited(e2e: E2E) -> None:
         return c["schedule"][0]["status"] == "paid"
 
     await e2e.until("installment 1 paid", first_paid)
+    # A refused action (409) leaves no trace in the history on a real server: the Update's
+    # validator rejects it inside a speculative workflow task that is never persisted.
+    handle = e2e.temporal.get_workflow_handle(f"contract-{cid}")
+    before = len((await handle.fetch_history()).events)
+    refused = await e2e.http.post(
+        f"/v1/contracts/{cid}/resume", json={"reason": "x"}, headers=SUPPORT
+    )
+    assert refused.status_code == 409 and "not paused" in refused.json()["error"]["message"]
+    assert len((await handle.fetch_history()).events) == before
     debits = [d for d in e2e.standin.ledger() if d["metadata"].get("contract_id") == cid]
     assert [d["amount"] for d in debits] == [9900]
     await e2e.until(
