@@ -407,6 +407,21 @@ class ContractWorkflow:
             return None
         return max(paid) + timedelta(days=self.inp.chargeback_watch_days)
 
+    def _charge_return_debit_costs(
+        self, inst: InstallmentState, now: datetime, key: str | None
+    ) -> int:
+        cost = RETURN_DEBIT_COST_DEFAULT
+        self.s.fees += cost
+        self.s.return_debit_costs += cost
+        if key is not None:
+            self._fact(
+                "costs.return_debit",
+                f"return_debit:{key}",
+                now,
+                {"installment": inst.seq, "amount": cost},
+            )
+        return cost
+
     def _reopen(self, inst: InstallmentState, pu: PaymentUpdate, now: datetime) -> None:
         """A chargeback (SEPA refund by the debtor's bank, card dispute): the amount is
         unpaid again, the bank's return-debit costs join the claim, dunning starts anew."""
@@ -417,10 +432,7 @@ class ContractWorkflow:
         inst.dunning_from = now
         inst.first_failed_at = None
         inst.next_retry_at = None  # a reclaimed debit is not simply re-debited
-        cost = RETURN_DEBIT_COST_DEFAULT if inst.scheme == "sepa" else 0
-        if cost:
-            self.s.fees += cost
-            self.s.return_debit_costs += cost
+        cost = self._charge_return_debit_costs(inst, now, None) if inst.scheme == "sepa" else 0
         self._fact(
             "payment.disputed",
             f"disputed:{self.inp.contract_id}:{inst.seq}:{pu.event_id}",
@@ -464,6 +476,10 @@ class ContractWorkflow:
                 code=code or "generic_could_not_process",
                 failure_class=declines.classify(code, inst.scheme),
             )
+            if inst.scheme == "sepa":
+                # A returned direct debit (Rücklastschrift): the bank's costs join the claim
+                # as damages caused by the default.
+                self._charge_return_debit_costs(inst, now, key)
             self._declined(inst, res, now, data, key)
 
     def _paid(

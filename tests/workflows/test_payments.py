@@ -109,6 +109,7 @@ async def test_sepa_failure_after_processing_opens_dunning(stack: Stack) -> None
     attempts = c["schedule"][0]["attempts"]
     assert attempts[0]["status"] == "declined"
     assert c["status"] == "in_dunning" and c["dunning"]["stage"] == "reminder"
+    assert c["claim"]["total"] == 9900 + 350  # the returned debit's bank costs join the claim
     assert stack.debits(cid) == []
     stack.standin.set_config(sepa_delay=2.0)
 
