@@ -8,7 +8,7 @@ import uuid
 from datetime import date, datetime, timedelta
 
 from domain.interest import default_interest, with_rates
-from domain.money import format_amount
+from domain.money import format_amount, format_date
 from domain.retry_timing import is_payday_window_day
 from domain.schedule import BERLIN
 from tests.conftest import ADMIN, PLATFORM, SUPPORT
@@ -222,6 +222,12 @@ async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> N
 
     assert "2,50 €" in texts[1] and "Verzugszinsen" in texts[1]
     assert total(250, 14) in texts[1]  # 1. Mahnung on D+14: principal, fee, interest
+    # the payment deadline of each notice is the next rung: D+14 for the reminder, D+24 for
+    # the first Mahnung
+    due_day = date.fromisoformat(contract_due)
+    for text, days in ((texts[0], 14), (texts[1], 24)):
+        deadline = format_date((due_day + timedelta(days=days)).isoformat(), "de")
+        assert f"bis spätestens {deadline}" in text
     assert total(500, 24) in texts[2]  # letzte Mahnung on D+24: both fees
     assert "Mahnverfahren" in texts[2] or "Inkasso" in texts[2]  # announces legal steps
     case = await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)
