@@ -42,6 +42,24 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def reject_nul_bytes(request: Request) -> None:
+    """Router dependency: a NUL character in a path or query parameter is invalid input.
+
+    PostgreSQL cannot store or even compare text containing NUL (psycopg raises DataError),
+    so without this check `GET /v1/contracts/a%00b` and friends answered 500."""
+    params = [("path", k, v) for k, v in request.path_params.items()]
+    params += [("query", k, v) for k, v in request.query_params.multi_items()]
+    for where, name, value in params:
+        if isinstance(value, str) and "\x00" in value:
+            message = "must not contain NUL (\\x00) characters"
+            raise ApiError(
+                422,
+                "invalid_input",
+                f"{name}: {message}",
+                [{"field": name, "message": message, "in": where}],
+            )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

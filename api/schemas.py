@@ -16,6 +16,15 @@ ID = r"^[A-Za-z0-9_.-]{1,64}$"
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        # PostgreSQL text and jsonb cannot hold NUL: a checkout answered 500, and a support
+        # action (reason, reference) was accepted and then failed in the workflow's activities.
+        if isinstance(v, str) and "\x00" in v:
+            raise ValueError("must not contain NUL (\\x00) characters")
+        return v
+
 
 class Address(Strict):
     line1: str = Field(min_length=1, max_length=200)

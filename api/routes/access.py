@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from api.deps import PlatformCaller, StateDep
+from api.errors import reject_nul_bytes
 from api.schemas import AccessOut
 from core.models import AccessState
 
-router = APIRouter(prefix="/v1/access", tags=["access"])
+router = APIRouter(prefix="/v1/access", tags=["access"], dependencies=[Depends(reject_nul_bytes)])
 
 
 @router.get("/{customer_id}/{product_id}", summary="Access state of a customer for a product")

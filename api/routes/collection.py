@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from api.deps import AdminCaller, StateDep
-from api.errors import ApiError
+from api.errors import ApiError, reject_nul_bytes
 from core.models import CollectionCase, Contract
 
-router = APIRouter(prefix="/v1/contracts", tags=["collection"])
+router = APIRouter(
+    prefix="/v1/contracts", tags=["collection"], dependencies=[Depends(reject_nul_bytes)]
+)
 
 
 @router.get("/{contract_id}/collection-case", summary="The hand-off case file")

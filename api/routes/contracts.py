@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,7 +24,7 @@ from api.deps import (
     SupportCaller,
     TemporalDep,
 )
-from api.errors import ApiError
+from api.errors import ApiError, reject_nul_bytes
 from api.schemas import (
     ActionOut,
     ApproveHandoffIn,
@@ -56,7 +56,9 @@ from workflows.types import (
     workflow_id_for,
 )
 
-router = APIRouter(prefix="/v1/contracts", tags=["contracts"])
+router = APIRouter(
+    prefix="/v1/contracts", tags=["contracts"], dependencies=[Depends(reject_nul_bytes)]
+)
 
 
 def _hash(body: ContractCreate) -> str:

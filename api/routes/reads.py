@@ -12,18 +12,18 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, or_, select
 
 from api.deps import AdminCaller, StateDep, SupportCaller
-from api.errors import ApiError
+from api.errors import ApiError, reject_nul_bytes
 from api.schemas import error_responses
 from core.models import Contract, Installment, Notice
 from core.temporal import workflow_ui_url
 from domain.schedule import BERLIN
 
-router = APIRouter(responses=error_responses(401, 403))
+router = APIRouter(responses=error_responses(401, 403), dependencies=[Depends(reject_nul_bytes)])
 
 Status = Literal[
     "active", "in_dunning", "completed", "cancelled", "handed_off", "written_off", "failed"
@@ -115,7 +115,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, contract_id = json.loads(raw)
         at = datetime.fromisoformat(created)
-        if at.tzinfo is None or not isinstance(contract_id, str):
+        # NUL: PostgreSQL cannot compare text holding it (500 for a forged cursor).
+        if at.tzinfo is None or not isinstance(contract_id, str) or "\x00" in contract_id:
             raise ValueError("incomplete")
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         message = "not a cursor of this listing (use next_cursor as returned)"

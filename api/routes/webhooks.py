@@ -50,11 +50,23 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
         )
     except stripe.SignatureVerificationError:
         raise ApiError(400, "bad_signature", "Stripe-Signature verification failed") from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
+        # AttributeError/TypeError: signed JSON that is no object (`[]`, `null`, …); the
+        # Stripe library assumes a dict and raised them, which answered 500.
         raise ApiError(400, "bad_request", "body is not a JSON Stripe event") from None
 
-    event_id: str = event["id"]
-    event_type: str = event["type"]
+    raw = event.to_dict()
+    event_id, event_type = raw.get("id"), raw.get("type")
+    data = raw.get("data")
+    if (
+        not isinstance(event_id, str)
+        or not event_id
+        or not isinstance(event_type, str)
+        or not isinstance(data, dict)
+        or not isinstance(data.get("object"), dict)
+    ):
+        # Signed, but no event: without these checks a KeyError (500) below.
+        raise ApiError(400, "bad_request", "body is not a Stripe event (id, type, data.object)")
     with state.sessions() as s:
         if s.get(WebhookEvent, event_id) is not None:
             return {"received": True, "duplicate": True}
