@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
@@ -82,8 +83,10 @@ def build_input(body: ContractCreate, settings: Settings, now: datetime) -> Cont
     try:
         policy = load_policy(body.policy, settings.policy_dir)
     except PolicyError as exc:
+        # Name the policy file, not the server's directory layout.
+        msg = f"{Path(exc.file).name}: {exc.key}: {exc.reason}"
         raise ApiError(
-            422, "invalid_input", f"policy: {exc}", [{"field": "policy", "message": str(exc)}]
+            422, "invalid_input", f"policy: {msg}", [{"field": "policy", "message": msg}]
         ) from None
     amount, first_due, interval, count = _terms(body)
     if not first_due:
