@@ -22,7 +22,7 @@ from activities.collection import CollectionActivities
 from activities.events import EventDispatcher
 from activities.ledger import LedgerActivities
 from activities.notices import NoticeActivities
-from activities.payments import PaymentActivities, make_stripe_client
+from activities.payments import PaymentActivities, TokenBucket, make_stripe_client
 from core.db import make_engine, make_session_factory
 from core.logging import configure_logging
 from core.metrics import worker_runtime
@@ -57,7 +57,11 @@ def build_worker(
     sessions = session_factory or make_session_factory(make_engine(settings.database_url))
     dispatcher = EventDispatcher(sessions, settings.events_url, settings.events_secret)
     stripe_client = make_stripe_client(settings.stripe_api_key, settings.stripe_api_base)
-    payments = PaymentActivities(stripe_client, sessions)
+    # Client-side rate limit (MAHNWERK_STRIPE_RATE_LIMIT; Stripe allows 25/s in test mode,
+    # 100/s live): shared by all activity threads of this worker.
+    payments = PaymentActivities(
+        stripe_client, sessions, limiter=TokenBucket(settings.effective_stripe_rate_limit)
+    )
     ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)
     notices = (
         NoticeActivities(settings, sessions, mailer=mailer)

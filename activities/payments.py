@@ -9,6 +9,9 @@ retries them with the same idempotency key, so a retried activity never debits t
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,12 +25,65 @@ from temporalio.exceptions import ApplicationError
 from core import metrics
 from core.db import transaction
 from core.models import PaymentAttempt
+from core.settings import default_stripe_rate_limit
 from domain import declines
 from workflows.types import ChargeInput, ChargeResult, PaymentStatusInput
 
 log = logging.getLogger(__name__)
 
 FINAL_ATTEMPT_STATES = ("succeeded", "declined")
+
+
+class TokenBucket:
+    """A thread-safe token bucket: at most `rate` acquisitions per second on average, up to
+    `burst` at once. One bucket is shared by all activity threads of a worker, so the worker
+    as a whole stays under Stripe's rate limit (25/s test, 100/s live; issue 5 item 6).
+    `clock` and `sleep` are injectable for tests."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError("rate must be > 0")
+        self.rate = float(rate)
+        self.burst = float(burst) if burst is not None else max(1.0, self.rate / 5)
+        if self.burst < 1:
+            raise ValueError("burst must be at least 1")
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = self.burst
+        self._updated = clock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until one is free; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1 - 1e-9:  # float slack: a wait of ~0 s would spin
+                    self._tokens = max(0.0, self._tokens - 1)
+                    return waited
+                wait = (1 - self._tokens) / self.rate
+            self._sleep(wait)  # outside the lock: other threads refill and queue meanwhile
+            waited += wait
+
+    @classmethod
+    def for_api_key(cls, api_key: str, rate: float | None = None) -> TokenBucket:
+        """`rate` (MAHNWERK_STRIPE_RATE_LIMIT), else Stripe's default for the key's mode."""
+        return cls(rate if rate is not None else default_stripe_rate_limit(api_key))
+
+
+def _api_key_of(client: stripe.StripeClient) -> str:
+    options = getattr(getattr(client, "_requestor", None), "_options", None)
+    return str(getattr(options, "api_key", None) or "")
 
 
 def make_stripe_client(api_key: str, api_base: str | None) -> stripe.StripeClient:
@@ -80,16 +136,33 @@ def result_from_intent(pi: Any) -> ChargeResult:
 
 class PaymentActivities:
     def __init__(
-        self, stripe_client: stripe.StripeClient, session_factory: sessionmaker[Session]
+        self,
+        stripe_client: stripe.StripeClient,
+        session_factory: sessionmaker[Session],
+        limiter: TokenBucket | None = None,
     ) -> None:
+        """`limiter`: the client-side rate limit shared by all activity threads (the worker
+        passes `TokenBucket(settings.effective_stripe_rate_limit)`); by default Stripe's
+        limit for the client's key mode."""
         self.stripe = stripe_client
         self.sessions = session_factory
+        self.limiter = limiter or TokenBucket.for_api_key(_api_key_of(stripe_client))
+
+    def _throttle(self) -> None:
+        """Before every Stripe call. Stripe's 429 (RateLimitError), 5xx (APIError) and
+        network faults (APIConnectionError) are never caught in this module: they raise out
+        of the activity and Temporal's CHARGE retry policy retries with backoff, with the
+        same idempotency key."""
+        waited = self.limiter.acquire()
+        if waited > 0.5:
+            log.info("stripe rate limit: waited %.2fs", waited)
 
     # -- helpers ---------------------------------------------------------------------------
 
     def _find_existing(self, key: str) -> Any | None:
         """Stripe forgets idempotency keys after 24 h, so look for a PaymentIntent carrying
         the key in its metadata before creating one (DESIGN.md decision 3)."""
+        self._throttle()
         found = self.stripe.v1.payment_intents.search(
             params={"query": f"metadata['idempotency_key']:'{key}'", "limit": 1}
         )
@@ -165,6 +238,7 @@ class PaymentActivities:
         if inp.stripe_customer:
             params["customer"] = inp.stripe_customer
         try:
+            self._throttle()
             pi = self.stripe.v1.payment_intents.create(
                 params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": inp.idempotency_key},
@@ -223,5 +297,6 @@ class PaymentActivities:
     @activity.defn(name="payment_status")
     def payment_status(self, inp: PaymentStatusInput) -> ChargeResult:
         """Poll a debit that is still `processing` (fallback when a webhook is lost)."""
+        self._throttle()
         pi = self.stripe.v1.payment_intents.retrieve(inp.payment_intent)
         return result_from_intent(pi)

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = Field(default=None, validation_alias=_env("STRIPE_API_BASE"))
     stripe_standin_port: int = 12111
     stripe_webhook_tolerance: int = 300  # seconds; Stripe library default (DOMAIN.md §5)
+    # Client-side rate limit for Stripe calls (requests/s, all activity threads together);
+    # None: Stripe's own limits, 25/s in test mode, 100/s live (issue 5 item 6).
+    stripe_rate_limit: float | None = None
     # -- HTTP API ------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -173,6 +176,13 @@ class Settings(BaseSettings):
             parse_key_ring(v)  # ValueError names the entry, never the key material
         return v
 
+    @field_validator("stripe_rate_limit")
+    @classmethod
+    def _rate(cls, v: float | None) -> float | None:
+        if v is not None and not v > 0:
+            raise ValueError("must be a number of requests per second > 0")
+        return v
+
     @field_validator("stripe_api_base", "events_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
@@ -223,8 +233,27 @@ class Settings(BaseSettings):
         return parse_base_rates(self.base_rates)
 
     @property
+    def effective_stripe_rate_limit(self) -> float:
+        """MAHNWERK_STRIPE_RATE_LIMIT, else Stripe's default for the key's mode."""
+        if self.stripe_rate_limit is not None:
+            return self.stripe_rate_limit
+        return default_stripe_rate_limit(self.stripe_api_key)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+# Stripe's documented default limits: 25 requests/s in test mode, 100/s in live mode.
+STRIPE_TEST_RATE_LIMIT = 25.0
+STRIPE_LIVE_RATE_LIMIT = 100.0
+
+
+def default_stripe_rate_limit(api_key: str) -> float:
+    """Requests/s allowed for `api_key`: live keys 100/s, test keys (and unknown) 25/s."""
+    if api_key.startswith(("sk_live_", "rk_live_")):
+        return STRIPE_LIVE_RATE_LIMIT
+    return STRIPE_TEST_RATE_LIMIT
 
 
 _ENV_NAMES = {

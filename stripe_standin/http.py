@@ -1,7 +1,8 @@
 """The request pipeline every `/v1` endpoint runs through, in Stripe's order.
 
 auth (401) -> decode form/query params -> Idempotency-Key (replay / 400 / 409) ->
-fault hooks (faults.py: latency, injected 429 / 500 / timeouts; `/_standin/*` never) -> endpoint -> `expand[]` -> JSON with `Request-Id` and `Stripe-Version`.
+fault hooks (faults.py: latency, injected 429 / 500 / timeouts; never for `/_standin/*`) ->
+endpoint -> `expand[]` -> JSON with `Request-Id` and `Stripe-Version`.
 Endpoints are plain synchronous functions `(engine, call, **path_params) -> dict` that
 raise `StripeError`; anything else becomes a 500 `api_error`, saved for replay like Stripe's.
 """

@@ -6,8 +6,9 @@ Stripe POSTs the event JSON to each endpoint with
 asynchronous and unordered; a non-2xx answer or a network error is retried with exponential
 backoff (Stripe: up to 3 days; here `webhook_max_attempts` attempts starting at
 `webhook_retry_delay` seconds). With `webhook_drop` (faults.py) a delivery may be lost
-entirely: status `dropped`, never attempted nor retried. The body is pretty-printed as Stripe's is, so a receiver that
-re-serializes JSON before verifying fails here as it would in production.
+entirely: status `dropped`, never attempted nor retried. The body is pretty-printed as
+Stripe's is, so a receiver that re-serializes JSON before verifying fails here as it would
+in production.
 """
 
 from __future__ import annotations

@@ -1,0 +1,190 @@
+"""Stripe client discipline (issue 5 item 6): the client-side token bucket, and transport
+faults (429, 5xx) raising out of the charge activity so Temporal retries them with the same
+idempotency key — which debits exactly once."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stripe
+from sqlalchemy.orm import Session, sessionmaker
+
+from activities.payments import PaymentActivities, TokenBucket, make_stripe_client
+from core.db import transaction
+from core.models import Contract
+from core.settings import ConfigError, Settings, load_settings
+from workflows.types import ChargeInput
+
+NO_FAULTS: dict[str, Any] = {"fault_5xx": 0.0, "fault_429": 0.0, "fault_seed": None}
+
+
+class FakeClock:
+    """time.monotonic and time.sleep for the bucket: sleeping advances the clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.lock = threading.Lock()
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.now += seconds
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "n"), [(25.0, 5.0, 105), (100.0, 20.0, 420), (2.0, 1.0, 9)]
+)
+def test_bucket_n_calls_take_at_least_n_minus_burst_over_rate(
+    rate: float, burst: float, n: int
+) -> None:
+    fake = FakeClock()
+    bucket = TokenBucket(rate, burst, clock=fake.clock, sleep=fake.sleep)
+    start = fake.now
+    for _ in range(n):
+        bucket.acquire()
+    elapsed = fake.now - start
+    assert elapsed >= (n - burst) / rate - 1e-9
+    assert elapsed <= (n - burst) / rate + 1 / rate  # and not much slower than the rate
+
+
+def test_bucket_burst_is_free_then_refills() -> None:
+    fake = FakeClock()
+    bucket = TokenBucket(10.0, 3.0, clock=fake.clock, sleep=fake.sleep)
+    assert [bucket.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.acquire() == pytest.approx(0.1)
+    fake.now += 10  # idle: refills only up to the burst
+    assert [bucket.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.acquire() > 0
+
+
+def test_bucket_is_shared_safely_by_threads() -> None:
+    fake = FakeClock()
+    bucket = TokenBucket(50.0, 5.0, clock=fake.clock, sleep=fake.sleep)
+    threads = [
+        threading.Thread(target=lambda: [bucket.acquire() for _ in range(25)]) for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert fake.now - 1000.0 >= (200 - 5) / 50.0 - 1e-9
+
+
+def test_rate_limit_setting_and_defaults() -> None:
+    assert load_settings(stripe_api_key="sk_test_x").effective_stripe_rate_limit == 25.0
+    assert load_settings(stripe_api_key="rk_test_x").effective_stripe_rate_limit == 25.0
+    assert load_settings(stripe_api_key="sk_live_x").effective_stripe_rate_limit == 100.0
+    assert load_settings(stripe_api_key="rk_live_x").effective_stripe_rate_limit == 100.0
+    custom = load_settings(stripe_api_key="sk_live_x", stripe_rate_limit=7.5)
+    assert custom.effective_stripe_rate_limit == 7.5
+    assert TokenBucket.for_api_key("sk_live_x").rate == 100.0
+    assert TokenBucket.for_api_key("sk_test_x", 3.0).rate == 3.0
+
+
+def test_rate_limit_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAHNWERK_STRIPE_RATE_LIMIT", "12")
+    assert load_settings().effective_stripe_rate_limit == 12.0
+    monkeypatch.setenv("MAHNWERK_STRIPE_RATE_LIMIT", "0")
+    with pytest.raises(ConfigError, match="MAHNWERK_STRIPE_RATE_LIMIT"):
+        load_settings()
+
+
+# -- the charge activity against the stand-in ---------------------------------------------
+
+
+@pytest.fixture
+def faults_off(standin: Any) -> Iterator[Any]:
+    standin.set_config(**NO_FAULTS)
+    yield standin
+    standin.set_config(**NO_FAULTS)
+
+
+@pytest.fixture
+def pay(settings: Settings, sessions: sessionmaker[Session]) -> PaymentActivities:
+    client = make_stripe_client(settings.stripe_api_key, settings.stripe_api_base)
+    return PaymentActivities(client, sessions)
+
+
+def _contract(sessions: sessionmaker[Session]) -> str:
+    cid = f"pay-{uuid.uuid4().hex[:10]}"
+    with transaction(sessions) as s:
+        s.add(
+            Contract(
+                id=cid,
+                kind="installments",
+                policy_name="default",
+                policy={"name": "default"},
+                customer_id=f"cus-{cid}",
+                customer={"id": f"cus-{cid}", "name": "Erika Mustermann"},
+                product_id="course-x",
+                product={"id": "course-x", "name": "Kurs X"},
+                currency="eur",
+                terms={"version": "agb-2026-10"},
+                payment={"payment_method": "pm_card_visa"},
+                request={"contract_id": cid},
+                request_hash="0" * 64,
+                workflow_id=f"contract-{cid}",
+                status="active",
+            )
+        )
+    return cid
+
+
+def _input(cid: str) -> ChargeInput:
+    return ChargeInput(
+        contract_id=cid,
+        installment_seq=1,
+        attempt=1,
+        idempotency_key=f"{cid}:1:1",
+        amount=9900,
+        currency="eur",
+        stripe_customer=None,
+        payment_method="pm_card_visa",
+        description="faults test",
+    )
+
+
+def test_default_limiter_follows_the_clients_key(pay: PaymentActivities) -> None:
+    assert pay.limiter.rate == 25.0  # sk_test_…
+
+
+def test_charge_raises_rate_limit_error_on_429(
+    pay: PaymentActivities, sessions: sessionmaker[Session], faults_off: Any
+) -> None:
+    cid = _contract(sessions)
+    faults_off.set_config(fault_429=1.0)
+    with pytest.raises(stripe.RateLimitError):
+        pay.charge(_input(cid))
+    faults_off.set_config(fault_429=0.0)
+    assert faults_off.ledger(metadata_key="contract_id", metadata_value=cid) == []
+
+
+def test_charge_through_5xx_with_the_same_key_debits_once(
+    pay: PaymentActivities, sessions: sessionmaker[Session], faults_off: Any
+) -> None:
+    cid = _contract(sessions)
+    faults_off.set_config(fault_5xx=0.5, fault_seed=1)
+    inp = _input(cid)
+    failures = 0
+    for _ in range(30):  # what Temporal's CHARGE retry policy does, minus the backoff
+        try:
+            res = pay.charge(inp)
+            break
+        except stripe.APIError:
+            failures += 1
+    else:
+        pytest.fail("never succeeded")
+    faults_off.set_config(**NO_FAULTS)
+    assert failures >= 1  # seed 1: the first attempt fails (deterministic)
+    assert res.status == "succeeded"
+    debits = faults_off.ledger(metadata_key="contract_id", metadata_value=cid)
+    assert len(debits) == 1 and debits[0]["payment_intent"] == res.payment_intent
+    # a later retry of the same activity (a lost completion) finds the same PaymentIntent
+    assert pay.charge(inp).payment_intent == res.payment_intent
+    assert len(faults_off.ledger(metadata_key="contract_id", metadata_value=cid)) == 1
