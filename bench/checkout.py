@@ -30,6 +30,7 @@ from bench.common import (
     append_results,
     console,
     cpu_rows,
+    exit_on_signals,
     free_port,
     loadavg,
     markdown_table,
@@ -252,7 +253,9 @@ def main() -> None:
         help="run without .pyc files (PYTHONDONTWRITEBYTECODE=1), as the Docker image does",
     )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    exit_on_signals()
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

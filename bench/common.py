@@ -50,6 +50,17 @@ SEARCH_ATTRIBUTES = {
 console = Console()
 
 
+def exit_on_signals() -> None:
+    """SIGTERM and SIGINT stop the run cleanly (the stack's processes too), also when the
+    benchmark was started in the background, where the shell ignores SIGINT."""
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
 # -- the machine ------------------------------------------------------------------------------
 
 

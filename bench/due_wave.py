@@ -42,6 +42,7 @@ from bench.common import (
     append_results,
     console,
     cpu_rows,
+    exit_on_signals,
     loadavg,
     markdown_table,
     percentile,
@@ -416,7 +417,7 @@ async def main_async(args: argparse.Namespace) -> None:
         ),
         (
             "webhooks",
-            "on (the stand-in posts payment_intent.succeeded to the API)"
+            "on (the stand-in posts its events to the API: 3 per card debit)"
             if args.webhooks
             else "off",
         ),
@@ -472,7 +473,9 @@ def main() -> None:
         help="run without .pyc files (PYTHONDONTWRITEBYTECODE=1), as the Docker image does",
     )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    exit_on_signals()
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

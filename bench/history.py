@@ -32,6 +32,7 @@ from bench.common import (
     PLATFORM,
     append_results,
     console,
+    exit_on_signals,
     loadavg,
     markdown_table,
     table,
@@ -106,9 +107,15 @@ async def main_async(args: argparse.Namespace) -> None:
             api_keys="platform:bench:bench-platform-key-123",
             worker_metrics_port=0,
         )
-        env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=str(BIN / "temporal-test-server")
-        )
+        for attempt in range(3):  # the SDK gives the binary 5 s to start: busy machines
+            try:
+                env = await WorkflowEnvironment.start_time_skipping(
+                    test_server_existing_path=str(BIN / "temporal-test-server")
+                )
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
         async with env:
             await env.client.operator_service.add_search_attributes(
                 AddSearchAttributesRequest(
@@ -242,7 +249,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__)
     parser.add_argument("--years", type=int, default=10, help="subscription length")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    exit_on_signals()
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from bench.common import (
     append_results,
     console,
     cpu_rows,
+    exit_on_signals,
     loadavg,
     markdown_table,
     percentile,
@@ -43,8 +44,11 @@ from bench.common import (
 from bench.due_wave import BYTECODE, STARTED_SQL, monitor, pg, scalar, wave_body
 
 
-async def park(stk: Any, n: int, due_s: str, concurrency: int, tag: str) -> float:
-    """Start N contracts the way the API does; returns seconds until all are parked."""
+async def park(
+    stk: Any, n: int, due_s: str, concurrency: int, tag: str, trace: list[list[str]]
+) -> float:
+    """Start N contracts the way the API does; returns seconds until all are parked.
+    `trace` gets (parked, seconds, worker RSS, server RSS) rows along the way."""
     from api.routes import contracts as routes
     from api.schemas import ContractCreate
     from core.db import make_engine, make_session_factory, transaction
@@ -81,6 +85,9 @@ async def park(stk: Any, n: int, due_s: str, concurrency: int, tag: str) -> floa
             await routes._start_workflow(client, settings, inp)
 
     conn = pg(stk.db_url)
+    worker = stk.procs["mahnwerk worker"].pid
+    server = stk.procs["temporal server"].pid
+    marks = [m for m in (500, 1000, 2000, 3000, 5000, 7500) if m < n]
     t0 = time.monotonic()
     with Progress(
         "[progress.description]{task.description}",
@@ -96,6 +103,16 @@ async def park(stk: Any, n: int, due_s: str, concurrency: int, tag: str) -> floa
             await asyncio.sleep(1)
             parked = int(scalar(conn, STARTED_SQL))
             progress.update(task, completed=parked)
+            while marks and parked >= marks[0]:
+                marks.pop(0)
+                trace.append(
+                    [
+                        str(parked),
+                        f"{time.monotonic() - t0:.0f}",
+                        f"{rss_mib(worker) or 0:.0f}",
+                        f"{rss_mib(server) or 0:.0f}",
+                    ]
+                )
             if parked >= n:
                 break
             stk.check_alive()
@@ -108,7 +125,7 @@ async def park(stk: Any, n: int, due_s: str, concurrency: int, tag: str) -> floa
 
 async def main_async(args: argparse.Namespace) -> None:
     n = args.n
-    lead = args.lead if args.lead is not None else 90 + n / 30
+    lead = args.lead if args.lead is not None else 120 + n / 18
     load_before = loadavg()
     console.print(f"load average before: {load_before}")
     reset_database(args.database_url)
@@ -125,11 +142,15 @@ async def main_async(args: argparse.Namespace) -> None:
         due_s = due.isoformat().replace("+00:00", "Z")
         tag = f"park-{uuid.uuid4().hex[:6]}"
         console.print(f"parking {n} contracts due {due_s} …")
-        park_s = await park(stk, n, due_s, args.concurrency, tag)
+        trace: list[list[str]] = []
+        park_s = await park(stk, n, due_s, args.concurrency, tag, trace)
         console.print(f"  parked in {park_s:.0f} s ({n / park_s:.1f}/s)")
         await asyncio.sleep(5)  # the last timers started; nothing else runs
         worker_rss = rss_mib(worker.pid) or 0.0
         server_rss = rss_mib(server.pid) or 0.0
+        trace.append(
+            [str(n), f"{park_s:.0f} (+5 s idle)", f"{worker_rss:.0f}", f"{server_rss:.0f}"]
+        )
         load_parked = loadavg()
         console.print(
             f"  RSS once parked: worker {worker_rss:.0f} MiB, server {server_rss:.0f} MiB"
@@ -185,6 +206,8 @@ async def main_async(args: argparse.Namespace) -> None:
         ["load average", f"before {load_before}, parked {load_parked}, after {load_after}", ""],
     ]
     console.print(table(f"Parked capacity, N = {n}", cols, results))
+    trace_cols = ["parked", "after s", "worker RSS MiB", "server RSS MiB"]
+    console.print(table("RSS while parking", trace_cols, trace))
     cpu_cols = ["process", "CPU s", "cores"]
     cpu = cpu_rows(meter)
     console.print(table(f"CPU while waking ({meter.wall:.0f} s)", cpu_cols, cpu))
@@ -194,6 +217,7 @@ async def main_async(args: argparse.Namespace) -> None:
         f"Parked capacity, N = {n}",
         [
             ("", markdown_table(cols, results)),
+            ("RSS while parking", markdown_table(trace_cols, trace)),
             (f"CPU while waking ({meter.wall:.0f} s wall)", markdown_table(cpu_cols, cpu)),
         ],
         [
@@ -208,7 +232,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.parked", description=__doc__)
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument(
-        "--lead", type=float, default=None, help="seconds from now to T (default 90 + N/30)"
+        "--lead", type=float, default=None, help="seconds from now to T (default 120 + N/18)"
     )
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=600, help="for the wake, seconds")
@@ -221,7 +245,9 @@ def main() -> None:
         help="run without .pyc files (PYTHONDONTWRITEBYTECODE=1), as the Docker image does",
     )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    exit_on_signals()
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
