@@ -137,6 +137,34 @@ def scalar(conn: psycopg.Connection[Any], sql: str, *args: Any) -> Any:
     return row[0] if row else None
 
 
+async def audit(client: Any, ids: list[str], label: str) -> dict[str, str]:
+    """Event counts over a sample of histories: what the server and worker really did."""
+    from collections import Counter
+
+    from temporalio.api.enums.v1 import EventType
+
+    counts: Counter[str] = Counter()
+    sticky_timeouts = 0
+    for wid in ids:
+        hist = await client.get_workflow_handle(wid).fetch_history()
+        for e in hist.events:
+            name = EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")
+            counts[name] += 1
+            if name == "WORKFLOW_TASK_TIMED_OUT":
+                sticky_timeouts += 1
+    k = max(len(ids), 1)
+    return {
+        f"{label}: events per workflow ({len(ids)} sampled)": f"{sum(counts.values()) / k:.1f}",
+        f"{label}: workflow tasks per workflow": f"{counts['WORKFLOW_TASK_COMPLETED'] / k:.1f}",
+        f"{label}: workflow task timeouts (sticky queue, then a full replay)": (
+            f"{counts['WORKFLOW_TASK_TIMED_OUT']} in {len(ids)} workflows"
+        ),
+        f"{label}: signals (webhook before the debit was recorded)": (
+            f"{counts['WORKFLOW_EXECUTION_SIGNALED']} in {len(ids)} workflows"
+        ),
+    }
+
+
 # -- one wave -------------------------------------------------------------------------------------
 
 
@@ -271,6 +299,11 @@ async def mahnwerk_wave(
         "webhook deliveries": str(len(webhooks)),
         "contracts started before T": f"{started}/{n} ({idle_margin:.0f} s to spare)",
     }
+    from temporalio.client import Client
+
+    client = await Client.connect(stk.temporal_address)
+    sample = [f"contract-{tag}-{i:06d}" for i in range(0, n, max(1, n // 50))][:50]
+    extra.update(await audit(client, sample, "Mahnwerk"))
     debit = Wave("Mahnwerk: debited (charge done)", n, due, debited, meter, extra)
     wave = Wave("Mahnwerk: recorded (sync_ledger done)", n, due, recorded, meter, extra)
     wave.extra["_debit_row"] = "|".join(debit.row())
@@ -347,7 +380,9 @@ async def bare_wave(
                 return None
 
     done = [r for r in await asyncio.gather(*(result(w) for w in ids)) if r is not None]
-    wave = Wave("Bare Temporal: completed (2nd activity done)", n, due, done, meter)
+    sample = ids[:: max(1, n // 50)][:50]
+    extra = await audit(client, sample, "bare")
+    wave = Wave("Bare Temporal: completed (2nd activity done)", n, due, done, meter, extra)
     return wave, n / start_s
 
 
@@ -423,6 +458,7 @@ async def main_async(args: argparse.Namespace) -> None:
         ),
         ("bytecode cache", BYTECODE[args.bytecode_cache]),
         *mw.extra.items(),
+        *bare.extra.items(),
         ("load average", f"before {load_before}, after {load_after}"),
     ]
     console.print(table("Details", ["", "value"], info))
