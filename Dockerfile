@@ -18,7 +18,11 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt
 
 COPY . .
+# Compile the sources once: with PYTHONDONTWRITEBYTECODE the workflow sandbox would otherwise
+# recompile workflows/contract.py for every new workflow instance (bench/RESULTS.md: worker CPU
+# per checkout 29.2 ms without .pyc files, 14.6 ms with them).
 RUN pip install --no-deps . \
+    && python -m compileall -q /app \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin mahnwerk \
     && mkdir -p /app/var \
     && chown mahnwerk /app/var

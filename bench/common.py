@@ -354,6 +354,8 @@ class Stack:
     # False: run our processes with PYTHONDONTWRITEBYTECODE=1 and no .pyc files, as the
     # Docker image does; True: give them a bytecode cache outside the work tree.
     bytecode_cache: bool = True
+    # MAHNWERK_STRIPE_RATE_LIMIT for the worker (None: its default, 25/s for a test key)
+    stripe_rate_limit: float | None = None
     _catcher: Any = None
 
     # Temporal ---------------------------------------------------------------------------
@@ -467,6 +469,8 @@ class Stack:
                 "MAHNWERK_WORKER_METRICS_PORT": "0",  # never collide with a test's worker
             }
         )
+        if self.stripe_rate_limit is not None:
+            env["MAHNWERK_STRIPE_RATE_LIMIT"] = f"{self.stripe_rate_limit:g}"
         env.update(extra)
         return env
 

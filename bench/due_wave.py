@@ -58,8 +58,7 @@ from bench.common import (
 def wave_body(due: str, tag: str, i: int) -> dict[str, Any]:
     from tests.conftest import contract_body
 
-    body = contract_body(f"{tag}-{i:06d}", kind="installments", count=1, first_due=due, amount=9900)
-    return body
+    return contract_body(f"{tag}-{i:06d}", kind="installments", count=1, first_due=due)
 
 
 @dataclass
@@ -386,10 +385,6 @@ async def bare_wave(
     return wave, n / start_s
 
 
-def stop(stk: Stack, name: str) -> None:
-    stk.stop(name)
-
-
 async def main_async(args: argparse.Namespace) -> None:
     n = args.n
     lead = args.lead if args.lead is not None else 60 + n / 25
@@ -399,6 +394,7 @@ async def main_async(args: argparse.Namespace) -> None:
     reset_database(args.database_url)
     with stack(args.database_url, args.keep, args.bytecode_cache) as stk:
         stk.task_queue = f"mahnwerk-bench-{uuid.uuid4().hex[:6]}"
+        stk.stripe_rate_limit = args.stripe_rate_limit
         stk.start_temporal()
         await stk.wait_temporal_ready()
         stk.start_smtp()
@@ -414,7 +410,7 @@ async def main_async(args: argparse.Namespace) -> None:
         worker_rss = mw.meter.peak_rss().get("mahnwerk worker", 0.0)
         # the bare wave runs alone on the same server: stop Mahnwerk's processes
         for name in ("mahnwerk api", "mahnwerk worker", "stripe stand-in"):
-            stop(stk, name)
+            stk.stop(name)
         bare, start_rate = await bare_wave(stk, n, 16, timeout, args.max_cached)
         bare_rss = bare.meter.peak_rss().get("bare worker", 0.0)
         server_rss = bare.meter.peak_rss().get("temporal server", 0.0)
@@ -457,6 +453,12 @@ async def main_async(args: argparse.Namespace) -> None:
             else "off",
         ),
         ("bytecode cache", BYTECODE[args.bytecode_cache]),
+        (
+            "Stripe client-side rate limit (worker)",
+            f"{args.stripe_rate_limit:g}/s (MAHNWERK_STRIPE_RATE_LIMIT)"
+            if args.stripe_rate_limit is not None
+            else "the worker's default: 25 requests/s for a test key (2 per debit)",
+        ),
         *mw.extra.items(),
         *bare.extra.items(),
         ("load average", f"before {load_before}, after {load_after}"),
@@ -500,6 +502,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=None, help="per wave, seconds")
     parser.add_argument("--max-cached", type=int, default=2000, help="bare worker's cache")
     parser.add_argument("--no-webhooks", dest="webhooks", action="store_false")
+    parser.add_argument(
+        "--stripe-rate-limit",
+        type=float,
+        default=None,
+        help="MAHNWERK_STRIPE_RATE_LIMIT for the worker (default: its own, 25/s for test keys)",
+    )
     parser.add_argument("--database-url", default=DEFAULT_DB)
     parser.add_argument("--keep", action="store_true", help="keep logs and the Temporal DB")
     parser.add_argument(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 import time
 import uuid
@@ -174,6 +175,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 await handle.terminate("benchmark done")
             parts.executor.shutdown(wait=False)
     wall = time.monotonic() - t_start
+    sessions.kw["bind"].dispose()
+    shutil.rmtree(tmp, ignore_errors=True)
 
     plan_view, plan_runs, plan_debits = results["plan"]
     plan_events = sum(len(r) for r in plan_runs)
