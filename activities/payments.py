@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
@@ -32,6 +32,15 @@ from workflows.types import ChargeInput, ChargeResult, PaymentStatusInput
 log = logging.getLogger(__name__)
 
 FINAL_ATTEMPT_STATES = ("succeeded", "declined")
+
+# Stripe keeps idempotency keys for at least 24 hours ("Idempotent requests", Stripe API
+# reference); an hour less leaves room for clock skew between us and Stripe.
+KEY_FRESH_FOR = timedelta(hours=23)
+
+
+def _as_utc(t: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 class TokenBucket:
@@ -159,9 +168,90 @@ class PaymentActivities:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _claim_key(self, inp: ChargeInput) -> PaymentAttempt | None:
+        """Write the attempt's ledger row (status `submitting`) *before* the first Stripe
+        request with its idempotency key. Returns None when this call created the row (the
+        key has never been sent), else the row an earlier try left (its `attempted_at` is no
+        later than that try's first request). Raises when the database is away, so that no
+        request is ever sent without its row: the row is the proof `_needs_search` relies on."""
+        now = datetime.now(UTC)
+        try:
+            with transaction(self.sessions) as s:
+                row = s.scalar(
+                    select(PaymentAttempt).where(
+                        PaymentAttempt.idempotency_key == inp.idempotency_key
+                    )
+                )
+                if row is not None:
+                    return row
+                s.add(
+                    PaymentAttempt(
+                        contract_id=inp.contract_id,
+                        installment_seq=inp.installment_seq,
+                        attempt=inp.attempt,
+                        idempotency_key=inp.idempotency_key,
+                        amount=inp.amount,
+                        currency=inp.currency,
+                        payment_method=inp.payment_method,
+                        attempted_at=inp.attempted_at or now,
+                        status="submitting",
+                    )
+                )
+        except IntegrityError:  # a concurrent try of the same key wrote it first
+            with self.sessions() as s:
+                row = s.scalar(
+                    select(PaymentAttempt).where(
+                        PaymentAttempt.idempotency_key == inp.idempotency_key
+                    )
+                )
+            if row is None:  # cannot happen (unique key); be safe: treat as seen before
+                raise
+            return row
+        return None
+
+    @staticmethod
+    def _needs_search(inp: ChargeInput, earlier: PaymentAttempt | None) -> bool:
+        """Must we look the key up in Stripe's metadata before creating (DESIGN.md 3)?
+
+        Stripe keeps an idempotency key for at least 24 h: a request with a key it still
+        holds and the same parameters returns the PaymentIntent of the first request instead
+        of debiting again. So the search (a second Stripe request per debit, rate-limited and
+        with a lagging index) is needed only when an earlier request with this key may be
+        older than that, or may have had other parameters. Cases:
+
+        * No row existed (`earlier is None`) and this is the activity's first attempt: no
+          request with this key was ever sent — every send is preceded by the row
+          (`_claim_key`) — so nothing can exist at Stripe. Create directly. Exception: a
+          retry (attempt > 1) that had to create the row is the retry of a try that ran code
+          without the row (before this rule existed) and may have sent: search.
+        * A row existed and it is this activity execution's own earlier try: same
+          `attempted_at` (the workflow time that scheduled it; a workflow reset or a later
+          attempt has another) and thus the same input, and the execution's first attempt
+          was scheduled less than `KEY_FRESH_FOR` ago (so was every request it sent): Stripe
+          still holds the key. Create directly; Stripe answers with the same PaymentIntent.
+        * Anything else — a row from another execution (a reset workflow re-issuing the
+          key), an execution older than `KEY_FRESH_FOR`, no activity context (a direct
+          call) or no `attempted_at` to compare: search first, as before.
+        """
+        try:
+            info = activity.info()
+        except RuntimeError:  # called outside an activity: know nothing, assume the worst
+            return earlier is not None
+        if earlier is None:
+            return info.attempt > 1
+        if inp.attempted_at is None:
+            return True
+        same_execution = abs(_as_utc(earlier.attempted_at) - _as_utc(inp.attempted_at)) < (
+            timedelta(seconds=1)
+        )
+        # scheduled_time: when the *first* attempt of this execution was scheduled.
+        young = datetime.now(UTC) - _as_utc(info.scheduled_time) < KEY_FRESH_FOR
+        return not (same_execution and young)
+
     def _find_existing(self, key: str) -> Any | None:
         """Stripe forgets idempotency keys after 24 h, so look for a PaymentIntent carrying
-        the key in its metadata before creating one (DESIGN.md decision 3)."""
+        the key in its metadata before creating one (DESIGN.md decision 3), whenever
+        `_needs_search` cannot rule out an older request with this key."""
         self._throttle()
         found = self.stripe.v1.payment_intents.search(
             params={"query": f"metadata['idempotency_key']:'{key}'", "limit": 1}
@@ -215,7 +305,10 @@ class PaymentActivities:
             self._record(inp, res)
             metrics.debit_attempted(res.status, res.code)  # metrics (issue 4 item 7)
             return res
-        existing = self._find_existing(inp.idempotency_key)
+        earlier = self._claim_key(inp)
+        existing = (
+            self._find_existing(inp.idempotency_key) if self._needs_search(inp, earlier) else None
+        )
         if existing is not None:
             res = result_from_intent(existing)
             self._record(inp, res)

@@ -113,7 +113,8 @@ class PaymentAttempt(Base):
     currency: Mapped[str] = mapped_column(String(3))
     payment_method: Mapped[str | None] = mapped_column(String(128), nullable=True)
     payment_intent: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
-    # succeeded | processing | declined | error
+    # submitting (written before the Stripe request, see activities/payments.py _claim_key)
+    # | succeeded | processing | declined | error
     status: Mapped[str] = mapped_column(String(16))
     decline_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     failure_class: Mapped[str | None] = mapped_column(String(32), nullable=True)

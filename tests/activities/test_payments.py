@@ -4,18 +4,22 @@ idempotency key — which debits exactly once."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import stripe
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import ActivityEnvironment
 
 from activities.payments import PaymentActivities, TokenBucket, make_stripe_client
 from core.db import transaction
-from core.models import Contract
+from core.models import Contract, PaymentAttempt
 from core.settings import ConfigError, Settings, load_settings
 from workflows.types import ChargeInput
 
@@ -188,3 +192,94 @@ def test_charge_through_5xx_with_the_same_key_debits_once(
     # a later retry of the same activity (a lost completion) finds the same PaymentIntent
     assert pay.charge(inp).payment_intent == res.payment_intent
     assert len(faults_off.ledger(metadata_key="contract_id", metadata_value=cid)) == 1
+
+
+# -- when the charge looks the key up at Stripe before creating (DESIGN.md decision 3) -----
+
+
+def _in_activity(attempt: int, scheduled: datetime) -> ActivityEnvironment:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info,
+        attempt=attempt,
+        scheduled_time=scheduled,
+        current_attempt_scheduled_time=scheduled,
+    )
+    return env
+
+
+def _count_searches(pay: PaymentActivities, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    searched: list[str] = []
+    real = pay._find_existing
+
+    def spy(key: str) -> Any:
+        searched.append(key)
+        return real(key)
+
+    monkeypatch.setattr(pay, "_find_existing", spy)
+    return searched
+
+
+def test_first_try_of_a_new_key_creates_without_searching(
+    pay: PaymentActivities,
+    sessions: sessionmaker[Session],
+    faults_off: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    searched = _count_searches(pay, monkeypatch)
+    cid = _contract(sessions)
+    now = datetime.now(UTC)
+    inp = dataclasses.replace(_input(cid), attempted_at=now)
+    res = _in_activity(1, now).run(pay.charge, inp)
+    assert res.status == "succeeded" and searched == []
+    # a retry of the same execution within Stripe's 24 h: the key dedupes, no search either
+    again = _in_activity(2, now).run(pay.charge, inp)
+    assert again.payment_intent == res.payment_intent and searched == []
+    assert len(faults_off.ledger(metadata_key="contract_id", metadata_value=cid)) == 1
+    with sessions() as s:
+        row = s.scalar(select(PaymentAttempt).where(PaymentAttempt.contract_id == cid))
+        assert row is not None and row.status == "succeeded"
+
+
+def test_a_key_that_may_be_older_than_24h_is_searched_first(
+    pay: PaymentActivities,
+    sessions: sessionmaker[Session],
+    faults_off: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    searched = _count_searches(pay, monkeypatch)
+    cid = _contract(sessions)
+    first = datetime.now(UTC) - timedelta(days=2)
+    inp = dataclasses.replace(_input(cid), attempted_at=first)
+    res = _in_activity(1, first).run(pay.charge, inp)
+    assert searched == []
+    # the same execution's retry, but its first attempt is 2 days old: Stripe may have
+    # forgotten the key, so the search must find the PaymentIntent
+    assert _in_activity(5, first).run(pay.charge, inp).payment_intent == res.payment_intent
+    assert searched == [inp.idempotency_key]
+    # a reset workflow re-issuing the key (another execution: another attempted_at)
+    later = datetime.now(UTC)
+    reissued = dataclasses.replace(inp, attempted_at=later)
+    assert _in_activity(1, later).run(pay.charge, reissued).payment_intent == res.payment_intent
+    assert searched == [inp.idempotency_key] * 2
+    # a retry that finds no row: its earlier try ran without writing one and may have sent
+    other = dataclasses.replace(_input(_contract(sessions)), attempted_at=later)
+    _in_activity(2, later).run(pay.charge, other)
+    assert searched[-1] == other.idempotency_key
+    assert len(faults_off.ledger(metadata_key="contract_id", metadata_value=cid)) == 1
+
+
+def test_the_row_is_written_before_stripe_is_called(
+    pay: PaymentActivities,
+    sessions: sessionmaker[Session],
+    faults_off: Any,
+) -> None:
+    cid = _contract(sessions)
+    faults_off.set_config(fault_429=1.0)
+    now = datetime.now(UTC)
+    with pytest.raises(stripe.RateLimitError):
+        _in_activity(1, now).run(pay.charge, dataclasses.replace(_input(cid), attempted_at=now))
+    faults_off.set_config(fault_429=0.0)
+    with sessions() as s:
+        row = s.scalar(select(PaymentAttempt).where(PaymentAttempt.contract_id == cid))
+        assert row is not None and row.status == "submitting"
