@@ -10,9 +10,13 @@ import logging
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -29,19 +33,64 @@ from core.metrics import worker_runtime
 from core.settings import Settings, get_settings
 from core.temporal import connect_client
 from workflows.contract import ContractWorkflow
+from workflows.queues import STRIPE_ACTIVITIES, StripeQueueRouting, stripe_queue
 
 log = logging.getLogger("mahnwerk.worker")
 
 # Deterministic, side-effect-free modules the workflow uses: pass them through the sandbox
 # instead of re-importing them per workflow run (DESIGN.md decision 10).
-PASSTHROUGH = ("domain", "workflows.types", "workflows.retry_policies", "yaml")
+PASSTHROUGH = (
+    "domain",
+    "workflows.types",
+    "workflows.retry_policies",
+    "workflows.queues",
+    "yaml",
+)
+
+
+class WorkerGroup:
+    """The worker of the public task queue and the one of the internal Stripe queue
+    (workflows/queues.py), run and stopped together: `async with parts.worker:`."""
+
+    def __init__(self, *workers: Worker) -> None:
+        self.workers = workers
+        self._stack: AsyncExitStack | None = None
+
+    async def __aenter__(self) -> WorkerGroup:
+        async with AsyncExitStack() as stack:
+            for w in self.workers:
+                await stack.enter_async_context(w)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    async def run(self) -> None:
+        await asyncio.gather(*(w.run() for w in self.workers))
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.workers))
 
 
 @dataclass
 class WorkerParts:
-    worker: Worker
+    worker: WorkerGroup
     dispatcher: EventDispatcher
     executor: ThreadPoolExecutor
+    executors: list[ThreadPoolExecutor] = field(default_factory=list)  # all, for shutdown
+
+
+def _activity_name(fn: Callable[..., Any]) -> str:
+    defn = activity._Definition.from_callable(fn)
+    return defn.name if defn is not None and defn.name else getattr(fn, "__name__", "")
 
 
 def build_worker(
@@ -71,27 +120,46 @@ def build_worker(
     collection = CollectionActivities(settings, sessions)
     claims = ClaimActivities(settings)
     executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="activity")
+    queue = task_queue or settings.task_queue
+    activities: list[Callable[..., Any]] = [
+        payments.charge,
+        payments.payment_status,
+        ledger.sync_ledger,
+        notices.send_notice,
+        collection.build_case_file,
+        collection.deliver_case_file,
+        claims.claim_interest,
+    ]
     worker = Worker(
         client,
-        task_queue=task_queue or settings.task_queue,
+        task_queue=queue,
         workflows=[ContractWorkflow],
-        activities=[
-            payments.charge,
-            payments.payment_status,
-            ledger.sync_ledger,
-            notices.send_notice,
-            collection.build_case_file,
-            collection.deliver_case_file,
-            claims.claim_interest,
-        ],
+        activities=activities,
         activity_executor=executor,
         max_concurrent_activities=64,
         max_cached_workflows=max_cached_workflows,
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
         ),
+        # Stripe's activities go to their own queue (workflows/queues.py); this worker
+        # still serves them on the public queue for debits scheduled before that routing.
+        interceptors=[StripeQueueRouting()],
     )
-    return WorkerParts(worker, dispatcher, executor)
+    # The Stripe queue's own slots: a debit waiting for a token of the rate limit holds
+    # one of these, never one of the 64 the ledger writes need.
+    stripe_executor = ThreadPoolExecutor(
+        max_workers=settings.stripe_concurrency, thread_name_prefix="stripe"
+    )
+    stripe_worker = Worker(
+        client,
+        task_queue=stripe_queue(queue),
+        activities=[a for a in activities if _activity_name(a) in STRIPE_ACTIVITIES],
+        activity_executor=stripe_executor,
+        max_concurrent_activities=settings.stripe_concurrency,
+    )
+    return WorkerParts(
+        WorkerGroup(worker, stripe_worker), dispatcher, executor, [executor, stripe_executor]
+    )
 
 
 async def run(settings: Settings) -> None:
@@ -103,11 +171,17 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     dispatch = asyncio.create_task(parts.dispatcher.run())
-    log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
+    log.info(
+        "worker polling task queues %s and %s on %s",
+        settings.task_queue,
+        stripe_queue(settings.task_queue),
+        settings.temporal_address,
+    )
     async with parts.worker:
         await stop.wait()
     dispatch.cancel()
-    parts.executor.shutdown(wait=False)
+    for ex in parts.executors:
+        ex.shutdown(wait=False)
 
 
 def main() -> None:

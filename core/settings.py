@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     # Client-side rate limit for Stripe calls (requests/s, all activity threads together);
     # None: Stripe's own limits, 25/s in test mode, 100/s live (issue 5 item 6).
     stripe_rate_limit: float | None = None
+    # Activity slots (and threads) of the worker's Stripe task queue (workflows/queues.py):
+    # how many Stripe activities run at once. Enough for the rate limit at Stripe's latency
+    # (100/s × ~0.3 s); the ledger and notice activities have their own 64 slots.
+    stripe_concurrency: int = Field(default=32, ge=1, le=512)
     # -- HTTP API ------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -147,3 +147,20 @@ async def test_authentication_required_sends_a_link_then_a_new_card_pays(stack: 
     c = await stack.contract(cid)
     assert c["status"] == "completed" and c["schedule"][0]["status"] == "paid"
     assert [d["payment_method"] for d in stack.debits(cid)] == [new.id]
+
+
+async def test_debits_run_from_the_stripe_queue(stack: Stack) -> None:
+    """Stripe's activities are scheduled on the internal `<queue>-stripe` queue
+    (workflows/queues.py), so a debit waiting for the rate limit never holds one of the
+    slots the ledger writes need; the ledger stays on the public queue."""
+    cid, handle = await stack.start(count=1, email=unique_email())
+    await stack.env.sleep(timedelta(hours=1))
+    assert len(stack.debits(cid)) == 1
+    queues: dict[str, set[str]] = {}
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attrs = event.activity_task_scheduled_event_attributes
+            queues.setdefault(attrs.activity_type.name, set()).add(attrs.task_queue.name)
+    main = stack.settings.task_queue
+    assert queues["charge"] == {f"{main}-stripe"}
+    assert queues["sync_ledger"] == {main}
