@@ -1,9 +1,10 @@
 """POST /v1/webhooks/stripe: Stripe's events, verified, each processed once.
 
 Stripe delivers at least once and in any order (DOMAIN.md §5), so: verify the signature
-on the raw body, skip event ids already processed, map the PaymentIntent to its contract
-(metadata, or the attempts ledger for PaymentIntents the platform created), and signal
-the workflow, which ignores outcomes it already knows.
+on the raw body, acknowledge the event types we do not act on at once (no database work),
+skip event ids already processed, map the PaymentIntent to its contract (metadata, or the
+attempts ledger for PaymentIntents the platform created), and signal the workflow, which
+ignores outcomes it already knows.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import stripe
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from temporalio.service import RPCError
@@ -30,6 +32,12 @@ _OUTCOMES = {
     "payment_intent.succeeded": "succeeded",
     "payment_intent.payment_failed": "failed",
 }
+_NEW_METHOD = ("payment_method.automatically_updated", "payment_method.attached")
+_DISPUTE = "charge.dispute.created"
+# The event types we act on. Everything else (Stripe sends `payment_intent.created` and
+# `charge.succeeded` with every card debit, two of its three events) is acknowledged at once,
+# before any database work: nothing to de-duplicate when nothing is done.
+HANDLED = frozenset({*_OUTCOMES, *_NEW_METHOD, _DISPUTE})
 
 
 def _failure_code(pi: dict[str, Any]) -> str | None:
@@ -67,20 +75,23 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
     ):
         # Signed, but no event: without these checks a KeyError (500) below.
         raise ApiError(400, "bad_request", "body is not a Stripe event (id, type, data.object)")
-    with state.sessions() as s:
-        if s.get(WebhookEvent, event_id) is not None:
-            return {"received": True, "duplicate": True}
+    if event_type not in HANDLED:
+        return {"received": True, "duplicate": False, "ignored": True}
+    # The database work runs in the threadpool: the driver is synchronous and would block
+    # the event loop (and every other request) for each round trip.
+    if await run_in_threadpool(_seen, state, event_id):
+        return {"received": True, "duplicate": True}
 
     outcome = _OUTCOMES.get(event_type)
     if outcome is not None:
         pi = event["data"]["object"].to_dict()
         await _signal_outcome(state, client, event_id, pi, outcome)
-    elif event_type in ("payment_method.automatically_updated", "payment_method.attached"):
+    elif event_type in _NEW_METHOD:
         # The card network updated the card, or the customer added a new method: debit the
         # open amounts of their contracts in dunning again at once.
         pm = event["data"]["object"].to_dict()
         await _signal_new_method(state, client, pm.get("id") or "", pm.get("customer"))
-    elif event_type == "charge.dispute.created":
+    elif event_type == _DISPUTE:
         # A SEPA refund by the debtor's bank or a card dispute: the money is gone again.
         dispute = event["data"]["object"].to_dict()
         pi_id = dispute.get("payment_intent") or ""
@@ -94,12 +105,38 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
             amount=int(dispute.get("amount") or 0),
         )
 
+    await run_in_threadpool(_mark_processed, state, event_id, event_type)
+    return {"received": True, "duplicate": False}
+
+
+def _seen(state: StateDep, event_id: str) -> bool:
+    with state.sessions() as s:
+        return s.get(WebhookEvent, event_id) is not None
+
+
+def _mark_processed(state: StateDep, event_id: str, event_type: str) -> None:
     try:
         with transaction(state.sessions) as s:
             s.add(WebhookEvent(id=event_id, type=event_type))
     except IntegrityError:
         pass  # a concurrent delivery of the same event: the workflow de-duplicates too
-    return {"received": True, "duplicate": False}
+
+
+def _contract_of(
+    state: StateDep, pi_id: str, contract_id: str | None, outcome: str
+) -> tuple[Contract | None, bool]:
+    """The contract a PaymentIntent belongs to (None: unknown), and whether its workflow
+    already knows the outcome (a card debit the charge activity settled synchronously)."""
+    with state.sessions() as s:
+        attempt = s.scalar(
+            select(PaymentAttempt).where(PaymentAttempt.payment_intent == pi_id).limit(1)
+        )
+        if attempt is not None:
+            final = attempt.status in ("succeeded", "declined") and attempt.attempt > 0
+            if final and outcome != "disputed":
+                return None, True  # settled synchronously (cards): the workflow knows
+            contract_id = attempt.contract_id
+        return (s.get(Contract, contract_id) if contract_id else None), False
 
 
 async def _signal_outcome(
@@ -114,16 +151,9 @@ async def _signal_outcome(
 ) -> None:
     pi_id = pi.get("id", "")
     contract_id = (pi.get("metadata") or {}).get("contract_id")
-    with state.sessions() as s:
-        attempt = s.scalar(
-            select(PaymentAttempt).where(PaymentAttempt.payment_intent == pi_id).limit(1)
-        )
-        if attempt is not None:
-            final = attempt.status in ("succeeded", "declined") and attempt.attempt > 0
-            if final and outcome != "disputed":
-                return  # settled synchronously (cards): the workflow already knows
-            contract_id = attempt.contract_id
-        contract = s.get(Contract, contract_id) if contract_id else None
+    contract, settled = await run_in_threadpool(_contract_of, state, pi_id, contract_id, outcome)
+    if settled:
+        return
     if contract is None:
         log.info("webhook %s for unknown PaymentIntent %s ignored", event_id, pi_id)
         return
@@ -149,15 +179,7 @@ async def _signal_new_method(
 ) -> None:
     if not payment_method or not stripe_customer:
         return
-    with state.sessions() as s:
-        workflow_ids = list(
-            s.scalars(
-                select(Contract.workflow_id).where(
-                    Contract.payment["stripe_customer"].as_string() == stripe_customer,
-                    Contract.status == "in_dunning",
-                )
-            )
-        )
+    workflow_ids = await run_in_threadpool(_in_dunning, state, stripe_customer)
     req = PaymentMethodRequest(payment_method=payment_method, actor="stripe")
     for wf_id in workflow_ids:
         try:
@@ -166,3 +188,15 @@ async def _signal_new_method(
             if "already completed" in str(exc).lower() or "not found" in str(exc).lower():
                 continue
             raise ApiError(503, "unavailable", f"Temporal: {exc}") from None
+
+
+def _in_dunning(state: StateDep, stripe_customer: str) -> list[str]:
+    with state.sessions() as s:
+        return list(
+            s.scalars(
+                select(Contract.workflow_id).where(
+                    Contract.payment["stripe_customer"].as_string() == stripe_customer,
+                    Contract.status == "in_dunning",
+                )
+            )
+        )

@@ -153,8 +153,8 @@ async def test_webhook_signature_checked_and_duplicates_ignored(
     event = {
         "id": f"evt_test_{time.time_ns()}",
         "object": "event",
-        "type": "customer.created",
-        "data": {"object": {"id": "cus_1", "object": "customer"}},
+        "type": "payment_intent.succeeded",  # for a PaymentIntent no contract knows
+        "data": {"object": {"id": "pi_nobody", "object": "payment_intent", "metadata": {}}},
     }
     payload = json.dumps(event)
     forged = await http.post(

@@ -49,8 +49,10 @@ def _event() -> str:
         {
             "id": f"evt_sig_{time.time_ns()}",
             "object": "event",
-            "type": "customer.created",
-            "data": {"object": {"id": "cus_1", "object": "customer"}},
+            # a type the endpoint acts on (others are acknowledged unrecorded), for a
+            # PaymentIntent no contract knows
+            "type": "payment_intent.payment_failed",
+            "data": {"object": {"id": "pi_sig_1", "object": "payment_intent", "metadata": {}}},
         }
     )
 
@@ -84,7 +86,7 @@ async def test_signature_replayed_on_another_body_is_rejected(
 ) -> None:
     genuine = _event()
     header = _header(genuine, settings.stripe_webhook_secret)
-    tampered = genuine.replace("customer.created", "payment_intent.succeeded")
+    tampered = genuine.replace("payment_intent.payment_failed", "payment_intent.succeeded")
     other = _event()  # a different event id under the captured signature
     for body in (tampered, other, genuine + " "):
         resp = await http.post(URL, content=body, headers={"Stripe-Signature": header})
@@ -94,6 +96,26 @@ async def test_signature_replayed_on_another_body_is_rejected(
     ok = await http.post(URL, content=genuine, headers={"Stripe-Signature": header})
     assert ok.status_code == 200 and ok.json() == {"received": True, "duplicate": False}
     assert _recorded(sessions, genuine)
+
+
+async def test_types_we_do_not_act_on_are_acknowledged_without_a_record(
+    http: httpx.AsyncClient, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    """Two of Stripe's three events per card debit (`payment_intent.created`,
+    `charge.succeeded`) change nothing here: 200 at once, nothing written — but only once
+    the signature holds."""
+    for type_ in ("payment_intent.created", "charge.succeeded", "customer.created"):
+        payload = _event().replace("payment_intent.payment_failed", type_)
+        forged = await http.post(
+            URL, content=payload, headers={"Stripe-Signature": _header(payload, "whsec_wrong")}
+        )
+        _assert_400(forged, "bad_signature")
+        header = _header(payload, settings.stripe_webhook_secret)
+        for _ in range(2):
+            ok = await http.post(URL, content=payload, headers={"Stripe-Signature": header})
+            assert ok.status_code == 200, ok.text
+            assert ok.json() == {"received": True, "duplicate": False, "ignored": True}
+        assert not _recorded(sessions, payload)
 
 
 async def test_several_v1_entries_one_valid_is_accepted_like_stripe(
