@@ -25,6 +25,7 @@ from activities.claims import ClaimActivities
 from activities.collection import CollectionActivities
 from activities.events import EventDispatcher
 from activities.ledger import LedgerActivities
+from activities.methods import MethodActivities
 from activities.notices import NoticeActivities
 from activities.payments import PaymentActivities, TokenBucket, make_stripe_client
 from core.db import make_engine, make_session_factory
@@ -111,6 +112,7 @@ def build_worker(
     payments = PaymentActivities(
         stripe_client, sessions, limiter=TokenBucket(settings.effective_stripe_rate_limit)
     )
+    methods = MethodActivities(stripe_client, throttle=payments._throttle)
     ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)
     notices = (
         NoticeActivities(settings, sessions, mailer=mailer)
@@ -124,6 +126,7 @@ def build_worker(
     activities: list[Callable[..., Any]] = [
         payments.charge,
         payments.payment_status,
+        methods.describe_payment_method,
         ledger.sync_ledger,
         notices.send_notice,
         collection.build_case_file,

@@ -21,7 +21,13 @@ import smtplib
 import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
+from email.policy import SMTP
+
+# CRLF line endings, as SMTP requires. Headers fold only beyond RFC 5322's hard limit of 998
+# characters: Python's folder may fold an encoded Subject at the space in "99,00 €", and
+# whitespace between two encoded words is dropped on decoding (RFC 2047 § 6.2), so the
+# customer would read "99,00€". Bodies are quoted-printable and wrap at 76 anyway.
+SMTP_POLICY = SMTP.clone(max_line_length=998)
 from email.utils import formatdate, parseaddr
 from urllib.parse import unquote, urlsplit
 
@@ -51,7 +57,7 @@ def build_message(
     headers: Mapping[str, str] | None = None,
 ) -> EmailMessage:
     """A multipart/alternative message (text first, HTML preferred by capable clients)."""
-    msg = EmailMessage(policy=SMTP_POLICY)  # CRLF line endings, as SMTP requires
+    msg = EmailMessage(policy=SMTP_POLICY)
     msg["From"] = mail_from
     msg["To"] = to
     msg["Subject"] = subject

@@ -23,7 +23,9 @@ address, address_lines}; ``product`` {id, name}; ``lines`` [{label, seq, due_dat
 amount_minor}]; ``principal``, ``fees``, ``costs``, ``interest``, ``interest_paid``,
 ``subtotal`` (principal + fees + costs, without interest) and ``total`` (``subtotal`` +
 ``interest``) — formatted, each also as ``*_minor`` int; ``deadline``; ``payment_link``;
-``route`` (``court`` | ``inkasso`` | None); and the helpers ``money(minor)`` and
+``route`` (``court`` | ``inkasso`` | None); ``debit`` (SEPA pre-notification only, else
+None: {seq, attempt, amount, amount_minor, date, mandate_reference, creditor_id,
+iban_last4, short_notice, represented}); and the helpers ``money(minor)`` and
 ``date(value)``.
 
 Statutory default interest (§ 288 BGB, SPEC.md §2) is computed here, per open claim line,
@@ -55,6 +57,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -499,10 +502,36 @@ def _build(
         "deadline": day(inp.deadline),
         "payment_link": link,
         "route": route,
+        "debit": _debit_context(inp, settings, money, day),
         "money": money,
         "date": day,
     }
     return context, interest
+
+
+def _debit_context(
+    inp: NoticeInput,
+    settings: Settings,
+    money: Callable[[int], str],
+    day: Callable[[str | date | datetime], str],
+) -> dict[str, Any] | None:
+    """The announced SEPA debit (pre-notification, DOMAIN.md §4): amount, date, mandate
+    reference, creditor id, last four IBAN digits; None for every other notice."""
+    d = inp.debit
+    if d is None:
+        return None
+    return {
+        "seq": d.seq,
+        "attempt": d.attempt,
+        "amount": money(d.amount),
+        "amount_minor": d.amount,
+        "date": day(d.debit_at),
+        "mandate_reference": d.mandate_reference,
+        "creditor_id": settings.seller_creditor_id or None,
+        "iban_last4": d.iban_last4,
+        "short_notice": d.short_notice,
+        "represented": d.attempt > 1,  # a re-presentation after a returned debit
+    }
 
 
 def _evidence(
@@ -539,6 +568,23 @@ def _evidence(
         "deadline": _iso(inp.deadline),
         "payment_link": context["payment_link"],
         "route": context["route"],
+        "debit": _debit_evidence(inp, context),
+    }
+
+
+def _debit_evidence(inp: NoticeInput, context: dict[str, Any]) -> dict[str, Any] | None:
+    d = inp.debit
+    if d is None:
+        return None
+    return {
+        "seq": d.seq,
+        "attempt": d.attempt,
+        "amount": d.amount,
+        "debit_at": _iso(d.debit_at),
+        "mandate_reference": d.mandate_reference,
+        "creditor_id": context["debit"]["creditor_id"],
+        "iban_last4": d.iban_last4,
+        "short_notice": d.short_notice,
     }
 
 

@@ -302,7 +302,8 @@ class NoticeActivities:
                         data=data,
                     )
                 )
-        metrics.notice_sent(inp.stage)  # metrics (issue 4 item 7): after the COMMIT
+        # metrics (issue 4 item 7), after the COMMIT; pre-notifications by template, not per debit
+        metrics.notice_sent(inp.template if inp.debit is not None else inp.stage)
         log.info(
             "notice sent contract=%s notice=%s to=%s message-id=%s",
             inp.contract_id,

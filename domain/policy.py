@@ -66,6 +66,23 @@ class CollectionConfig:
     require_approval: bool = False
 
 
+# SEPA Core pre-notification: 14 calendar days before the debit unless the creditor and the
+# debtor agreed a shorter period (SEPA rulebook, DOMAIN.md §4: "can be shortened, not
+# waived"; Stripe's mandate text agrees 2 calendar days [S-SEPA]). The default when a policy
+# says nothing is the rulebook's.
+SEPA_PRE_NOTIFICATION_DEFAULT: Final = "14d"
+
+
+@dataclass
+class SepaConfig:
+    """SEPA direct debits: how long before each debit the customer is told about it."""
+
+    pre_notification: str = SEPA_PRE_NOTIFICATION_DEFAULT
+
+    def lead(self) -> timedelta:
+        return parse_duration(self.pre_notification)
+
+
 @dataclass
 class Policy:
     name: str
@@ -73,6 +90,7 @@ class Policy:
     ladder: list[LadderStep]
     collection: CollectionConfig = field(default_factory=CollectionConfig)
     interest: str = "statutory"  # statutory (§ 288 BGB) | none
+    sepa: SepaConfig = field(default_factory=SepaConfig)
 
     def retry_offsets(self) -> list[timedelta]:
         return self.retries.offsets()
@@ -274,7 +292,10 @@ def parse_policy(data: object, file: str) -> Policy:
     if data is None:
         c.fail("(top)", "empty document: expected a mapping with name, retries and ladder")
     top = c.mapping(
-        data, "(top)", required=("name", "retries", "ladder"), optional=("collection", "interest")
+        data,
+        "(top)",
+        required=("name", "retries", "ladder"),
+        optional=("collection", "interest", "sepa"),
     )
 
     name = c.string(top["name"], "name")
@@ -288,8 +309,14 @@ def parse_policy(data: object, file: str) -> Policy:
     ladder = _parse_ladder(c, top["ladder"])
     collection = _parse_collection(c, top.get("collection", {}))
     interest = c.choice(top.get("interest", "statutory"), "interest", INTEREST_MODES)
+    sepa = _parse_sepa(c, top.get("sepa", {}))
     return Policy(
-        name=name, retries=retries, ladder=ladder, collection=collection, interest=interest
+        name=name,
+        retries=retries,
+        ladder=ladder,
+        collection=collection,
+        interest=interest,
+        sepa=sepa,
     )
 
 
@@ -378,6 +405,20 @@ def _parse_ladder(c: _Checker, value: object) -> list[LadderStep]:
     return steps
 
 
+# Longer than any sensible notice period: a typo (`140d`) must not delay a debit for months.
+MAX_PRE_NOTIFICATION: Final = timedelta(days=31)
+
+
+def _parse_sepa(c: _Checker, value: object) -> SepaConfig:
+    section = c.mapping(value, "sepa", required=(), optional=("pre_notification",))
+    text, lead = c.duration(
+        section.get("pre_notification", SEPA_PRE_NOTIFICATION_DEFAULT), "sepa.pre_notification"
+    )
+    if lead > MAX_PRE_NOTIFICATION:
+        c.fail("sepa.pre_notification", f"at most 31d before the debit, got {text}")
+    return SepaConfig(pre_notification=text)
+
+
 def _parse_collection(c: _Checker, value: object) -> CollectionConfig:
     section = c.mapping(
         value,
@@ -424,6 +465,7 @@ def policy_to_dict(p: Policy) -> dict[str, Any]:
             "require_approval": p.collection.require_approval,
         },
         "interest": p.interest,
+        "sepa": {"pre_notification": p.sepa.pre_notification},
     }
 
 
@@ -458,4 +500,9 @@ def policy_from_dict(d: dict[str, Any]) -> Policy:
             require_approval=bool(collection.get("require_approval", False)),
         ),
         interest=str(d.get("interest", "statutory")),
+        sepa=SepaConfig(
+            pre_notification=str(
+                (d.get("sepa") or {}).get("pre_notification", SEPA_PRE_NOTIFICATION_DEFAULT)
+            )
+        ),
     )

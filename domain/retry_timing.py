@@ -11,7 +11,8 @@ of the next attempt, or ``None`` with the reason to stop. The rules, in the orde
 2. **SEPA re-presents only AM04 ``insufficient_funds``, and only once** (DOMAIN.md §4 R-code
    table: every other return is "No"; §6 derived default "re-present **once** after payday";
    :data:`domain.declines.MAX_SEPA_RETRIES`). Each re-presentation costs a failure fee and
-   needs a fresh pre-notification.
+   needs a fresh pre-notification: it is never planned earlier than ``now + min_notice``
+   (the policy's ``sepa.pre_notification``), so the announcement can go out in time.
 3. **Count caps.** Unknown codes (not in the classification table) get at most
    :data:`domain.declines.MAX_UNKNOWN_RETRIES` retries; cards at most
    :data:`domain.policy.MAX_RETRIES` (8, Stripe's recommended maximum [IFD stripe.json,
@@ -111,6 +112,9 @@ class RetryPlanInput:
     retries_done: int  # retries already made in this series (0 after the first failure)
     payday_alignment: bool  # policy flag: align insufficient_funds retries to paydays
     now: datetime
+    # SEPA: a re-presentation needs a fresh pre-notification this long before it (policy
+    # sepa.pre_notification, DOMAIN.md §§ 4, 6); the retry is never earlier than now + this.
+    min_notice: timedelta = timedelta(0)
 
 
 @dataclass
@@ -256,7 +260,8 @@ def next_retry(inp: RetryPlanInput) -> RetryDecision:
 
     # 4. Policy time, never in the past.
     planned = _utc(inp.first_failed_at + inp.offsets[n])
-    earliest = max(planned, _utc(inp.now))
+    notice_until = _utc(inp.now) + (inp.min_notice if scheme == SEPA else timedelta(0))
+    earliest = max(planned, notice_until)
     align = inp.payday_alignment and code == PAYDAY_CODE
     at = _place(planned, earliest, scheme, align)
 
@@ -312,6 +317,8 @@ def next_retry(inp: RetryPlanInput) -> RetryDecision:
             f"({format_duration(inp.offsets[n])} after the first failure)"
         )
         rule = "policy"
+    if scheme == SEPA and inp.min_notice > timedelta(0) and notice_until > planned:
+        reason += f"; not before {_local(notice_until)}: announced beforehand (pre-notification)"
     if pushed_from is not None:
         reason += (
             f"; pushed from {_local(pushed_from)}: {VISA_MAX_REATTEMPTS} attempts in the "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from . import charges, customers, payments, refunds
+from . import charges, customers, payments, refunds, setup_intents
 from .http import Endpoint, api
 
 
@@ -31,6 +31,10 @@ V1_ROUTES = [
     _route("/v1/payment_intents/{id}", "POST", payments.update_payment_intent),
     _route("/v1/payment_intents/{id}/confirm", "POST", payments.confirm_payment_intent),
     _route("/v1/payment_intents/{id}/cancel", "POST", payments.cancel_payment_intent),
+    _route("/v1/setup_intents", "POST", setup_intents.create_setup_intent),
+    _route("/v1/setup_intents", "GET", setup_intents.list_setup_intents),
+    _route("/v1/setup_intents/{id}", "GET", setup_intents.retrieve_setup_intent),
+    _route("/v1/setup_intents/{id}/confirm", "POST", setup_intents.confirm_setup_intent),
     _route("/v1/charges", "GET", charges.list_charges),
     _route("/v1/charges/{id}", "GET", charges.retrieve_charge),
     _route("/v1/mandates/{id}", "GET", charges.retrieve_mandate),

@@ -117,6 +117,8 @@ def settings(db_url: str, standin: Any, smtp: Any, tmp_path: Path) -> Settings:
         # verified table yet (domain/interest.py); tests supply one the way an operator
         # would, through MAHNWERK_BASE_RATES.
         base_rates="2026-07-01:127,2027-01-01:127,2027-07-01:127",
+        # the Bundesbank's example creditor id format (DE, check digits, ZZZ, national id)
+        seller_creditor_id="DE98ZZZ09999999999",
     )
 
 

@@ -10,7 +10,7 @@ sequences.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from domain import declines
     from domain.allocation import Claim, Item, allocate
+    from domain.calendar import add_target_business_days
     from domain.durations import parse_interval
     from domain.fees import RETURN_DEBIT_COST_DEFAULT
     from domain.money import format_amount
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         ContractInput,
         ContractState,
         ContractView,
+        DebitAnnouncement,
         Fact,
         InstallmentState,
         InterestInput,
@@ -43,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
         LedgerSync,
         NoticeInput,
         NoticeResult,
+        PaymentMethodInfo,
+        PaymentMethodLookup,
         PaymentMethodRequest,
         PaymentStatusInput,
         PaymentUpdate,
@@ -52,6 +56,18 @@ with workflow.unsafe.imports_passed_through():
 
 TERMINAL = ("completed", "cancelled", "handed_off", "written_off", "failed")
 APPROVAL_REMINDER_EVERY = timedelta(days=7)
+
+# Patch id (workflow.patched) of the SEPA pre-notification (issue 5): announcing debits,
+# the payment method lookup, the 14-business-day processing cap and stalled debits change
+# the commands a contract issues; contracts started before it keep their old behaviour.
+PATCH_PRE_NOTIFICATION = "sepa-pre-notification"
+# Stripe reports a SEPA debit's outcome within 14 TARGET business days ([S-SEPA],
+# DOMAIN.md §4); a debit still `processing` after that is flagged for a human.
+SEPA_PROCESSING_CAP_BUSINESS_DAYS = 14
+# A debit whose Stripe calls failed through all activity retries waits this long (doubling,
+# up to a day) and is tried again with the same idempotency key.
+STALL_FIRST = timedelta(hours=1)
+STALL_MAX = timedelta(days=1)
 
 SA_STATUS = SearchAttributeKey.for_keyword("MahnwerkStatus")
 SA_STAGE = SearchAttributeKey.for_keyword("DunningStage")
@@ -99,6 +115,9 @@ class ContractWorkflow:
         if inp.state is None:
             self._sa_last = ("active", "none", 0, False)  # set by the API at start
             self._start(workflow.now())
+            if self._announcing():
+                # Once per method: a SEPA method's debits are announced beforehand.
+                await self._method()
         else:
             self._sa_last = self._sa_tuple()  # carried over by continue-as-new
         while True:
@@ -178,9 +197,12 @@ class ContractWorkflow:
             await self._use_new_method(req, "payment method updated at Stripe")
         if self.inp.kind == "subscription" and self.s.status not in TERMINAL:
             self._generate_subscription_periods(now)
+        await self._announce_debits(now)
         for inst in sorted(self.s.installments, key=lambda i: i.seq):
             if self.s.status in TERMINAL:
                 return
+            if inst.stalled_until is not None and inst.stalled_until > now:
+                continue  # Stripe was unreachable: tried again at stalled_until
             if inst.status == "scheduled" and inst.due_at <= now:
                 if inst.outstanding <= 0:
                     inst.status = "paid"
@@ -213,12 +235,18 @@ class ContractWorkflow:
         count = self.inp.count
         for inst in self.s.installments:
             label = f"installment {inst.seq}" + (f" of {count}" if count else "")
+            stalled = inst.stalled_until
             if inst.status == "scheduled":
-                candidates.append((inst.due_at, f"{label} due"))
+                at = max(inst.due_at, stalled) if stalled else inst.due_at
+                candidates.append((at, f"{label} due"))
             elif inst.status == "open" and inst.next_retry_at and not self.s.paused:
-                candidates.append((inst.next_retry_at, f"retry {inst.retries_done + 1} of {label}"))
+                at = max(inst.next_retry_at, stalled) if stalled else inst.next_retry_at
+                candidates.append((at, f"retry {inst.retries_done + 1} of {label}"))
             elif inst.status == "processing" and inst.next_poll_at:
                 candidates.append((inst.next_poll_at, f"check the debit of {label}"))
+        for inst, at in self._unannounced_debits():
+            label = f"installment {inst.seq}" + (f" of {count}" if count else "")
+            candidates.append((at - self.policy.sepa.lead(), f"SEPA pre-notification of {label}"))
         step = None if self.s.paused else self._next_ladder_step()
         if step is not None:
             candidates.append((step[1], f"dunning stage {step[0].stage}"))
@@ -285,6 +313,13 @@ class ContractWorkflow:
     def _money(self, amount: int) -> str:
         return format_amount(amount, self.inp.currency, "de")
 
+    def _fee_part(self, inst: InstallmentState, at: datetime) -> int:
+        """The dunning fees a debit of `inst` at `at` also collects: the oldest due debit
+        takes the open fees, so one successful debit clears the whole claim (§ 367 BGB
+        allocates costs first)."""
+        in_flight = sum(i.fee_part for i in self.s.installments if i.status == "processing")
+        return max(self._fees_open() - in_flight, 0) if self._fee_carrier(at) is inst else 0
+
     async def _charge(self, inst: InstallmentState, reason: str) -> ChargeResult:
         now = workflow.now()
         # When the attempt was due: retry offsets count from here, so retries keep the
@@ -294,16 +329,73 @@ class ContractWorkflow:
         if not (now - timedelta(hours=1) <= scheduled <= now):
             scheduled = now  # started late (e.g. a back-dated contract): count from now
         attempt = inst.attempts + 1
-        # The oldest due debit also collects the open dunning fees, so that one successful
-        # debit clears the whole claim (§ 367 BGB allocates costs first).
-        in_flight = sum(i.fee_part for i in self.s.installments if i.status == "processing")
-        fee_part = max(self._fees_open() - in_flight, 0) if self._fee_carrier(now) is inst else 0
-        amount = inst.outstanding + fee_part
+        fee_part = self._fee_part(inst, now)
         key = f"{self.inp.contract_id}:{inst.seq}:{attempt}"
+        if self._announcing():
+            method = await self._method()
+            if method is None:
+                return self._stall(inst, now, key, "payment method lookup failed")
+            if method.is_sepa:
+                if inst.announced_attempt != attempt:
+                    # Not announced in time (due at checkout, a new method): announce now.
+                    await self._announce(inst, now, method, inst.outstanding + fee_part)
+                # Never take more than the customer was told (fees added since are not
+                # part of this debit; they stay open for the next one).
+                fee_part = min(fee_part, max(inst.announced_amount - inst.outstanding, 0))
+        amount = inst.outstanding + fee_part
         summary = f"charge {self._money(amount)} — {self._label(inst)}, attempt {attempt}"
         if fee_part:
             summary += f" (incl. {self._money(fee_part)} fees)"
-        res: ChargeResult = await workflow.execute_activity(
+        try:
+            res = await self._charge_activity(inst, attempt, key, amount, now, summary)
+        except ActivityError as err:
+            if not self._announcing():
+                raise  # contracts started before the patch fail as they always did
+            return self._stall(inst, now, key, str(err.cause or err))
+        inst.stalled_until = None
+        inst.stalls = 0
+        inst.attempts = attempt
+        inst.attempt_times = [*inst.attempt_times[-29:], now]
+        inst.fee_part = fee_part
+        data = {
+            "installment": inst.seq,
+            "attempt": attempt,
+            "amount": amount,
+            "fees": fee_part,
+            "reason": reason,
+            "payment_intent": res.payment_intent,
+        }
+        if res.status == "succeeded":
+            self._paid(inst, amount, now, data | {"method": "stripe"}, f"{key}")
+        elif res.status == "processing":
+            inst.status = "processing"
+            inst.scheme = "sepa"
+            inst.payment_intent = res.payment_intent
+            inst.processing_since = now
+            inst.processing_overdue = False
+            inst.next_poll_at = now + timedelta(seconds=self.inp.poll_interval_seconds)
+            self._fact("payment.processing", f"processing:{key}", now, data)
+            if self.inp.kind == "one_off":
+                # SEPA: access is granted when the debit is submitted (SPEC.md §2).
+                self._grant_access(now, "SEPA debit submitted")
+        elif res.status == "pending":
+            inst.status = "processing"
+            inst.payment_intent = res.payment_intent
+            inst.next_poll_at = now + timedelta(seconds=self.inp.poll_interval_seconds)
+        else:
+            self._declined(inst, res, now, data, key, failed_at=scheduled)
+        return res
+
+    async def _charge_activity(
+        self,
+        inst: InstallmentState,
+        attempt: int,
+        key: str,
+        amount: int,
+        now: datetime,
+        summary: str,
+    ) -> ChargeResult:
+        return await workflow.execute_activity(
             "charge",
             ChargeInput(
                 contract_id=self.inp.contract_id,
@@ -324,36 +416,156 @@ class ContractWorkflow:
             retry_policy=rp.CHARGE,
             summary=summary,
         )
-        inst.attempts = attempt
-        inst.attempt_times = [*inst.attempt_times[-29:], now]
-        inst.fee_part = fee_part
-        data = {
-            "installment": inst.seq,
-            "attempt": attempt,
-            "amount": amount,
-            "fees": fee_part,
-            "reason": reason,
-            "payment_intent": res.payment_intent,
-        }
-        if res.status == "succeeded":
-            self._paid(inst, amount, now, data | {"method": "stripe"}, f"{key}")
-        elif res.status == "processing":
-            inst.status = "processing"
-            inst.scheme = "sepa"
-            inst.payment_intent = res.payment_intent
-            inst.processing_since = now
-            inst.next_poll_at = now + timedelta(seconds=self.inp.poll_interval_seconds)
-            self._fact("payment.processing", f"processing:{key}", now, data)
-            if self.inp.kind == "one_off":
-                # SEPA: access is granted when the debit is submitted (SPEC.md §2).
-                self._grant_access(now, "SEPA debit submitted")
-        elif res.status == "pending":
-            inst.status = "processing"
-            inst.payment_intent = res.payment_intent
-            inst.next_poll_at = now + timedelta(seconds=self.inp.poll_interval_seconds)
-        else:
-            self._declined(inst, res, now, data, key, failed_at=scheduled)
-        return res
+
+    def _stall(self, inst: InstallmentState, now: datetime, key: str, error: str) -> ChargeResult:
+        """Stripe stayed unreachable through every retry of the debit's activity: nothing
+        was decided, so nothing changes but the time of the next try (same idempotency key,
+        and the charge activity looks the PaymentIntent up by metadata first)."""
+        wait = min(STALL_FIRST * (2**inst.stalls), STALL_MAX)
+        inst.stalls += 1
+        inst.stalled_until = now + wait
+        self._fact(
+            "payment.stalled",
+            f"stalled:{key}:{inst.stalls}",
+            now,
+            {"installment": inst.seq, "error": error[:500], "retry_at": inst.stalled_until},
+        )
+        return ChargeResult("stalled", None, message=error[:500])
+
+    # -- SEPA pre-notification (DOMAIN.md §4) ------------------------------------------------
+
+    def _announcing(self) -> bool:
+        return workflow.patched(PATCH_PRE_NOTIFICATION)
+
+    def _current_method(self) -> PaymentMethodInfo | None:
+        m = self.s.method
+        return m if m is not None and m.payment_method == self.s.payment_method else None
+
+    async def _method(self) -> PaymentMethodInfo | None:
+        """The payment method as Stripe describes it, looked up once per method; None if
+        Stripe could not be asked (tried again next time)."""
+        current = self._current_method()
+        if current is not None:
+            return current
+        try:
+            info: PaymentMethodInfo = await workflow.execute_activity(
+                "describe_payment_method",
+                PaymentMethodLookup(
+                    self.inp.contract_id, self.inp.stripe_customer, self.s.payment_method
+                ),
+                result_type=PaymentMethodInfo,
+                start_to_close_timeout=rp.CHARGE_START_TO_CLOSE,
+                schedule_to_close_timeout=rp.CHARGE_SCHEDULE_TO_CLOSE,
+                retry_policy=rp.CHARGE,
+                summary=f"look up payment method {self.s.payment_method}",
+            )
+        except ActivityError:
+            return None
+        self.s.method = info
+        return info
+
+    def _debit_plan(self) -> list[tuple[InstallmentState, datetime]]:
+        """The debits ahead: each scheduled installment at its due time, each open one at
+        its retry (not while paused)."""
+        plan: list[tuple[InstallmentState, datetime]] = []
+        for inst in self.s.installments:
+            if inst.outstanding <= 0:
+                continue
+            if inst.status == "scheduled":
+                plan.append((inst, inst.due_at))
+            elif inst.status == "open" and inst.next_retry_at and not self.s.paused:
+                plan.append((inst, inst.next_retry_at))
+        return plan
+
+    def _unannounced_debits(self) -> list[tuple[InstallmentState, datetime]]:
+        """SEPA debits ahead whose attempt has not been announced yet."""
+        if self.s.status in TERMINAL or not self._announcing():
+            return []
+        method = self._current_method()
+        if method is None or not method.is_sepa:
+            return []
+        return [(i, at) for i, at in self._debit_plan() if i.announced_attempt != i.attempts + 1]
+
+    async def _announce_debits(self, now: datetime) -> None:
+        """Send the pre-notification of every SEPA debit due within the policy's lead."""
+        lead = self.policy.sepa.lead()
+        for inst, at in sorted(self._unannounced_debits(), key=lambda d: (d[1], d[0].seq)):
+            if at - lead <= now:
+                at = max(at, now)
+                await self._announce(
+                    inst, at, self.s.method, inst.outstanding + self._fee_part(inst, at)
+                )
+
+    async def _announce(
+        self, inst: InstallmentState, at: datetime, method: PaymentMethodInfo | None, amount: int
+    ) -> None:
+        assert method is not None
+        now = workflow.now()
+        attempt = inst.attempts + 1
+        lead = self.policy.sepa.lead()
+        # Timers fire on the dot, but a workflow task may start a little later.
+        short = at - now < lead - min(lead / 10, timedelta(hours=1))
+        stage = f"sepa_prenotification_{inst.seq}_{attempt}"
+        announcement = DebitAnnouncement(
+            seq=inst.seq,
+            attempt=attempt,
+            label=self._label(inst),
+            amount=amount,
+            debit_at=at,
+            iban_last4=method.last4,
+            mandate_reference=method.mandate_reference,
+            short_notice=short,
+        )
+        try:
+            await workflow.execute_activity(
+                "send_notice",
+                NoticeInput(
+                    contract_id=self.inp.contract_id,
+                    case_no=0,  # not part of a dunning case
+                    stage=stage,
+                    template="sepa_prenotification",
+                    customer=self.inp.customer,
+                    product=self.inp.product,
+                    currency=self.inp.currency,
+                    lines=[ClaimLine(self._label(inst), inst.seq, inst.due_at, inst.outstanding)],
+                    fees=amount - inst.outstanding,
+                    total=amount,
+                    deadline=at,
+                    created_at=now,
+                    interest_mode="none",
+                    debit=announcement,
+                ),
+                result_type=NoticeResult,
+                start_to_close_timeout=rp.NOTICE_START_TO_CLOSE,
+                schedule_to_close_timeout=rp.NOTICE_SCHEDULE_TO_CLOSE,
+                retry_policy=rp.NOTICE,
+                summary=f"announce SEPA debit of {self._money(amount)} on "
+                f"{berlin_date(at)} — {self._label(inst)}",
+            )
+        except ActivityError as err:
+            # Undeliverable (no usable address, SMTP down for a day): the debit still goes
+            # out — the customer keeps the 8-week refund right — and the gap is on record.
+            self._fact(
+                "notice.failed",
+                f"notice_failed:{self.inp.contract_id}:0:{stage}",
+                workflow.now(),
+                {"stage": stage, "error": str(err.cause or err)},
+            )
+        inst.announced_attempt = attempt
+        inst.announced_amount = amount
+        self._fact(
+            "sepa.pre_notified",
+            f"prenotified:{self.inp.contract_id}:{inst.seq}:{attempt}",
+            now,
+            {
+                "installment": inst.seq,
+                "attempt": attempt,
+                "amount": amount,
+                "debit_at": at,
+                "mandate_reference": method.mandate_reference,
+                "short_notice": short,
+            },
+        )
 
     async def _poll(self, inst: InstallmentState) -> None:
         assert inst.payment_intent
@@ -368,8 +580,45 @@ class ContractWorkflow:
         now = workflow.now()
         if res.status in ("processing", "pending"):
             inst.next_poll_at = now + timedelta(seconds=self.inp.poll_interval_seconds)
+            self._check_processing_cap(inst, now)
             return
         self._outcome(inst, res.status, res.code, now, source="poll")
+
+    def _check_processing_cap(self, inst: InstallmentState, now: datetime) -> None:
+        """Stripe reports a SEPA debit's outcome within 14 TARGET business days. Still
+        `processing` after that is an anomaly at Stripe or the bank: flag it for a human
+        once. The debit stays in flight — debiting again or dunning could take the money
+        twice — and the poll goes on."""
+        if (
+            inst.scheme != "sepa"
+            or inst.processing_overdue
+            or inst.processing_since is None
+            or not self._announcing()
+        ):
+            return
+        since = date.fromisoformat(berlin_date(inst.processing_since))
+        cap = add_target_business_days(since, SEPA_PROCESSING_CAP_BUSINESS_DAYS)
+        if date.fromisoformat(berlin_date(now)) <= cap:
+            return
+        inst.processing_overdue = True
+        workflow.logger.warning(
+            "SEPA debit %s of %s still processing after %d TARGET business days",
+            inst.payment_intent,
+            self.inp.contract_id,
+            SEPA_PROCESSING_CAP_BUSINESS_DAYS,
+        )
+        self._fact(
+            "payment.processing_overdue",
+            f"processing_overdue:{self.inp.contract_id}:{inst.seq}:{inst.attempts}",
+            now,
+            {
+                "installment": inst.seq,
+                "payment_intent": inst.payment_intent,
+                "processing_since": inst.processing_since,
+                "business_days": SEPA_PROCESSING_CAP_BUSINESS_DAYS,
+                "cap_date": cap.isoformat(),
+            },
+        )
 
     def _apply_payment_updates(self, now: datetime) -> None:
         updates, self._updates = self._updates, []
@@ -571,6 +820,8 @@ class ContractWorkflow:
                 retries_done=inst.retries_done,
                 payday_alignment=self.policy.retries.payday_alignment,
                 now=now,
+                # a re-presented SEPA debit is announced again beforehand
+                min_notice=self.policy.sepa.lead() if self._announcing() else timedelta(0),
             )
         )
         inst.retry_reason = decision.reason

@@ -63,6 +63,14 @@ class InstallmentState:
     retry_reason: str = ""  # why the next retry is when it is (timer summary)
     paid_at: datetime | None = None
     dunning_from: datetime | None = None  # reopened by a chargeback: the ladder counts from here
+    # SEPA pre-notification: the attempt number announced and the amount announced for it.
+    # A debit never takes more than announced (the customer was told that amount).
+    announced_attempt: int = 0
+    announced_amount: int = 0
+    processing_overdue: bool = False  # still `processing` after 14 TARGET business days
+    # Stripe unreachable for the whole of a debit's retries: try again at this time.
+    stalled_until: datetime | None = None
+    stalls: int = 0
 
     @property
     def outstanding(self) -> int:
@@ -103,6 +111,9 @@ class ContractState:
     case_file_id: int | None = None  # collection case file built at hand-off
     return_debit_costs: int = 0  # part of `fees` that are bank return-debit costs
     interest_paid: int = 0  # statutory interest received so far (§ 367 BGB allocation)
+    # The payment method as Stripe describes it (looked up once per method): SEPA debits
+    # are announced beforehand with these details.
+    method: PaymentMethodInfo | None = None
 
 
 @dataclass
@@ -159,6 +170,28 @@ class ChargeResult:
     failure_class: str | None = None  # domain.declines class
     message: str | None = None
     amount: int = 0
+
+
+@dataclass
+class PaymentMethodLookup:
+    contract_id: str
+    stripe_customer: str | None
+    payment_method: str | None
+
+
+@dataclass
+class PaymentMethodInfo:
+    """What a SEPA pre-notification needs to say about the method (DOMAIN.md §4)."""
+
+    payment_method: str | None
+    kind: str  # card | sepa_debit | unknown (not found, or another type)
+    last4: str | None = None  # IBAN (SEPA) or card number
+    mandate: str | None = None  # Stripe Mandate id
+    mandate_reference: str | None = None  # the SEPA mandate reference (≤ 35 characters)
+
+    @property
+    def is_sepa(self) -> bool:
+        return self.kind == "sepa_debit"
 
 
 @dataclass
@@ -231,6 +264,21 @@ class NoticeInput:
     # statutory | none (policy charges none) | waived (support waived it): § 288 BGB interest
     interest_mode: str = "statutory"
     interest_paid: int = 0  # statutory interest already received (deducted on the notice)
+    debit: DebitAnnouncement | None = None  # SEPA pre-notification only
+
+
+@dataclass
+class DebitAnnouncement:
+    """A SEPA pre-notification: which debit, when, how much, under which mandate."""
+
+    seq: int
+    attempt: int
+    label: str
+    amount: int  # the most the debit will take (minor units)
+    debit_at: datetime
+    iban_last4: str | None
+    mandate_reference: str | None
+    short_notice: bool = False  # sent later than the policy's lead (e.g. due at checkout)
 
 
 @dataclass

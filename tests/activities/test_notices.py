@@ -582,3 +582,25 @@ def test_notice_numbers_fit_the_column_and_stay_unique() -> None:
     assert max(len(a), len(b), len(c)) <= 64
     assert len({a, b, c}) == 3
     assert notice_number_for(CONTRACT, 2, "reminder") == "MW-ord-2026-0001-2-reminder"
+
+
+def test_subject_with_an_amount_keeps_its_spaces_through_encoding() -> None:
+    # Python's header folder used to fold at the space in "99,00 €" between two RFC 2047
+    # encoded words, and decoders drop such whitespace: the customer read "99,00€".
+    from email import message_from_bytes
+    from email import policy as email_policy
+
+    from activities.mailer import build_message
+
+    subject = "Ankündigung Ihrer SEPA-Lastschrift über 99,00 € am 27.11.2026 – Kurs X"
+    msg = build_message(
+        mail_from="a@example.org",
+        to="b@example.org",
+        subject=subject,
+        text="t",
+        html="<p>h</p>",
+        message_id="<x@example.org>",
+    )
+    raw = msg.as_bytes()
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert str(message_from_bytes(raw, policy=email_policy.default)["Subject"]) == subject

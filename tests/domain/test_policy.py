@@ -11,6 +11,7 @@ from domain.policy import (
     Policy,
     PolicyError,
     RetryConfig,
+    SepaConfig,
     load_policy,
     parse_policy,
     policy_from_dict,
@@ -68,6 +69,7 @@ def test_default_policy_is_the_spec_example() -> None:
         ],
         collection=CollectionConfig(write_off_below=5000, route="auto", require_approval=False),
         interest="statutory",
+        sepa=SepaConfig(pre_notification="5d"),
     )
     assert policy.retry_offsets() == [timedelta(days=d) for d in (1, 3, 5, 7)]
     assert [step.offset() for step in policy.ladder] == [
@@ -419,6 +421,47 @@ def test_policy_round_trips_through_temporal_converter() -> None:
     payloads = converter.DataConverter.default.payload_converter.to_payloads([policy])
     (decoded,) = converter.DataConverter.default.payload_converter.from_payloads(payloads, [Policy])
     assert decoded == policy
+
+
+def test_sepa_pre_notification_defaults_to_the_rulebooks_14_days(tmp_path: Path) -> None:
+    text = "name: p\nretries:\n  after: [1d]\nladder:\n  - stage: reminder\n    after: 3d\n"
+    (tmp_path / "p.yaml").write_text(text)
+    policy = load_policy("p", tmp_path)
+    assert policy.sepa.pre_notification == "14d" and policy.sepa.lead() == timedelta(days=14)
+    # a policy pinned before the key existed reads the same default
+    data = policy_to_dict(policy)
+    del data["sepa"]
+    assert policy_from_dict(data).sepa.lead() == timedelta(days=14)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("soon", "invalid duration"),
+        ("40d", "at most 31d"),
+        ("[2d]", "must be a duration"),
+    ],
+)
+def test_sepa_pre_notification_rejects_bad_values(tmp_path: Path, value: str, reason: str) -> None:
+    text = (
+        "name: p\nretries:\n  after: [1d]\nladder:\n  - stage: reminder\n    after: 3d\n"
+        f"sepa:\n  pre_notification: {value}\n"
+    )
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(PolicyError) as exc:
+        load_policy("p", tmp_path)
+    assert exc.value.key == "sepa.pre_notification" and reason in exc.value.reason
+
+
+def test_sepa_section_rejects_unknown_keys(tmp_path: Path) -> None:
+    text = (
+        "name: p\nretries:\n  after: [1d]\nladder:\n  - stage: reminder\n    after: 3d\n"
+        "sepa:\n  prenotification: 2d\n"
+    )
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(PolicyError) as exc:
+        load_policy("p", tmp_path)
+    assert exc.value.key.startswith("sepa")
 
 
 def test_payday_alignment_must_be_a_bool(tmp_path: Path) -> None:

@@ -392,6 +392,25 @@ def test_sepa_after_the_time_of_day_passed_takes_the_next_target_day() -> None:
     )
 
 
+def test_sepa_re_presentation_leaves_time_for_a_fresh_pre_notification() -> None:
+    # Failed Thu 2026-12-10 10:00, policy retry D+1 = Fri 12-11; with 5 days' notice the
+    # announcement goes out now and the debit waits until Tue 12-15 10:00 (a TARGET day).
+    inp = plan(scheme="sepa", code="do_not_honor")
+    inp.code = "insufficient_funds"
+    inp.now = berlin(2026, 12, 10, 10)
+    inp.min_notice = timedelta(days=5)
+    decision = next_retry(inp)
+    assert local(decision.at) == "2026-12-15 10:00"
+    assert "not before 2026-12-15 10:00: announced beforehand" in decision.reason
+    # 2026-12-19 is a Saturday: 9 days' notice moves it to Mon 12-21
+    inp.min_notice = timedelta(days=9)
+    assert local(next_retry(inp).at) == "2026-12-21 10:00"
+    # cards are not pre-notified: the notice period does not apply
+    card = plan(code="insufficient_funds", now=berlin(2026, 12, 10, 10))
+    card.min_notice = timedelta(days=5)
+    assert local(next_retry(card).at) == "2026-12-11 10:00"
+
+
 def test_sepa_is_re_presented_at_most_once() -> None:
     decision = next_retry(
         plan(

@@ -18,6 +18,12 @@ from tests.stack import Stack, unique_email
 
 
 def sepa_method(stack: Stack, iban: str) -> str:
+    """A SEPA method with a mandate, set up as a platform does at checkout (SetupIntent)."""
+    return sepa_mandate(stack, iban)[0]
+
+
+def sepa_mandate(stack: Stack, iban: str) -> tuple[str, str]:
+    """(payment method id, mandate reference)."""
     client = stripe.StripeClient("sk_test_mahnwerk", base_addresses={"api": stack.standin.url})
     pm = client.v1.payment_methods.create(
         params={
@@ -26,7 +32,19 @@ def sepa_method(stack: Stack, iban: str) -> str:
             "billing_details": {"name": "Erika Mustermann", "email": "erika@example.org"},
         }
     )
-    return str(pm.id)
+    si = client.v1.setup_intents.create(
+        params={  # type: ignore[arg-type]
+            "payment_method": pm.id,
+            "payment_method_types": ["sepa_debit"],
+            "confirm": True,
+            "mandate_data": {"customer_acceptance": {"type": "offline"}},
+        }
+    )
+    assert si.mandate
+    mandate = client.v1.mandates.retrieve(str(si.mandate))
+    sepa = mandate.payment_method_details.sepa_debit
+    assert sepa is not None
+    return str(pm.id), str(sepa.reference)
 
 
 async def deliver(stack: Stack, event: dict[str, Any]) -> None:
@@ -93,7 +111,10 @@ async def test_sepa_chargeback_in_week_5_reopens_with_costs_and_locks(stack: Sta
     await stack.env.sleep(timedelta(days=15))
     c = await stack.contract(cid)
     assert c["access"] == "locked" and c["dunning"]["stage"] == "mahnung_1"
-    assert len(stack.mails(email)) == 3  # reminder, first Mahnung, access locked
+    subjects = [str(m["Subject"]) for m in stack.mails(email)]
+    assert len(subjects) == 4, subjects
+    # the debit was announced first; then reminder, first Mahnung, access locked
+    assert subjects[0].startswith("Ankündigung Ihrer SEPA-Lastschrift über 99,00 €")
     stack.standin.set_config(sepa_delay=2.0)
 
 

@@ -1,0 +1,89 @@
+"""What a payment method is, as Stripe knows it: the facts a SEPA pre-notification needs.
+
+A SEPA Core debit must be announced to the debtor beforehand with the amount, the date, the
+mandate reference, the creditor id and (for custom notices) the last four IBAN digits
+(DOMAIN.md §4). The workflow asks once per payment method; this activity reads it from
+Stripe: the PaymentMethod (type, last 4), then the mandate the platform collected for it
+with a SetupIntent (Stripe's way to set up a SEPA method for later off-session debits), and
+the Mandate's reference.
+
+A method Stripe does not know (deleted, wrong id) is a *result* (`kind="unknown"`), not an
+error: the debit will fail on its own and the workflow's decline handling takes over.
+Transport faults (network, 5xx, 429) raise, and Temporal retries them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import stripe
+from temporalio import activity
+
+from workflows.types import PaymentMethodInfo, PaymentMethodLookup
+
+log = logging.getLogger(__name__)
+
+
+class MethodActivities:
+    def __init__(
+        self, stripe_client: stripe.StripeClient, throttle: Callable[[], Any] | None = None
+    ) -> None:
+        self.stripe = stripe_client
+        # One Stripe request = one token of the worker's client-side rate limit.
+        self._throttle = throttle or (lambda: None)
+
+    @activity.defn(name="describe_payment_method")
+    def describe_payment_method(self, inp: PaymentMethodLookup) -> PaymentMethodInfo:
+        if not inp.payment_method:
+            return PaymentMethodInfo(payment_method=None, kind="unknown")
+        self._throttle()
+        try:
+            pm = self.stripe.v1.payment_methods.retrieve(inp.payment_method)
+        except stripe.InvalidRequestError as err:
+            if getattr(err, "code", None) != "resource_missing":
+                raise
+            log.warning(
+                "payment method %s of contract %s not found at Stripe",
+                inp.payment_method,
+                inp.contract_id,
+            )
+            return PaymentMethodInfo(payment_method=inp.payment_method, kind="unknown")
+        kind = str(pm.type)
+        if kind == "card":
+            card = getattr(pm, "card", None)
+            return PaymentMethodInfo(pm.id, "card", last4=getattr(card, "last4", None))
+        if kind != "sepa_debit":
+            return PaymentMethodInfo(pm.id, "unknown")
+        last4 = getattr(getattr(pm, "sepa_debit", None), "last4", None)
+        mandate_id = self._mandate_of(pm.id, inp.stripe_customer)
+        reference = None
+        if mandate_id is not None:
+            self._throttle()
+            mandate = self.stripe.v1.mandates.retrieve(mandate_id)
+            details = getattr(getattr(mandate, "payment_method_details", None), "sepa_debit", None)
+            reference = getattr(details, "reference", None)
+        else:
+            log.warning(
+                "no SEPA mandate found for %s (contract %s): pre-notifications go out without "
+                "a mandate reference",
+                pm.id,
+                inp.contract_id,
+            )
+        return PaymentMethodInfo(
+            pm.id, "sepa_debit", last4=last4, mandate=mandate_id, mandate_reference=reference
+        )
+
+    def _mandate_of(self, pm_id: str, customer: str | None) -> str | None:
+        """The mandate of the newest succeeded SetupIntent for this method."""
+        params: dict[str, Any] = {"payment_method": pm_id, "limit": 10}
+        if customer:
+            params["customer"] = customer
+        self._throttle()
+        intents = self.stripe.v1.setup_intents.list(params=params)  # type: ignore[arg-type]
+        for si in intents.data:
+            if si.status == "succeeded" and si.mandate:
+                mandate = si.mandate
+                return mandate if isinstance(mandate, str) else str(mandate.id)
+        return None
