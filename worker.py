@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -100,7 +101,7 @@ def build_worker(
     *,
     session_factory: sessionmaker[Session] | None = None,
     task_queue: str | None = None,
-    max_cached_workflows: int = 2000,
+    max_cached_workflows: int | None = None,
     on_events: Callable[[], None] | None = None,
     mailer: Callable[..., None] | None = None,
 ) -> WorkerParts:
@@ -140,7 +141,12 @@ def build_worker(
         activities=activities,
         activity_executor=executor,
         max_concurrent_activities=64,
-        max_cached_workflows=max_cached_workflows,
+        max_cached_workflows=(
+            settings.worker_max_cached_workflows
+            if max_cached_workflows is None
+            else max_cached_workflows
+        ),
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
         ),

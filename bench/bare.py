@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from bench.bare_workflow import BareWorkflow, bare_first, bare_second
 
@@ -34,6 +35,8 @@ async def run_worker(address: str, task_queue: str, max_cached: int) -> None:
         activity_executor=executor,
         max_concurrent_activities=64,
         max_cached_workflows=max_cached,
+        # as Mahnwerk's worker (MAHNWERK_WORKER_STICKY_TIMEOUT's default)
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=30),
         workflow_runner=SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default),
     )
     stop = asyncio.Event()
@@ -50,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bare")
     parser.add_argument("--address", required=True)
     parser.add_argument("--task-queue", required=True)
-    parser.add_argument("--max-cached-workflows", type=int, default=2000)
+    parser.add_argument("--max-cached-workflows", type=int, default=500)
     args = parser.parse_args()
     asyncio.run(run_worker(args.address, args.task_queue, args.max_cached_workflows))
 

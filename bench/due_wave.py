@@ -500,7 +500,9 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=8, help="API clients creating")
     parser.add_argument("--timeout", type=float, default=None, help="per wave, seconds")
-    parser.add_argument("--max-cached", type=int, default=2000, help="bare worker's cache")
+    parser.add_argument(
+        "--max-cached", type=int, default=500, help="bare worker's cache (as Mahnwerk's default)"
+    )
     parser.add_argument("--no-webhooks", dest="webhooks", action="store_false")
     parser.add_argument(
         "--stripe-rate-limit",

@@ -3,8 +3,9 @@
     python -m bench.parked --n 10000
 
 A fresh dev server, the stand-in, PostgreSQL and ONE worker subprocess (`mahnwerk worker`,
-so `max_cached_workflows` is what the worker has: 2,000). The driver parks N installment
-contracts (count 1, due at T) with the API's own code path — `build_input`, the ledger
+so `max_cached_workflows` is what the worker has: MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS,
+default 500). The driver parks N installment contracts (count 1, due at T) with the API's
+own code path — `build_input`, the ledger
 insert and `start_workflow` from api/routes/contracts.py, called in-process at 16
 concurrent starts, so parking is not bounded by the HTTP API (see bench.checkout for
 that). A contract is parked when its first workflow task and ledger write are done.
@@ -223,7 +224,7 @@ async def main_async(args: argparse.Namespace) -> None:
         [
             "Parked with the API's code in-process (build_input, the ledger insert, "
             "start_workflow) at 16 concurrent starts; the worker is `mahnwerk worker` "
-            "(max_cached_workflows 2,000). Shared machine (load average above).",
+            "(max_cached_workflows 500, its default). Shared machine (load average above).",
         ],
     )
 

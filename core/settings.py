@@ -119,6 +119,14 @@ class Settings(BaseSettings):
     # how many Stripe activities run at once. Enough for the rate limit at Stripe's latency
     # (100/s × ~0.3 s); the ledger and notice activities have their own 64 slots.
     stripe_concurrency: int = Field(default=32, ge=1, le=512)
+    # -- worker: workflow cache and sticky queue (bench/RESULTS.md, issue 6) ------------------
+    # Each cached (sandboxed) contract workflow costs the worker ~280 KiB; a contract sleeps
+    # for weeks between debits, so the cache buys little beyond a wave: 500 ≈ 140 MiB.
+    worker_max_cached_workflows: int = Field(default=500, ge=0)
+    # How long a workflow task waits for this worker's sticky queue before going to the
+    # public queue (and a full replay from the history). The SDK's 10 s ran out for most
+    # workflows of a due-date wave; a dead worker's workflows wait this long once.
+    worker_sticky_timeout: float = Field(default=30.0, gt=0, le=300)
     # -- HTTP API ------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8000
