@@ -6,8 +6,9 @@ import asyncio
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
+import stripe
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -23,6 +24,18 @@ class AppState:
     sessions: sessionmaker[Session]
     _client: Client | None = None
     _lock: asyncio.Lock | None = None
+    _stripe: stripe.StripeClient | None = None
+
+    def stripe(self) -> stripe.StripeClient:
+        """Stripe, for the rare webhook that needs a fact the event does not carry."""
+        if self._stripe is None:
+            base: Any = (
+                {"api": self.settings.stripe_api_base} if self.settings.stripe_api_base else None
+            )
+            self._stripe = stripe.StripeClient(
+                self.settings.stripe_api_key, base_addresses=base, max_network_retries=1
+            )
+        return self._stripe
 
     async def temporal(self) -> Client:
         """Connect once, lazily: /healthz answers even while Temporal is still starting."""

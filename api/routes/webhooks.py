@@ -32,12 +32,24 @@ _OUTCOMES = {
     "payment_intent.succeeded": "succeeded",
     "payment_intent.payment_failed": "failed",
 }
-_NEW_METHOD = ("payment_method.automatically_updated", "payment_method.attached")
+_CARD_UPDATED = "payment_method.automatically_updated"
+_ATTACHED = "payment_method.attached"
+_CUSTOMER_UPDATED = "customer.updated"
 _DISPUTE = "charge.dispute.created"
 # The event types we act on. Everything else (Stripe sends `payment_intent.created` and
 # `charge.succeeded` with every card debit, two of its three events) is acknowledged at once,
 # before any database work: nothing to de-duplicate when nothing is done.
-HANDLED = frozenset({*_OUTCOMES, *_NEW_METHOD, _DISPUTE})
+HANDLED = frozenset({*_OUTCOMES, _CARD_UPDATED, _ATTACHED, _CUSTOMER_UPDATED, _DISPUTE})
+
+
+def _new_default_method(data: dict[str, Any]) -> str | None:
+    """`customer.updated` that changed the customer's default payment method: the new one."""
+    previous = data.get("previous_attributes") or {}
+    if not isinstance(previous, dict) or "invoice_settings" not in previous:
+        return None
+    new = ((data.get("object") or {}).get("invoice_settings") or {}).get("default_payment_method")
+    old = (previous.get("invoice_settings") or {}).get("default_payment_method")
+    return new if isinstance(new, str) and new and new != old else None
 
 
 def _failure_code(pi: dict[str, Any]) -> str | None:
@@ -75,7 +87,9 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
     ):
         # Signed, but no event: without these checks a KeyError (500) below.
         raise ApiError(400, "bad_request", "body is not a Stripe event (id, type, data.object)")
-    if event_type not in HANDLED:
+    if event_type not in HANDLED or (
+        event_type == _CUSTOMER_UPDATED and _new_default_method(data) is None
+    ):
         return {"received": True, "duplicate": False, "ignored": True}
     # The database work runs in the threadpool: the driver is synchronous and would block
     # the event loop (and every other request) for each round trip.
@@ -86,11 +100,22 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
     if outcome is not None:
         pi = event["data"]["object"].to_dict()
         await _signal_outcome(state, client, event_id, pi, outcome)
-    elif event_type in _NEW_METHOD:
-        # The card network updated the card, or the customer added a new method: debit the
-        # open amounts of their contracts in dunning again at once.
+    elif event_type == _CARD_UPDATED:
+        # The card network updated the card (new expiry or number): debit the open amounts
+        # of the customer's contracts in dunning again at once.
         pm = event["data"]["object"].to_dict()
         await _signal_new_method(state, client, pm.get("id") or "", pm.get("customer"))
+    elif event_type == _ATTACHED:
+        # A method attached is not yet the one to use: only the customer's *default* is.
+        # Usually it becomes the default later (customer.updated, below); if it already is
+        # (attached and made default in one step), act now.
+        pm = event["data"]["object"].to_dict()
+        pm_id, customer = pm.get("id") or "", pm.get("customer")
+        if pm_id and customer and await run_in_threadpool(_is_default, state, pm_id, customer):
+            await _signal_new_method(state, client, pm_id, customer)
+    elif event_type == _CUSTOMER_UPDATED:
+        cus = event["data"]["object"].to_dict()
+        await _signal_new_method(state, client, _new_default_method(data) or "", cus.get("id"))
     elif event_type == _DISPUTE:
         # A SEPA refund by the debtor's bank or a card dispute: the money is gone again.
         dispute = event["data"]["object"].to_dict()
@@ -107,6 +132,18 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
 
     await run_in_threadpool(_mark_processed, state, event_id, event_type)
     return {"received": True, "duplicate": False}
+
+
+def _is_default(state: StateDep, pm_id: str, customer: str) -> bool:
+    try:
+        cus = state.stripe().v1.customers.retrieve(customer)
+    except stripe.InvalidRequestError:
+        return False  # the customer is gone: nothing to debit
+    except stripe.StripeError as exc:
+        # Not recorded as processed: Stripe redelivers and we ask again.
+        raise ApiError(503, "unavailable", f"Stripe: {exc}") from None
+    settings = getattr(cus, "invoice_settings", None)
+    return getattr(settings, "default_payment_method", None) == pm_id
 
 
 def _seen(state: StateDep, event_id: str) -> bool:

@@ -133,3 +133,47 @@ async def test_duplicate_and_reordered_sepa_events_end_like_in_order_delivery(
         assert [a["status"] for a in attempts] == ["succeeded"]
     finally:
         stack.standin.set_config(sepa_delay=2.0)
+
+
+async def test_a_method_attached_as_the_default_is_debited_at_once(stack: Stack) -> None:
+    """`payment_method.attached` for a method that already is the customer's default
+    (attached and made default in one call): the open amount is debited with it; a
+    `customer.updated` that changes other fields is acknowledged and ignored."""
+    client = stripe.StripeClient("sk_test_mahnwerk", base_addresses={"api": stack.standin.url})
+    email = unique_email()
+    customer = client.v1.customers.create(params={"email": email})
+    old = client.v1.payment_methods.attach(
+        "pm_card_visa_chargeDeclinedLostCard", params={"customer": customer.id}
+    )
+    cid, _ = await stack.start(
+        count=1, payment_method=old.id, stripe_customer=customer.id, email=email
+    )
+    await stack.env.sleep(timedelta(hours=2))
+    assert (await stack.contract(cid))["schedule"][0]["status"] == "open"
+
+    renamed = client.v1.customers.update(customer.id, params={"name": "Erika M."})
+    update = [
+        e
+        for e in stack.standin.events("customer.updated")
+        if e["data"]["object"]["id"] == renamed.id
+    ][-1]
+    payload = json.dumps(update)
+    resp = await stack.http.post(
+        "/v1/webhooks/stripe", content=payload, headers=_signed(stack, payload)
+    )
+    assert resp.json() == {"received": True, "duplicate": False, "ignored": True}
+
+    new = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+    client.v1.customers.update(
+        customer.id, params={"invoice_settings": {"default_payment_method": new.id}}
+    )
+    attached = [
+        e
+        for e in stack.standin.events("payment_method.attached")
+        if e["data"]["object"]["id"] == new.id
+    ][-1]
+    await deliver(stack, attached)  # by now it is the default: debited at once
+    await stack.env.sleep(timedelta(hours=1))
+    c = await stack.contract(cid)
+    assert c["status"] == "completed"
+    assert [d["payment_method"] for d in stack.debits(cid)] == [new.id]

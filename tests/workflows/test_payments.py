@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as clock
 from typing import Any
 
 import stripe
 
-from tests.conftest import PLATFORM
+from domain.calendar import add_target_business_days
+from domain.schedule import BERLIN
+from tests.conftest import PLATFORM, SUPPORT
 from tests.stack import Stack, unique_email
 
 
@@ -22,8 +25,8 @@ def sepa_method(stack: Stack, iban: str) -> str:
     return sepa_mandate(stack, iban)[0]
 
 
-def sepa_mandate(stack: Stack, iban: str) -> tuple[str, str]:
-    """(payment method id, mandate reference)."""
+def sepa_mandate(stack: Stack, iban: str, customer: str | None = None) -> tuple[str, str]:
+    """(payment method id, mandate reference); attached to `customer` if given."""
     client = stripe.StripeClient("sk_test_mahnwerk", base_addresses={"api": stack.standin.url})
     pm = client.v1.payment_methods.create(
         params={
@@ -34,6 +37,7 @@ def sepa_mandate(stack: Stack, iban: str) -> tuple[str, str]:
     )
     si = client.v1.setup_intents.create(
         params={  # type: ignore[arg-type]
+            "customer": customer,
             "payment_method": pm.id,
             "payment_method_types": ["sepa_debit"],
             "confirm": True,
@@ -155,8 +159,7 @@ async def test_authentication_required_sends_a_link_then_a_new_card_pays(stack: 
     text = stack.mails(email)[0].get_body(preferencelist=("plain",)).get_content()
     assert f"/pay/{cid}" in text  # the payment link
 
-    # the customer adds a new card: Stripe's payment_method.attached webhook reaches us and
-    # the open amount is debited with it right away
+    # the customer adds a new card: attached, but not (yet) the default — nothing happens
     new = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
     attached = [
         e
@@ -164,6 +167,20 @@ async def test_authentication_required_sends_a_link_then_a_new_card_pays(stack: 
         if e["data"]["object"]["id"] == new.id
     ]
     await deliver(stack, attached[-1])
+    await stack.env.sleep(timedelta(hours=1))
+    assert (await stack.contract(cid))["schedule"][0]["status"] == "open"
+    assert stack.debits(cid) == []
+    # it becomes the customer's default (customer.updated): the open amount is debited with
+    # it right away
+    client.v1.customers.update(
+        customer.id, params={"invoice_settings": {"default_payment_method": new.id}}
+    )
+    updated = [
+        e
+        for e in stack.standin.events("customer.updated")
+        if e["data"]["object"]["id"] == customer.id
+    ]
+    await deliver(stack, updated[-1])
     await stack.env.sleep(timedelta(hours=1))
     c = await stack.contract(cid)
     assert c["status"] == "completed" and c["schedule"][0]["status"] == "paid"
@@ -185,3 +202,209 @@ async def test_debits_run_from_the_stripe_queue(stack: Stack) -> None:
     main = stack.settings.task_queue
     assert queues["charge"] == {f"{main}-stripe"}
     assert queues["sync_ledger"] == {main}
+
+
+# -- SEPA pre-notification, the 14-business-day cap, Visa's cap ------------------------------
+
+
+def plain(text: str) -> str:
+    return " ".join(text.split())
+
+
+def body_text(message: Any) -> str:
+    return str(message.get_body(preferencelist=("plain",)).get_content())
+
+
+async def timeline(stack: Stack, cid: str, type_: str) -> list[dict[str, Any]]:
+    resp = await stack.http.get(f"/v1/contracts/{cid}/events", headers=PLATFORM)
+    assert resp.status_code == 200, resp.text
+    return [e for e in resp.json()["data"] if e["type"] == type_]
+
+
+def processing_intents(stack: Stack, cid: str) -> list[str]:
+    return [
+        e["data"]["object"]["id"]
+        for e in stack.standin.events("payment_intent.processing")
+        if e["data"]["object"]["metadata"].get("contract_id") == cid
+    ]
+
+
+def berlin_day(iso: str) -> date:
+    return datetime.fromisoformat(iso).astimezone(BERLIN).date()
+
+
+async def test_sepa_debit_announced_then_succeeds_after_six_business_days(stack: Stack) -> None:
+    """The debit is announced the policy's 5 days before it (amount, date, mandate
+    reference, creditor id, IBAN), goes `processing`, stays so for 6 TARGET business days
+    without dunning or a second debit, and the poll then finds the success (no webhook)."""
+    stack.standin.set_config(sepa_delay=100_000)  # the bank answers when the test says so
+    try:
+        email = unique_email()
+        pm, reference = sepa_mandate(stack, "DE89370400440532013000")
+        now = await stack.env.get_current_time()
+        due = (now.astimezone(BERLIN) + timedelta(days=10)).date()
+        cid, _ = await stack.start(
+            count=1, payment_method=pm, email=email, first_due=due.isoformat()
+        )
+        await stack.env.sleep(timedelta(days=4))
+        assert stack.mails(email) == []  # not yet: 5 days before the debit
+        await stack.env.sleep(timedelta(days=2))
+        (mail,) = stack.mails(email)
+        assert plain(str(mail["Subject"])).startswith(
+            f"Ankündigung Ihrer SEPA-Lastschrift über 99,00 € am {due.strftime('%d.%m.%Y')}"
+        )
+        text = plain(body_text(mail))
+        for expected in (
+            "Betrag: 99,00 €",
+            f"Fälligkeit/Einzug: {due.strftime('%d.%m.%Y')}",
+            "IBAN endend auf 3000",
+            f"Mandatsreferenz: {reference}",
+            "Gläubiger-ID: DE98ZZZ09999999999",
+        ):
+            assert expected in text, (expected, text)
+        assert "kurzfristig" not in text  # announced in time
+        (announced,) = await timeline(stack, cid, "sepa.pre_notified")
+        assert announced["data"]["amount"] == 9900 and not announced["data"]["short_notice"]
+        notices = (await stack.http.get(f"/v1/contracts/{cid}/notices", headers=SUPPORT)).json()
+        assert [n["stage"] for n in notices["data"]] == ["sepa_prenotification_1_1"]
+
+        # the due date: the debit is submitted and stays `processing`
+        await stack.env.sleep(timedelta(days=4, hours=1))
+        (pi,) = processing_intents(stack, cid)
+        attempt_day = berlin_day(
+            (await stack.contract(cid))["schedule"][0]["attempts"][0]["attempted_at"]
+        )
+        assert attempt_day == due
+        assert (datetime.fromisoformat(announced["occurred_at"]).astimezone(BERLIN).date()) <= (
+            due - timedelta(days=5)
+        )
+        six = add_target_business_days(due, 6)
+        await stack.env.sleep(
+            datetime.combine(six, clock(12), BERLIN) - (await stack.env.get_current_time())
+        )
+        c = await stack.contract(cid)
+        assert c["schedule"][0]["status"] == "processing" and c["status"] == "active"
+        assert c["dunning"]["stage"] == "none" and c["access"] == "granted"
+        assert processing_intents(stack, cid) == [pi]  # awaited, never debited again
+        assert await timeline(stack, cid, "payment.processing_overdue") == []
+
+        # business day 6: the bank's answer; its webhook is lost, the poll (6-hourly) finds it
+        stack.standin.settle(pi)
+        await stack.env.sleep(timedelta(hours=7))
+        c = await stack.contract(cid)
+        assert c["status"] == "completed" and c["schedule"][0]["status"] == "paid"
+        assert [d["payment_intent"] for d in stack.debits(cid)] == [pi]
+        assert len(stack.mails(email)) == 1  # the announcement only: no dunning notice
+    finally:
+        stack.standin.set_config(sepa_delay=2.0)
+
+
+async def test_sepa_debit_processing_past_14_business_days_is_flagged_not_redebited(
+    stack: Stack,
+) -> None:
+    stack.standin.set_config(sepa_delay=100_000)
+    try:
+        email = unique_email()
+        cid, _ = await stack.start(
+            count=1, payment_method=sepa_method(stack, "DE89370400440532013000"), email=email
+        )
+        await stack.env.sleep(timedelta(hours=1))
+        (pi,) = processing_intents(stack, cid)
+        # due today: announced at once, marked as short notice, before the debit
+        (announced,) = await timeline(stack, cid, "sepa.pre_notified")
+        assert announced["data"]["short_notice"] is True
+        assert "kurzfristig" in plain(body_text(stack.mails(email)[0]))
+        await stack.env.sleep(timedelta(days=13))  # ~9 business days: still waiting
+        assert await timeline(stack, cid, "payment.processing_overdue") == []
+        await stack.env.sleep(timedelta(days=10))  # > 14 TARGET business days
+        (flag,) = await timeline(stack, cid, "payment.processing_overdue")
+        assert flag["data"]["payment_intent"] == pi and flag["data"]["business_days"] == 14
+        c = await stack.contract(cid)
+        assert c["schedule"][0]["status"] == "processing" and c["dunning"]["stage"] == "none"
+        assert processing_intents(stack, cid) == [pi]
+        assert len(stack.mails(email)) == 1
+        # a late answer is still taken
+        stack.standin.settle(pi)
+        await stack.env.sleep(timedelta(hours=7))
+        assert (await stack.contract(cid))["status"] == "completed"
+    finally:
+        stack.standin.set_config(sepa_delay=2.0)
+
+
+async def test_sepa_re_presentation_after_insufficient_funds_is_announced_again(
+    stack: Stack,
+) -> None:
+    """AM04: re-presented once, after payday, announced again 5 days before with the
+    return-debit costs in the amount; the debit takes exactly the announced amount."""
+    stack.standin.set_config(sepa_delay=0.2)
+    try:
+        email = unique_email()
+        client = stripe.StripeClient("sk_test_mahnwerk", base_addresses={"api": stack.standin.url})
+        customer = str(client.v1.customers.create(params={"email": email}).id)
+        pm, _ = sepa_mandate(stack, "DE65370400440002222227", customer)
+        cid, _ = await stack.start(
+            count=1, payment_method=pm, stripe_customer=customer, email=email
+        )
+        await until_settled_at_bank(stack, cid)
+        await stack.env.sleep(timedelta(days=45))
+        announced = await timeline(stack, cid, "sepa.pre_notified")
+        assert [a["data"]["attempt"] for a in announced] == [1, 2]
+        second = announced[1]
+        attempts = (await stack.contract(cid))["schedule"][0]["attempts"]
+        assert [a["decline_code"] for a in attempts] == ["insufficient_funds"] * 2
+        # the re-presentation: 5 days after its announcement, for the announced amount
+        debit_at = datetime.fromisoformat(attempts[1]["attempted_at"])
+        # (notice periods count calendar days)
+        assert berlin_day(attempts[1]["attempted_at"]) - berlin_day(second["occurred_at"]) >= (
+            timedelta(days=5)
+        )
+        assert berlin_day(second["data"]["debit_at"]) == debit_at.astimezone(BERLIN).date()
+        assert attempts[1]["amount"] == second["data"]["amount"] >= 9900 + 350
+        prenotices = [m for m in stack.mails(email) if "SEPA-Lastschrift" in str(m["Subject"])]
+        assert len(prenotices) == 2
+        assert "zurückgegeben" in plain(body_text(prenotices[1]))
+        assert stack.debits(cid) == []  # both returned: nothing booked
+    finally:
+        stack.standin.set_config(sepa_delay=2.0)
+
+
+async def test_visa_cap_respected_over_a_month_of_soft_declines(stack: Stack) -> None:
+    """Weekly installments on a card that keeps soft-declining: with the policy's four
+    retries each, 25 attempts would fall within 30 days; Visa allows 20 reattempts, and
+    Mahnwerk (one stricter) never has more than 20 attempts in any 30 days."""
+    email = unique_email()
+    cid, _ = await stack.start(
+        count=5,
+        interval="P7D",
+        payment_method="pm_card_chargeDeclinedProcessingError",
+        email=email,
+    )
+    await stack.env.sleep(timedelta(days=45))
+    c = await stack.contract(cid)
+    attempts = [a for inst in c["schedule"] for a in inst["attempts"]]
+    assert attempts and all(a["decline_code"] == "processing_error" for a in attempts)
+    times = sorted(datetime.fromisoformat(a["attempted_at"]) for a in attempts)
+    retries = sorted(
+        datetime.fromisoformat(a["attempted_at"]) for a in attempts if a["attempt"] > 1
+    )
+
+    def within_30_days(t: datetime, among: list[datetime]) -> int:
+        return sum(1 for u in among if t - timedelta(days=30) < u <= t)
+
+    # Visa: at most 20 reattempts in 30 days (each installment's first debit is a new
+    # transaction, not a reattempt)
+    assert max(within_30_days(t, retries) for t in retries) <= 20
+    # Mahnwerk counts the first debits too: no reattempt is made with 20 attempts of any
+    # kind in the 30 days before it
+    worst = max(within_30_days(t, times) for t in retries)
+    assert worst <= 20, worst
+    assert worst == 20  # the cap was reached, and it bound
+    failed = await timeline(stack, cid, "payment.failed")
+    assert any("Visa" in (f["data"].get("retry") or "") for f in failed)
+    # every attempt Mahnwerk recorded is one PaymentIntent at the stand-in, and no more
+    intents = {
+        e["data"]["object"]["id"]
+        for e in stack.standin.events("payment_intent.created")
+        if e["data"]["object"]["metadata"].get("contract_id") == cid
+    }
+    assert len(intents) == len(times)
