@@ -39,6 +39,7 @@ class Scenario:
     # (seconds after start, action, argument)
     actions: list[tuple[float, str, Any]] = field(default_factory=list)
     contract_id: str = ""
+    stripe_customer: str | None = None
 
 
 def _body(sc: Scenario, stamp: str) -> dict[str, Any]:
@@ -62,7 +63,7 @@ def _body(sc: Scenario, stamp: str) -> dict[str, Any]:
         },
         "product": {"id": f"course-{sc.key}", "name": "Online-Kurs Bauchredner"},
         "currency": "eur",
-        "payment": {"payment_method": sc.payment_method},
+        "payment": {"payment_method": sc.payment_method, "stripe_customer": sc.stripe_customer},
         "terms": {
             "version": "agb-2026-10",
             "accepted_at": now,
@@ -111,28 +112,71 @@ def scenarios(stripe_client: stripe.StripeClient | None) -> list[Scenario]:
             "pm_card_chargeCustomerFail",
             count=1,
         ),
+        Scenario(
+            "auth",
+            "authentication required → link e-mail, no retries → new card pays",
+            "pm_card_authenticationRequired",
+            count=1,
+            actions=[(20, "payment_method", "pm_card_visa")],
+        ),
     ]
     if stripe_client is not None:
+        sepa: list[tuple[str, str, str, dict[str, Any]]] = [
+            ("sepa_ok", "SEPA: announced, processing, then paid", "DE89370400440532013000", {}),
+            (
+                "sepa",
+                "SEPA one-off: announced, processing, returned → costs → dunning",
+                "DE62370400440532013001",
+                {"kind": "one_off", "amount": 49700},
+            ),
+            (
+                "sepa_am04",
+                "SEPA insufficient funds → announced again → re-presented once → dunning",
+                "DE65370400440002222227",
+                {"count": 1},
+            ),
+            (
+                "chargeback",
+                "SEPA paid, then the debtor's bank reclaims it → reopened with costs",
+                "DE35370400440532013002",
+                {"count": 1},
+            ),
+        ]
         try:
-            pm = stripe_client.v1.payment_methods.create(
-                params={
-                    "type": "sepa_debit",
-                    "sepa_debit": {"iban": "DE62370400440532013001"},
-                    "billing_details": {"name": "Erika Mustermann", "email": "erika@example.org"},
-                }
-            )
-            out.append(
-                Scenario(
-                    "sepa",
-                    "SEPA debit: processing, then returned → dunning",
-                    pm.id,
-                    kind="one_off",
-                    amount=49700,
-                )
-            )
+            for key, title, iban, extra in sepa:
+                customer, pm = sepa_mandate(stripe_client, iban)
+                out.append(Scenario(key, title, pm, stripe_customer=customer, **extra))
         except stripe.StripeError as exc:
-            console.print(f"[yellow]SEPA scenario skipped: {exc}")
+            console.print(f"[yellow]SEPA scenarios skipped: {exc}")
     return out
+
+
+def sepa_mandate(client: stripe.StripeClient, iban: str) -> tuple[str, str]:
+    """A customer with a SEPA method and its mandate, set up as a platform does at checkout
+    (SetupIntent): (customer id, payment method id)."""
+    customer = client.v1.customers.create(params={"email": "erika@example.org"})
+    pm = client.v1.payment_methods.create(
+        params={
+            "type": "sepa_debit",
+            "sepa_debit": {"iban": iban},
+            "billing_details": {"name": "Erika Mustermann", "email": "erika@example.org"},
+        }
+    )
+    client.v1.setup_intents.create(
+        params={  # type: ignore[arg-type]
+            "customer": customer.id,
+            "payment_method": pm.id,
+            "payment_method_types": ["sepa_debit"],
+            "confirm": True,
+            "mandate_data": {
+                "customer_acceptance": {
+                    "type": "online",
+                    "online": {"ip_address": "203.0.113.7", "user_agent": "mahnwerk demo"},
+                }
+            },
+        }
+    )
+    return customer.id, pm.id
 
 
 async def run(api_url: str, api_key: str, support_key: str, standin_url: str | None) -> int:
