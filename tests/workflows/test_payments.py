@@ -408,3 +408,26 @@ async def test_visa_cap_respected_over_a_month_of_soft_declines(stack: Stack) ->
         if e["data"]["object"]["metadata"].get("contract_id") == cid
     }
     assert len(intents) == len(times)
+
+
+async def test_card_dispute_reopens_the_amount_like_a_sepa_refund(stack: Stack) -> None:
+    email = unique_email()
+    cid, _ = await stack.start(count=1, email=email)
+    await stack.env.sleep(timedelta(hours=1))
+    (debit,) = stack.debits(cid)
+    assert (await stack.contract(cid))["status"] == "completed"
+    await stack.env.sleep(timedelta(weeks=3))  # within the chargeback watch
+    stack.standin.dispute(debit["payment_intent"], reason="fraudulent")
+    await deliver(stack, stack.standin.events("charge.dispute.created")[-1])
+    await stack.env.sleep(timedelta(hours=1))
+    c = await stack.contract(cid)
+    assert c["status"] == "in_dunning" and c["schedule"][0]["status"] == "open"
+    # the principal again; a card has no bank return-debit costs to pass on
+    assert c["claim"]["total"] == 9900
+    (disputed,) = await timeline(stack, cid, "payment.disputed")
+    assert disputed["data"]["code"] == "fraudulent"
+    assert disputed["data"]["return_debit_costs"] == 0
+    await stack.env.sleep(timedelta(days=15))
+    c = await stack.contract(cid)
+    assert c["dunning"]["stage"] == "mahnung_1" and c["access"] == "locked"
+    assert len(stack.debits(cid)) == 1  # a disputed amount is dunned, never re-debited
