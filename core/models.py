@@ -55,6 +55,12 @@ class Base(DeclarativeBase):
 
 class Contract(Base):
     __tablename__ = "contracts"
+    # The listing (GET /v1/contracts) pages newest first by (created_at, id), optionally
+    # within one status (migration 0003).
+    __table_args__ = (
+        Index("ix_contracts_created", "created_at", "id"),
+        Index("ix_contracts_status_created", "status", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
@@ -178,7 +184,11 @@ class OutboxEvent(Base):
     """
 
     __tablename__ = "outbox_events"
-    __table_args__ = (Index("ix_outbox_pending", "delivered_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "delivered_at", "id"),
+        # the dispatcher's "due now" scan (migration 0003)
+        Index("ix_outbox_due", "delivered_at", "next_attempt_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
