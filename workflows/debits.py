@@ -1,0 +1,567 @@
+"""Debits: charging, retries, SEPA's slow truth and pre-notification, chargebacks — the
+payment part of the contract workflow (workflows/contract.py). `domain/` decides,
+activities act; this part only sequences.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from domain import declines
+    from domain.calendar import add_target_business_days
+    from domain.fees import RETURN_DEBIT_COST_DEFAULT
+    from domain.retry_timing import RetryPlanInput, next_retry
+    from domain.schedule import berlin_date
+    from workflows import retry_policies as rp
+    from workflows.base import (
+        PATCH_PRE_NOTIFICATION,
+        SEPA_PROCESSING_CAP_BUSINESS_DAYS,
+        STALL_FIRST,
+        STALL_MAX,
+        TERMINAL,
+        ContractBase,
+    )
+    from workflows.types import (
+        ChargeInput,
+        ChargeResult,
+        ClaimLine,
+        DebitAnnouncement,
+        InstallmentState,
+        NoticeInput,
+        NoticeResult,
+        PaymentMethodInfo,
+        PaymentMethodLookup,
+        PaymentStatusInput,
+        PaymentUpdate,
+    )
+
+
+class Debits(ContractBase):
+    # -- debits ------------------------------------------------------------------------------
+
+    def _fee_carrier(self, now: datetime) -> InstallmentState | None:
+        """The oldest due, unpaid installment: its debit also collects the dunning fees."""
+        due = [
+            i
+            for i in self.s.installments
+            if i.status == "open" or (i.status == "scheduled" and i.due_at <= now)
+        ]
+        return min(due, key=lambda i: (i.due_at, i.seq)) if due else None
+
+    def _fee_part(self, inst: InstallmentState, at: datetime) -> int:
+        """The dunning fees a debit of `inst` at `at` also collects: the oldest due debit
+        takes the open fees, so one successful debit clears the whole claim (§ 367 BGB
+        allocates costs first)."""
+        in_flight = sum(i.fee_part for i in self.s.installments if i.status == "processing")
+        return max(self._fees_open() - in_flight, 0) if self._fee_carrier(at) is inst else 0
+
+    async def _charge(self, inst: InstallmentState, reason: str) -> ChargeResult:
+        now = workflow.now()
+        # When the attempt was due: retry offsets count from here, so retries keep the
+        # schedule's time of day, and a retry and a ladder step due at the same moment run
+        # retry first (a debit that clears the claim makes the notice unnecessary).
+        scheduled = {"due": inst.due_at, "retry": inst.next_retry_at}.get(reason) or now
+        if not (now - timedelta(hours=1) <= scheduled <= now):
+            scheduled = now  # started late (e.g. a back-dated contract): count from now
+        attempt = inst.attempts + 1
+        fee_part = self._fee_part(inst, now)
+        key = f"{self.inp.contract_id}:{inst.seq}:{attempt}"
+        if self._announcing():
+            method = await self._method()
+            if method is None:
+                return self._stall(inst, now, key, "payment method lookup failed")
+            if method.is_sepa:
+                if inst.announced_attempt != attempt:
+                    # Not announced in time (due at checkout, a new method): announce now.
+                    await self._announce(inst, now, method, inst.outstanding + fee_part)
+                # Never take more than the customer was told (fees added since are not
+                # part of this debit; they stay open for the next one).
+                fee_part = min(fee_part, max(inst.announced_amount - inst.outstanding, 0))
+        amount = inst.outstanding + fee_part
+        summary = f"charge {self._money(amount)} — {self._label(inst)}, attempt {attempt}"
+        if fee_part:
+            summary += f" (incl. {self._money(fee_part)} fees)"
+        try:
+            res = await self._charge_activity(inst, attempt, key, amount, now, summary)
+        except ActivityError as err:
+            if not self._announcing():
+                raise  # contracts started before the patch fail as they always did
+            return self._stall(inst, now, key, str(err.cause or err))
+        inst.stalled_until = None
+        inst.stalls = 0
+        inst.attempts = attempt
+        inst.attempt_times = [*inst.attempt_times[-29:], now]
+        inst.fee_part = fee_part
+        data = {
+            "installment": inst.seq,
+            "attempt": attempt,
+            "amount": amount,
+            "fees": fee_part,
+            "reason": reason,
+            "payment_intent": res.payment_intent,
+        }
+        if res.status == "succeeded":
+            self._paid(inst, amount, now, data | {"method": "stripe"}, f"{key}")
+        elif res.status == "processing":
+            inst.status = "processing"
+            inst.scheme = "sepa"
+            inst.payment_intent = res.payment_intent
+            inst.processing_since = now
+            inst.processing_overdue = False
+            inst.next_poll_at = now + timedelta(seconds=self.inp.poll_interval_seconds)
+            self._fact("payment.processing", f"processing:{key}", now, data)
+            if self.inp.kind == "one_off":
+                # SEPA: access is granted when the debit is submitted (SPEC.md §2).
+                self._grant_access(now, "SEPA debit submitted")
+        elif res.status == "pending":
+            inst.status = "processing"
+            inst.payment_intent = res.payment_intent
+            inst.next_poll_at = now + timedelta(seconds=self.inp.poll_interval_seconds)
+        else:
+            self._declined(inst, res, now, data, key, failed_at=scheduled)
+        return res
+
+    async def _charge_activity(
+        self,
+        inst: InstallmentState,
+        attempt: int,
+        key: str,
+        amount: int,
+        now: datetime,
+        summary: str,
+    ) -> ChargeResult:
+        return await workflow.execute_activity(
+            "charge",
+            ChargeInput(
+                contract_id=self.inp.contract_id,
+                installment_seq=inst.seq,
+                attempt=attempt,
+                idempotency_key=key,
+                amount=amount,
+                currency=self.inp.currency,
+                stripe_customer=self.inp.stripe_customer,
+                payment_method=self.s.payment_method,
+                description=f"{self.inp.product.name} — {self._label(inst)}",
+                customer_email=self.inp.customer.email,
+                attempted_at=now,
+            ),
+            result_type=ChargeResult,
+            start_to_close_timeout=rp.CHARGE_START_TO_CLOSE,
+            schedule_to_close_timeout=rp.CHARGE_SCHEDULE_TO_CLOSE,
+            retry_policy=rp.CHARGE,
+            summary=summary,
+        )
+
+    def _stall(self, inst: InstallmentState, now: datetime, key: str, error: str) -> ChargeResult:
+        """Stripe stayed unreachable through every retry of the debit's activity: nothing
+        was decided, so nothing changes but the time of the next try (same idempotency key,
+        and the charge activity looks the PaymentIntent up by metadata first)."""
+        wait = min(STALL_FIRST * (2**inst.stalls), STALL_MAX)
+        inst.stalls += 1
+        inst.stalled_until = now + wait
+        self._fact(
+            "payment.stalled",
+            f"stalled:{key}:{inst.stalls}",
+            now,
+            {"installment": inst.seq, "error": error[:500], "retry_at": inst.stalled_until},
+        )
+        return ChargeResult("stalled", None, message=error[:500])
+
+    # -- SEPA pre-notification (DOMAIN.md §4) ------------------------------------------------
+
+    def _announcing(self) -> bool:
+        return workflow.patched(PATCH_PRE_NOTIFICATION)
+
+    def _current_method(self) -> PaymentMethodInfo | None:
+        m = self.s.method
+        return m if m is not None and m.payment_method == self.s.payment_method else None
+
+    async def _method(self) -> PaymentMethodInfo | None:
+        """The payment method as Stripe describes it, looked up once per method; None if
+        Stripe could not be asked (tried again next time)."""
+        current = self._current_method()
+        if current is not None:
+            return current
+        try:
+            info: PaymentMethodInfo = await workflow.execute_activity(
+                "describe_payment_method",
+                PaymentMethodLookup(
+                    self.inp.contract_id, self.inp.stripe_customer, self.s.payment_method
+                ),
+                result_type=PaymentMethodInfo,
+                start_to_close_timeout=rp.CHARGE_START_TO_CLOSE,
+                schedule_to_close_timeout=rp.CHARGE_SCHEDULE_TO_CLOSE,
+                retry_policy=rp.CHARGE,
+                summary=f"look up payment method {self.s.payment_method}",
+            )
+        except ActivityError:
+            return None
+        self.s.method = info
+        return info
+
+    def _debit_plan(self) -> list[tuple[InstallmentState, datetime]]:
+        """The debits ahead: each scheduled installment at its due time, each open one at
+        its retry (not while paused)."""
+        plan: list[tuple[InstallmentState, datetime]] = []
+        for inst in self.s.installments:
+            if inst.outstanding <= 0:
+                continue
+            if inst.status == "scheduled":
+                plan.append((inst, inst.due_at))
+            elif inst.status == "open" and inst.next_retry_at and not self.s.paused:
+                plan.append((inst, inst.next_retry_at))
+        return plan
+
+    def _unannounced_debits(self) -> list[tuple[InstallmentState, datetime]]:
+        """SEPA debits ahead whose attempt has not been announced yet."""
+        if self.s.status in TERMINAL or not self._announcing():
+            return []
+        method = self._current_method()
+        if method is None or not method.is_sepa:
+            return []
+        return [(i, at) for i, at in self._debit_plan() if i.announced_attempt != i.attempts + 1]
+
+    async def _announce_debits(self, now: datetime) -> None:
+        """Send the pre-notification of every SEPA debit due within the policy's lead."""
+        lead = self.policy.sepa.lead()
+        for inst, at in sorted(self._unannounced_debits(), key=lambda d: (d[1], d[0].seq)):
+            if at - lead <= now:
+                at = max(at, now)
+                await self._announce(
+                    inst, at, self.s.method, inst.outstanding + self._fee_part(inst, at)
+                )
+
+    async def _announce(
+        self, inst: InstallmentState, at: datetime, method: PaymentMethodInfo | None, amount: int
+    ) -> None:
+        assert method is not None
+        now = workflow.now()
+        attempt = inst.attempts + 1
+        lead = self.policy.sepa.lead()
+        # Timers fire on the dot, but a workflow task may start a little later.
+        short = at - now < lead - min(lead / 10, timedelta(hours=1))
+        stage = f"sepa_prenotification_{inst.seq}_{attempt}"
+        announcement = DebitAnnouncement(
+            seq=inst.seq,
+            attempt=attempt,
+            label=self._label(inst),
+            amount=amount,
+            debit_at=at,
+            iban_last4=method.last4,
+            mandate_reference=method.mandate_reference,
+            short_notice=short,
+        )
+        try:
+            await workflow.execute_activity(
+                "send_notice",
+                NoticeInput(
+                    contract_id=self.inp.contract_id,
+                    case_no=0,  # not part of a dunning case
+                    stage=stage,
+                    template="sepa_prenotification",
+                    customer=self.inp.customer,
+                    product=self.inp.product,
+                    currency=self.inp.currency,
+                    lines=[ClaimLine(self._label(inst), inst.seq, inst.due_at, inst.outstanding)],
+                    fees=amount - inst.outstanding,
+                    total=amount,
+                    deadline=at,
+                    created_at=now,
+                    interest_mode="none",
+                    debit=announcement,
+                ),
+                result_type=NoticeResult,
+                start_to_close_timeout=rp.NOTICE_START_TO_CLOSE,
+                schedule_to_close_timeout=rp.NOTICE_SCHEDULE_TO_CLOSE,
+                retry_policy=rp.NOTICE,
+                summary=f"announce SEPA debit of {self._money(amount)} on "
+                f"{berlin_date(at)} — {self._label(inst)}",
+            )
+        except ActivityError as err:
+            # Undeliverable (no usable address, SMTP down for a day): the debit still goes
+            # out — the customer keeps the 8-week refund right — and the gap is on record.
+            self._fact(
+                "notice.failed",
+                f"notice_failed:{self.inp.contract_id}:0:{stage}",
+                workflow.now(),
+                {"stage": stage, "error": str(err.cause or err)},
+            )
+        inst.announced_attempt = attempt
+        inst.announced_amount = amount
+        self._fact(
+            "sepa.pre_notified",
+            f"prenotified:{self.inp.contract_id}:{inst.seq}:{attempt}",
+            now,
+            {
+                "installment": inst.seq,
+                "attempt": attempt,
+                "amount": amount,
+                "debit_at": at,
+                "mandate_reference": method.mandate_reference,
+                "short_notice": short,
+            },
+        )
+
+    async def _poll(self, inst: InstallmentState) -> None:
+        assert inst.payment_intent
+        res: ChargeResult = await workflow.execute_activity(
+            "payment_status",
+            PaymentStatusInput(self.inp.contract_id, inst.payment_intent),
+            result_type=ChargeResult,
+            start_to_close_timeout=rp.CHARGE_START_TO_CLOSE,
+            retry_policy=rp.CHARGE,
+            summary=f"check the debit of {self._label(inst)} ({inst.payment_intent})",
+        )
+        now = workflow.now()
+        if res.status in ("processing", "pending"):
+            inst.next_poll_at = now + timedelta(seconds=self.inp.poll_interval_seconds)
+            self._check_processing_cap(inst, now)
+            return
+        self._outcome(inst, res.status, res.code, now, source="poll")
+
+    def _check_processing_cap(self, inst: InstallmentState, now: datetime) -> None:
+        """Stripe reports a SEPA debit's outcome within 14 TARGET business days. Still
+        `processing` after that is an anomaly at Stripe or the bank: flag it for a human
+        once. The debit stays in flight — debiting again or dunning could take the money
+        twice — and the poll goes on."""
+        if (
+            inst.scheme != "sepa"
+            or inst.processing_overdue
+            or inst.processing_since is None
+            or not self._announcing()
+        ):
+            return
+        since = date.fromisoformat(berlin_date(inst.processing_since))
+        cap = add_target_business_days(since, SEPA_PROCESSING_CAP_BUSINESS_DAYS)
+        if date.fromisoformat(berlin_date(now)) <= cap:
+            return
+        inst.processing_overdue = True
+        workflow.logger.warning(
+            "SEPA debit %s of %s still processing after %d TARGET business days",
+            inst.payment_intent,
+            self.inp.contract_id,
+            SEPA_PROCESSING_CAP_BUSINESS_DAYS,
+        )
+        self._fact(
+            "payment.processing_overdue",
+            f"processing_overdue:{self.inp.contract_id}:{inst.seq}:{inst.attempts}",
+            now,
+            {
+                "installment": inst.seq,
+                "payment_intent": inst.payment_intent,
+                "processing_since": inst.processing_since,
+                "business_days": SEPA_PROCESSING_CAP_BUSINESS_DAYS,
+                "cap_date": cap.isoformat(),
+            },
+        )
+
+    def _apply_payment_updates(self, now: datetime) -> None:
+        updates, self._updates = self._updates, []
+        for pu in updates:
+            if pu.status == "disputed":
+                paid = next(
+                    (
+                        i
+                        for i in self.s.installments
+                        if i.payment_intent == pu.payment_intent and i.status == "paid"
+                    ),
+                    None,
+                )
+                if paid is not None:
+                    self._reopen(paid, pu, now)
+                continue
+            inst = next(
+                (
+                    i
+                    for i in self.s.installments
+                    if i.payment_intent == pu.payment_intent and i.status == "processing"
+                ),
+                None,
+            )
+            if inst is None:
+                continue  # already settled (duplicate, or the poll got there first)
+            status = "succeeded" if pu.status == "succeeded" else "declined"
+            self._outcome(inst, status, pu.code, now, source="webhook")
+
+    def _chargeback_watch_until(self) -> datetime | None:
+        if self.s.status != "completed":
+            return None
+        paid = [i.paid_at for i in self.s.installments if i.paid_at is not None]
+        if not paid:
+            return None
+        return max(paid) + timedelta(days=self.inp.chargeback_watch_days)
+
+    def _charge_return_debit_costs(
+        self, inst: InstallmentState, now: datetime, key: str | None
+    ) -> int:
+        cost = RETURN_DEBIT_COST_DEFAULT
+        self.s.fees += cost
+        self.s.return_debit_costs += cost
+        if key is not None:
+            self._fact(
+                "costs.return_debit",
+                f"return_debit:{key}",
+                now,
+                {"installment": inst.seq, "amount": cost},
+            )
+        return cost
+
+    def _reopen(self, inst: InstallmentState, pu: PaymentUpdate, now: datetime) -> None:
+        """A chargeback (SEPA refund by the debtor's bank, card dispute): the amount is
+        unpaid again, the bank's return-debit costs join the claim, dunning starts anew."""
+        back = min(inst.paid, pu.amount or inst.paid)
+        inst.paid -= back
+        self.s.paid_total -= back
+        inst.status = "open"
+        inst.dunning_from = now
+        inst.first_failed_at = None
+        inst.next_retry_at = None  # a reclaimed debit is not simply re-debited
+        cost = self._charge_return_debit_costs(inst, now, None) if inst.scheme == "sepa" else 0
+        self._fact(
+            "payment.disputed",
+            f"disputed:{self.inp.contract_id}:{inst.seq}:{pu.event_id}",
+            now,
+            {
+                "installment": inst.seq,
+                "amount": back,
+                "code": pu.code,
+                "payment_intent": pu.payment_intent,
+                "return_debit_costs": cost,
+            },
+            event="payment.failed",
+        )
+        if self.s.status == "completed":
+            self.s.status = "active"
+        self._open_case(now)
+
+    def _outcome(
+        self, inst: InstallmentState, status: str, code: str | None, now: datetime, source: str
+    ) -> None:
+        """The final outcome of a debit that was `processing` (SEPA, or a platform PI)."""
+        key = f"{self.inp.contract_id}:{inst.seq}:{inst.attempts}"
+        amount = inst.outstanding + inst.fee_part
+        data = {
+            "installment": inst.seq,
+            "attempt": inst.attempts,
+            "amount": amount,
+            "payment_intent": inst.payment_intent,
+            "source": source,
+        }
+        self._outcomes.append(
+            [key, "succeeded" if status == "succeeded" else "declined", code or ""]
+        )
+        inst.next_poll_at = None
+        if status == "succeeded":
+            self._paid(inst, amount, now, data | {"method": "stripe"}, key)
+        else:
+            res = ChargeResult(
+                "declined",
+                inst.payment_intent,
+                code=code or "generic_could_not_process",
+                failure_class=declines.classify(code, inst.scheme),
+            )
+            if inst.scheme == "sepa":
+                # A returned direct debit (Rücklastschrift): the bank's costs join the claim
+                # as damages caused by the default.
+                self._charge_return_debit_costs(inst, now, key)
+            self._declined(inst, res, now, data, key)
+
+    def _paid(
+        self, inst: InstallmentState, amount: int, now: datetime, data: dict, key: str
+    ) -> None:
+        fee_part = min(inst.fee_part, self._fees_open())
+        self.s.fees_paid += fee_part
+        inst.paid += amount - fee_part
+        inst.fee_part = 0
+        inst.status = "paid" if inst.outstanding <= 0 else "open"
+        inst.paid_at = now
+        inst.payment_intent = data.get("payment_intent") or inst.payment_intent
+        inst.next_retry_at = None
+        inst.first_failed_at = None
+        inst.retries_done = 0
+        inst.last_code = None
+        self.s.paid_total += amount
+        self._fact("payment.succeeded", f"paid:{key}", now, data, event="payment.succeeded")
+        if self.inp.kind == "one_off":
+            self._grant_access(now, "paid")
+
+    def _declined(
+        self,
+        inst: InstallmentState,
+        res: ChargeResult,
+        now: datetime,
+        data: dict,
+        key: str,
+        failed_at: datetime | None = None,
+    ) -> None:
+        cls = res.failure_class or declines.classify(res.code, inst.scheme)
+        inst.last_code = res.code
+        inst.failure_class = cls
+        inst.fee_part = 0
+        inst.payment_intent = None
+        inst.status = "open"
+        if inst.first_failed_at is None:
+            inst.first_failed_at = failed_at or now
+            inst.retries_done = 0
+        else:
+            inst.retries_done += 1
+        inst.next_retry_at = self._next_retry(inst, cls, res.code, now)
+        fail = data | {
+            "code": res.code,
+            "failure_class": cls,
+            "message": res.message,
+            "next_retry_at": inst.next_retry_at,
+            "retry": inst.retry_reason,
+        }
+        self._fact("payment.failed", f"failed:{key}", now, fail, event="payment.failed")
+        if cls == declines.CUSTOMER_ACTION:
+            self._auth_notice_pending = True
+        if cls != declines.SOFT:
+            # Hard failure: no more retries, ask for a new payment method at once (SPEC §3).
+            self._fact(
+                "payment_method.required",
+                f"pm_required:{key}",
+                now,
+                {"installment": inst.seq, "code": res.code, "failure_class": cls},
+                event="payment_method.required",
+            )
+        if self.inp.kind == "one_off" and self.s.access != "granted":
+            # A prepayment that never succeeded: nothing was delivered, nothing to dun.
+            if inst.next_retry_at is None:
+                self.s.status = "failed"
+                self._fact("contract.failed", f"failed:{self.inp.contract_id}", now, fail)
+            return
+        self._open_case(now)
+
+    def _next_retry(
+        self, inst: InstallmentState, cls: str, code: str | None, now: datetime
+    ) -> datetime | None:
+        """When to retry (domain.retry_timing): policy offsets, moved to paydays / TARGET
+        days, capped per card network rules; None with the reason to stop."""
+        if inst.first_failed_at is None:
+            return None
+        window = now - timedelta(days=31)
+        decision = next_retry(
+            RetryPlanInput(
+                scheme=inst.scheme,
+                failure_class=cls,
+                code=code,
+                first_failed_at=inst.first_failed_at,
+                # every attempt on this contract's card within Visa's 30-day window
+                previous_attempts=sorted(
+                    t for i in self.s.installments for t in i.attempt_times if t >= window
+                ),
+                offsets=self.policy.retry_offsets(),
+                retries_done=inst.retries_done,
+                payday_alignment=self.policy.retries.payday_alignment,
+                now=now,
+                # a re-presented SEPA debit is announced again beforehand
+                min_notice=self.policy.sepa.lead() if self._announcing() else timedelta(0),
+            )
+        )
+        inst.retry_reason = decision.reason
+        return decision.at
