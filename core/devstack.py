@@ -566,6 +566,9 @@ def child_env(
         "MAHNWERK_PUBLIC_URL": plan.public_url,
         "MAHNWERK_PAYMENT_LINK_URL": f"{plan.public_url}/pay/{{contract_id}}",
         "MAHNWERK_API_PORT": str(plan.api_port),
+        # SEPA pre-notifications and case files name the creditor id; this is the format
+        # of a German one (DE, check digits, ZZZ, national part) — a placeholder for demos.
+        "MAHNWERK_SELLER_CREDITOR_ID": "DE98ZZZ09999999999",
     }
     if plan.standin_url is not None:
         defaults["STRIPE_API_BASE"] = plan.standin_url

@@ -168,6 +168,20 @@ class Settings(BaseSettings):
             raise ValueError("must be postgresql+psycopg://… or sqlite:///…")
         return v
 
+    @field_validator("seller_creditor_id")
+    @classmethod
+    def _creditor_id(cls, v: str) -> str:
+        # SEPA creditor identifier: country, 2 check digits, 3-character business code, a
+        # national part; German ones have 18 characters (DOMAIN.md §4, Bundesbank).
+        v = v.strip().upper()
+        if not v:
+            return v
+        if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{3}[A-Z0-9]{1,28}", v):
+            raise ValueError("must be a SEPA creditor id, e.g. DE98ZZZ09999999999")
+        if v.startswith("DE") and len(v) != 18:
+            raise ValueError(f"a German creditor id has 18 characters, got {len(v)}")
+        return v
+
     @field_validator("temporal_address")
     @classmethod
     def _host_port(cls, v: str) -> str:

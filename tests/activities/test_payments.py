@@ -283,3 +283,16 @@ def test_the_row_is_written_before_stripe_is_called(
     with sessions() as s:
         row = s.scalar(select(PaymentAttempt).where(PaymentAttempt.contract_id == cid))
         assert row is not None and row.status == "submitting"
+
+
+def test_creditor_id_setting_is_checked() -> None:
+    from core.settings import ConfigError, load_settings
+
+    assert load_settings(seller_creditor_id="de98zzz09999999999").seller_creditor_id == (
+        "DE98ZZZ09999999999"
+    )
+    assert load_settings(seller_creditor_id="").seller_creditor_id == ""
+    for bad, reason in (("DE98ZZZ0999", "18 characters"), ("12345", "SEPA creditor id")):
+        with pytest.raises(ConfigError) as exc:
+            load_settings(seller_creditor_id=bad)
+        assert "MAHNWERK_SELLER_CREDITOR_ID" in str(exc.value) and reason in str(exc.value)
