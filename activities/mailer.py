@@ -22,14 +22,14 @@ import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.policy import SMTP
+from email.utils import formatdate, parseaddr
+from urllib.parse import unquote, urlsplit
 
 # CRLF line endings, as SMTP requires. Headers fold only beyond RFC 5322's hard limit of 998
 # characters: Python's folder may fold an encoded Subject at the space in "99,00 €", and
 # whitespace between two encoded words is dropped on decoding (RFC 2047 § 6.2), so the
 # customer would read "99,00€". Bodies are quoted-printable and wrap at 76 anyway.
 SMTP_POLICY = SMTP.clone(max_line_length=998)
-from email.utils import formatdate, parseaddr
-from urllib.parse import unquote, urlsplit
 
 DEFAULT_TIMEOUT = 20.0  # seconds; below SQLite's 30 s busy timeout (see activities.notices)
 

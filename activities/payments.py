@@ -132,6 +132,16 @@ def result_from_intent(pi: Any) -> ChargeResult:
     if status in ("requires_payment_method", "requires_action", "canceled"):
         code = code or "payment_failed"
         scheme = _scheme(pi)
+        if not declines.is_known(code, scheme):
+            # Treated as soft with capped retries (domain.retry_timing); worth adding to
+            # the classification table once its meaning is known.
+            log.warning(
+                "unknown %s decline code %r on %s: soft, at most %d retries",
+                scheme,
+                code,
+                pi.id,
+                declines.MAX_UNKNOWN_RETRIES,
+            )
         return ChargeResult(
             "declined",
             pi.id,

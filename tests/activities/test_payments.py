@@ -296,3 +296,29 @@ def test_creditor_id_setting_is_checked() -> None:
         with pytest.raises(ConfigError) as exc:
             load_settings(seller_creditor_id=bad)
         assert "MAHNWERK_SELLER_CREDITOR_ID" in str(exc.value) and reason in str(exc.value)
+
+
+def test_unknown_decline_code_is_soft_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from activities.payments import result_from_intent
+
+    pi = SimpleNamespace(
+        id="pi_123",
+        status="requires_payment_method",
+        amount=9900,
+        payment_method_types=["card"],
+        last_payment_error=SimpleNamespace(
+            decline_code="brand_new_code", code="card_declined", message="Declined."
+        ),
+    )
+    with caplog.at_level("WARNING", logger="activities.payments"):
+        res = result_from_intent(pi)
+    assert res.status == "declined" and res.code == "brand_new_code"
+    assert res.failure_class == "soft"
+    assert "unknown card decline code 'brand_new_code' on pi_123" in caplog.text
+    caplog.clear()
+    pi.last_payment_error.decline_code = "insufficient_funds"
+    with caplog.at_level("WARNING", logger="activities.payments"):
+        assert result_from_intent(pi).failure_class == "soft"
+    assert caplog.text == ""  # known codes are not reported
