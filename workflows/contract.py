@@ -48,6 +48,13 @@ with workflow.unsafe.imports_passed_through():
         SupportAction,
     )
 
+# Patch id: `_dirty` is cleared when a pass of the loop starts, no longer when it goes to
+# sleep. Before, a signal that arrived during the pass (a SEPA webhook while the ledger sync
+# ran, a new card from Stripe) set it after `_process` had looked and was cleared again by
+# `_sleep_until`: the contract slept through it until its next wake-up (6 h for a SEPA
+# debit, for ever when nothing was scheduled). Found by tests/chaos (issue 6).
+PATCH_WAKE_ON_SIGNAL_DURING_PASS = "wake-on-signal-during-pass"
+
 SA_STATUS = SearchAttributeKey.for_keyword("MahnwerkStatus")
 SA_STAGE = SearchAttributeKey.for_keyword("DunningStage")
 SA_CUSTOMER = SearchAttributeKey.for_keyword("CustomerId")
@@ -101,6 +108,8 @@ class ContractWorkflow(Debits, Dunning):
             self._sa_last = self._sa_tuple()  # carried over by continue-as-new
         while True:
             async with self._lock:
+                if workflow.patched(PATCH_WAKE_ON_SIGNAL_DURING_PASS):
+                    self._dirty = False  # from here on, a signal wakes the next sleep
                 await self._process(workflow.now())
                 await self._flush()
             if self.s.status in TERMINAL:
@@ -244,7 +253,8 @@ class ContractWorkflow(Debits, Dunning):
         return min(candidates, key=lambda c: c[0])
 
     async def _sleep_until(self, wake: datetime | None, why: str) -> None:
-        self._dirty = False
+        if not workflow.patched(PATCH_WAKE_ON_SIGNAL_DURING_PASS):
+            self._dirty = False  # before the patch: a signal during the pass was slept through
         if wake is None:
             self._waiting_for = why
             workflow.set_current_details(f"Waiting for {why}.")
