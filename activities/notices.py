@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -249,59 +250,47 @@ class NoticeActivities:
         attempt = _attempt()
         age = datetime.now(UTC) - notice.created_at
         possible_duplicate = attempt > 1 or age > self.resend_suspect_after
-        with transaction(self.sessions) as s:
-            # Claim: a no-op write that locks the row until COMMIT, so a concurrent attempt
-            # waits here and then finds `sent` instead of sending a second copy.
-            claimed = cast(
-                CursorResult[Any],
-                s.execute(
-                    update(Notice)
-                    .where(Notice.id == notice.id, Notice.status == "rendered")
-                    .values(status="rendered")
-                    .execution_options(synchronize_session=False)
-                ),
-            ).rowcount
-            if claimed != 1:
-                current = s.get(Notice, notice.id, populate_existing=True)
-                if current is not None and current.status == "sent":
-                    return self._result(StoredNotice.of(current), already_sent=True)
-                status = current.status if current is not None else "deleted"
-                raise RuntimeError(f"notice {notice.notice_number} is {status}, not rendered")
-            if possible_duplicate:
-                log.warning(
-                    "re-sending notice %s (attempt %d, recorded %ds ago): an earlier attempt "
-                    "may have sent it; receivers can de-duplicate on Message-ID %s",
-                    notice.notice_number,
-                    attempt,
-                    int(age.total_seconds()),
-                    notice.message_id,
-                )
-            self._deliver(inp, notice)
-            sent_at = datetime.now(UTC)
-            row = s.get(Notice, notice.id)
-            assert row is not None
-            row.status = "sent"
-            row.sent_at = sent_at
-            key = f"notice:{inp.contract_id}:{inp.case_no}:{inp.stage}"
-            if s.scalars(select(TimelineEvent.id).where(TimelineEvent.key == key)).first() is None:
-                data: dict[str, Any] = {
-                    "stage": inp.stage,
-                    "notice_number": notice.notice_number,
-                    "recipient": notice.recipient,
-                    "subject": notice.subject,
-                    "message_id": notice.message_id,
-                }
+        delivered = False
+        try:
+            with transaction(self.sessions) as s:
+                # Claim: a no-op write that locks the row until COMMIT, so a concurrent attempt
+                # waits here and then finds `sent` instead of sending a second copy.
+                claimed = cast(
+                    CursorResult[Any],
+                    s.execute(
+                        update(Notice)
+                        .where(Notice.id == notice.id, Notice.status == "rendered")
+                        .values(status="rendered")
+                        .execution_options(synchronize_session=False)
+                    ),
+                ).rowcount
+                if claimed != 1:
+                    current = s.get(Notice, notice.id, populate_existing=True)
+                    if current is not None and current.status == "sent":
+                        return self._result(StoredNotice.of(current), already_sent=True)
+                    status = current.status if current is not None else "deleted"
+                    raise RuntimeError(f"notice {notice.notice_number} is {status}, not rendered")
                 if possible_duplicate:
-                    data["possible_duplicate"] = True
-                s.add(
-                    TimelineEvent(
-                        contract_id=inp.contract_id,
-                        key=key,
-                        type="notice.sent",
-                        occurred_at=sent_at,
-                        data=data,
+                    log.warning(
+                        "re-sending notice %s (attempt %d, recorded %ds ago): an earlier attempt "
+                        "may have sent it; receivers can de-duplicate on Message-ID %s",
+                        notice.notice_number,
+                        attempt,
+                        int(age.total_seconds()),
+                        notice.message_id,
                     )
-                )
+                self._deliver(inp, notice)
+                sent_at = datetime.now(UTC)
+                delivered = True
+                self._mark_sent(s, inp, notice, sent_at, possible_duplicate)
+        except Exception:
+            if not delivered:
+                raise
+            # The message has left, but the COMMIT that records it failed (the database
+            # connection dropped or failed over mid-transaction): record it on a fresh
+            # connection, or the retry would send it a second time. Found by tests/chaos.
+            log.warning("notice %s sent, recording it failed: retrying", notice.notice_number)
+            sent_at = self._record_sent(inp, notice, sent_at, possible_duplicate)
         # metrics (issue 4 item 7), after the COMMIT; pre-notifications by template, not per debit
         metrics.notice_sent(inp.template if inp.debit is not None else inp.stage)
         log.info(
@@ -316,6 +305,58 @@ class NoticeActivities:
             message_id=notice.message_id,
             sent_at=sent_at,
         )
+
+    def _mark_sent(
+        self,
+        s: Session,
+        inp: NoticeInput,
+        notice: StoredNotice,
+        sent_at: datetime,
+        possible_duplicate: bool,
+    ) -> None:
+        row = s.get(Notice, notice.id)
+        assert row is not None
+        row.status = "sent"
+        row.sent_at = sent_at
+        key = f"notice:{inp.contract_id}:{inp.case_no}:{inp.stage}"
+        if s.scalars(select(TimelineEvent.id).where(TimelineEvent.key == key)).first() is None:
+            data: dict[str, Any] = {
+                "stage": inp.stage,
+                "notice_number": notice.notice_number,
+                "recipient": notice.recipient,
+                "subject": notice.subject,
+                "message_id": notice.message_id,
+            }
+            if possible_duplicate:
+                data["possible_duplicate"] = True
+            s.add(
+                TimelineEvent(
+                    contract_id=inp.contract_id,
+                    key=key,
+                    type="notice.sent",
+                    occurred_at=sent_at,
+                    data=data,
+                )
+            )
+
+    def _record_sent(
+        self, inp: NoticeInput, notice: StoredNotice, sent_at: datetime, possible_duplicate: bool
+    ) -> datetime:
+        """Mark a delivered notice sent in a new transaction, retried for a while; raises
+        (and the activity retry re-sends, as documented above) only if that keeps failing."""
+        for wait in (0.5, 1, 2, 4, 8, None):
+            try:
+                with transaction(self.sessions) as s:
+                    row = s.get(Notice, notice.id, populate_existing=True)
+                    if row is not None and row.status == "sent" and row.sent_at is not None:
+                        return row.sent_at
+                    self._mark_sent(s, inp, notice, sent_at, possible_duplicate)
+                return sent_at
+            except Exception:
+                if wait is None:
+                    raise
+                time.sleep(wait)
+        raise AssertionError("unreachable")
 
     def _deliver(self, inp: NoticeInput, notice: StoredNotice) -> None:
         headers: Mapping[str, str] = {
