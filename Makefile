@@ -19,7 +19,7 @@ help:
 	@echo "make run       start the embedded dev stack (Temporal, Stripe stand-in, SMTP, worker, API)"
 	@echo "make test      run the test suite (PYTEST_ARGS='-k foo' to narrow it)"
 	@echo "make lint      ruff check, ruff format --check, mypy"
-	@echo "make chaos     run the chaos tests (tests/chaos)"
+	@echo "make chaos     the long chaos tests: more contracts, kills and faults (tests/chaos)"
 	@echo "make clean     remove caches and build output (keeps .venv and var/)"
 	@echo "make distclean also remove .venv and var/ (the dev databases and keys)"
 
@@ -36,7 +36,7 @@ lint: install
 
 chaos: install
 	@if [ -d tests/chaos ]; then \
-		$(BIN)/python -m pytest -q tests/chaos $(PYTEST_ARGS); \
+		MAHNWERK_CHAOS_LONG=1 $(BIN)/python -m pytest -q -s tests/chaos $(PYTEST_ARGS); \
 	else \
 		echo "no chaos tests yet (tests/chaos does not exist)"; \
 	fi

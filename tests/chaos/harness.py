@@ -562,9 +562,17 @@ class ChaosStack:
             lines = []
             for c in list(pending.values())[:10]:
                 view = await self.contract(c.cid)
+                desc = await client.get_workflow_handle(f"contract-{c.cid}").describe()
+                raw = desc.raw_description
+                activities = [
+                    f"{a.activity_type.name} attempt {a.attempt}"
+                    + (f" ({a.last_failure.message[:200]})" if a.HasField("last_failure") else "")
+                    for a in raw.pending_activities
+                ]
                 lines.append(
-                    f"  {c.cid}: status={view['status']} stage={view.get('stage')} "
-                    f"expected {c.expect.status}"
+                    f"  {c.cid}: status={view['status']} stage={view['dunning']['stage']} "
+                    f"schedule={[i['status'] for i in view['schedule']]}, expected "
+                    f"{c.expect.status}; workflow {desc.status}, pending {activities}"
                 )
             raise AssertionError(
                 f"{exc}: {len(pending)} contract(s) not settled\n"
