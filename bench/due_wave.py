@@ -404,7 +404,10 @@ async def main_async(args: argparse.Namespace) -> None:
         stk.start_standin(
             f"http://127.0.0.1:{api_port}/v1/webhooks/stripe" if args.webhooks else None
         )
-        stk.start_worker()
+        extra = {}
+        if args.worker_max_cached is not None:
+            extra["MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS"] = str(args.worker_max_cached)
+        stk.start_worker(**extra)
         stk.start_api(api_port)
         mw, created = await mahnwerk_wave(stk, n, lead, args.concurrency, timeout)
         worker_rss = mw.meter.peak_rss().get("mahnwerk worker", 0.0)
@@ -502,6 +505,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=None, help="per wave, seconds")
     parser.add_argument(
         "--max-cached", type=int, default=500, help="bare worker's cache (as Mahnwerk's default)"
+    )
+    parser.add_argument(
+        "--worker-max-cached",
+        type=int,
+        default=None,
+        help="MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS for Mahnwerk's worker (default: its own, 500)",
     )
     parser.add_argument("--no-webhooks", dest="webhooks", action="store_false")
     parser.add_argument(
