@@ -50,12 +50,15 @@ class MethodActivities:
                 inp.contract_id,
             )
             return PaymentMethodInfo(payment_method=inp.payment_method, kind="unknown")
+        # Answered for the id the contract holds (a test-mode alias such as `pm_card_visa`
+        # comes back under a concrete id): the workflow asks once per id it holds.
+        asked = inp.payment_method
         kind = str(pm.type)
         if kind == "card":
             card = getattr(pm, "card", None)
-            return PaymentMethodInfo(pm.id, "card", last4=getattr(card, "last4", None))
+            return PaymentMethodInfo(asked, "card", last4=getattr(card, "last4", None))
         if kind != "sepa_debit":
-            return PaymentMethodInfo(pm.id, "unknown")
+            return PaymentMethodInfo(asked, "unknown")
         last4 = getattr(getattr(pm, "sepa_debit", None), "last4", None)
         mandate_id = self._mandate_of(pm.id, inp.stripe_customer)
         reference = None
@@ -72,7 +75,7 @@ class MethodActivities:
                 inp.contract_id,
             )
         return PaymentMethodInfo(
-            pm.id, "sepa_debit", last4=last4, mandate=mandate_id, mandate_reference=reference
+            asked, "sepa_debit", last4=last4, mandate=mandate_id, mandate_reference=reference
         )
 
     def _mandate_of(self, pm_id: str, customer: str | None) -> str | None:

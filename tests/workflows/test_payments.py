@@ -431,3 +431,23 @@ async def test_card_dispute_reopens_the_amount_like_a_sepa_refund(stack: Stack) 
     c = await stack.contract(cid)
     assert c["dunning"]["stage"] == "mahnung_1" and c["access"] == "locked"
     assert len(stack.debits(cid)) == 1  # a disputed amount is dunned, never re-debited
+
+
+async def test_the_payment_method_is_looked_up_once_per_method(stack: Stack) -> None:
+    """One Stripe lookup per method the contract holds, not one per debit (the magic test
+    id `pm_card_visa` comes back from Stripe under a concrete id: that once cost every
+    debit a second Stripe request, halving the due wave's rate under the rate limit)."""
+    cid, handle = await stack.start(count=3, interval="P7D", email=unique_email())
+    await stack.env.sleep(timedelta(days=15))
+    assert len(stack.debits(cid)) == 3
+
+    async def lookups() -> list[str]:
+        names = []
+        async for event in handle.fetch_history_events():
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                attrs = event.activity_task_scheduled_event_attributes
+                if attrs.activity_type.name == "describe_payment_method":
+                    names.append(attrs.activity_type.name)
+        return names
+
+    assert len(await lookups()) == 1
