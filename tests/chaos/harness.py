@@ -543,10 +543,10 @@ class ChaosStack:
                 return True
             if desc.status != WorkflowExecutionStatus.RUNNING:
                 raise WorkflowBroken(f"{c.cid}: workflow {desc.status}")
-            if c.expect.status != "completed":
+            if c.expect.status in ("handed_off", "written_off"):
                 return False  # a hand-off or write-off ends the workflow: wait for that
-            # Paid in full, the workflow sleeps through the chargeback window: settled once
-            # nothing is in flight.
+            # Paid in full, the workflow sleeps through the chargeback window (or waits for
+            # its next poll of a SEPA debit): settled once nothing is in flight.
             raw = desc.raw_description
             return not raw.pending_activities and not raw.HasField("pending_workflow_task")
 
