@@ -601,9 +601,13 @@ class ChaosStack:
 
         # 2. no idempotency key ever made two PaymentIntents
         keys: Counter[str] = Counter()
-        for pi in self.payment_intents(ids):
+        intents = self.payment_intents(ids)
+        for pi in intents:
             keys[pi["metadata"].get("idempotency_key", pi["id"])] += 1
         problems += [f"idempotency key {k}: {n} PaymentIntents" for k, n in keys.items() if n > 1]
+        missing = {d["payment_intent"] for d in ledger} - {pi["id"] for pi in intents}
+        if missing:  # the search must see every debit, or the check above proves nothing
+            problems.append(f"PaymentIntents of debits not found by search: {sorted(missing)}")
 
         # 3. the API: status, access, and every debit in the ledger recorded as the payment
         for c in wave.contracts:
