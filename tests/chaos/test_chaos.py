@@ -104,7 +104,12 @@ async def test_stripe_faults_and_dropped_webhooks(chaos: ChaosStack) -> None:
     """20 % of Stripe requests fail (5xx, 429, held past the activity's timeout) and 10 %
     of webhooks are lost: debits are retried with their idempotency keys, nothing doubles."""
     seed = chaos_seed("Stripe stand-in faults")
-    wave = await chaos.create_wave("faults", wave_mix(scaled(2, 8)))
+    wave = await chaos.create_wave(
+        "faults",
+        wave_mix(scaled(2, 8)),
+        paid_count=scaled(3, 10),
+        paid_interval=scaled(3, 8),
+    )
     # 20 % of requests in all. A timeout costs a minute (the activity's start-to-close
     # timeout) and they chain, so they are the smallest share in the short version.
     chaos.standin.set_config(
@@ -159,8 +164,13 @@ async def test_postgres_connections_dropped_mid_wave(chaos: ChaosStack) -> None:
     """pg_terminate_backend on every connection of this test's worker and API, again and
     again during the wave: activities retry, nothing is lost or doubled."""
     rng = random.Random(chaos_seed("terminate PostgreSQL backends"))
-    rounds = scaled(8, 30)
-    wave = await chaos.create_wave("pgkill", wave_mix(scaled(3, 8)))
+    rounds = scaled(8, 40)
+    wave = await chaos.create_wave(
+        "pgkill",
+        wave_mix(scaled(3, 8)),
+        paid_count=scaled(3, 10),
+        paid_interval=scaled(3, 8),
+    )
     admin = await psycopg.AsyncConnection.connect(_admin_url(chaos.db_url), autocommit=True)
     terminated: list[int] = []
     try:
