@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -322,3 +323,35 @@ def test_unknown_decline_code_is_soft_and_logged(caplog: pytest.LogCaptureFixtur
     with caplog.at_level("WARNING", logger="activities.payments"):
         assert result_from_intent(pi).failure_class == "soft"
     assert caplog.text == ""  # known codes are not reported
+
+
+def test_same_key_still_running_at_stripe_is_retried_not_given_up(
+    pay: PaymentActivities, sessions: sessionmaker[Session], faults_off: Any
+) -> None:
+    """Our try timed out while Stripe kept working on it; the retry with the same key meets
+    409 `idempotency_error` (request in progress). The SDK raises that as `APIError` (only
+    400/404 become `IdempotencyError`, which the activity treats as a non-retryable
+    parameter mismatch), so Temporal retries it, and the next retry gets that request's
+    PaymentIntent — one debit, no stall."""
+    cid = _contract(sessions)
+    now = datetime.now(UTC)
+    inp = dataclasses.replace(_input(cid), attempted_at=now)
+    faults_off.set_config(latency=1.5)
+    first: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: first.update(res=_in_activity(1, now).run(pay.charge, inp))
+    )
+    thread.start()
+    try:
+        time.sleep(0.5)
+        faults_off.set_config(latency=0.0)  # the retry reaches Stripe while the first runs
+        with pytest.raises(stripe.APIError) as exc:
+            _in_activity(2, now).run(pay.charge, inp)
+        assert exc.value.http_status == 409
+        assert not isinstance(exc.value, stripe.IdempotencyError)
+    finally:
+        thread.join(10)
+        faults_off.set_config(latency=0.0)
+    again = _in_activity(3, now).run(pay.charge, inp)
+    assert again.status == "succeeded" and again.payment_intent == first["res"].payment_intent
+    assert len(faults_off.ledger(metadata_key="contract_id", metadata_value=cid)) == 1
