@@ -136,7 +136,11 @@ async def main_async(args: argparse.Namespace) -> None:
         await stk.wait_temporal_ready()
         stk.start_smtp()
         stk.start_standin(None)
-        worker = stk.start_worker()
+        stk.stripe_rate_limit = args.stripe_rate_limit
+        extra: dict[str, str] = {}
+        if args.worker_max_cached is not None:
+            extra["MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS"] = str(args.worker_max_cached)
+        worker = stk.start_worker(**extra)
         server = stk.procs["temporal server"]
         rss_start = rss_mib(worker.pid) or 0.0
         due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
@@ -204,6 +208,12 @@ async def main_async(args: argparse.Namespace) -> None:
         ],
         ["time to spare between parked and T", f"{margin:.0f} s", ""],
         ["bytecode cache", BYTECODE[args.bytecode_cache], ""],
+        [
+            "worker settings",
+            f"max_cached_workflows {args.worker_max_cached or 'default'}, Stripe limit "
+            + (f"{args.stripe_rate_limit:g}/s" if args.stripe_rate_limit else "default"),
+            "",
+        ],
         ["load average", f"before {load_before}, parked {load_parked}, after {load_after}", ""],
     ]
     console.print(table(f"Parked capacity, N = {n}", cols, results))
@@ -236,6 +246,19 @@ def main() -> None:
         "--lead", type=float, default=None, help="seconds from now to T (default 120 + N/18)"
     )
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--worker-max-cached",
+        type=int,
+        default=None,
+        help="MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS for the worker (default: its own)",
+    )
+    parser.add_argument(
+        "--stripe-rate-limit",
+        type=float,
+        default=None,
+        help="MAHNWERK_STRIPE_RATE_LIMIT for the worker (default: 25/s for a test key; each "
+        "contract's start looks its payment method up at Stripe once)",
+    )
     parser.add_argument("--timeout", type=float, default=600, help="for the wake, seconds")
     parser.add_argument("--database-url", default=DEFAULT_DB)
     parser.add_argument("--keep", action="store_true", help="keep logs and the Temporal DB")

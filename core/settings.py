@@ -120,9 +120,11 @@ class Settings(BaseSettings):
     # (100/s × ~0.3 s); the ledger and notice activities have their own 64 slots.
     stripe_concurrency: int = Field(default=32, ge=1, le=512)
     # -- worker: workflow cache and sticky queue (bench/RESULTS.md, issue 6) ------------------
-    # Each cached (sandboxed) contract workflow costs the worker ~280 KiB; a contract sleeps
-    # for weeks between debits, so the cache buys little beyond a wave: 500 ≈ 140 MiB.
-    worker_max_cached_workflows: int = Field(default=500, ge=0)
+    # A cached contract workflow costs the worker ~110 KiB now that the workflow code passes
+    # through the sandbox (280 KiB before). 1,000 keeps a worker with 10,000 parked contracts
+    # at 263 MiB (target ≤ 300); a due wave larger than the cache replays evicted workflows
+    # (cache 2,000 for a 2,000-wave: 19 ms worker CPU per installment vs 60 ms at 500).
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # How long a workflow task waits for this worker's sticky queue before going to the
     # public queue (and a full replay from the history). The SDK's 10 s ran out for most
     # workflows of a due-date wave; a dead worker's workflows wait this long once.
