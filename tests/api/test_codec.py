@@ -598,7 +598,30 @@ async def test_history_on_the_server_holds_no_plaintext_and_decode_shows_it(
     assert "activity_task_completed_event_attributes" in kinds
     assert "timer_started_event_attributes" in kinds
     skip = frozenset({"search_attributes"})  # indexed by the server: ids only (SPEC §7)
-    payloads = [p for e in raw.events for p in _all_payloads(e, skip)]
+    # Patch markers (workflow.patched) are written by the SDK's core, past the codec: their
+    # details hold the patch id and nothing else — checked here, then left out below.
+    patches = [
+        e.marker_recorded_event_attributes
+        for e in raw.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert patches, "the contract workflow records its patch markers"
+    for marker in patches:
+        assert list(marker.details) == ["patch-data"]
+        (data,) = marker.details["patch-data"].payloads
+        assert json.loads(data.data) == {"id": json.loads(data.data)["id"], "deprecated": False}
+        patch_id = json.loads(data.data)["id"]
+        assert patch_id in ("sepa-pre-notification", "wake-on-signal-during-pass"), patch_id
+    payloads = [
+        p
+        for e in raw.events
+        if not (
+            e.HasField("marker_recorded_event_attributes")
+            and e.marker_recorded_event_attributes.marker_name == "core_patch"
+        )
+        for p in _all_payloads(e, skip)
+    ]
     assert len(payloads) > 5
     for where, payload in payloads:
         assert payload.metadata["encoding"] == ENCODING, where
