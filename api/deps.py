@@ -6,13 +6,14 @@ import asyncio
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import stripe
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from activities.payments import make_stripe_client
 from api.errors import ApiError
 from core.settings import Settings
 from core.temporal import connect_client
@@ -29,11 +30,9 @@ class AppState:
     def stripe(self) -> stripe.StripeClient:
         """Stripe, for the rare webhook that needs a fact the event does not carry."""
         if self._stripe is None:
-            base: Any = (
-                {"api": self.settings.stripe_api_base} if self.settings.stripe_api_base else None
-            )
-            self._stripe = stripe.StripeClient(
-                self.settings.stripe_api_key, base_addresses=base, max_network_retries=1
+            # No SDK retries, as in the worker: a failed call answers 503 and Stripe redelivers.
+            self._stripe = make_stripe_client(
+                self.settings.stripe_api_key, self.settings.stripe_api_base
             )
         return self._stripe
 

@@ -24,18 +24,18 @@ from typing import Any
 import httpx
 
 from bench.common import (
-    DEFAULT_DB,
     PLATFORM,
     CpuMeter,
+    add_stack_options,
     append_results,
     console,
     cpu_rows,
-    exit_on_signals,
     free_port,
     loadavg,
     markdown_table,
     percentile,
     reset_database,
+    run_benchmark,
     spawn,
     stack,
     table,
@@ -244,18 +244,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.checkout", description=__doc__)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--database-url", default=DEFAULT_DB)
-    parser.add_argument("--keep", action="store_true", help="keep logs and the Temporal DB")
-    parser.add_argument(
-        "--no-bytecode-cache",
-        dest="bytecode_cache",
-        action="store_false",
-        help="run without .pyc files (PYTHONDONTWRITEBYTECODE=1), as the Docker image does",
-    )
-    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    args = parser.parse_args()
-    exit_on_signals()
-    asyncio.run(main_async(args))
+    add_stack_options(parser)
+    run_benchmark(parser, main_async)
 
 
 if __name__ == "__main__":

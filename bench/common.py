@@ -11,6 +11,8 @@ CPU and memory come from /proc (no psutil): `utime + stime` of /proc/<pid>/stat,
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import os
 import platform
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +50,33 @@ SEARCH_ATTRIBUTES = {
 }
 
 console = Console()
+
+
+def add_stack_options(parser: argparse.ArgumentParser) -> None:
+    """The options every benchmark that starts its own stack takes."""
+    parser.add_argument("--database-url", default=DEFAULT_DB)
+    parser.add_argument("--keep", action="store_true", help="keep logs and the Temporal DB")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        dest="bytecode_cache",
+        action="store_false",
+        help="run without .pyc files (PYTHONDONTWRITEBYTECODE=1), as the Docker image does",
+    )
+    add_record_option(parser)
+
+
+def add_record_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+
+
+def run_benchmark(
+    parser: argparse.ArgumentParser,
+    main_async: Callable[[argparse.Namespace], Coroutine[Any, Any, None]],
+) -> None:
+    """Parse the options and run the benchmark, stopping cleanly on SIGTERM/SIGINT."""
+    args = parser.parse_args()
+    exit_on_signals()
+    asyncio.run(main_async(args))
 
 
 def exit_on_signals() -> None:

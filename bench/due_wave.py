@@ -35,18 +35,18 @@ import psycopg
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from bench.common import (
-    DEFAULT_DB,
     PLATFORM,
     CpuMeter,
     Stack,
+    add_stack_options,
     append_results,
     console,
     cpu_rows,
-    exit_on_signals,
     loadavg,
     markdown_table,
     percentile,
     reset_database,
+    run_benchmark,
     spawn,
     stack,
     table,
@@ -519,18 +519,8 @@ def main() -> None:
         default=None,
         help="MAHNWERK_STRIPE_RATE_LIMIT for the worker (default: its own, 25/s for test keys)",
     )
-    parser.add_argument("--database-url", default=DEFAULT_DB)
-    parser.add_argument("--keep", action="store_true", help="keep logs and the Temporal DB")
-    parser.add_argument(
-        "--no-bytecode-cache",
-        dest="bytecode_cache",
-        action="store_false",
-        help="run without .pyc files (PYTHONDONTWRITEBYTECODE=1), as the Docker image does",
-    )
-    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    args = parser.parse_args()
-    exit_on_signals()
-    asyncio.run(main_async(args))
+    add_stack_options(parser)
+    run_benchmark(parser, main_async)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ SMTP catcher in-process, an SQLite ledger in a temp dir — the tests' setup. Th
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import tempfile
 import time
@@ -31,11 +30,12 @@ from temporalio.client import Client, WorkflowHandle
 from bench.common import (
     BIN,
     PLATFORM,
+    add_record_option,
     append_results,
     console,
-    exit_on_signals,
     loadavg,
     markdown_table,
+    run_benchmark,
     table,
 )
 
@@ -251,10 +251,8 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__)
     parser.add_argument("--years", type=int, default=10, help="subscription length")
-    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    args = parser.parse_args()
-    exit_on_signals()
-    asyncio.run(main_async(args))
+    add_record_option(parser)
+    run_benchmark(parser, main_async)
 
 
 if __name__ == "__main__":

@@ -28,17 +28,17 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from bench.common import (
-    DEFAULT_DB,
     CpuMeter,
+    add_stack_options,
     append_results,
     console,
     cpu_rows,
-    exit_on_signals,
     loadavg,
     markdown_table,
     percentile,
     reset_database,
     rss_mib,
+    run_benchmark,
     stack,
     table,
 )
@@ -260,18 +260,8 @@ def main() -> None:
         "contract's start looks its payment method up at Stripe once)",
     )
     parser.add_argument("--timeout", type=float, default=600, help="for the wake, seconds")
-    parser.add_argument("--database-url", default=DEFAULT_DB)
-    parser.add_argument("--keep", action="store_true", help="keep logs and the Temporal DB")
-    parser.add_argument(
-        "--no-bytecode-cache",
-        dest="bytecode_cache",
-        action="store_false",
-        help="run without .pyc files (PYTHONDONTWRITEBYTECODE=1), as the Docker image does",
-    )
-    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    args = parser.parse_args()
-    exit_on_signals()
-    asyncio.run(main_async(args))
+    add_stack_options(parser)
+    run_benchmark(parser, main_async)
 
 
 if __name__ == "__main__":

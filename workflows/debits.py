@@ -227,18 +227,19 @@ class Debits(ContractBase):
 
     async def _announce_debits(self, now: datetime) -> None:
         """Send the pre-notification of every SEPA debit due within the policy's lead."""
+        debits = self._unannounced_debits()
+        method = self._current_method()
+        if not debits or method is None:
+            return
         lead = self.policy.sepa.lead()
-        for inst, at in sorted(self._unannounced_debits(), key=lambda d: (d[1], d[0].seq)):
+        for inst, at in sorted(debits, key=lambda d: (d[1], d[0].seq)):
             if at - lead <= now:
                 at = max(at, now)
-                await self._announce(
-                    inst, at, self.s.method, inst.outstanding + self._fee_part(inst, at)
-                )
+                await self._announce(inst, at, method, inst.outstanding + self._fee_part(inst, at))
 
     async def _announce(
-        self, inst: InstallmentState, at: datetime, method: PaymentMethodInfo | None, amount: int
+        self, inst: InstallmentState, at: datetime, method: PaymentMethodInfo, amount: int
     ) -> None:
-        assert method is not None
         now = workflow.now()
         attempt = inst.attempts + 1
         lead = self.policy.sepa.lead()
