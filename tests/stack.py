@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from core.settings import Settings
-from domain.schedule import berlin_date
+from domain.schedule import BERLIN, berlin_date
 from tests.conftest import PLATFORM, contract_body
 from workflows.types import ContractView, workflow_id_for
 
@@ -29,6 +30,22 @@ class Stack:
 
     async def today(self) -> str:
         return berlin_date(await self.env.get_current_time())
+
+    async def pin_clock(self, day: int, at: time = time(10)) -> datetime:
+        """Skip the test server's clock to the next `day` of a month at `at` Berlin time, so a
+        test whose outcome depends on the calendar (paydays, month ends, TARGET holidays)
+        runs from the same point of the month whatever the real date. The test server starts
+        at the wall clock and only moves forward, so this is the nearest pin it allows."""
+        now = await self.env.get_current_time()
+        local = now.astimezone(BERLIN)
+        year, month = local.year, local.month
+        while True:
+            target = datetime.combine(date(year, month, day), at, BERLIN)
+            if target > now:
+                break
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        await self.env.sleep(target - now)
+        return target
 
     async def start(self, **kw: Any) -> tuple[str, WorkflowHandle[Any, Any]]:
         kw.setdefault("first_due", await self.today())
