@@ -94,7 +94,11 @@ class LedgerActivities:
                     row.due_at = st.due_at
                     row.amount = st.amount
                     row.paid_amount = st.paid
-                    row.status = st.status
+                    # A due installment whose debit Stripe refused as our integration error
+                    # (or could not be reached for) waits `stalled` (SPEC §4 installment
+                    # statuses); one already in dunning stays `open`: its claim is real.
+                    stalled = st.stalled_until is not None and st.status == "scheduled"
+                    row.status = "stalled" if stalled else st.status
                     if st.status == "paid" and row.paid_at is None:
                         row.paid_at = datetime.now(UTC)
 

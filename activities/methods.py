@@ -5,7 +5,8 @@ mandate reference, the creditor id and (for custom notices) the last four IBAN d
 (DOMAIN.md §4). The workflow asks once per payment method; this activity reads it from
 Stripe: the PaymentMethod (type, last 4), then the mandate the platform collected for it
 with a SetupIntent (Stripe's way to set up a SEPA method for later off-session debits), and
-the Mandate's reference.
+the Mandate's reference and status (found on the SetupIntent that set the method up or on
+the charge of the payment that saved it).
 
 A method Stripe does not know (deleted, wrong id) is a *result* (`kind="unknown"`), not an
 error: the debit will fail on its own and the workflow's decline handling takes over.
@@ -62,11 +63,15 @@ class MethodActivities:
         last4 = getattr(getattr(pm, "sepa_debit", None), "last4", None)
         mandate_id = self._mandate_of(pm.id, inp.stripe_customer)
         reference = None
+        status = None
         if mandate_id is not None:
             self._throttle()
             mandate = self.stripe.v1.mandates.retrieve(mandate_id)
             details = getattr(getattr(mandate, "payment_method_details", None), "sepa_debit", None)
             reference = getattr(details, "reference", None)
+            # active | inactive | pending: an inactive mandate (revoked, or the method
+            # detached) must not be debited (issue 10 item 5).
+            status = getattr(mandate, "status", None)
         else:
             log.warning(
                 "no SEPA mandate found for %s (contract %s): pre-notifications go out without "
@@ -75,11 +80,21 @@ class MethodActivities:
                 inp.contract_id,
             )
         return PaymentMethodInfo(
-            asked, "sepa_debit", last4=last4, mandate=mandate_id, mandate_reference=reference
+            asked,
+            "sepa_debit",
+            last4=last4,
+            mandate=mandate_id,
+            mandate_reference=reference,
+            mandate_status=str(status) if status else None,
         )
 
     def _mandate_of(self, pm_id: str, customer: str | None) -> str | None:
-        """The mandate of the newest succeeded SetupIntent for this method."""
+        """The Mandate the customer signed for this method. Stripe keeps it where the method
+        was set up for later use: on a SetupIntent (`mandate`, docs.stripe.com/api/
+        setup_intents/object) or, for a method saved while paying (a PaymentIntent with
+        `setup_future_usage`, Checkout in payment mode), on that payment's charge
+        (`payment_method_details.sepa_debit.mandate`, docs.stripe.com/api/charges/object).
+        The newest one wins."""
         params: dict[str, Any] = {"payment_method": pm_id, "limit": 10}
         if customer:
             params["customer"] = customer
@@ -89,4 +104,22 @@ class MethodActivities:
             if si.status == "succeeded" and si.mandate:
                 mandate = si.mandate
                 return mandate if isinstance(mandate, str) else str(mandate.id)
+        if not customer:
+            return None  # a saved method lives on a customer; without one, nothing to list
+        self._throttle()
+        payments = self.stripe.v1.payment_intents.list(
+            params={"customer": customer, "limit": 20, "expand": ["data.latest_charge"]}
+        )
+        for pi in payments.data:
+            method = pi.payment_method
+            method_id = method if isinstance(method, str) else getattr(method, "id", None)
+            if method_id != pm_id:
+                continue
+            charge = getattr(pi, "latest_charge", None)
+            if charge is None or isinstance(charge, str):
+                continue
+            details = getattr(getattr(charge, "payment_method_details", None), "sepa_debit", None)
+            found: Any = getattr(details, "mandate", None)
+            if found:
+                return found if isinstance(found, str) else str(found.id)
         return None

@@ -102,26 +102,61 @@ def make_stripe_client(api_key: str, api_base: str | None) -> stripe.StripeClien
     return stripe.StripeClient(api_key, base_addresses=base, max_network_retries=0)
 
 
-def _scheme(pi: Any) -> str:
+# Stripe's payment method types -> our scheme names (domain.declines, retry_timing).
+_SCHEMES = {"card": "card", "sepa_debit": "sepa"}
+
+
+def _type_of(obj: Any) -> str | None:
+    """`type` of an expanded Stripe object (PaymentMethod, charge details); None for an id."""
+    if obj is None or isinstance(obj, str):
+        return None
+    value = getattr(obj, "type", None)
+    return str(value) if value else None
+
+
+def scheme_of(pi: Any, hint: str | None = None) -> str:
+    """Card or SEPA, from the payment method's *own* type (issue 10 item 4), never from
+    `payment_method_types`, which lists every type the intent *may* use: a declined card on
+    an intent that also allowed SEPA would otherwise be classified as a SEPA return.
+
+    In order: the method of the last error (Stripe expands it in `last_payment_error`), the
+    latest charge's `payment_method_details.type` (when expanded), the intent's method (when
+    expanded), a single allowed type, and finally `hint` (what the workflow knows of the
+    method it gave us) or card."""
+    err = getattr(pi, "last_payment_error", None)
+    for found in (
+        _type_of(getattr(err, "payment_method", None)) if err else None,
+        _type_of(getattr(getattr(pi, "latest_charge", None), "payment_method_details", None))
+        if not isinstance(getattr(pi, "latest_charge", None), str)
+        else None,
+        _type_of(getattr(pi, "payment_method", None)),
+    ):
+        if found:
+            return _SCHEMES.get(found, "card")
     types = list(getattr(pi, "payment_method_types", None) or [])
-    return "sepa" if "sepa_debit" in types else "card"
+    if len(types) == 1:
+        return _SCHEMES.get(str(types[0]), "card")
+    if hint:
+        return _SCHEMES.get(hint, hint if hint in ("card", "sepa") else "card")
+    return "card"
 
 
-def result_from_intent(pi: Any) -> ChargeResult:
+def result_from_intent(pi: Any, scheme_hint: str | None = None) -> ChargeResult:
     """Map a PaymentIntent to our outcome vocabulary."""
     status = pi.status
     amount = int(pi.amount or 0)
+    scheme = scheme_of(pi, scheme_hint)
     if status == "succeeded":
-        return ChargeResult("succeeded", pi.id, amount=amount)
+        return ChargeResult("succeeded", pi.id, amount=amount, scheme=scheme)
     if status == "processing":
-        return ChargeResult("processing", pi.id, amount=amount)
+        return ChargeResult("processing", pi.id, amount=amount, scheme=scheme)
     err = getattr(pi, "last_payment_error", None)
     if status in ("requires_confirmation", "requires_capture") or (
         status == "requires_payment_method" and not err
     ):
         # Only a PaymentIntent the platform created at checkout can be here: the customer
         # has not finished paying yet. Keep watching.
-        return ChargeResult("pending", pi.id, amount=amount)
+        return ChargeResult("pending", pi.id, amount=amount, scheme=scheme)
     code = None
     message = None
     if err:
@@ -130,8 +165,7 @@ def result_from_intent(pi: Any) -> ChargeResult:
     if status == "requires_action":
         code = code or "authentication_required"
     if status in ("requires_payment_method", "requires_action", "canceled"):
-        code = code or "payment_failed"
-        scheme = _scheme(pi)
+        code = code or ("payment_intent_canceled" if status == "canceled" else "payment_failed")
         if not declines.is_known(code, scheme):
             # Treated as soft with capped retries (domain.retry_timing); worth adding to
             # the classification table once its meaning is known.
@@ -149,8 +183,82 @@ def result_from_intent(pi: Any) -> ChargeResult:
             failure_class=declines.classify(code, scheme),
             message=message,
             amount=amount,
+            scheme=scheme,
         )
     raise ApplicationError(f"unexpected PaymentIntent status {status!r}", type="UnexpectedStatus")
+
+
+def off_session_debit_params(inp: ChargeInput) -> dict[str, Any]:
+    """The PaymentIntent Mahnwerk creates for a due amount: a merchant-initiated charge of a
+    saved method, as Stripe documents it ("Charge the saved payment method later",
+    docs.stripe.com/payments/save-and-reuse; API reference: Create a PaymentIntent):
+
+    * `confirm=true, off_session=true`: the customer is not present;
+    * the method's type named in `payment_method_types`, so Stripe never needs a
+      `return_url` for a redirect-based method. When the type is unknown, automatic payment
+      methods *without redirects* (`automatic_payment_methods[allow_redirects]=never`);
+      with automatic methods and redirects allowed Stripe refuses to confirm without a
+      `return_url`;
+    * `customer`: a saved method is attached to a Customer, and Stripe requires that
+      Customer on the intent;
+    * SEPA: `mandate`, the Mandate the customer signed for this method (Stripe uses the
+      method's mandate when omitted; naming it makes the debit fail loudly if it is gone).
+    """
+    params: dict[str, Any] = {
+        "amount": inp.amount,
+        "currency": inp.currency,
+        "payment_method": inp.payment_method,
+        "confirm": True,
+        "off_session": True,
+        "description": inp.description,
+        "metadata": {
+            "contract_id": inp.contract_id,
+            "installment": str(inp.installment_seq),
+            "attempt": str(inp.attempt),
+            "idempotency_key": inp.idempotency_key,
+        },
+    }
+    if inp.method_type in ("card", "sepa_debit"):
+        params["payment_method_types"] = [inp.method_type]
+    else:
+        params["automatic_payment_methods"] = {"enabled": True, "allow_redirects": "never"}
+    if inp.stripe_customer:
+        params["customer"] = inp.stripe_customer
+    if inp.method_type == "sepa_debit" and inp.mandate:
+        params["mandate"] = inp.mandate
+    return params
+
+
+def integration_error(exc: stripe.StripeError, pi_id: str | None = None) -> ChargeResult:
+    """Stripe refused the request itself (400/401/403/404, not a card or bank decline): our
+    integration error — a parameter Stripe does not take, SEPA not enabled on the account, a
+    method not attached to the customer, a revoked key. Never the customer's fault, so never
+    a decline (issue 10 item 3; DESIGN.md decision 3): the workflow stalls the installment,
+    alerts, and retries with backoff or when an admin says so."""
+    code = getattr(exc, "code", None) or type(exc).__name__
+    request_id = getattr(exc, "request_id", None)
+    status = getattr(exc, "http_status", None)
+    metrics.integration_error(code)
+    log.error(
+        "stripe refused the request (integration error, not a decline): status=%s code=%s "
+        "request_id=%s: %s",
+        status,
+        code,
+        request_id,
+        getattr(exc, "user_message", None) or str(exc),
+    )
+    return ChargeResult(
+        "error",
+        pi_id,
+        code=code,
+        message=(getattr(exc, "user_message", None) or str(exc))[:500],
+        request_id=request_id,
+        http_status=status,
+    )
+
+
+def _hint(inp: ChargeInput) -> str | None:
+    return _SCHEMES.get(inp.method_type) if inp.method_type else None
 
 
 class PaymentActivities:
@@ -264,7 +372,12 @@ class PaymentActivities:
         `_needs_search` cannot rule out an older request with this key."""
         self._throttle()
         found = self.stripe.v1.payment_intents.search(
-            params={"query": f"metadata['idempotency_key']:'{key}'", "limit": 1}
+            params={
+                "query": f"metadata['idempotency_key']:'{key}'",
+                "limit": 1,
+                # the charge tells the method's type (card or SEPA) for the classification
+                "expand": ["data.latest_charge"],
+            }
         )
         data = list(found.data)
         return data[0] if data else None
@@ -316,47 +429,41 @@ class PaymentActivities:
             metrics.debit_attempted(res.status, res.code)  # metrics (issue 4 item 7)
             return res
         earlier = self._claim_key(inp)
-        existing = (
-            self._find_existing(inp.idempotency_key) if self._needs_search(inp, earlier) else None
-        )
+        try:
+            existing = (
+                self._find_existing(inp.idempotency_key)
+                if self._needs_search(inp, earlier)
+                else None
+            )
+        except (
+            stripe.InvalidRequestError,
+            stripe.AuthenticationError,
+            stripe.PermissionError,
+        ) as exc:
+            res = integration_error(exc)
+            self._record(inp, res)
+            return res
         if existing is not None:
-            res = result_from_intent(existing)
+            res = result_from_intent(existing, _hint(inp))
             self._record(inp, res)
             metrics.debit_attempted(res.status, res.code)  # metrics (issue 4 item 7)
             return res
-        params: dict[str, Any] = {
-            "amount": inp.amount,
-            "currency": inp.currency,
-            "payment_method": inp.payment_method,
-            "confirm": True,
-            "off_session": True,
-            "description": inp.description,
-            "metadata": {
-                "contract_id": inp.contract_id,
-                "installment": str(inp.installment_seq),
-                "attempt": str(inp.attempt),
-                "idempotency_key": inp.idempotency_key,
-            },
-        }
-        if inp.stripe_customer:
-            params["customer"] = inp.stripe_customer
+        params = off_session_debit_params(inp)
         try:
             self._throttle()
             pi = self.stripe.v1.payment_intents.create(
                 params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": inp.idempotency_key},
             )
-            res = result_from_intent(pi)
+            res = result_from_intent(pi, _hint(inp))
         except stripe.CardError as exc:
+            # 402: the card or bank declined. The method's own type decides the scheme.
             err = exc.error
             code = (getattr(err, "decline_code", None) or exc.code) if err else exc.code
             pi_obj = getattr(err, "payment_intent", None) if err else None
             pm_obj = getattr(err, "payment_method", None) if err else None
-            scheme = (
-                "sepa"
-                if pm_obj is not None and getattr(pm_obj, "type", "") == "sepa_debit"
-                else "card"
-            )
+            found = _type_of(pm_obj)
+            scheme = _SCHEMES.get(found, "card") if found else (_hint(inp) or "card")
             res = ChargeResult(
                 "declined",
                 getattr(pi_obj, "id", None),
@@ -364,24 +471,24 @@ class PaymentActivities:
                 failure_class=declines.classify(code, scheme),
                 message=exc.user_message or str(exc),
                 amount=inp.amount,
-            )
-        except stripe.InvalidRequestError as exc:
-            # e.g. a payment method that does not exist or cannot be used: the customer must
-            # give us a new one; retrying the same request cannot help.
-            res = ChargeResult(
-                "declined",
-                code=exc.code or "invalid_request",
-                failure_class=declines.FIX_DATA,
-                message=exc.user_message or str(exc),
-                amount=inp.amount,
+                scheme=scheme,
             )
         except stripe.IdempotencyError as exc:
-            # Same key, different parameters: a bug on our side, never retry blindly.
+            # Same key, different parameters: an earlier request with this key may have
+            # debited. Never retry blindly with a fresh key: the workflow stalls the debit
+            # with the same key, and the next try looks the key up at Stripe first.
             raise ApplicationError(
                 str(exc), type="IdempotencyConflict", non_retryable=True
             ) from exc
-        except (stripe.AuthenticationError, stripe.PermissionError) as exc:
-            raise ApplicationError(str(exc), type="StripeAuthError", non_retryable=True) from exc
+        except (
+            stripe.InvalidRequestError,
+            stripe.AuthenticationError,
+            stripe.PermissionError,
+        ) as exc:
+            res = integration_error(exc)
+        if res.status == "error":
+            self._record(inp, res)
+            return res
         self._record(inp, res)
         metrics.debit_attempted(res.status, res.code)  # metrics (issue 4 item 7)
         log.info(
@@ -401,5 +508,14 @@ class PaymentActivities:
     def payment_status(self, inp: PaymentStatusInput) -> ChargeResult:
         """Poll a debit that is still `processing` (fallback when a webhook is lost)."""
         self._throttle()
-        pi = self.stripe.v1.payment_intents.retrieve(inp.payment_intent)
-        return result_from_intent(pi)
+        try:
+            pi = self.stripe.v1.payment_intents.retrieve(
+                inp.payment_intent, params={"expand": ["latest_charge"]}
+            )
+        except (
+            stripe.InvalidRequestError,
+            stripe.AuthenticationError,
+            stripe.PermissionError,
+        ) as exc:
+            return integration_error(exc, inp.payment_intent)
+        return result_from_intent(pi, inp.scheme)

@@ -95,6 +95,12 @@ ACCESS_LOCKS = BusinessCounter("mahnwerk_access_locks", "Product access locked f
 HANDOFFS = BusinessCounter(
     "mahnwerk_handoffs", "Claims handed off for collection, by route.", ["route"]
 )
+INTEGRATION_ERRORS = BusinessCounter(
+    "mahnwerk_stripe_integration_errors",
+    "Stripe answered 400/401/403/404 (our integration error, not a decline): the debit "
+    "is stalled and retried, the customer is not told. Alert on any increase.",
+    ["code"],
+)
 
 COUNTERS = (
     DEBITS_ATTEMPTED,
@@ -103,6 +109,7 @@ COUNTERS = (
     NOTICES_SENT,
     ACCESS_LOCKS,
     HANDOFFS,
+    INTEGRATION_ERRORS,
 )
 
 
@@ -121,6 +128,10 @@ def debit_attempted(status: str, code: str | None = None) -> None:
     """The `charge` activity got an answer: count the attempt and, if final, its outcome."""
     DEBITS_ATTEMPTED.inc()
     debit_outcome(status, code)
+
+
+def integration_error(code: str | None) -> None:
+    INTEGRATION_ERRORS.inc(code=code)
 
 
 def notice_sent(stage: str) -> None:

@@ -101,6 +101,7 @@ class Installment(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     paid_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     # scheduled | processing | paid | open (failed, part of the claim) | waived
+    # | stalled (due, but Stripe refused our request or was unreachable: not the customer's)
     status: Mapped[str] = mapped_column(String(16), default="scheduled")
     paid_at: Mapped[datetime | None] = mapped_column(nullable=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

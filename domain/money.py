@@ -106,3 +106,28 @@ def format_date(iso_or_dt: str | date | datetime, locale: str) -> str:
     if _language(locale) == "de":
         return f"{day.day:02d}.{day.month:02d}.{day.year:04d}"
     return f"{day.day} {_MONTHS_EN[day.month - 1]} {day.year}"
+
+
+# Stripe's "Minimum and maximum charge amounts" (docs.stripe.com/currencies#minimum-and-
+# maximum-charge-amounts): a PaymentIntent below the minimum is refused (400
+# `amount_too_small`); the maximum for a PaymentIntent is 99,999,999 minor units
+# (`amount_too_large`). Currencies not listed here are treated like EUR (50).
+STRIPE_MINIMUM_CHARGE: Final[dict[str, int]] = {
+    "eur": 50,
+    "usd": 50,
+    "chf": 50,
+    "gbp": 30,
+    "dkk": 250,
+    "nok": 300,
+    "sek": 300,
+    "pln": 200,
+    "czk": 1500,
+    "huf": 17500,
+}
+STRIPE_MAXIMUM_CHARGE: Final = 99_999_999
+
+
+def stripe_minimum_charge(currency: str) -> int:
+    """The smallest amount Stripe debits in `currency` (minor units); a residue below it is
+    not debited but stays in the claim (issue 10 item 1)."""
+    return STRIPE_MINIMUM_CHARGE.get(currency.lower(), 50)

@@ -35,6 +35,10 @@ SEPA_PROCESSING_CAP_BUSINESS_DAYS = 14
 # up to a day) and is tried again with the same idempotency key.
 STALL_FIRST = timedelta(hours=1)
 STALL_MAX = timedelta(days=1)
+# Patch id of issue 10 (real Stripe): a residue under Stripe's minimum charge is not
+# debited, an inactive SEPA mandate is not debited, and a poll whose Stripe calls fail
+# waits instead of failing the workflow.
+PATCH_STRIPE_STRICT = "stripe-strict"
 
 
 class ContractBase:

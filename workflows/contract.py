@@ -674,6 +674,37 @@ class ContractWorkflow(Debits, Dunning):
             raise ApplicationError("there is no open claim to write off", type="InvalidState")
         self._require_reason(req)
 
+    @workflow.update(name="retry_debit")
+    async def retry_debit(self, req: SupportAction) -> ActionResult:
+        """An admin fixed what Stripe refused (issue 10 item 3): every stalled debit is tried
+        again now, by the main loop (the lock is not held across the Stripe call)."""
+        async with self._lock:
+            now = workflow.now()
+            seqs = []
+            for inst in self._stalled():
+                inst.stalled_until = now
+                if inst.status == "processing":
+                    inst.next_poll_at = now
+                seqs.append(inst.seq)
+            self._action_fact("debit.retry_requested", req, {"installments": seqs})
+            return await self._finish_action(
+                f"debit of installment {', '.join(map(str, seqs))} retried now"
+            )
+
+    def _stalled(self) -> list[InstallmentState]:
+        return [
+            i
+            for i in self.s.installments
+            if i.status in ("scheduled", "open", "processing")
+            and (i.stalled_until is not None or i.stalls > 0)
+        ]
+
+    @retry_debit.validator
+    def _validate_retry_debit(self, req: SupportAction) -> None:
+        self._require_active("retry a debit")
+        if not self._stalled():
+            raise ApplicationError("no debit of this contract is stalled", type="InvalidState")
+
     @workflow.update(name="approve_handoff")
     async def approve_handoff(self, req: SupportAction) -> ActionResult:
         async with self._lock:

@@ -14,11 +14,13 @@ with workflow.unsafe.imports_passed_through():
     from domain import declines
     from domain.calendar import add_target_business_days
     from domain.fees import RETURN_DEBIT_COST_DEFAULT
+    from domain.money import stripe_minimum_charge
     from domain.retry_timing import RetryPlanInput, next_retry
     from domain.schedule import berlin_date
     from workflows import retry_policies as rp
     from workflows.base import (
         PATCH_PRE_NOTIFICATION,
+        PATCH_STRIPE_STRICT,
         SEPA_PROCESSING_CAP_BUSINESS_DAYS,
         STALL_FIRST,
         STALL_MAX,
@@ -70,10 +72,18 @@ class Debits(ContractBase):
         attempt = inst.attempts + 1
         fee_part = self._fee_part(inst, now)
         key = f"{self.inp.contract_id}:{inst.seq}:{attempt}"
+        if inst.integration_errors:
+            # Stripe refused the earlier request of this attempt (4xx: no money moved) and
+            # saved that answer under its key for 24 h: the next try needs a fresh key.
+            key += f":e{inst.integration_errors}"
+        method: PaymentMethodInfo | None = None
         if self._announcing():
             method = await self._method()
             if method is None:
                 return self._stall(inst, now, key, "payment method lookup failed")
+            if method.is_sepa and method.mandate_status == "inactive":
+                if workflow.patched(PATCH_STRIPE_STRICT):
+                    return self._mandate_inactive(inst, now, key, method, scheduled)
             if method.is_sepa:
                 if inst.announced_attempt != attempt:
                     # Not announced in time (due at checkout, a new method): announce now.
@@ -82,17 +92,34 @@ class Debits(ContractBase):
                 # part of this debit; they stay open for the next one).
                 fee_part = min(fee_part, max(inst.announced_amount - inst.outstanding, 0))
         amount = inst.outstanding + fee_part
+        if amount < stripe_minimum_charge(self.inp.currency) and workflow.patched(
+            PATCH_STRIPE_STRICT
+        ):
+            return self._below_minimum(inst, now, amount)
         summary = f"charge {self._money(amount)} — {self._label(inst)}, attempt {attempt}"
         if fee_part:
             summary += f" (incl. {self._money(fee_part)} fees)"
         try:
-            res = await self._charge_activity(inst, attempt, key, amount, now, summary)
+            res = await self._charge_activity(inst, attempt, key, amount, now, summary, method)
         except ActivityError as err:
             if not self._announcing():
                 raise  # contracts started before the patch fail as they always did
             return self._stall(inst, now, key, str(err.cause or err))
+        if res.status == "error":
+            return self._integration_error(inst, now, key, res)
+        if inst.integration_errors:
+            self._fact(
+                "installment.unstalled",
+                f"unstalled:{key}",
+                now,
+                {"installment": inst.seq, "attempt": attempt, "after": inst.integration_errors},
+            )
         inst.stalled_until = None
         inst.stalls = 0
+        inst.stall_error = None
+        inst.integration_errors = 0
+        if res.scheme:
+            inst.scheme = res.scheme
         inst.attempts = attempt
         inst.attempt_times = [*inst.attempt_times[-29:], now]
         inst.fee_part = fee_part
@@ -133,7 +160,10 @@ class Debits(ContractBase):
         amount: int,
         now: datetime,
         summary: str,
+        method: PaymentMethodInfo | None = None,
     ) -> ChargeResult:
+        if method is not None and method.kind not in ("card", "sepa_debit"):
+            method = None  # unknown to Stripe: let the debit tell (automatic methods)
         return await workflow.execute_activity(
             "charge",
             ChargeInput(
@@ -148,6 +178,8 @@ class Debits(ContractBase):
                 description=f"{self.inp.product.name} — {self._label(inst)}",
                 customer_email=self.inp.customer.email,
                 attempted_at=now,
+                method_type=method.kind if method is not None else None,
+                mandate=method.mandate if method is not None and method.is_sepa else None,
             ),
             result_type=ChargeResult,
             start_to_close_timeout=rp.CHARGE_START_TO_CLOSE,
@@ -170,6 +202,106 @@ class Debits(ContractBase):
             {"installment": inst.seq, "error": error[:500], "retry_at": inst.stalled_until},
         )
         return ChargeResult("stalled", None, message=error[:500])
+
+    def _integration_error(
+        self, inst: InstallmentState, now: datetime, key: str, res: ChargeResult
+    ) -> ChargeResult:
+        """Stripe refused our request (400/401/403/404, not a decline): our integration error,
+        never the customer's (issue 10 item 3). Nothing is decided about the customer — no
+        notice, no fee, no lock, no retry count used: the installment waits `stalled`, with
+        the error, an `integration.error` event for the platform and a metric (counted by
+        the activity), and is tried again with backoff (1 h doubling up to a day), or at once
+        when an admin says so (`retry_debit`)."""
+        wait = min(STALL_FIRST * (2**inst.stalls), STALL_MAX)
+        first = inst.integration_errors == 0
+        inst.stalls += 1
+        inst.integration_errors += 1
+        inst.stalled_until = now + wait
+        inst.stall_error = f"{res.code}: {res.message or ''}"[:500]
+        data = {
+            "installment": inst.seq,
+            "attempt": inst.attempts + 1,
+            "code": res.code,
+            "message": res.message,
+            "http_status": res.http_status,
+            "request_id": res.request_id,
+            "retry_at": inst.stalled_until,
+        }
+        workflow.logger.error(
+            "Stripe refused the debit of installment %s of %s (integration error %s, request %s)",
+            inst.seq,
+            self.inp.contract_id,
+            res.code,
+            res.request_id,
+        )
+        self._fact(
+            "integration.error", f"integration_error:{key}", now, data, event="integration.error"
+        )
+        if first:
+            self._fact(
+                "installment.stalled",
+                f"installment_stalled:{key}",
+                now,
+                data,
+                event="installment.stalled",
+            )
+        return res
+
+    def _below_minimum(self, inst: InstallmentState, now: datetime, amount: int) -> ChargeResult:
+        """Stripe does not debit less than its minimum charge (50 cents in EUR): such a
+        residue (left by a partial settlement) is not sent to Stripe, which would refuse it.
+        It stays open in the claim, without retries: the customer is asked to pay it with
+        the rest of the claim (issue 10 item 1)."""
+        key = f"{self.inp.contract_id}:{inst.seq}:{inst.attempts}"
+        if inst.status != "open":
+            inst.status = "open"
+            inst.first_failed_at = now
+            self._open_case(now)
+        inst.next_retry_at = None
+        inst.retry_reason = "below Stripe's minimum charge: collected with the claim"
+        self._fact(
+            "payment.below_minimum",
+            f"below_minimum:{key}",
+            now,
+            {
+                "installment": inst.seq,
+                "amount": amount,
+                "minimum": stripe_minimum_charge(self.inp.currency),
+            },
+        )
+        return ChargeResult("below_minimum", None, amount=amount)
+
+    def _mandate_inactive(
+        self,
+        inst: InstallmentState,
+        now: datetime,
+        key: str,
+        method: PaymentMethodInfo,
+        scheduled: datetime,
+    ) -> ChargeResult:
+        """The SEPA mandate is no longer active (revoked by the debtor, or the method was
+        detached): no debit may be collected under it (SEPA rulebook; Stripe marks the Mandate
+        `inactive`). Not sent to Stripe; the customer is asked for a new payment method at
+        once, as for a hard decline (SPEC §3: revoked mandate)."""
+        res = ChargeResult(
+            "declined",
+            None,
+            code="payment_intent_mandate_invalid",
+            failure_class=declines.classify("payment_intent_mandate_invalid", "sepa"),
+            message=f"SEPA mandate {method.mandate} is inactive",
+            amount=inst.outstanding,
+            scheme="sepa",
+        )
+        inst.scheme = "sepa"
+        data = {
+            "installment": inst.seq,
+            "attempt": inst.attempts,
+            "amount": inst.outstanding,
+            "mandate": method.mandate,
+            "reason": "mandate inactive",
+        }
+        self._declined(inst, res, now, data, f"{key}:mandate", failed_at=scheduled)
+        return res
 
     # -- SEPA pre-notification (DOMAIN.md §4) ------------------------------------------------
 
@@ -308,16 +440,64 @@ class Debits(ContractBase):
         )
 
     async def _poll(self, inst: InstallmentState) -> None:
-        assert inst.payment_intent
-        res: ChargeResult = await workflow.execute_activity(
-            "payment_status",
-            PaymentStatusInput(self.inp.contract_id, inst.payment_intent),
-            result_type=ChargeResult,
-            start_to_close_timeout=rp.CHARGE_START_TO_CLOSE,
-            retry_policy=rp.CHARGE,
-            summary=f"check the debit of {self._label(inst)} ({inst.payment_intent})",
-        )
+        if inst.payment_intent is None:
+            return
+        strict = workflow.patched(PATCH_STRIPE_STRICT)
+        try:
+            res: ChargeResult = await workflow.execute_activity(
+                "payment_status",
+                PaymentStatusInput(self.inp.contract_id, inst.payment_intent, inst.scheme),
+                result_type=ChargeResult,
+                start_to_close_timeout=rp.CHARGE_START_TO_CLOSE,
+                schedule_to_close_timeout=rp.CHARGE_SCHEDULE_TO_CLOSE if strict else None,
+                retry_policy=rp.CHARGE,
+                summary=f"check the debit of {self._label(inst)} ({inst.payment_intent})",
+            )
+        except ActivityError as err:
+            if not strict:
+                raise
+            # Stripe unreachable through every retry: the debit is still in flight; ask
+            # again later. Never a reason to fail the contract (DESIGN.md decision 15).
+            now = workflow.now()
+            inst.next_poll_at = now + min(STALL_FIRST * (2**inst.stalls), STALL_MAX)
+            inst.stalls += 1
+            self._fact(
+                "payment.poll_failed",
+                f"poll_failed:{self.inp.contract_id}:{inst.seq}:{inst.attempts}:{inst.stalls}",
+                now,
+                {
+                    "installment": inst.seq,
+                    "error": str(err.cause or err)[:500],
+                    "retry_at": inst.next_poll_at,
+                },
+            )
+            return
         now = workflow.now()
+        if res.status == "error":
+            # Stripe refused the lookup (e.g. the PaymentIntent is unknown under this key):
+            # ours to fix; keep the debit in flight and ask again later.
+            inst.next_poll_at = now + min(STALL_FIRST * (2**inst.stalls), STALL_MAX)
+            inst.stalls += 1
+            self._fact(
+                "integration.error",
+                f"integration_error:poll:{self.inp.contract_id}:{inst.seq}:{inst.attempts}:"
+                f"{inst.stalls}",
+                now,
+                {
+                    "installment": inst.seq,
+                    "code": res.code,
+                    "message": res.message,
+                    "request_id": res.request_id,
+                    "http_status": res.http_status,
+                    "retry_at": inst.next_poll_at,
+                },
+                event="integration.error",
+            )
+            return
+        if strict:
+            inst.stalls = 0
+        if res.scheme:
+            inst.scheme = res.scheme
         if res.status in ("processing", "pending"):
             inst.next_poll_at = now + timedelta(seconds=self.inp.poll_interval_seconds)
             self._check_processing_cap(inst, now)

@@ -71,6 +71,11 @@ class InstallmentState:
     # Stripe unreachable for the whole of a debit's retries: try again at this time.
     stalled_until: datetime | None = None
     stalls: int = 0
+    # Stripe refused our request (400/401/403/404): the last error, shown with the
+    # installment's `stalled` status; and how many such refusals this attempt had (each
+    # retry after one sends a fresh idempotency key: a 4xx moved no money).
+    stall_error: str | None = None
+    integration_errors: int = 0
 
     @property
     def outstanding(self) -> int:
@@ -160,16 +165,25 @@ class ChargeInput:
     description: str
     customer_email: str = ""
     attempted_at: datetime | None = None  # workflow time of the attempt (business time)
+    # The method's own type (card | sepa_debit), named in the request as Stripe documents
+    # for merchant-initiated charges; None: unknown (automatic methods without redirects).
+    method_type: str | None = None
+    mandate: str | None = None  # SEPA: the Stripe Mandate the debit is collected under
 
 
 @dataclass
 class ChargeResult:
-    status: str  # succeeded | processing | declined
+    # succeeded | processing | pending | declined | error (Stripe refused the request:
+    # 400/401/403/404, our integration error, never the customer's decline)
+    status: str
     payment_intent: str | None = None
-    code: str | None = None  # Stripe decline / failure code
+    code: str | None = None  # Stripe decline / failure code (error: Stripe's error code)
     failure_class: str | None = None  # domain.declines class
     message: str | None = None
     amount: int = 0
+    scheme: str | None = None  # card | sepa, from the payment method's own type
+    request_id: str | None = None  # error: Stripe's request id (req_…), for support
+    http_status: int | None = None  # error: Stripe's HTTP status
 
 
 @dataclass
@@ -188,6 +202,9 @@ class PaymentMethodInfo:
     last4: str | None = None  # IBAN (SEPA) or card number
     mandate: str | None = None  # Stripe Mandate id
     mandate_reference: str | None = None  # the SEPA mandate reference (≤ 35 characters)
+    # The Mandate's status at Stripe: active | inactive | pending; None: no mandate found.
+    # An inactive mandate (revoked by the debtor, or the method detached) cannot be debited.
+    mandate_status: str | None = None
 
     @property
     def is_sepa(self) -> bool:
@@ -198,6 +215,7 @@ class PaymentMethodInfo:
 class PaymentStatusInput:
     contract_id: str
     payment_intent: str
+    scheme: str | None = None  # card | sepa, as the workflow knows the debit's method
 
 
 @dataclass

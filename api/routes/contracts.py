@@ -305,9 +305,20 @@ def _read_view(s: Session, settings: Settings, contract_id: str) -> dict[str, An
     attempts = s.scalars(
         select(PaymentAttempt)
         .where(PaymentAttempt.contract_id == contract_id)
-        .order_by(PaymentAttempt.installment_seq, PaymentAttempt.attempt)
+        .order_by(PaymentAttempt.installment_seq, PaymentAttempt.attempt, PaymentAttempt.id)
     )
     return _view(settings, c, list(insts), list(attempts))
+
+
+def _stall_detail(inst: Installment, attempts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Why a `stalled` installment waits: Stripe's last refusal (code, message), if any."""
+    if inst.status != "stalled":
+        return None
+    errors = [a for a in attempts if a["status"] == "error"]
+    if not errors:
+        return {"code": None, "message": "Stripe could not be reached; retried with backoff"}
+    last = errors[-1]
+    return {"code": last["decline_code"], "message": last["error"]}
 
 
 def _view(
@@ -327,6 +338,8 @@ def _view(
                 "decline_code": a.decline_code,
                 "failure_class": a.failure_class,
                 "attempted_at": a.attempted_at.isoformat(),
+                # Stripe refused the request (our integration error): its message
+                "error": a.message if a.status == "error" else None,
             }
         )
     principal = sum(i.amount - i.paid_amount for i in insts if i.status == "open")
@@ -362,6 +375,7 @@ def _view(
                 "paid_amount": i.paid_amount,
                 "status": i.status,
                 "attempts": by_seq.get(i.seq, []),
+                "stalled": _stall_detail(i, by_seq.get(i.seq, [])),
             }
             for i in insts
         ],
@@ -537,6 +551,17 @@ async def write_off(
 ) -> ActionOut:
     req = SupportAction(actor=caller.name, reason=body.reason)
     return await _update(state, client, contract_id, "write_off", req)
+
+
+@router.post("/{contract_id}/retry-debit", summary="Retry a stalled debit now")
+async def retry_debit(
+    contract_id: str, caller: AdminCaller, state: StateDep, client: TemporalDep
+) -> ActionOut:
+    """A debit Stripe refused as our integration error (installment `stalled`, event
+    `integration.error`) is retried with backoff; once the cause is fixed, an admin retries
+    it at once. 409 when nothing is stalled."""
+    req = SupportAction(actor=caller.name, reason="retry stalled debit")
+    return await _update(state, client, contract_id, "retry_debit", req)
 
 
 @router.post("/{contract_id}/approve-handoff", summary="Approve a hand-off waiting for an admin")
