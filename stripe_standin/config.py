@@ -57,6 +57,9 @@ class StandinConfig:
     # the decisions reproducible; setting it (again) restarts the sequence.
     latency: float = 0.0
     fault_5xx: float = 0.0
+    # Probability of a 400 `invalid_request_error` on creating or confirming a PaymentIntent:
+    # an integration error as Stripe answers one (an unknown parameter), never a decline.
+    fault_400: float = 0.0
     fault_429: float = 0.0
     fault_timeout: float = 0.0
     fault_timeout_seconds: float = 90.0  # the stripe SDK's default timeout is 80 s
@@ -104,7 +107,7 @@ _FLOATS = (
     "latency",
     "fault_timeout_seconds",
 )
-_RATES = ("fault_5xx", "fault_429", "fault_timeout", "webhook_drop")
+_RATES = ("fault_5xx", "fault_400", "fault_429", "fault_timeout", "webhook_drop")
 _OPTIONAL_FLOATS = ("sepa_long_delay", "dispute_delay")
 _INTS = ("port", "webhook_max_attempts", "webhook_concurrency")
 _STRS = ("host", "webhook_secret", "api_version")

@@ -19,6 +19,10 @@ can always look inside and turn faults off again. The knobs (StandinConfig, set 
   (longer than the client's timeout): the client gives up with a connection error while the
   request still completes; meanwhile the key is in flight (a retry gets the 409), afterwards
   a retry replays the saved result — exactly one object either way.
+- `fault_400`: probability of `400 invalid_request_error` (`parameter_unknown`) on
+  creating or confirming a PaymentIntent, before the endpoint runs (not saved for replay, as
+  Stripe saves no result for a request that failed validation): the shape of an integration
+  error — ours, never the customer's decline.
 - `webhook_drop`: probability of losing a delivery entirely (no attempt, no retry), as if
   the event never reached the endpoint; the delivery log says `dropped`.
 
@@ -35,7 +39,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .config import StandinConfig
-from .errors import StripeError, api_error
+from .errors import StripeError, api_error, invalid_param
 
 if TYPE_CHECKING:
     from .http import Call
@@ -60,12 +64,35 @@ def injected_server_error() -> StripeError:
     return err
 
 
+def injected_integration_error() -> StripeError:
+    """A 400 as Stripe answers a request it refuses (here: an unknown parameter)."""
+    return invalid_param(
+        "Received unknown parameter: mahnwerk_injected (injected by the stand-in's fault_400)",
+        "mahnwerk_injected",
+        "parameter_unknown",
+    )
+
+
+def _creates_debit(call: Call) -> bool:
+    path = call.path.rstrip("/")
+    return call.method == "POST" and (
+        path == "/v1/payment_intents"
+        or (path.startswith("/v1/payment_intents/") and path.endswith("/confirm"))
+    )
+
+
 class Faults:
     def __init__(self, config: Callable[[], StandinConfig]) -> None:
         self._config = config
         self._rng = random.Random()
         self._seeded: tuple[int | None, int] | None = None
-        self.injected: dict[str, int] = {"429": 0, "5xx": 0, "timeout": 0, "webhook_drop": 0}
+        self.injected: dict[str, int] = {
+            "429": 0,
+            "5xx": 0,
+            "400": 0,
+            "timeout": 0,
+            "webhook_drop": 0,
+        }
 
     def _rng_for(self, cfg: StandinConfig) -> random.Random:
         state = (cfg.fault_seed, cfg.fault_seed_generation)
@@ -91,6 +118,9 @@ class Faults:
         if self._hit(cfg, cfg.fault_5xx):
             self.injected["5xx"] += 1
             raise injected_server_error()
+        if _creates_debit(call) and self._hit(cfg, cfg.fault_400):
+            self.injected["400"] += 1
+            raise injected_integration_error()
         if self._hit(cfg, cfg.fault_timeout):
             self.injected["timeout"] += 1
             await asyncio.sleep(cfg.fault_timeout_seconds)
