@@ -194,8 +194,10 @@ def off_session_debit_params(inp: ChargeInput) -> dict[str, Any]:
     docs.stripe.com/payments/save-and-reuse; API reference: Create a PaymentIntent):
 
     * `confirm=true, off_session=true`: the customer is not present;
-    * the method's type named in `payment_method_types`, so Stripe never needs a
-      `return_url` for a redirect-based method. When the type is unknown, automatic payment
+    * the method's type named in `allowed_payment_method_types` (the request parameter at
+      the pinned API version 2026-10-28; `payment_method_types` is only the response field
+      listing what the intent may use), so Stripe never needs a `return_url` for a
+      redirect-based method. When the type is unknown, automatic payment
       methods *without redirects* (`automatic_payment_methods[allow_redirects]=never`);
       with automatic methods and redirects allowed Stripe refuses to confirm without a
       `return_url`;
@@ -219,7 +221,7 @@ def off_session_debit_params(inp: ChargeInput) -> dict[str, Any]:
         },
     }
     if inp.method_type in ("card", "sepa_debit"):
-        params["payment_method_types"] = [inp.method_type]
+        params["allowed_payment_method_types"] = [inp.method_type]
     else:
         params["automatic_payment_methods"] = {"enabled": True, "allow_redirects": "never"}
     if inp.stripe_customer:

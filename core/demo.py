@@ -163,10 +163,10 @@ def sepa_mandate(client: stripe.StripeClient, iban: str) -> tuple[str, str]:
         }
     )
     client.v1.setup_intents.create(
-        params={  # type: ignore[arg-type]
+        params={
             "customer": customer.id,
             "payment_method": pm.id,
-            "payment_method_types": ["sepa_debit"],
+            "allowed_payment_method_types": ["sepa_debit"],
             "confirm": True,
             "mandate_data": {
                 "customer_acceptance": {

@@ -47,17 +47,17 @@ def _with(inp: ChargeInput, **changes: Any) -> ChargeInput:
 def test_debit_names_the_method_type_customer_and_mandate() -> None:
     card = _with(_input("c1"), method_type="card", stripe_customer="cus_1")
     p = off_session_debit_params(card)
-    assert p["payment_method_types"] == ["card"]
+    assert p["allowed_payment_method_types"] == ["card"]
     assert p["confirm"] is True and p["off_session"] is True
     assert p["customer"] == "cus_1"
     assert "automatic_payment_methods" not in p and "mandate" not in p
     sepa = _with(card, method_type="sepa_debit", mandate="mandate_1")
     p = off_session_debit_params(sepa)
-    assert p["payment_method_types"] == ["sepa_debit"] and p["mandate"] == "mandate_1"
+    assert p["allowed_payment_method_types"] == ["sepa_debit"] and p["mandate"] == "mandate_1"
     # unknown type: automatic methods, but never a redirect (no return_url needed)
     p = off_session_debit_params(_input("c1"))
     assert p["automatic_payment_methods"] == {"enabled": True, "allow_redirects": "never"}
-    assert "payment_method_types" not in p
+    assert "allowed_payment_method_types" not in p
 
 
 def test_card_debit_with_its_type_succeeds(
@@ -106,7 +106,7 @@ def _declined_card_intent(client: stripe.StripeClient, key: str, cid: str) -> st
             params={
                 "amount": 9900,
                 "currency": "eur",
-                "payment_method_types": ["card", "sepa_debit"],
+                "allowed_payment_method_types": ["card", "sepa_debit"],
                 "payment_method": "pm_card_visa_chargeDeclinedLostCard",
                 "confirm": True,
                 "off_session": True,

@@ -39,7 +39,7 @@ def sepa_mandate(stack: Stack, iban: str, customer: str | None = None) -> tuple[
         params={  # type: ignore[arg-type]
             "customer": customer,
             "payment_method": pm.id,
-            "payment_method_types": ["sepa_debit"],
+            "allowed_payment_method_types": ["sepa_debit"],
             "confirm": True,
             "mandate_data": {"customer_acceptance": {"type": "offline"}},
         }
