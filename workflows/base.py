@@ -99,6 +99,12 @@ class ContractBase:
     def _grant_access(self, now: datetime, why: str) -> None:
         raise NotImplementedError
 
+    def _settle_case(self, now: datetime) -> None:
+        raise NotImplementedError
+
+    def _check_completed(self, now: datetime) -> None:
+        raise NotImplementedError
+
     async def _flush(self) -> None:
         raise NotImplementedError
 

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         InterestInput,
         InterestOutput,
         LedgerSync,
+        MandateUpdate,
         PaymentMethodRequest,
         PaymentUpdate,
         SettlementRequest,
@@ -87,6 +88,7 @@ class ContractWorkflow(Debits, Dunning):
         self._lock = asyncio.Lock()
         self._dirty = False
         self._updates: list[PaymentUpdate] = []
+        self._mandate_updates: list[MandateUpdate] = []
         self._facts: list[Fact] = []
         self._outcomes: list[list[str]] = []
         self._sa_last: tuple[str, str, int, bool] | None = None
@@ -180,6 +182,9 @@ class ContractWorkflow(Debits, Dunning):
         if self.s.paused and self.s.paused_until is not None and self.s.paused_until <= now:
             self._end_pause(now, actor=None, why="pause ended")
         self._apply_payment_updates(now)
+        mandates, self._mandate_updates = self._mandate_updates, []
+        for mu in mandates:
+            self._mandate_changed(mu, now)
         if self._new_method is not None and self.s.status not in TERMINAL:
             req, self._new_method = self._new_method, None
             await self._use_new_method(req, "payment method updated at Stripe")
@@ -353,6 +358,15 @@ class ContractWorkflow(Debits, Dunning):
         if pu.event_id:
             self.s.seen_payment_events = (self.s.seen_payment_events + [pu.event_id])[-50:]
         self._updates.append(pu)
+        self._dirty = True
+
+    @workflow.signal(name="mandate_updated")
+    def mandate_updated(self, mu: MandateUpdate) -> None:
+        if mu.event_id and mu.event_id in self.s.seen_payment_events:
+            return
+        if mu.event_id:
+            self.s.seen_payment_events = (self.s.seen_payment_events + [mu.event_id])[-50:]
+        self._mandate_updates.append(mu)
         self._dirty = True
 
     @workflow.signal(name="payment_method_updated")

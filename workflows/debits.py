@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         ClaimLine,
         DebitAnnouncement,
         InstallmentState,
+        MandateUpdate,
         NoticeInput,
         NoticeResult,
         PaymentMethodInfo,
@@ -555,6 +556,29 @@ class Debits(ContractBase):
                 if paid is not None:
                     self._reopen(paid, pu, now)
                 continue
+            if pu.status in ("dispute_won", "dispute_lost", "refunded"):
+                inst = next(
+                    (i for i in self.s.installments if i.payment_intent == pu.payment_intent),
+                    None,
+                )
+                if inst is not None:
+                    if pu.status == "dispute_won":
+                        self._dispute_won(inst, pu, now)
+                    elif pu.status == "dispute_lost":
+                        self._fact(
+                            "payment.dispute_lost",
+                            f"dispute_lost:{self.inp.contract_id}:{inst.seq}:{pu.dispute}",
+                            now,
+                            {
+                                "installment": inst.seq,
+                                "dispute": pu.dispute,
+                                "amount": pu.amount,
+                                "payment_intent": pu.payment_intent,
+                            },
+                        )
+                    else:
+                        self._refunded(inst, pu, now)
+                continue
             inst = next(
                 (
                     i
@@ -567,6 +591,123 @@ class Debits(ContractBase):
                 continue  # already settled (duplicate, or the poll got there first)
             status = "succeeded" if pu.status == "succeeded" else "declined"
             self._outcome(inst, status, pu.code, now, source="webhook")
+
+    def _dispute_won(self, inst: InstallmentState, pu: PaymentUpdate, now: datetime) -> None:
+        """A dispute closed in the seller's favour (`charge.dispute.closed` with status `won`,
+        or `charge.dispute.funds_reinstated`): the money is back, so the amount counts as paid
+        again and the return-debit costs charged for it are released. Applied once per
+        dispute, whichever of the two events comes first."""
+        key = pu.dispute or pu.event_id
+        if key in self.s.disputes_settled:
+            return
+        self.s.disputes_settled = [*self.s.disputes_settled, key][-50:]
+        back = min(inst.disputed, pu.amount or inst.disputed)
+        if back <= 0:
+            return  # the dispute never reopened this installment (e.g. it was unknown)
+        applied = min(back, inst.outstanding)
+        inst.disputed -= back
+        inst.paid += applied
+        self.s.paid_total += applied
+        released = inst.dispute_costs
+        if released:
+            self.s.fees -= released
+            self.s.return_debit_costs -= released
+            inst.dispute_costs = 0
+        if inst.outstanding <= 0:
+            inst.status = "paid"
+            inst.next_retry_at = None
+            inst.first_failed_at = None
+            inst.dunning_from = None
+        self._fact(
+            "payment.dispute_won",
+            f"dispute_won:{self.inp.contract_id}:{inst.seq}:{key}",
+            now,
+            {
+                "installment": inst.seq,
+                "dispute": pu.dispute,
+                "amount": back,
+                "credit": back - applied,  # paid again meanwhile: to be refunded
+                "return_debit_costs_released": released,
+                "payment_intent": pu.payment_intent,
+            },
+            event="payment.succeeded",
+        )
+        self._settle_case(now)
+        self._check_completed(now)
+
+    def _refunded(self, inst: InstallmentState, pu: PaymentUpdate, now: datetime) -> None:
+        """A refund made at Stripe (the Dashboard, or the platform's own call): the seller
+        gave this money back, so it is never claimed again. `amount` is the charge's
+        cumulative `amount_refunded`: only an increase is new. A full refund marks the
+        installment `refunded`; for a one-off purchase that ends the contract and its
+        access (nothing was kept)."""
+        new = pu.amount - inst.refunded
+        if new <= 0:
+            return
+        inst.refunded = pu.amount
+        self._fact(
+            "refund.created",
+            f"refund:{self.inp.contract_id}:{inst.seq}:{pu.amount}",
+            now,
+            {
+                "installment": inst.seq,
+                "amount": new,
+                "refunded_total": inst.refunded,
+                "payment_intent": pu.payment_intent,
+                "source": "stripe",
+            },
+            event="refund.created",
+        )
+        if inst.refunded < inst.paid or inst.status != "paid":
+            return
+        inst.status = "refunded"
+        if self.inp.kind == "one_off" and self.s.status not in ("cancelled", "failed"):
+            self.s.status = "cancelled"
+            if self.s.access != "none":
+                self.s.access = "none"
+                self._fact(
+                    "access.revoked",
+                    f"revoked:{self.inp.contract_id}:refund",
+                    now,
+                    {"reason": "purchase refunded in full"},
+                    event="access.locked",
+                )
+            self._fact(
+                "contract.cancelled",
+                f"cancelled:{self.inp.contract_id}",
+                now,
+                {"reason": "refunded", "refunded_total": inst.refunded},
+                event="contract.cancelled",
+            )
+
+    def _mandate_changed(self, mu: MandateUpdate, now: datetime) -> None:
+        """`mandate.updated`: a revoked (inactive) mandate stops SEPA debits at once; the
+        customer is asked for a new payment method (issue 10 item 5)."""
+        method = self._current_method()
+        if method is None or not method.is_sepa:
+            return
+        if method.mandate not in (None, mu.mandate) and mu.payment_method != method.payment_method:
+            return
+        if method.mandate_status == mu.status and method.mandate == mu.mandate:
+            return
+        method.mandate = mu.mandate
+        method.mandate_status = mu.status
+        self._fact(
+            "mandate.updated",
+            f"mandate:{self.inp.contract_id}:{mu.mandate}:{mu.event_id}",
+            now,
+            {"mandate": mu.mandate, "status": mu.status},
+        )
+        if mu.status != "inactive" or self.s.status in TERMINAL:
+            return
+        if any(i.status in ("scheduled", "open") for i in self.s.installments):
+            self._fact(
+                "payment_method.required",
+                f"pm_required:{self.inp.contract_id}:mandate:{mu.mandate}",
+                now,
+                {"code": "mandate_inactive", "mandate": mu.mandate},
+                event="payment_method.required",
+            )
 
     def _chargeback_watch_until(self) -> datetime | None:
         if self.s.status != "completed":
@@ -596,12 +737,14 @@ class Debits(ContractBase):
         unpaid again, the bank's return-debit costs join the claim, dunning starts anew."""
         back = min(inst.paid, pu.amount or inst.paid)
         inst.paid -= back
+        inst.disputed += back
         self.s.paid_total -= back
         inst.status = "open"
         inst.dunning_from = now
         inst.first_failed_at = None
         inst.next_retry_at = None  # a reclaimed debit is not simply re-debited
         cost = self._charge_return_debit_costs(inst, now, None) if inst.scheme == "sepa" else 0
+        inst.dispute_costs += cost
         self._fact(
             "payment.disputed",
             f"disputed:{self.inp.contract_id}:{inst.seq}:{pu.event_id}",

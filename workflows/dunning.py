@@ -331,7 +331,8 @@ class Dunning(ContractBase):
                     event="contract.cancelled",
                 )
             return
-        if self.s.generated and all(i.status in ("paid", "waived") for i in self.s.installments):
+        done = ("paid", "waived", "refunded")
+        if self.s.generated and all(i.status in done for i in self.s.installments):
             self.s.status = "completed"
             self._fact(
                 "contract.completed",

@@ -76,6 +76,9 @@ class InstallmentState:
     # retry after one sends a fresh idempotency key: a 4xx moved no money).
     stall_error: str | None = None
     integration_errors: int = 0
+    disputed: int = 0  # reclaimed by an open or lost dispute / chargeback
+    dispute_costs: int = 0  # return-debit costs charged for that dispute
+    refunded: int = 0  # refunded at Stripe (e.g. in the Dashboard): not owed again
 
     @property
     def outstanding(self) -> int:
@@ -119,6 +122,7 @@ class ContractState:
     # The payment method as Stripe describes it (looked up once per method): SEPA debits
     # are announced beforehand with these details.
     method: PaymentMethodInfo | None = None
+    disputes_settled: list[str] = field(default_factory=list)  # won disputes, applied once
 
 
 @dataclass
@@ -140,8 +144,11 @@ class ContractInput:
     # How often a debit stuck in `processing` is polled in case a webhook was lost.
     poll_interval_seconds: int = 6 * 3600
     # After the last payment the contract keeps listening for chargebacks this long: a SEPA
-    # debtor may reclaim a debit within 8 weeks without giving reasons (§ 675x (2),(4) BGB).
-    chargeback_watch_days: int = 56
+    # debtor may reclaim an authorised debit within 8 weeks without giving reasons (§ 675x
+    # (2),(4) BGB) and an unauthorised one within 13 months (§ 676b (2) BGB; SEPA Core
+    # rulebook), card disputes come up to ~120 days later (network rules). 13 months: a
+    # dispute arriving after the last payment still reopens the contract (issue 10 item 6).
+    chargeback_watch_days: int = 396
     # Continue-as-new after this many paid periods (subscriptions) to bound the history.
     periods_per_run: int = 12
     # Upsert the SPEC.md §7 search attributes (off only where a test server lacks them).
@@ -316,10 +323,25 @@ class PaymentUpdate:
 
     event_id: str
     payment_intent: str
-    status: str  # succeeded | failed | disputed
+    # succeeded | failed | disputed | dispute_won (closed as won, or funds reinstated) |
+    # dispute_lost | refunded (a refund made at Stripe, e.g. in the Dashboard)
+    status: str
     code: str | None = None
     installment_seq: int | None = None
-    amount: int = 0  # disputed: the amount reclaimed
+    # disputed / dispute_won: the disputed amount; refunded: the charge's `amount_refunded`
+    # (cumulative, so a redelivered or reordered event is harmless)
+    amount: int = 0
+    dispute: str | None = None  # the Dispute id (dp_…), to settle each dispute once
+
+
+@dataclass
+class MandateUpdate:
+    """Signal from the `mandate.updated` webhook: a SEPA mandate changed status."""
+
+    event_id: str
+    mandate: str
+    status: str  # active | inactive | pending
+    payment_method: str | None = None
 
 
 @dataclass

@@ -23,7 +23,7 @@ from api.deps import StateDep, TemporalDep
 from api.errors import ApiError
 from core.db import transaction
 from core.models import Contract, PaymentAttempt, WebhookEvent
-from workflows.types import PaymentMethodRequest, PaymentUpdate
+from workflows.types import MandateUpdate, PaymentMethodRequest, PaymentUpdate
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -31,15 +31,38 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 _OUTCOMES = {
     "payment_intent.succeeded": "succeeded",
     "payment_intent.payment_failed": "failed",
+    # A PaymentIntent canceled while we watch it (a platform's checkout intent abandoned,
+    # or canceled in the Dashboard): it will never succeed.
+    "payment_intent.canceled": "failed",
 }
 _CARD_UPDATED = "payment_method.automatically_updated"
 _ATTACHED = "payment_method.attached"
 _CUSTOMER_UPDATED = "customer.updated"
 _DISPUTE = "charge.dispute.created"
+# A dispute decided: `won` gives the money back (Stripe also sends
+# `charge.dispute.funds_reinstated`); `lost` keeps it reclaimed (already so since `created`).
+_DISPUTE_CLOSED = "charge.dispute.closed"
+_DISPUTE_REINSTATED = "charge.dispute.funds_reinstated"
+# A refund made at Stripe (the Dashboard, or the platform): the charge's `amount_refunded`.
+_REFUNDED = "charge.refunded"
+# A SEPA mandate changed status: `inactive` (revoked by the debtor) stops debits.
+_MANDATE = "mandate.updated"
 # The event types we act on. Everything else (Stripe sends `payment_intent.created` and
 # `charge.succeeded` with every card debit, two of its three events) is acknowledged at once,
 # before any database work: nothing to de-duplicate when nothing is done.
-HANDLED = frozenset({*_OUTCOMES, _CARD_UPDATED, _ATTACHED, _CUSTOMER_UPDATED, _DISPUTE})
+HANDLED = frozenset(
+    {
+        *_OUTCOMES,
+        _CARD_UPDATED,
+        _ATTACHED,
+        _CUSTOMER_UPDATED,
+        _DISPUTE,
+        _DISPUTE_CLOSED,
+        _DISPUTE_REINSTATED,
+        _REFUNDED,
+        _MANDATE,
+    }
+)
 
 
 def _new_default_method(data: dict[str, Any]) -> str | None:
@@ -130,6 +153,35 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
             amount=int(dispute.get("amount") or 0),
         )
 
+    elif event_type in (_DISPUTE_CLOSED, _DISPUTE_REINSTATED):
+        dispute = event["data"]["object"].to_dict()
+        won = event_type == _DISPUTE_REINSTATED or dispute.get("status") == "won"
+        lost = event_type == _DISPUTE_CLOSED and dispute.get("status") == "lost"
+        if won or lost:
+            await _signal_outcome(
+                state,
+                client,
+                event_id,
+                {"id": dispute.get("payment_intent") or "", "metadata": {}},
+                "dispute_won" if won else "dispute_lost",
+                code=dispute.get("reason"),
+                amount=int(dispute.get("amount") or 0),
+                dispute=dispute.get("id"),
+            )
+    elif event_type == _REFUNDED:
+        charge = event["data"]["object"].to_dict()
+        await _signal_outcome(
+            state,
+            client,
+            event_id,
+            {"id": charge.get("payment_intent") or "", "metadata": charge.get("metadata") or {}},
+            "refunded",
+            amount=int(charge.get("amount_refunded") or 0),
+        )
+    elif event_type == _MANDATE:
+        mandate = event["data"]["object"].to_dict()
+        await _signal_mandate(state, client, event_id, mandate)
+
     await run_in_threadpool(_mark_processed, state, event_id, event_type)
     return {"received": True, "duplicate": False}
 
@@ -170,7 +222,9 @@ def _contract_of(
         )
         if attempt is not None:
             final = attempt.status in ("succeeded", "declined") and attempt.attempt > 0
-            if final and outcome != "disputed":
+            # Only a debit's own outcome can be known already; what happens to a settled
+            # payment later (disputes, refunds) is always news to the workflow.
+            if final and outcome in ("succeeded", "failed"):
                 return None, True  # settled synchronously (cards): the workflow knows
             contract_id = attempt.contract_id
         return (s.get(Contract, contract_id) if contract_id else None), False
@@ -185,6 +239,7 @@ async def _signal_outcome(
     *,
     code: str | None = None,
     amount: int = 0,
+    dispute: str | None = None,
 ) -> None:
     pi_id = pi.get("id", "")
     contract_id = (pi.get("metadata") or {}).get("contract_id")
@@ -200,12 +255,21 @@ async def _signal_outcome(
         status=outcome,
         code=code or (_failure_code(pi) if outcome == "failed" else None),
         amount=amount,
+        dispute=dispute,
     )
     try:
         await client.get_workflow_handle(contract.workflow_id).signal("payment_update", update)
     except RPCError as exc:
         if "already completed" in str(exc).lower() or "not found" in str(exc).lower():
-            log.info("webhook %s: contract %s no longer running", event_id, contract.id)
+            # A contract keeps listening 13 months after its last payment (the SEPA
+            # limit for unauthorised debits); anything later needs a human.
+            log.warning(
+                "webhook %s (%s of %s): contract %s no longer running; not applied",
+                event_id,
+                outcome,
+                pi_id,
+                contract.id,
+            )
             return
         # Not recorded as processed: Stripe redelivers and we try again.
         raise ApiError(503, "unavailable", f"Temporal: {exc}") from None
@@ -234,6 +298,43 @@ def _in_dunning(state: StateDep, stripe_customer: str) -> list[str]:
                 select(Contract.workflow_id).where(
                     Contract.payment["stripe_customer"].as_string() == stripe_customer,
                     Contract.status == "in_dunning",
+                )
+            )
+        )
+
+
+async def _signal_mandate(
+    state: StateDep, client: Any, event_id: str, mandate: dict[str, Any]
+) -> None:
+    """Tell every running contract debiting with the mandate's payment method."""
+    mandate_id, status = mandate.get("id") or "", mandate.get("status") or ""
+    pm = mandate.get("payment_method")
+    pm_id = pm if isinstance(pm, str) else (pm or {}).get("id")
+    if not mandate_id or not status or not pm_id:
+        return
+    workflow_ids = await run_in_threadpool(_using_method, state, pm_id)
+    update = MandateUpdate(
+        event_id=event_id, mandate=mandate_id, status=status, payment_method=pm_id
+    )
+    for wf_id in workflow_ids:
+        try:
+            await client.get_workflow_handle(wf_id).signal("mandate_updated", update)
+        except RPCError as exc:
+            if "already completed" in str(exc).lower() or "not found" in str(exc).lower():
+                continue
+            raise ApiError(503, "unavailable", f"Temporal: {exc}") from None
+
+
+_FINISHED = ("completed", "cancelled", "handed_off", "written_off", "failed")
+
+
+def _using_method(state: StateDep, payment_method: str) -> list[str]:
+    with state.sessions() as s:
+        return list(
+            s.scalars(
+                select(Contract.workflow_id).where(
+                    Contract.payment["payment_method"].as_string() == payment_method,
+                    Contract.status.not_in(_FINISHED),
                 )
             )
         )

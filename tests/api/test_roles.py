@@ -45,6 +45,7 @@ ROLES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/contracts/{contract_id}/cancel"): {"support"},
     ("POST", "/v1/contracts/{contract_id}/write-off"): {"admin"},
     ("POST", "/v1/contracts/{contract_id}/approve-handoff"): {"admin"},
+    ("POST", "/v1/contracts/{contract_id}/retry-debit"): {"admin"},
     ("GET", "/v1/contracts/{contract_id}/collection-case"): {"admin"},
     ("GET", "/v1/reports/receivables"): {"admin"},
     ("POST", "/codec/encode"): {"admin"},

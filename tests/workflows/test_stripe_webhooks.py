@@ -1,0 +1,174 @@
+"""Issue 10 items 5 and 6 on the time-skipping server: every money-moving Stripe webhook
+ends in the right ledger state and events — a won dispute, a refund made in Stripe, a
+dispute nine months after the contract finished, a revoked SEPA mandate.
+
+Events are Stripe's own shape, signed and POSTed to /v1/webhooks/stripe as Stripe does
+(`deliver`); where the stand-in emits the event itself, that event is used."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import stripe
+
+from tests.conftest import PLATFORM
+from tests.stack import Stack, unique_email
+from tests.workflows.test_payments import deliver, sepa_mandate, timeline, until_settled_at_bank
+
+
+def _client(stack: Stack) -> stripe.StripeClient:
+    return stripe.StripeClient("sk_test_mahnwerk", base_addresses={"api": stack.standin.url})
+
+
+def _variant(event: dict[str, Any], type_: str, **changes: Any) -> dict[str, Any]:
+    """The same Stripe object in a later event (`charge.dispute.closed` after `created`)."""
+    out = copy.deepcopy(event)
+    out["id"] = f"evt_{uuid.uuid4().hex[:24]}"
+    out["type"] = type_
+    out["data"]["object"].update(changes)
+    return out
+
+
+async def _paid_card_contract(stack: Stack, email: str, **kw: Any) -> tuple[str, str]:
+    cid, _ = await stack.start(email=email, **kw)
+    await stack.env.sleep(timedelta(hours=1))
+    (debit,) = stack.debits(cid)
+    return cid, str(debit["payment_intent"])
+
+
+async def test_a_won_dispute_settles_the_amount_again(stack: Stack) -> None:
+    email = unique_email()
+    cid, pi = await _paid_card_contract(stack, email, count=1)
+    assert (await stack.contract(cid))["status"] == "completed"
+    stack.standin.dispute(pi, reason="fraudulent")
+    created = stack.standin.events("charge.dispute.created")[-1]
+    await deliver(stack, created)
+    await stack.env.sleep(timedelta(days=5))
+    c = await stack.contract(cid)
+    assert c["status"] == "in_dunning" and c["claim"]["total"] == 9900
+    # The seller's evidence wins: Stripe closes the dispute as won and reinstates the
+    # funds (two events; the amount is settled once).
+    await deliver(stack, _variant(created, "charge.dispute.closed", status="won"))
+    await deliver(stack, _variant(created, "charge.dispute.funds_reinstated", status="won"))
+    await stack.env.sleep(timedelta(hours=1))
+    c = await stack.contract(cid)
+    assert c["status"] == "completed", c
+    assert c["schedule"][0]["status"] == "paid" and c["schedule"][0]["paid_amount"] == 9900
+    assert c["claim"]["total"] == 0 and c["access"] == "granted"
+    won = await timeline(stack, cid, "payment.dispute_won")
+    assert len(won) == 1 and won[0]["data"]["amount"] == 9900
+    assert won[0]["data"]["credit"] == 0
+    assert len(stack.debits(cid)) == 1  # never re-debited
+
+
+async def test_a_lost_dispute_keeps_the_claim(stack: Stack) -> None:
+    cid, pi = await _paid_card_contract(stack, unique_email(), count=1)
+    stack.standin.dispute(pi, reason="fraudulent")
+    created = stack.standin.events("charge.dispute.created")[-1]
+    await deliver(stack, created)
+    await deliver(stack, _variant(created, "charge.dispute.closed", status="lost"))
+    await stack.env.sleep(timedelta(hours=1))
+    c = await stack.contract(cid)
+    assert c["status"] == "in_dunning" and c["claim"]["total"] == 9900
+    assert len(await timeline(stack, cid, "payment.dispute_lost")) == 1
+
+
+async def test_a_dashboard_refund_of_a_one_off_purchase_ends_it(stack: Stack) -> None:
+    cid, pi = await _paid_card_contract(stack, unique_email(), kind="one_off", amount=49700)
+    c = await stack.contract(cid)
+    assert c["status"] == "completed" and c["access"] == "granted"
+    # The seller refunds in the Stripe Dashboard: Stripe sends charge.refunded.
+    _client(stack).v1.refunds.create(params={"payment_intent": pi})
+    refunded = stack.standin.events("charge.refunded")[-1]
+    await deliver(stack, refunded)
+    await deliver(stack, refunded)  # redelivered: recorded once
+    await stack.env.sleep(timedelta(hours=1))
+    c = await stack.contract(cid)
+    assert c["status"] == "cancelled" and c["access"] == "none", c
+    assert c["schedule"][0]["status"] == "refunded"
+    (refund,) = await timeline(stack, cid, "refund.created")
+    assert refund["data"]["amount"] == 49700 and refund["data"]["source"] == "stripe"
+    access = await stack.http.get(f"/v1/access/{c['customer_id']}/course-x", headers=PLATFORM)
+    assert access.json()["access"] == "none"
+
+
+async def test_a_partial_refund_of_an_installment_is_recorded_and_the_plan_goes_on(
+    stack: Stack,
+) -> None:
+    cid, pi = await _paid_card_contract(stack, unique_email(), count=3)
+    _client(stack).v1.refunds.create(params={"payment_intent": pi, "amount": 1900})
+    await deliver(stack, stack.standin.events("charge.refunded")[-1])
+    await stack.env.sleep(timedelta(hours=1))
+    c = await stack.contract(cid)
+    assert c["status"] == "active" and c["schedule"][0]["status"] == "paid"
+    (refund,) = await timeline(stack, cid, "refund.created")
+    assert refund["data"]["amount"] == 1900
+    await stack.env.sleep(timedelta(days=32))
+    assert len(stack.debits(cid)) == 2  # the next installment is debited as agreed
+
+
+async def test_a_dispute_nine_months_after_the_contract_finished_reopens_it(
+    stack: Stack,
+) -> None:
+    cid, pi = await _paid_card_contract(stack, unique_email(), count=1)
+    await stack.env.sleep(timedelta(days=270))
+    assert (await stack.contract(cid))["status"] == "completed"
+    stack.standin.dispute(pi, reason="fraudulent")
+    await deliver(stack, stack.standin.events("charge.dispute.created")[-1])
+    await stack.env.sleep(timedelta(hours=1))
+    c = await stack.contract(cid)
+    assert c["status"] == "in_dunning" and c["schedule"][0]["status"] == "open"
+    assert c["claim"]["total"] == 9900
+    assert len(await timeline(stack, cid, "payment.disputed")) == 1
+
+
+async def test_a_revoked_mandate_stops_sepa_debits_and_asks_for_a_new_method(
+    stack: Stack,
+) -> None:
+    stack.standin.set_config(sepa_delay=0.2)
+    try:
+        customer = _client(stack).v1.customers.create(params={"name": "Erika Mustermann"})
+        pm, _ = sepa_mandate(stack, "DE89370400440532013000", customer=str(customer.id))
+        email = unique_email()
+        cid, _ = await stack.start(
+            count=3, payment_method=pm, stripe_customer=str(customer.id), email=email
+        )
+        await stack.env.sleep(timedelta(hours=1))
+        await until_settled_at_bank(stack, cid)
+        await stack.env.sleep(timedelta(days=1))
+        assert len(stack.debits(cid)) == 1
+        si = _client(stack).v1.setup_intents.list(params={"payment_method": pm, "limit": 1})
+        mandate_id = str(si.data[0].mandate)
+        # The debtor revokes the mandate at their bank; Stripe marks it inactive.
+        await deliver(
+            stack,
+            {
+                "id": f"evt_{uuid.uuid4().hex[:24]}",
+                "object": "event",
+                "type": "mandate.updated",
+                "data": {
+                    "object": {
+                        "id": mandate_id,
+                        "object": "mandate",
+                        "status": "inactive",
+                        "payment_method": pm,
+                        "type": "multi_use",
+                    }
+                },
+            },
+        )
+        await stack.env.sleep(timedelta(hours=1))
+        required = await timeline(stack, cid, "payment_method.required")
+        assert len(required) == 1 and required[0]["data"]["code"] == "mandate_inactive"
+        # the next installment falls due: not debited, the customer asked for a new method
+        await stack.env.sleep(timedelta(days=31))
+        assert len(stack.debits(cid)) == 1
+        c = await stack.contract(cid)
+        assert c["schedule"][1]["status"] == "open" and c["status"] == "in_dunning"
+        failed = await timeline(stack, cid, "payment.failed")
+        assert failed and failed[-1]["data"]["code"] == "payment_intent_mandate_invalid"
+    finally:
+        stack.standin.set_config(sepa_delay=2.0)
