@@ -169,6 +169,10 @@ def build_worker(
         activities=[a for a in activities if _activity_name(a) in STRIPE_ACTIVITIES],
         activity_executor=stripe_executor,
         max_concurrent_activities=settings.stripe_concurrency,
+        # One Stripe budget for the whole deployment (issue 10 item 7): the server hands out
+        # at most this many Stripe activities per second on this queue, whichever worker
+        # polls; each process's token bucket only smooths its own bursts.
+        max_task_queue_activities_per_second=settings.effective_stripe_activity_rate,
     )
     return WorkerParts(
         WorkerGroup(worker, stripe_worker), dispatcher, executor, [executor, stripe_executor]

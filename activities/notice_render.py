@@ -525,7 +525,8 @@ def _debit_context(
         "attempt": d.attempt,
         "amount": money(d.amount),
         "amount_minor": d.amount,
-        "date": day(d.debit_at),
+        # the day the money leaves the account, as Stripe will collect it
+        "date": day(d.collection_date or d.debit_at),
         "mandate_reference": d.mandate_reference,
         "creditor_id": settings.seller_creditor_id or None,
         "iban_last4": d.iban_last4,
@@ -581,6 +582,7 @@ def _debit_evidence(inp: NoticeInput, context: dict[str, Any]) -> dict[str, Any]
         "attempt": d.attempt,
         "amount": d.amount,
         "debit_at": _iso(d.debit_at),
+        "collection_date": d.collection_date,
         "mandate_reference": d.mandate_reference,
         "creditor_id": context["debit"]["creditor_id"],
         "iban_last4": d.iban_last4,

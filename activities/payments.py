@@ -141,6 +141,16 @@ def scheme_of(pi: Any, hint: str | None = None) -> str:
     return "card"
 
 
+def _expected_debit_date(pi: Any) -> str | None:
+    """A SEPA debit's `expected_debit_date` from its (expanded) charge, else None."""
+    charge = getattr(pi, "latest_charge", None)
+    if charge is None or isinstance(charge, str):
+        return None
+    sepa = getattr(getattr(charge, "payment_method_details", None), "sepa_debit", None)
+    value = getattr(sepa, "expected_debit_date", None)
+    return str(value) if value else None
+
+
 def result_from_intent(pi: Any, scheme_hint: str | None = None) -> ChargeResult:
     """Map a PaymentIntent to our outcome vocabulary."""
     status = pi.status
@@ -149,7 +159,13 @@ def result_from_intent(pi: Any, scheme_hint: str | None = None) -> ChargeResult:
     if status == "succeeded":
         return ChargeResult("succeeded", pi.id, amount=amount, scheme=scheme)
     if status == "processing":
-        return ChargeResult("processing", pi.id, amount=amount, scheme=scheme)
+        return ChargeResult(
+            "processing",
+            pi.id,
+            amount=amount,
+            scheme=scheme,
+            expected_debit_date=_expected_debit_date(pi),
+        )
     err = getattr(pi, "last_payment_error", None)
     if status in ("requires_confirmation", "requires_capture") or (
         status == "requires_payment_method" and not err
@@ -219,6 +235,8 @@ def off_session_debit_params(inp: ChargeInput) -> dict[str, Any]:
             "attempt": str(inp.attempt),
             "idempotency_key": inp.idempotency_key,
         },
+        # the charge: the method's type, and a SEPA debit's expected_debit_date
+        "expand": ["latest_charge"],
     }
     if inp.method_type in ("card", "sepa_debit"):
         params["allowed_payment_method_types"] = [inp.method_type]

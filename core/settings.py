@@ -115,6 +115,17 @@ class Settings(BaseSettings):
     # Client-side rate limit for Stripe calls (requests/s, all activity threads together);
     # None: Stripe's own limits, 25/s in test mode, 100/s live (issue 5 item 6).
     stripe_rate_limit: float | None = None
+    # Stripe's activities per second for the *whole deployment*: Temporal's task-queue-wide
+    # activity rate limit on the Stripe queue (issue 10 item 7), so two worker replicas
+    # together never exceed it. Each debit is one PaymentIntent create, and Stripe limits
+    # that endpoint to 25/s by default in live mode (docs.stripe.com/rate-limits); test mode
+    # allows 25/s overall. None: min(25, the rate limit above).
+    stripe_create_rate_limit: float | None = None
+    # Who announces SEPA debits (issue 10 item 8): `mahnwerk` (its own pre-notification,
+    # with the amount, date, mandate reference and creditor id; turn Stripe's debit
+    # notification e-mails off in the Dashboard) or `stripe` (Stripe's e-mails; Mahnwerk
+    # sends none). Never both. Pinned into each contract when it starts.
+    sepa_prenotification: Literal["mahnwerk", "stripe"] = "mahnwerk"
     # Activity slots (and threads) of the worker's Stripe task queue (workflows/queues.py):
     # how many Stripe activities run at once. Enough for the rate limit at Stripe's latency
     # (100/s × ~0.3 s); the ledger and notice activities have their own 64 slots.
@@ -204,7 +215,7 @@ class Settings(BaseSettings):
             parse_key_ring(v)  # ValueError names the entry, never the key material
         return v
 
-    @field_validator("stripe_rate_limit")
+    @field_validator("stripe_rate_limit", "stripe_create_rate_limit")
     @classmethod
     def _rate(cls, v: float | None) -> float | None:
         if v is not None and not v > 0:
@@ -268,6 +279,12 @@ class Settings(BaseSettings):
         return default_stripe_rate_limit(self.stripe_api_key)
 
     @property
+    def effective_stripe_activity_rate(self) -> float:
+        """Stripe activities/s across all workers (the Stripe queue's task-queue limit)."""
+        create = self.stripe_create_rate_limit or STRIPE_CREATE_RATE_LIMIT
+        return min(create, self.effective_stripe_rate_limit)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -275,6 +292,9 @@ class Settings(BaseSettings):
 # Stripe's documented default limits: 25 requests/s in test mode, 100/s in live mode.
 STRIPE_TEST_RATE_LIMIT = 25.0
 STRIPE_LIVE_RATE_LIMIT = 100.0
+# Stripe's default per-endpoint limit for PaymentIntent creation in live mode (the
+# "Rate limits" page: 25 requests/s for the create endpoint unless raised on request).
+STRIPE_CREATE_RATE_LIMIT = 25.0
 
 
 def default_stripe_rate_limit(api_key: str) -> float:

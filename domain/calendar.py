@@ -210,3 +210,14 @@ def shift_deadline_193(d: date, extra_holidays: Collection[date] = ()) -> date:
     while day.weekday() >= _SATURDAY or day in _german_holidays(day.year) or day in extra_holidays:
         day += timedelta(days=1)
     return day
+
+
+def sepa_collection_date(submitted_on: date) -> date:
+    """The day a SEPA Core debit submitted on ``submitted_on`` (a Europe/Berlin date) is
+    collected from the debtor's account: the next TARGET business day. SEPA Core needs the
+    collection to reach the debtor bank one TARGET day before the due date (D-1, SEPA Core
+    rulebook since November 2016; DOMAIN.md §4), and Stripe submits a debit when the
+    PaymentIntent is confirmed. This is the date a pre-notification announces; the date
+    Stripe reports on the charge (``payment_method_details.sepa_debit.expected_debit_date``)
+    is recorded when the debit is submitted, and a difference is flagged."""
+    return add_target_business_days(submitted_on, 1)

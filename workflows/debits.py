@@ -12,7 +12,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from domain import declines
-    from domain.calendar import add_target_business_days
+    from domain.calendar import add_target_business_days, sepa_collection_date
     from domain.fees import RETURN_DEBIT_COST_DEFAULT
     from domain.money import stripe_minimum_charge
     from domain.retry_timing import RetryPlanInput, next_retry
@@ -85,7 +85,7 @@ class Debits(ContractBase):
             if method.is_sepa and method.mandate_status == "inactive":
                 if workflow.patched(PATCH_STRIPE_STRICT):
                     return self._mandate_inactive(inst, now, key, method, scheduled)
-            if method.is_sepa:
+            if method.is_sepa and self._mahnwerk_announces():
                 if inst.announced_attempt != attempt:
                     # Not announced in time (due at checkout, a new method): announce now.
                     await self._announce(inst, now, method, inst.outstanding + fee_part)
@@ -141,7 +141,31 @@ class Debits(ContractBase):
             inst.processing_since = now
             inst.processing_overdue = False
             inst.next_poll_at = now + timedelta(seconds=self.inp.poll_interval_seconds)
+            if res.expected_debit_date:
+                data = data | {"expected_debit_date": res.expected_debit_date}
             self._fact("payment.processing", f"processing:{key}", now, data)
+            announced = inst.announced_collection
+            if res.expected_debit_date and announced and res.expected_debit_date != announced:
+                # Stripe collects on another day than the pre-notification said: on record
+                # for support (the announcement stays valid within the mandate's terms only
+                # if the customer is not debited earlier).
+                workflow.logger.warning(
+                    "SEPA debit %s of %s collected on %s, announced for %s",
+                    res.payment_intent,
+                    self.inp.contract_id,
+                    res.expected_debit_date,
+                    announced,
+                )
+                self._fact(
+                    "sepa.debit_date_differs",
+                    f"debit_date_differs:{key}",
+                    now,
+                    {
+                        "installment": inst.seq,
+                        "announced": announced,
+                        "expected_debit_date": res.expected_debit_date,
+                    },
+                )
             if self.inp.kind == "one_off":
                 # SEPA: access is granted when the debit is submitted (SPEC.md §2).
                 self._grant_access(now, "SEPA debit submitted")
@@ -349,9 +373,15 @@ class Debits(ContractBase):
                 plan.append((inst, inst.next_retry_at))
         return plan
 
+    def _mahnwerk_announces(self) -> bool:
+        """Mahnwerk sends SEPA pre-notifications itself, unless the operator lets Stripe's
+        own debit notification e-mails do it (MAHNWERK_SEPA_PRENOTIFICATION=stripe): never
+        both, or the customer gets two announcements of every debit."""
+        return self.inp.sepa_prenotification_by != "stripe"
+
     def _unannounced_debits(self) -> list[tuple[InstallmentState, datetime]]:
         """SEPA debits ahead whose attempt has not been announced yet."""
-        if self.s.status in TERMINAL or not self._announcing():
+        if self.s.status in TERMINAL or not self._announcing() or not self._mahnwerk_announces():
             return []
         method = self._current_method()
         if method is None or not method.is_sepa:
@@ -388,6 +418,9 @@ class Debits(ContractBase):
             iban_last4=method.last4,
             mandate_reference=method.mandate_reference,
             short_notice=short,
+            collection_date=sepa_collection_date(
+                date.fromisoformat(berlin_date(max(at, now)))
+            ).isoformat(),
         )
         try:
             await workflow.execute_activity(
@@ -435,10 +468,12 @@ class Debits(ContractBase):
                 "attempt": attempt,
                 "amount": amount,
                 "debit_at": at,
+                "collection_date": announcement.collection_date,
                 "mandate_reference": method.mandate_reference,
                 "short_notice": short,
             },
         )
+        inst.announced_collection = announcement.collection_date or ""
 
     async def _poll(self, inst: InstallmentState) -> None:
         if inst.payment_intent is None:
@@ -884,7 +919,9 @@ class Debits(ContractBase):
                 payday_alignment=self.policy.retries.payday_alignment,
                 now=now,
                 # a re-presented SEPA debit is announced again beforehand
-                min_notice=self.policy.sepa.lead() if self._announcing() else timedelta(0),
+                min_notice=self.policy.sepa.lead()
+                if self._announcing() and self._mahnwerk_announces()
+                else timedelta(0),
             )
         )
         inst.retry_reason = decision.reason

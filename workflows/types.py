@@ -67,6 +67,7 @@ class InstallmentState:
     # A debit never takes more than announced (the customer was told that amount).
     announced_attempt: int = 0
     announced_amount: int = 0
+    announced_collection: str = ""  # the collection date announced (ISO), if any
     processing_overdue: bool = False  # still `processing` after 14 TARGET business days
     # Stripe unreachable for the whole of a debit's retries: try again at this time.
     stalled_until: datetime | None = None
@@ -153,6 +154,10 @@ class ContractInput:
     periods_per_run: int = 12
     # Upsert the SPEC.md §7 search attributes (off only where a test server lacks them).
     search_attributes: bool = True
+    # Who sends SEPA pre-notifications (MAHNWERK_SEPA_PRENOTIFICATION, pinned at start):
+    # `mahnwerk` (its own notice, Stripe's debit e-mails turned off) or `stripe` (Stripe's
+    # own debit notification e-mails; Mahnwerk sends none, so the customer never gets two).
+    sepa_prenotification_by: str = "mahnwerk"
     state: ContractState | None = None
 
 
@@ -191,6 +196,8 @@ class ChargeResult:
     scheme: str | None = None  # card | sepa, from the payment method's own type
     request_id: str | None = None  # error: Stripe's request id (req_…), for support
     http_status: int | None = None  # error: Stripe's HTTP status
+    # SEPA: the charge's `payment_method_details.sepa_debit.expected_debit_date` (ISO date)
+    expected_debit_date: str | None = None
 
 
 @dataclass
@@ -304,6 +311,10 @@ class DebitAnnouncement:
     iban_last4: str | None
     mandate_reference: str | None
     short_notice: bool = False  # sent later than the policy's lead (e.g. due at checkout)
+    # The day the money leaves the debtor's account (ISO date, Europe/Berlin): the debit is
+    # submitted at `debit_at` and collected the next TARGET business day
+    # (domain.calendar.sepa_collection_date). None in notices of older contracts.
+    collection_date: str | None = None
 
 
 @dataclass

@@ -143,6 +143,7 @@ def build_input(body: ContractCreate, settings: Settings, now: datetime) -> Cont
         payment_method=body.payment.payment_method,
         payment_intent=body.payment.payment_intent,
         minimum_term=body.subscription.minimum_term if body.subscription else None,
+        sepa_prenotification_by=settings.sepa_prenotification,
     )
 
 
