@@ -250,13 +250,16 @@ async def test_sepa_debit_announced_then_succeeds_after_six_business_days(stack:
         assert stack.mails(email) == []  # not yet: 5 days before the debit
         await stack.env.sleep(timedelta(days=2))
         (mail,) = stack.mails(email)
+        # submitted on the due date, collected the next TARGET business day (SEPA Core D-1):
+        # the day the money leaves the account is the one announced
+        collected = add_target_business_days(due, 1)
         assert plain(str(mail["Subject"])).startswith(
-            f"Ankündigung Ihrer SEPA-Lastschrift über 99,00 € am {due.strftime('%d.%m.%Y')}"
+            f"Ankündigung Ihrer SEPA-Lastschrift über 99,00 € am {collected.strftime('%d.%m.%Y')}"
         )
         text = plain(body_text(mail))
         for expected in (
             "Betrag: 99,00 €",
-            f"Fälligkeit/Einzug: {due.strftime('%d.%m.%Y')}",
+            f"Fälligkeit/Einzug: {collected.strftime('%d.%m.%Y')}",
             "IBAN endend auf 3000",
             f"Mandatsreferenz: {reference}",
             "Gläubiger-ID: DE98ZZZ09999999999",
@@ -265,6 +268,7 @@ async def test_sepa_debit_announced_then_succeeds_after_six_business_days(stack:
         assert "kurzfristig" not in text  # announced in time
         (announced,) = await timeline(stack, cid, "sepa.pre_notified")
         assert announced["data"]["amount"] == 9900 and not announced["data"]["short_notice"]
+        assert announced["data"]["collection_date"] == collected.isoformat()
         notices = (await stack.http.get(f"/v1/contracts/{cid}/notices", headers=SUPPORT)).json()
         assert [n["stage"] for n in notices["data"]] == ["sepa_prenotification_1_1"]
 
