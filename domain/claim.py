@@ -77,6 +77,7 @@ from domain.interest import (
     rate_table,
     round_half_up,
 )
+from domain.policy import COLLECT_CLAIM, COLLECT_PRINCIPAL
 
 # -- kinds -------------------------------------------------------------------------------------
 
@@ -734,9 +735,6 @@ def _result(run: _Run, facts: ClaimFacts) -> Claim:
 
 
 # -- what the callers ask of a claim ---------------------------------------------------------
-
-COLLECT_PRINCIPAL: Final = "principal"
-COLLECT_CLAIM: Final = "claim"
 
 
 def debit_amount(claim: Claim, collect: str, installment: int) -> int:
