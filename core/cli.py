@@ -111,6 +111,65 @@ def cmd_standin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_base_rates(args: argparse.Namespace) -> int:
+    """Print the § 247 BGB base-rate table in force, when it was checked, and what is missing.
+
+    Reads only MAHNWERK_BASE_RATES (not the other settings): an operator checking the table
+    need not configure a database. Exit 1 when today's half-year has no rate, so a cron job
+    or a deployment check can alert on it.
+    """
+    import json
+    from dataclasses import asdict
+    from datetime import date
+
+    from core.settings import parse_base_rates
+    from domain.interest import (
+        BASE_RATES,
+        MARGIN_BP,
+        base_rate_coverage,
+        format_rate,
+        with_rates,
+    )
+
+    raw = os.environ.get("MAHNWERK_BASE_RATES", "")
+    try:
+        rates = with_rates(parse_base_rates(raw), BASE_RATES)
+    except ValueError as exc:
+        raise ConfigError(f"configuration error: MAHNWERK_BASE_RATES: {exc}") from None
+    try:
+        today = (date.fromisoformat(args.today) if args.today else date.today()).isoformat()
+    except ValueError:
+        print(f"--today must be an ISO date (YYYY-MM-DD), got {args.today!r}", file=sys.stderr)
+        return 2
+    cov = base_rate_coverage(rates, today)
+    if args.json:
+        rows = [asdict(row) for row in rates]
+        print(json.dumps({"rates": rows, "coverage": asdict(cov)}, indent=2, ensure_ascii=False))
+        return 0 if cov.covered else 1
+    print(f"§ 247 BGB base rates (built-in rows last checked {cov.checked}; source: Bundesbank)")
+    print(f"{'from':<12}{'base':>8}{'consumer +5':>14}{'business +9':>14}  source")
+    for row in rates:
+        print(
+            f"{row.effective:<12}{format_rate(row.rate_bp, 'en'):>8}"
+            f"{format_rate(row.rate_bp + MARGIN_BP['consumer'], 'en'):>14}"
+            f"{format_rate(row.rate_bp + MARGIN_BP['business'], 'en'):>14}  {row.source}"
+        )
+    if cov.covered:
+        print(f"today {cov.today}: covered (rates known up to {cov.covered_until})")
+    else:
+        print(f"today {cov.today}: NOT covered; interest is computed up to {cov.covered_until}")
+    if cov.missing:
+        print(f"missing: {', '.join(cov.missing)}")
+    if not cov.next_known:
+        print(f"next change {cov.next_change}: not in the table yet")
+    if cov.missing or not cov.next_known:
+        print(
+            "add a rate once the Bundesbank has announced it: "
+            "MAHNWERK_BASE_RATES=YYYY-MM-DD:basis_points[,…] (1.27 % = 127)"
+        )
+    return 0 if cov.covered else 1
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -157,6 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="a platform API key (default: MAHNWERK_API_KEYS or the dev keys)",
     )
+
+    rates = add(
+        "base-rates",
+        cmd_base_rates,
+        "print the § 247 BGB base-rate table, when it was checked and what is missing "
+        "(exit 1 when today is not covered)",
+    )
+    rates.add_argument("--today", default=None, help="judge coverage on this ISO date")
+    rates.add_argument("--json", action="store_true", help="machine-readable output")
 
     standin = add("standin", cmd_standin, "run the Stripe stand-in (test mode)")
     standin.add_argument("--host", default="127.0.0.1")

@@ -14,9 +14,10 @@ Two different calendars, on purpose (DOMAIN.md §4, last paragraph):
 * **German public holidays** move legal deadlines: "fällt der bestimmte Tag oder der letzte
   Tag der Frist auf einen Sonntag, einen am Erklärungs- oder Leistungsort staatlich
   anerkannten allgemeinen Feiertag oder einen Sonnabend, so tritt an die Stelle eines
-  solchen Tages der nächste Werktag" (§ 193 BGB). Only the holidays observed in all 16
-  Länder are built in; regional ones (Epiphany, Corpus Christi, Reformation Day, …) depend
-  on the place of performance and are passed in by the caller.
+  solchen Tages der nächste Werktag" (§ 193 BGB). The holidays observed in all 16 Länder
+  are always counted; those of one Land (Epiphany, Corpus Christi, Reformation Day, …) when
+  the caller names the Land (``state``, ISO 3166-2:DE code without ``DE-``: ``BE``, ``BY``…),
+  see :func:`state_holidays` for the table and its sources.
 
 Pure functions on ``datetime.date`` (no clock, no I/O), safe in the Temporal workflow
 sandbox. Judge an instant's date in Europe/Berlin (``domain.schedule.BERLIN``) before
@@ -194,7 +195,137 @@ def german_holiday_name(d: date) -> str | None:
     return _german_holidays(d.year).get(d)
 
 
-def shift_deadline_193(d: date, extra_holidays: Collection[date] = ()) -> date:
+# --------------------------------------------------------------------------- Länder
+
+# The 16 Länder by their ISO 3166-2:DE codes (without the "DE-" prefix).
+STATES: Final[dict[str, str]] = {
+    "BW": "Baden-Württemberg",
+    "BY": "Bayern",
+    "BE": "Berlin",
+    "BB": "Brandenburg",
+    "HB": "Bremen",
+    "HH": "Hamburg",
+    "HE": "Hessen",
+    "MV": "Mecklenburg-Vorpommern",
+    "NI": "Niedersachsen",
+    "NW": "Nordrhein-Westfalen",
+    "RP": "Rheinland-Pfalz",
+    "SL": "Saarland",
+    "SN": "Sachsen",
+    "ST": "Sachsen-Anhalt",
+    "SH": "Schleswig-Holstein",
+    "TH": "Thüringen",
+}
+
+# Fixed-date holidays of single Länder: (month, day, name, Länder, first year). Sources: the
+# Feiertagsgesetz of each Land (BW FTG § 1; BayFTG Art. 1; Berlin FTG § 1; BbgFTG § 2;
+# Bremen SFGG § 2; Hamburg FeiertagsG § 1; HFeiertagsG § 1; FTG M-V § 2; NFeiertagsG § 2;
+# FTG NW § 2; RP LFtG § 2; SL SFG § 2; SächsSFG § 1; FeiertG LSA § 2; SH SFTG § 2;
+# ThürFtG § 2; the current texts are linked from vacanza/holidays 0.109 ``germany.py``,
+# against which this table was compared for 2016–2032: the only differences are the
+# holidays of part of a Land, counted here on purpose, see _PARTIAL). Years: Reformationstag
+# in HB, HH, NI and SH since 2018 (the 2017 Land amendments); Internationaler Frauentag in
+# Berlin since 2019 and in M-V since 2023; Weltkindertag in Thüringen since 2019.
+_FIXED_STATE_HOLIDAYS: Final[tuple[tuple[int, int, str, frozenset[str], int], ...]] = (
+    (1, 6, "Heilige Drei Könige", frozenset({"BW", "BY", "ST"}), 1583),
+    (3, 8, "Internationaler Frauentag", frozenset({"BE"}), 2019),
+    (3, 8, "Internationaler Frauentag", frozenset({"MV"}), 2023),
+    # BayFTG Art. 1 (2): only in the city of Augsburg; Art. 1 (1) Nr. 2: Mariä Himmelfahrt
+    # only in communities with a mainly Catholic population (most of Bavaria). Counted for
+    # the whole Land: see _PARTIAL below.
+    (8, 8, "Augsburger Hohes Friedensfest", frozenset({"BY"}), 1583),
+    (8, 15, "Mariä Himmelfahrt", frozenset({"BY", "SL"}), 1583),
+    (9, 20, "Weltkindertag", frozenset({"TH"}), 2019),
+    (10, 31, "Reformationstag", frozenset({"BB", "MV", "SN", "ST", "TH"}), 1583),
+    (10, 31, "Reformationstag", frozenset({"HB", "HH", "NI", "SH"}), 2018),
+    (11, 1, "Allerheiligen", frozenset({"BW", "BY", "NW", "RP", "SL"}), 1583),
+)
+# Fronleichnam (Easter Sunday + 60): a holiday of the whole Land in BW, BY, HE, NW, RP, SL;
+# in parts of Sachsen (SächsSFG § 1 with the Feiertagsverordnung: the Sorbian Catholic
+# communities) and Thüringen (ThürFtG § 2 (2): communities with a mainly Catholic population).
+_CORPUS_CHRISTI: Final = frozenset({"BW", "BY", "HE", "NW", "RP", "SL", "SN", "TH"})
+# Holidays observed only in part of a Land are counted for the whole Land on purpose: the
+# place of performance may lie in that part, and a deadline moved one working day later is
+# never wrong, while one that ends on a holiday there would be too early (§ 193 BGB).
+_PARTIAL: Final = "counted for the whole Land (observed in part of it)"
+# One-off holidays in Berlin (amendments of the Berlin FTG): the 75th and 80th anniversary of
+# the liberation and the end of the Second World War in Europe, and the 75th anniversary of
+# the uprising of 17 June 1953 (listed by vacanza/holidays 0.109, ``germany.py``
+# ``special_be_public_holidays``; the 2028 amendment itself was not read here — counted, as a
+# later deadline is never wrong).
+_ONE_OFF: Final[dict[date, tuple[str, frozenset[str]]]] = {
+    date(2020, 5, 8): ("Tag der Befreiung", frozenset({"BE"})),
+    date(2025, 5, 8): ("Tag der Befreiung", frozenset({"BE"})),
+    date(2028, 6, 17): ("75. Jahrestag des Aufstandes vom 17. Juni 1953", frozenset({"BE"})),
+}
+
+
+def check_state(state: str) -> str:
+    """``""`` (nationwide holidays only) or one of :data:`STATES`; raises ValueError."""
+    if state != "" and state not in STATES:
+        raise ValueError(
+            f"state must be a German Land code ({', '.join(STATES)}) or empty, got {state!r}"
+        )
+    return state
+
+
+def repentance_day(year: int) -> date:
+    """Buß- und Bettag: the Wednesday before 23 November (SächsSFG § 1: the Wednesday before
+    the last Sunday of the church year). 2026 → 18 November."""
+    nov22 = date(year, 11, 22)
+    return nov22 - timedelta(days=(nov22.weekday() - 2) % 7)
+
+
+@lru_cache(maxsize=256)
+def _state_holidays(year: int, state: str) -> dict[date, str]:
+    days = dict(_german_holidays(year))
+    if not state:
+        return days
+    for month, day, name, states, since in _FIXED_STATE_HOLIDAYS:
+        if state in states and year >= since:
+            days.setdefault(date(year, month, day), name)
+    if state in _CORPUS_CHRISTI:
+        days.setdefault(easter_sunday(year) + timedelta(days=60), "Fronleichnam")
+    if state == "SN":
+        days.setdefault(repentance_day(year), "Buß- und Bettag")
+    for day_, (name, states) in _ONE_OFF.items():
+        if day_.year == year and state in states:
+            days.setdefault(day_, name)
+    return days
+
+
+def state_holidays(year: int, state: str = "") -> dict[date, str]:
+    """Public holidays in the Land ``state`` in ``year`` (date → German name), including the
+    nationwide ones; ``state=""`` gives the nationwide ones only.
+
+    Holidays that fall on a Sunday anyway (Ostersonntag, Pfingstsonntag in Brandenburg) are
+    left out: § 193 BGB already skips Sundays. Holidays of part of a Land are counted for
+    the whole Land (see ``_PARTIAL`` in the source).
+    """
+    return dict(_state_holidays(year, check_state(state)))
+
+
+def holiday_name(d: date, state: str = "") -> str | None:
+    """The holiday's German name on ``d`` in ``state`` (nationwide if empty), or None."""
+    return _state_holidays(d.year, check_state(state)).get(d)
+
+
+def is_working_day(d: date, state: str = "") -> bool:
+    """Monday–Friday and no public holiday in ``state``: a day on which a § 193 BGB deadline
+    may end and a notice may go out."""
+    return d.weekday() < _SATURDAY and d not in _state_holidays(d.year, check_state(state))
+
+
+def non_working_reason(d: date, state: str = "") -> str | None:
+    """Why ``d`` is not a working day ("Samstag", "Sonntag" or the holiday's name), else None."""
+    if d.weekday() == _SATURDAY:
+        return "Samstag"
+    if d.weekday() == _SATURDAY + 1:
+        return "Sonntag"
+    return holiday_name(d, state)
+
+
+def shift_deadline_193(d: date, extra_holidays: Collection[date] = (), state: str = "") -> date:
     """Move a deadline (or a fixed performance day) off a Saturday, Sunday or holiday.
 
     § 193 BGB: a deadline ending on a Sunday, a public holiday recognised at the place of the
@@ -203,11 +334,12 @@ def shift_deadline_193(d: date, extra_holidays: Collection[date] = ()) -> date:
     next Monday–Friday that is no holiday: Saturday 2026-09-19 → Monday 2026-09-21, Good
     Friday 2026-04-03 → Tuesday 2026-04-07 (Easter Monday in between).
 
-    Only nationwide holidays are built in; pass the regional ones of the place of
-    performance (e.g. Reformationstag in Saxony) in ``extra_holidays``.
+    The nationwide holidays always count; ``state`` adds those of one Land
+    (:func:`state_holidays`), ``extra_holidays`` any others.
     """
+    check_state(state)
     day = d
-    while day.weekday() >= _SATURDAY or day in _german_holidays(day.year) or day in extra_holidays:
+    while not is_working_day(day, state) or day in extra_holidays:
         day += timedelta(days=1)
     return day
 

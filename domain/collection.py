@@ -53,6 +53,89 @@ def handoff_decision(principal: int, write_off_below: int, route: str, contested
     return INKASSO if route == INKASSO else COURT
 
 
+HAND_OFF: Final = "hand_off"
+AWAIT_APPROVAL: Final = "await_approval"
+
+
+@dataclass
+class HandoffDecision:
+    """What the hand-off rung does: ``write_off``, ``hand_off`` on ``route``, or
+    ``await_approval`` — then ``route`` is the one taken when an admin approves without
+    naming one. ``reason`` says why, for the timeline."""
+
+    action: str  # write_off | hand_off | await_approval
+    route: str  # court | inkasso; "" for write_off
+    reason: str
+
+
+def decide_handoff(
+    principal: int,
+    write_off_below: int,
+    route: str,
+    contested: bool,
+    require_approval: bool,
+) -> HandoffDecision:
+    """The hand-off rung (SPEC §3 ``collection``, §4 ``contest``), in this order:
+
+    1. principal below ``write_off_below`` → write off (contested or not: too small for
+       either route);
+    2. a **contested** claim: automatic escalation stops before the hand-off and the route
+       becomes manual (SPEC §4 ``contest``) → wait for an admin; the route offered is
+       :func:`handoff_decision`'s, i.e. ``inkasso`` (never court automatically: a
+       Widerspruch would turn the Mahnverfahren into a contested case, §§ 694, 696 ZPO);
+    3. ``require_approval`` → wait for an admin; the route offered is the policy's;
+    4. otherwise hand off on the policy's route (``auto``: court).
+    """
+    route_taken = handoff_decision(principal, write_off_below, route, contested)
+    if route_taken == WRITE_OFF:
+        return HandoffDecision(WRITE_OFF, "", "principal below the write-off threshold")
+    if contested:
+        return HandoffDecision(AWAIT_APPROVAL, route_taken, "claim contested")
+    if require_approval:
+        return HandoffDecision(AWAIT_APPROVAL, route_taken, "policy requires approval")
+    return HandoffDecision(HAND_OFF, route_taken, f"policy route {route}")
+
+
+def approved_route(requested: str | None, route: str, contested: bool) -> str:
+    """The route of a hand-off an admin approves: the one named (``court`` | ``inkasso``),
+    else what :func:`handoff_decision` gives for the policy's route — ``inkasso`` for a
+    contested claim even under ``route: court`` (a human may still choose court, by naming
+    it)."""
+    if requested is not None:
+        if requested not in (COURT, INKASSO):
+            raise ValueError(f"route must be court or inkasso, got {requested!r}")
+        return requested
+    return handoff_decision(0, 0, route, contested)
+
+
+# --------------------------------------------------------------------------- receivables
+
+# The age buckets of the receivables report (SPEC §4 ``GET /v1/reports/receivables``: "0–30,
+# 31–60, 61–90, 90+ days"), the customary ageing of accounts receivable. A claim's age is
+# counted in Europe/Berlin days from the due date of its oldest open installment.
+AGE_BUCKETS: Final[tuple[tuple[str, int | None], ...]] = (
+    ("0-30", 30),
+    ("31-60", 60),
+    ("61-90", 90),
+    ("90+", None),
+)
+
+
+def age_days(oldest_due: str, today: str) -> int:
+    """Days from the oldest open due date to ``today`` (ISO dates, Berlin), at least 0."""
+    return max((iso_date(today, "today") - iso_date(oldest_due, "oldest_due")).days, 0)
+
+
+def age_bucket(days: int) -> str:
+    """``0``–``30`` → ``"0-30"``, ``31``–``60`` → ``"31-60"``, ``61``–``90`` → ``"61-90"``,
+    more → ``"90+"`` (SPEC §4)."""
+    count = check_amount(days, "days")
+    for name, upper in AGE_BUCKETS:
+        if upper is None or count <= upper:
+            return name
+    raise AssertionError("unreachable: the last bucket has no upper bound")
+
+
 # --------------------------------------------------------------------------- limitation
 
 

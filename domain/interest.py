@@ -112,13 +112,17 @@ BASE_RATES: Final[tuple[BaseRate, ...]] = (
         "2026-01-01",
         127,
         "Bundesbank press release 'Bekanntgabe des Basiszinssatzes zum 1. Januar 2026: "
-        "Basiszinssatz bleibt unverändert bei 1,27 %' (…-1-27--973974)",
+        "Basiszinssatz bleibt unverändert bei 1,27 %' (…-1-27--973974); reported by "
+        "state-of.biz/bbk/bekanntgabe-des-basiszinssatzes-zum-1-januar-2026-basiszinssatz-"
+        "bleibt-unveraendert-bei-127 (ECB main refinancing rate 2.15 % since July 2025)",
     ),
 )
-# When the table above was last checked against its sources: the date of DOMAIN.md (facts
-# gathered in November 2026; file dated 2026-11-27). Machine feed for a later check:
-# Bundesbank time series BBSIS.D.I.ZST.ZI.EUR.S1311.B.A604.R01XX.R.A.A._Z._Z.A (unverified).
-BASE_RATES_LAST_CHECKED: Final = "2026-11-27"
+# When the table above was last checked against its sources: 2026-12-05, searching the
+# stored public pages for the Bundesbank's announcement of the rate from 1 July 2026 — none
+# found, so that row is still missing and `mahnwerk base-rates` / base_rate_coverage say so.
+# Machine feed for a later check: Bundesbank time series
+# BBSIS.D.I.ZST.ZI.EUR.S1311.B.A604.R01XX.R.A.A._Z._Z.A (unverified).
+BASE_RATES_LAST_CHECKED: Final = "2026-12-05"
 
 
 class MissingBaseRate(ValueError):
@@ -196,6 +200,72 @@ def base_rate_on(day: str, rates: Sequence[BaseRate] = BASE_RATES) -> int:
     if start not in table:
         raise MissingBaseRate(start.isoformat(), when.isoformat())
     return table[start]
+
+
+@dataclass
+class BaseRateCoverage:
+    """Whether the table covers ``today`` and the next half-year (``/readyz``, a metric and
+    ``mahnwerk base-rates`` read this).
+
+    ``missing``: every 1 January / 1 July from the table's first row up to and including
+    today's half-year that has no row (interest on those days cannot be computed);
+    ``next_change``: the next 1 January / 1 July after today and ``next_known`` whether it
+    already has a row (the Bundesbank announces it a few days before).
+    """
+
+    today: str
+    covered: bool  # today's half-year has a row
+    missing: list[str]
+    first: str  # the table's first half-year ("" for an empty table)
+    last: str  # the table's last half-year
+    covered_until: str  # the last day of the contiguous coverage from ``first`` ("" if none)
+    next_change: str
+    next_known: bool
+    checked: str  # BASE_RATES_LAST_CHECKED (when the built-in rows were checked)
+
+
+def base_rate_coverage(
+    rates: Sequence[BaseRate], today: str, checked: str = BASE_RATES_LAST_CHECKED
+) -> BaseRateCoverage:
+    """What the table ``rates`` covers as seen on ``today`` (ISO date); pure, no clock."""
+    day = iso_date(today, "today")
+    table = rate_table(rates)
+    current = _half_year_start(day)
+    upcoming = _next_half_year(current)
+    if not table:
+        return BaseRateCoverage(
+            today=day.isoformat(),
+            covered=False,
+            missing=[current.isoformat()],
+            first="",
+            last="",
+            covered_until="",
+            next_change=upcoming.isoformat(),
+            next_known=False,
+            checked=checked,
+        )
+    first, last = min(table), max(table)
+    missing: list[str] = []
+    covered_until = ""
+    start = first
+    while start <= max(current, last):
+        if start not in table:
+            if start <= current:
+                missing.append(start.isoformat())
+        elif not missing:
+            covered_until = (_next_half_year(start) - timedelta(days=1)).isoformat()
+        start = _next_half_year(start)
+    return BaseRateCoverage(
+        today=day.isoformat(),
+        covered=current in table,
+        missing=missing,
+        first=first.isoformat(),
+        last=last.isoformat(),
+        covered_until=covered_until,
+        next_change=upcoming.isoformat(),
+        next_known=upcoming in table,
+        checked=checked,
+    )
 
 
 # --------------------------------------------------------------------------- interest

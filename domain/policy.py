@@ -15,7 +15,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+from domain.deadlines import SEND_DAYS, SendWindow, parse_hhmm
 from domain.durations import DURATION_FORM, parse_duration
+from domain.fees import (
+    FEE_PLAUSIBILITY_CAP,
+    first_reminder_index,
+    free_step_fee_error,
+    implausible_fee_error,
+)
 
 # Stripe: "Stripe recommends a maximum of eight retries for charges that permit retries"
 # (docs.stripe.com/declines/card, quoted in IanFoxDev/decline-codes data/stripe.json).
@@ -24,6 +31,11 @@ MAX_RETRIES: Final = 8
 
 ROUTES: Final = ("court", "inkasso", "auto")
 INTEREST_MODES: Final = ("statutory", "none")
+# What a debit retry collects (issue 11): the open principal (a card or mandate authorises the
+# agreed amounts), or the whole claim (principal, interest, fees, costs, lump sums).
+COLLECT_PRINCIPAL: Final = "principal"
+COLLECT_CLAIM: Final = "claim"
+COLLECT_MODES: Final = (COLLECT_PRINCIPAL, COLLECT_CLAIM)
 # dunning.stage values that are not ladder steps (SPEC §2 "Contract status").
 RESERVED_STAGES: Final = ("none", "retrying")
 
@@ -54,6 +66,8 @@ class LadderStep:
     fee: int = 0  # minor units, added to the claim when the stage is reached
     lock_access: bool = False
     handoff: bool = False
+    # Why a fee above the plausibility cap is justified (required then; see _check_fees).
+    fee_justification: str | None = None
 
     def offset(self) -> timedelta:
         return parse_duration(self.after)
@@ -84,6 +98,15 @@ class SepaConfig:
 
 
 @dataclass
+class ResidualConfig:
+    """What happens to what stays open once the principal is paid (interest, fees, costs,
+    lump sums): claimed by a final notice, or written off when below ``write_off_below``
+    (minor units; 0: never written off automatically)."""
+
+    write_off_below: int = 0
+
+
+@dataclass
 class Policy:
     name: str
     retries: RetryConfig
@@ -91,6 +114,9 @@ class Policy:
     collection: CollectionConfig = field(default_factory=CollectionConfig)
     interest: str = "statutory"  # statutory (§ 288 BGB) | none
     sepa: SepaConfig = field(default_factory=SepaConfig)
+    collect: str = COLLECT_PRINCIPAL  # principal | claim: what a debit retry collects
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
+    send_window: SendWindow = field(default_factory=SendWindow)
 
     def retry_offsets(self) -> list[timedelta]:
         return self.retries.offsets()
@@ -101,6 +127,11 @@ class Policy:
             if step.stage == stage:
                 return step
         return None
+
+    def day_based(self) -> bool:
+        """Whether every ladder offset is whole days: only then are deadlines calendar days
+        (``domain.deadlines.deadline_before``); the demo ladder counts in seconds."""
+        return all(step.offset() % timedelta(days=1) == timedelta(0) for step in self.ladder)
 
     def handoff_step(self) -> LadderStep | None:
         """The hand-off step (always the last one), or None if the ladder has none."""
@@ -161,8 +192,11 @@ def _strict_loader() -> type[Any]:
     return StrictLoader
 
 
-def load_policy(name: str, policy_dir: Path) -> Policy:
-    """Load and validate ``{policy_dir}/{name}.yaml``; raises :class:`PolicyError`."""
+def load_policy(name: str, policy_dir: Path, fee_cap: int = FEE_PLAUSIBILITY_CAP) -> Policy:
+    """Load and validate ``{policy_dir}/{name}.yaml``; raises :class:`PolicyError`.
+
+    ``fee_cap``: the plausibility cap per Mahnung (minor units) a fee may exceed only with a
+    ``fee_justification`` next to it."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise PolicyError(
             str(policy_dir), "name", f"invalid policy name {name!r}: must match [A-Za-z0-9_-]+"
@@ -175,10 +209,10 @@ def load_policy(name: str, policy_dir: Path) -> Policy:
         raise PolicyError(file, "(top)", f"policy {name!r} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(file, "(top)", f"cannot read file: {exc}") from None
-    return parse_policy_text(text, file)
+    return parse_policy_text(text, file, fee_cap)
 
 
-def parse_policy_text(text: str, file: str) -> Policy:
+def parse_policy_text(text: str, file: str, fee_cap: int = FEE_PLAUSIBILITY_CAP) -> Policy:
     """Parse YAML text and validate it; syntax errors → key ``(yaml)`` with the line."""
     import yaml
 
@@ -191,7 +225,7 @@ def parse_policy_text(text: str, file: str) -> Policy:
         raise PolicyError(file, "(yaml)", f"{where}: {problem}") from None
     except yaml.YAMLError as exc:
         raise PolicyError(file, "(yaml)", str(exc)) from None
-    return parse_policy(data, file)
+    return parse_policy(data, file, fee_cap)
 
 
 # --------------------------------------------------------------------------- validation
@@ -281,12 +315,12 @@ def _file_stem(file: str) -> str:
     return name
 
 
-def parse_policy(data: object, file: str) -> Policy:
+def parse_policy(data: object, file: str, fee_cap: int = FEE_PLAUSIBILITY_CAP) -> Policy:
     """Validate a parsed YAML document and build the :class:`Policy`.
 
     ``file`` names the source in errors; the policy's ``name`` must equal its stem
     (``policies/default.yaml`` → ``default``). Raises :class:`PolicyError` on the first
-    problem found.
+    problem found. Fees are checked against the law and ``fee_cap`` (:func:`_check_fees`).
     """
     c = _Checker(file)
     if data is None:
@@ -295,7 +329,7 @@ def parse_policy(data: object, file: str) -> Policy:
         data,
         "(top)",
         required=("name", "retries", "ladder"),
-        optional=("collection", "interest", "sepa"),
+        optional=("collection", "interest", "sepa", "collect", "residual", "send_window"),
     )
 
     name = c.string(top["name"], "name")
@@ -307,9 +341,13 @@ def parse_policy(data: object, file: str) -> Policy:
 
     retries = _parse_retries(c, top["retries"])
     ladder = _parse_ladder(c, top["ladder"])
+    _check_fees(c, ladder, fee_cap)
     collection = _parse_collection(c, top.get("collection", {}))
     interest = c.choice(top.get("interest", "statutory"), "interest", INTEREST_MODES)
     sepa = _parse_sepa(c, top.get("sepa", {}))
+    collect = c.choice(top.get("collect", COLLECT_PRINCIPAL), "collect", COLLECT_MODES)
+    residual = _parse_residual(c, top.get("residual", {}))
+    send_window = _parse_send_window(c, top.get("send_window", {}))
     return Policy(
         name=name,
         retries=retries,
@@ -317,7 +355,31 @@ def parse_policy(data: object, file: str) -> Policy:
         collection=collection,
         interest=interest,
         sepa=sepa,
+        collect=collect,
+        residual=residual,
+        send_window=send_window,
     )
+
+
+def _check_fees(c: _Checker, ladder: list[LadderStep], fee_cap: int) -> None:
+    """The fee rules of DOMAIN.md §1, applied when a policy loads (``domain.fees``):
+
+    * no fee on the step that sends the first reminder, nor on any step before it;
+    * no fee above ``fee_cap`` (EUR 2.50 per Mahnung by default) unless the step states a
+      ``fee_justification`` (e.g. proven postage for a registered letter): a policy is used
+      for consumers, and for them only material and postage are recoverable.
+    """
+    first = first_reminder_index([step.notice is not None for step in ladder])
+    for i, step in enumerate(ladder):
+        error = free_step_fee_error(step.fee, i, first)
+        if error:
+            c.fail(f"ladder[{i}].fee", error)
+        error = implausible_fee_error(step.fee, fee_cap)
+        if error and not step.fee_justification:
+            c.fail(
+                f"ladder[{i}].fee",
+                f"{error}; state why it is justified in ladder[{i}].fee_justification",
+            )
 
 
 def _parse_retries(c: _Checker, value: object) -> RetryConfig:
@@ -361,7 +423,7 @@ def _parse_ladder(c: _Checker, value: object) -> list[LadderStep]:
             raw,
             base,
             required=("stage", "after"),
-            optional=("notice", "fee", "lock_access", "handoff"),
+            optional=("notice", "fee", "fee_justification", "lock_access", "handoff"),
         )
         stage = c.string(item["stage"], f"{base}.stage")
         if not _STAGE_RE.fullmatch(stage):
@@ -392,6 +454,11 @@ def _parse_ladder(c: _Checker, value: object) -> list[LadderStep]:
         handoff = c.boolean(item.get("handoff", False), f"{base}.handoff")
         if handoff and i != len(value) - 1:
             c.fail(f"{base}.handoff", "only the last step may hand off (and at most one)")
+        justification: str | None = None
+        if item.get("fee_justification") is not None:
+            justification = c.string(item["fee_justification"], f"{base}.fee_justification")
+            if not justification.strip():
+                c.fail(f"{base}.fee_justification", "must not be empty")
         steps.append(
             LadderStep(
                 stage=stage,
@@ -400,6 +467,7 @@ def _parse_ladder(c: _Checker, value: object) -> list[LadderStep]:
                 fee=fee,
                 lock_access=lock_access,
                 handoff=handoff,
+                fee_justification=justification,
             )
         )
     return steps
@@ -417,6 +485,33 @@ def _parse_sepa(c: _Checker, value: object) -> SepaConfig:
     if lead > MAX_PRE_NOTIFICATION:
         c.fail("sepa.pre_notification", f"at most 31d before the debit, got {text}")
     return SepaConfig(pre_notification=text)
+
+
+def _parse_residual(c: _Checker, value: object) -> ResidualConfig:
+    section = c.mapping(value, "residual", required=(), optional=("write_off_below",))
+    return ResidualConfig(
+        write_off_below=c.integer(
+            section.get("write_off_below", 0), "residual.write_off_below", "minor units"
+        )
+    )
+
+
+def _parse_send_window(c: _Checker, value: object) -> SendWindow:
+    section = c.mapping(value, "send_window", required=(), optional=("start", "end", "days"))
+    default = SendWindow()
+    times: dict[str, str] = {}
+    for key in ("start", "end"):
+        raw = section.get(key, getattr(default, key))
+        try:
+            parse_hhmm(raw, f"send_window.{key}")
+        except ValueError:
+            c.fail(f"send_window.{key}", f"must be a time HH:MM (00:00–24:00), got {_kind(raw)}")
+        times[key] = raw
+    days = c.choice(section.get("days", default.days), "send_window.days", SEND_DAYS)
+    window = SendWindow(start=times["start"], end=times["end"], days=days)
+    if parse_hhmm(window.start) >= parse_hhmm(window.end):
+        c.fail("send_window.end", f"must be after start {window.start}, got {window.end}")
+    return window
 
 
 def _parse_collection(c: _Checker, value: object) -> CollectionConfig:
@@ -452,6 +547,8 @@ def policy_to_dict(p: Policy) -> dict[str, Any]:
         if step.notice is not None:
             entry["notice"] = step.notice
         entry["fee"] = step.fee
+        if step.fee_justification is not None:
+            entry["fee_justification"] = step.fee_justification
         entry["lock_access"] = step.lock_access
         entry["handoff"] = step.handoff
         ladder.append(entry)
@@ -466,6 +563,13 @@ def policy_to_dict(p: Policy) -> dict[str, Any]:
         },
         "interest": p.interest,
         "sepa": {"pre_notification": p.sepa.pre_notification},
+        "collect": p.collect,
+        "residual": {"write_off_below": p.residual.write_off_below},
+        "send_window": {
+            "start": p.send_window.start,
+            "end": p.send_window.end,
+            "days": p.send_window.days,
+        },
     }
 
 
@@ -477,6 +581,7 @@ def policy_from_dict(d: dict[str, Any]) -> Policy:
     Unknown keys are ignored for the same reason (forward compatibility).
     """
     collection = d.get("collection") or {}
+    window = d.get("send_window") or {}
     return Policy(
         name=str(d["name"]),
         retries=RetryConfig(
@@ -491,6 +596,9 @@ def policy_from_dict(d: dict[str, Any]) -> Policy:
                 fee=int(s.get("fee", 0)),
                 lock_access=bool(s.get("lock_access", False)),
                 handoff=bool(s.get("handoff", False)),
+                fee_justification=(
+                    None if s.get("fee_justification") is None else str(s["fee_justification"])
+                ),
             )
             for s in d["ladder"]
         ],
@@ -504,5 +612,16 @@ def policy_from_dict(d: dict[str, Any]) -> Policy:
             pre_notification=str(
                 (d.get("sepa") or {}).get("pre_notification", SEPA_PRE_NOTIFICATION_DEFAULT)
             )
+        ),
+        # A policy pinned before these keys existed gets their defaults: collect the
+        # principal, write nothing off automatically, the default send window.
+        collect=str(d.get("collect", COLLECT_PRINCIPAL)),
+        residual=ResidualConfig(
+            write_off_below=int((d.get("residual") or {}).get("write_off_below", 0))
+        ),
+        send_window=SendWindow(
+            start=str(window.get("start", SendWindow.start)),
+            end=str(window.get("end", SendWindow.end)),
+            days=str(window.get("days", SendWindow.days)),
         ),
     )

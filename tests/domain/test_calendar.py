@@ -291,3 +291,56 @@ def test_shift_deadline_193_with_a_regional_holiday() -> None:
     # Reformationstag 2025-10-31 (Friday) is a holiday in e.g. Saxony, not nationwide.
     assert shift_deadline_193(D("2025-10-31")) == D("2025-10-31")
     assert shift_deadline_193(D("2025-10-31"), extra_holidays={D("2025-10-31")}) == D("2025-11-03")
+
+
+# ---------------------------------------------------------------- Länder (§ 193 BGB with a state)
+
+
+def test_state_holidays_2026_by_hand() -> None:
+    # Easter Sunday 2026-04-05: Fronleichnam + 60 = 2026-06-04. Buß- und Bettag: the
+    # Wednesday before 23 November; 22 Nov 2026 is a Sunday → Wednesday 18 November.
+    from domain.calendar import repentance_day, state_holidays
+
+    assert repentance_day(2026) == D("2026-11-18")
+    nationwide = set(german_holidays(2026))
+    assert set(state_holidays(2026)) == nationwide
+    extra = {st: set(state_holidays(2026, st)) - nationwide for st in ("BY", "BE", "SN", "NI")}
+    assert extra["BY"] == {
+        D("2026-01-06"),  # Heilige Drei Könige
+        D("2026-06-04"),  # Fronleichnam
+        D("2026-08-08"),  # Augsburger Friedensfest (city of Augsburg: counted for the Land)
+        D("2026-08-15"),  # Mariä Himmelfahrt (Catholic communities: counted for the Land)
+        D("2026-11-01"),  # Allerheiligen
+    }
+    assert extra["BE"] == {D("2026-03-08")}  # Internationaler Frauentag (since 2019)
+    assert extra["SN"] == {D("2026-06-04"), D("2026-10-31"), D("2026-11-18")}
+    assert extra["NI"] == {D("2026-10-31")}  # Reformationstag since 2018
+
+
+def test_holidays_that_began_later_are_not_counted_before() -> None:
+    from domain.calendar import holiday_name
+
+    assert holiday_name(D("2017-10-31"), "NI") == "Reformationstag (2017, bundesweit)"
+    assert holiday_name(D("2016-10-31"), "NI") is None  # Lower Saxony: only since 2018
+    assert holiday_name(D("2018-10-31"), "NI") == "Reformationstag"
+    assert holiday_name(D("2022-03-08"), "MV") is None  # M-V: only since 2023
+    assert holiday_name(D("2023-03-08"), "MV") == "Internationaler Frauentag"
+    assert holiday_name(D("2025-05-08"), "BE") == "Tag der Befreiung"
+    assert holiday_name(D("2025-05-08"), "BB") is None
+
+
+def test_shift_with_a_state() -> None:
+    # Thursday 2026-06-04 is Fronleichnam in NW: → Friday 06-05; in Berlin it stays.
+    assert shift_deadline_193(D("2026-06-04"), state="NW") == D("2026-06-05")
+    assert shift_deadline_193(D("2026-06-04"), state="BE") == D("2026-06-04")
+    # Saturday 2026-10-31 (Reformationstag in SN) → Monday 11-02 either way
+    assert shift_deadline_193(D("2026-10-31"), state="SN") == D("2026-11-02")
+
+
+def test_unknown_state_is_refused() -> None:
+    from domain.calendar import is_working_day
+
+    with pytest.raises(ValueError, match="German Land code"):
+        is_working_day(D("2026-06-04"), "XX")
+    with pytest.raises(ValueError, match="German Land code"):
+        shift_deadline_193(D("2026-06-04"), state="Berlin")

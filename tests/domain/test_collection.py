@@ -260,3 +260,64 @@ def test_mahnantrag_needs_an_unpaid_invoice() -> None:
 def test_interest_from() -> None:
     assert interest_from("2026-12-31") == "2027-01-01"
     assert interest_from("2028-02-28") == "2028-02-29"
+
+
+# --------------------------------------------------------------------------- decide_handoff
+
+
+@pytest.mark.parametrize(
+    ("principal", "route", "contested", "approval", "expected"),
+    [
+        (4_999, "auto", True, True, ("write_off", "")),  # too small, whatever else
+        (19_800, "auto", False, False, ("hand_off", "court")),  # auto: court
+        (19_800, "inkasso", False, False, ("hand_off", "inkasso")),
+        # contested: automatic escalation stops (SPEC §4 contest); offered route inkasso,
+        # even when the policy says court (never court automatically)
+        (19_800, "auto", True, False, ("await_approval", "inkasso")),
+        (19_800, "court", True, False, ("await_approval", "inkasso")),
+        (19_800, "court", False, True, ("await_approval", "court")),
+    ],
+)
+def test_decide_handoff(
+    principal: int, route: str, contested: bool, approval: bool, expected: tuple[str, str]
+) -> None:
+    from domain.collection import decide_handoff
+
+    decision = decide_handoff(principal, 5_000, route, contested, approval)
+    assert (decision.action, decision.route) == expected
+    assert decision.reason
+
+
+def test_approved_route() -> None:
+    from domain.collection import approved_route
+
+    assert approved_route(None, "auto", contested=False) == "court"
+    assert approved_route(None, "court", contested=True) == "inkasso"  # the workflow said court
+    assert approved_route("court", "auto", contested=True) == "court"  # a human may choose it
+    with pytest.raises(ValueError, match="court or inkasso"):
+        approved_route("auto", "auto", contested=False)
+
+
+# --------------------------------------------------------------------------- receivables age
+
+
+@pytest.mark.parametrize(
+    ("days", "bucket"),
+    [(0, "0-30"), (30, "0-30"), (31, "31-60"), (60, "31-60"), (61, "61-90"), (90, "61-90"),
+     (91, "90+"), (4_000, "90+")],
+)  # fmt: skip
+def test_age_bucket(days: int, bucket: str) -> None:
+    from domain.collection import age_bucket
+
+    assert age_bucket(days) == bucket
+
+
+def test_age_days() -> None:
+    from domain.collection import age_bucket, age_days
+
+    # 2026-10-01 → 2026-12-05: 30 (Oct) + 30 (Nov) + 5 = 65 days
+    assert age_days("2026-10-01", "2026-12-05") == 65
+    assert age_bucket(age_days("2026-10-01", "2026-12-05")) == "61-90"
+    assert age_days("2026-12-10", "2026-12-05") == 0  # not yet due: no negative age
+    with pytest.raises(ValueError, match="days must not be negative"):
+        age_bucket(-1)

@@ -39,7 +39,8 @@ def test_table_holds_domain_md_rates_and_stops_before_the_unverified_one() -> No
         ("2026-01-01", 127),
     ]
     assert all(row.source for row in BASE_RATES)
-    assert BASE_RATES_LAST_CHECKED.startswith("2026-11-")
+    # last checked 2026-12-05 (no stored source for the rate from 2026-07-01 yet)
+    assert BASE_RATES_LAST_CHECKED == "2026-12-05"
     assert base_rate_on("2025-06-30") == 227
     assert base_rate_on("2025-07-01") == 127
     assert base_rate_on("2026-06-30") == 127
@@ -233,3 +234,35 @@ def test_format_rate() -> None:
     assert format_rate(727, "en") == "7.27%"
     assert format_rate(-88, "de") == "-0,88 %"
     assert format_rate(1000, "de-DE") == "10,00 %"
+
+
+# ---------------------------------------------------------------- coverage (mahnwerk base-rates)
+
+
+def test_coverage_of_the_built_in_table() -> None:
+    from domain.interest import BASE_RATES_LAST_CHECKED, base_rate_coverage
+
+    # The table ends with 2026-01-01: 2026-12-05 lies in the half-year from 2026-07-01,
+    # which has no row.
+    cov = base_rate_coverage(BASE_RATES, "2026-12-05")
+    assert not cov.covered
+    assert cov.missing == ["2026-07-01"]
+    assert cov.covered_until == "2026-06-30"
+    assert (cov.next_change, cov.next_known) == ("2027-01-01", False)
+    assert cov.checked == BASE_RATES_LAST_CHECKED
+    # Earlier in 2026 today is covered, the next change is not known yet.
+    cov = base_rate_coverage(BASE_RATES, "2026-03-05")
+    assert cov.covered and cov.missing == [] and cov.next_change == "2026-07-01"
+    assert not cov.next_known
+
+
+def test_coverage_with_supplied_rows_and_a_gap() -> None:
+    from domain.interest import base_rate_coverage
+
+    rates = with_rates([BaseRate("2027-01-01", 127, "test")])
+    cov = base_rate_coverage(rates, "2027-02-01")
+    assert cov.covered  # 2027-01-01 is there …
+    assert cov.missing == ["2026-07-01"]  # … but the half-year before it is not
+    assert cov.covered_until == "2026-06-30" and cov.last == "2027-01-01"
+    empty = base_rate_coverage([], "2027-02-01")
+    assert not empty.covered and empty.missing == ["2027-01-01"] and empty.first == ""

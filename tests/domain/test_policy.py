@@ -5,11 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from domain.deadlines import SendWindow
 from domain.policy import (
     CollectionConfig,
     LadderStep,
     Policy,
     PolicyError,
+    ResidualConfig,
     RetryConfig,
     SepaConfig,
     load_policy,
@@ -70,7 +72,11 @@ def test_default_policy_is_the_spec_example() -> None:
         collection=CollectionConfig(write_off_below=5000, route="auto", require_approval=False),
         interest="statutory",
         sepa=SepaConfig(pre_notification="5d"),
+        collect="principal",
+        residual=ResidualConfig(write_off_below=500),
+        send_window=SendWindow(start="08:00", end="18:00", days="working"),
     )
+    assert policy.day_based()
     assert policy.retry_offsets() == [timedelta(days=d) for d in (1, 3, 5, 7)]
     assert [step.offset() for step in policy.ladder] == [
         timedelta(days=3),
@@ -473,3 +479,144 @@ def test_payday_alignment_must_be_a_bool(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as exc:
         load_policy("p", tmp_path)
     assert exc.value.key == "retries.payday_alignment" and "true or false" in exc.value.reason
+
+
+# ---------------------------------------------------------------- fee rules at load (issue 11)
+
+
+def test_a_fee_on_the_first_reminder_is_refused_naming_file_and_key(tmp_path: Path) -> None:
+    # The reminder that first causes the default is not chargeable (§ 286 (1), § 280 (2) BGB).
+    text = VALID.replace("    notice: reminder\n", "    notice: reminder\n    fee: 100\n", 1)
+    assert "fee: 100" in text
+    path = write(tmp_path, text)
+    with pytest.raises(PolicyError) as exc:
+        load_policy("broken", tmp_path)
+    assert exc.value.file == str(path)
+    assert exc.value.key == "ladder[0].fee"
+    assert "first reminder" in exc.value.reason and "§ 286 (1)" in exc.value.reason
+    assert str(exc.value).startswith(f"{path}: ladder[0].fee: ")
+
+
+def test_a_fee_before_any_notice_is_refused(tmp_path: Path) -> None:
+    # A step without a notice ahead of the first reminder cannot charge either: no Mahnung yet.
+    text = """\
+name: broken
+retries:
+  after: [1d]
+ladder:
+  - stage: early
+    after: 1d
+    fee: 100
+  - stage: reminder
+    after: 3d
+    notice: reminder
+"""
+    write(tmp_path, text)
+    with pytest.raises(PolicyError) as exc:
+        load_policy("broken", tmp_path)
+    assert exc.value.key == "ladder[0].fee"
+
+
+def test_an_implausible_fee_is_refused_naming_file_and_key(tmp_path: Path) -> None:
+    # 15,00 € per Mahnung: far above the EUR 2.50 that material and postage justify.
+    text = VALID.replace("fee: 250", "fee: 1500", 1)
+    path = write(tmp_path, text)
+    with pytest.raises(PolicyError) as exc:
+        load_policy("broken", tmp_path)
+    assert exc.value.file == str(path)
+    assert exc.value.key == "ladder[1].fee"
+    assert "EUR 15.00" in exc.value.reason and "plausibility cap of EUR 2.50" in exc.value.reason
+    assert "ladder[1].fee_justification" in exc.value.reason
+
+
+def test_the_cap_itself_is_plausible_and_one_cent_more_is_not(tmp_path: Path) -> None:
+    write(tmp_path, VALID)  # fee: 250 on mahnung_1
+    assert load_policy("broken", tmp_path).ladder[1].fee == 250
+    write(tmp_path, VALID.replace("fee: 250", "fee: 251", 1))
+    with pytest.raises(PolicyError, match=r"ladder\[1\]\.fee: EUR 2\.51 is above"):
+        load_policy("broken", tmp_path)
+
+
+def test_a_justified_fee_above_the_cap_loads_and_round_trips(tmp_path: Path) -> None:
+    justification = "Einschreiben mit Rückschein: 2,65 € Porto + 0,85 € Druck (Beleg 2026-11)"
+    text = VALID.replace("fee: 250", f'fee: 350\n    fee_justification: "{justification}"', 1)
+    write(tmp_path, text)
+    policy = load_policy("broken", tmp_path)
+    assert policy.ladder[1].fee == 350
+    assert policy.ladder[1].fee_justification == justification
+    data = policy_to_dict(policy)
+    assert data["ladder"][1]["fee_justification"] == justification
+    assert policy_from_dict(data) == policy
+    assert parse_policy(data, "broken.yaml") == policy
+
+
+def test_an_empty_justification_does_not_count(tmp_path: Path) -> None:
+    write(tmp_path, VALID.replace("fee: 250", "fee: 350\n    fee_justification: '  '", 1))
+    with pytest.raises(PolicyError) as exc:
+        load_policy("broken", tmp_path)
+    assert exc.value.key == "ladder[1].fee_justification"
+
+
+def test_the_cap_is_configurable(tmp_path: Path) -> None:
+    write(tmp_path, VALID.replace("fee: 250", "fee: 300", 1))
+    assert load_policy("broken", tmp_path, fee_cap=300).ladder[1].fee == 300
+    with pytest.raises(PolicyError, match="plausibility cap of EUR 2.00"):
+        load_policy("broken", tmp_path, fee_cap=200)
+
+
+# ---------------------------------------------------------------- collect, residual, send_window
+
+
+def test_new_keys_default_when_absent(tmp_path: Path) -> None:
+    write(tmp_path, VALID)
+    policy = load_policy("broken", tmp_path)
+    assert policy.collect == "principal"
+    assert policy.residual == ResidualConfig(write_off_below=0)
+    assert policy.send_window == SendWindow(start="08:00", end="18:00", days="working")
+
+
+def test_new_keys_are_read(tmp_path: Path) -> None:
+    text = VALID + (
+        "collect: claim\nresidual:\n  write_off_below: 300\n"
+        "send_window:\n  start: '09:30'\n  end: '17:00'\n  days: weekdays\n"
+    )
+    write(tmp_path, text)
+    policy = load_policy("broken", tmp_path)
+    assert policy.collect == "claim"
+    assert policy.residual.write_off_below == 300
+    assert policy.send_window == SendWindow(start="09:30", end="17:00", days="weekdays")
+    assert policy_from_dict(policy_to_dict(policy)) == policy
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "reason"),
+    [
+        ("collect: everything\n", "collect", "must be one of principal, claim"),
+        ("residual:\n  write_off_below: -1\n", "residual.write_off_below", "must be >= 0"),
+        ("residual:\n  below: 1\n", "residual.below", "unknown key"),
+        ("send_window:\n  start: '8:00'\n", "send_window.start", "HH:MM"),
+        ("send_window:\n  end: '25:00'\n", "send_window.end", "HH:MM"),
+        ("send_window:\n  start: '18:00'\n  end: '08:00'\n", "send_window.end", "after start"),
+        ("send_window:\n  days: sundays\n", "send_window.days", "working, weekdays, all"),
+    ],
+)
+def test_new_keys_are_validated(tmp_path: Path, extra: str, key: str, reason: str) -> None:
+    path = write(tmp_path, VALID + extra)
+    with pytest.raises(PolicyError) as exc:
+        load_policy("broken", tmp_path)
+    assert (exc.value.file, exc.value.key) == (str(path), key)
+    assert reason in exc.value.reason
+
+
+def test_a_policy_pinned_before_the_new_keys_gets_their_defaults() -> None:
+    data = policy_to_dict(load_policy("default", POLICY_DIR))
+    for key in ("collect", "residual", "send_window"):
+        del data[key]
+    policy = policy_from_dict(data)
+    assert policy.collect == "principal" and policy.residual.write_off_below == 0
+    assert policy.send_window == SendWindow()
+
+
+def test_the_demo_ladder_is_not_day_based() -> None:
+    assert not load_policy("demo", POLICY_DIR).day_based()
+    assert load_policy("demo", POLICY_DIR).send_window.days == "all"
