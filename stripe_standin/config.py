@@ -40,9 +40,15 @@ class StandinConfig:
     sepa_delay: float = 3.0
     sepa_long_delay: float | None = None  # None: 3 * sepa_delay
     dispute_delay: float | None = None  # None: sepa_delay
-    # Webhook delivery: Stripe retries with exponential backoff; here a few short attempts.
+    # Webhook delivery (webhooks.py): a delivery not answered 2xx is retried with exponential
+    # backoff: the n-th retry waits webhook_retry_delay * 2**(n-1) seconds, at most
+    # webhook_retry_max_delay, and delivery stops after webhook_max_attempts attempts or once
+    # the next attempt would fall more than webhook_retry_horizon seconds after the first
+    # (Stripe, live mode: retries for up to 3 days). Defaults: a few short attempts.
     webhook_max_attempts: int = 4
     webhook_retry_delay: float = 1.0  # first backoff; doubles on each further attempt
+    webhook_retry_max_delay: float | None = None  # None: no cap
+    webhook_retry_horizon: float = 3 * 86400.0
     webhook_timeout: float = 5.0
     webhook_concurrency: int = 4
     # Stripe prunes idempotency keys once they are at least 24 hours old.
@@ -67,6 +73,17 @@ class StandinConfig:
     fault_seed: int | None = None
     # Bumped whenever `fault_seed` is set, so the same seed set twice restarts the sequence.
     fault_seed_generation: int = field(default=0, repr=False)
+    # Stripe's rate limits (ratelimit.py), per account, in requests per second: global (live
+    # mode 100/s), per endpoint (25/s unless noted), Search (20/s); 0 switches one off.
+    # Off unless `rate_limit` is true, so tests not about limits never see a 429 by chance.
+    rate_limit: bool = False
+    rate_limit_global: float = 100.0
+    rate_limit_endpoint: float = 25.0
+    rate_limit_search: float = 20.0
+    # Stripe's search index lags behind writes ("usually under a minute"): a PaymentIntent is
+    # found by /v1/payment_intents/search only `search_lag` seconds (stand-in clock) after it
+    # was created. 0: at once.
+    search_lag: float = 0.0
     api_version: str = field(default_factory=_sdk_api_version)
     # Move the long-lived store out of the cyclic GC's reach (gc.freeze) as it grows, so
     # full collections do not pause longer with 100k objects. Process-wide, hence only
@@ -106,12 +123,17 @@ _FLOATS = (
     "idempotency_ttl",
     "latency",
     "fault_timeout_seconds",
+    "webhook_retry_horizon",
+    "rate_limit_global",
+    "rate_limit_endpoint",
+    "rate_limit_search",
+    "search_lag",
 )
 _RATES = ("fault_5xx", "fault_400", "fault_429", "fault_timeout", "webhook_drop")
-_OPTIONAL_FLOATS = ("sepa_long_delay", "dispute_delay")
+_OPTIONAL_FLOATS = ("sepa_long_delay", "dispute_delay", "webhook_retry_max_delay")
 _INTS = ("port", "webhook_max_attempts", "webhook_concurrency")
 _STRS = ("host", "webhook_secret", "api_version")
-_BOOLS = ("strict_attach", "freeze_gc")
+_BOOLS = ("strict_attach", "freeze_gc", "rate_limit")
 
 
 def _apply(cfg: StandinConfig, values: Mapping[str, Any]) -> StandinConfig:

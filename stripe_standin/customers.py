@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .engine import Engine
+from .engine import Engine, RequestRef
 from .errors import StripeError, invalid_param, invalid_request, no_such
 from .http import Call
 from .ids import new_id
@@ -58,7 +58,7 @@ def create_customer(engine: Engine, call: Call) -> Obj:
     engine.store.put(cus, "customer")
     engine.emit("customer.created", cus, call.ref)
     if pm is not None:
-        _attach(engine, pm, cus, call)
+        _attach(engine, pm, cus, call.ref)
     return cus
 
 
@@ -238,7 +238,7 @@ def attach_payment_method(engine: Engine, call: Call, id: str) -> Obj:
                 "or was detached from a Customer, and may not be used again.",
                 code="payment_method_unexpected_state",
             )
-        _attach(engine, pm, cus, call)
+        _attach(engine, pm, cus, call.ref)
     return pm
 
 
@@ -253,10 +253,10 @@ def _attach_declined(profile: CardProfile) -> StripeError:
     )
 
 
-def _attach(engine: Engine, pm: Obj, cus: Obj, call: Call) -> None:
+def _attach(engine: Engine, pm: Obj, cus: Obj, ref: RequestRef) -> None:
     pm["customer"] = cus["id"]
     engine.store.index(f"payment_method:customer:{cus['id']}").add(pm["id"])
-    engine.emit("payment_method.attached", pm, call.ref)
+    engine.emit("payment_method.attached", pm, ref)
 
 
 def detach_payment_method(engine: Engine, call: Call, id: str) -> Obj:

@@ -14,6 +14,7 @@ from .config import StandinConfig
 from .faults import Faults
 from .idempotency import IdempotencyStore
 from .objects import event as build_event
+from .ratelimit import RateLimiter
 from .scheduler import Scheduler
 from .store import Obj, Store
 from .webhooks import WebhookDispatcher
@@ -45,6 +46,7 @@ class Engine:
         self.faults = Faults(lambda: self.config)
         self.idempotency = IdempotencyStore(self.clock, lambda: self.config.idempotency_ttl)
         self.webhooks = WebhookDispatcher(lambda: self.config, self.faults)
+        self.rate_limiter = RateLimiter(lambda: self.config)
 
     def now(self) -> int:
         return self.clock.timestamp()
@@ -79,6 +81,7 @@ class Engine:
         self.scheduler.cancel_all()
         self.webhooks.reset()
         self.idempotency.reset()
+        self.rate_limiter.reset()
         self.store = Store()
         self.events = {}
         self.event_types = {}

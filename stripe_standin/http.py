@@ -1,8 +1,10 @@
 """The request pipeline every `/v1` endpoint runs through, in Stripe's order.
 
-auth (401) -> decode form/query params -> Idempotency-Key (replay / 400 / 409) ->
-fault hooks (faults.py: latency, injected 429 / 500 / timeouts; never for `/_standin/*`) ->
-endpoint -> `expand[]` -> JSON with `Request-Id` and `Stripe-Version`.
+auth (401) -> rate limits (429, ratelimit.py) -> decode form/query params -> parameter check
+against the route's `stripe` SDK params type (400 `parameter_unknown` ..., sdkparams.py) ->
+Idempotency-Key (replay / 400 / 409) -> fault hooks (faults.py: latency, injected 429 / 500 /
+timeouts; never for `/_standin/*`) -> endpoint -> `expand[]` -> JSON with `Request-Id` and
+`Stripe-Version`.
 Endpoints are plain synchronous functions `(engine, call, **path_params) -> dict` that
 raise `StripeError`; anything else becomes a 500 `api_error`, saved for replay like Stripe's.
 """
@@ -20,8 +22,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from . import sdkparams
 from .engine import Engine, RequestRef
 from .errors import StripeError, api_error, authentication, invalid_request
+from .faults import rate_limited
 from .formparse import parse_form, parse_pairs
 from .idempotency import request_fingerprint
 from .ids import new_id
@@ -94,8 +98,15 @@ def error_response(err: StripeError, request_id: str, version: str) -> Response:
     return _response(err.status, _json(err.to_json()), request_id, version)
 
 
-def api(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap an endpoint function into a Starlette endpoint running the pipeline."""
+def api(
+    endpoint: Endpoint, params_type: str, endpoint_key: str
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap an endpoint function into a Starlette endpoint running the pipeline.
+
+    `params_type` names the `stripe.params` class its parameters are checked against;
+    `endpoint_key` (`POST /v1/payment_intents`) is its per-endpoint rate-limit bucket.
+    """
+    sdkparams.compile_params(params_type)  # fail at start-up, not at the first request
 
     async def handle(request: Request) -> Response:
         engine: Engine = request.app.state.engine
@@ -103,10 +114,22 @@ def api(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         version = request.headers.get("stripe-version") or engine.config.api_version
         try:
             api_key = _api_key(request.headers.get("authorization"))
+            account = request.headers.get("stripe-account") or api_key
+            reason = engine.rate_limiter.admit(account, endpoint_key)
+            if reason is not None:
+                # Refused before anything ran: safe to retry, the key stays unused.
+                return _response(
+                    429,
+                    _json(rate_limited().to_json()),
+                    request_id,
+                    version,
+                    {"Stripe-Should-Retry": "true"},
+                )
             if request.method == "POST":
                 data = parse_form(await request.body())
             else:
                 data = parse_pairs(request.query_params.multi_items())
+            sdkparams.check(params_type, data)
         except StripeError as err:
             return error_response(err, request_id, version)
 

@@ -195,7 +195,9 @@ def payment_intent(
     }
 
 
-def payment_method_details(pm: Obj, mandate: str | None) -> Obj:
+def payment_method_details(
+    pm: Obj, mandate: str | None, expected_debit_date: str | None = None
+) -> Obj:
     kind = pm["type"]
     if kind == "card":
         card = pm["card"]
@@ -221,6 +223,7 @@ def payment_method_details(pm: Obj, mandate: str | None) -> Obj:
             "bank_code": sepa["bank_code"],
             "branch_code": sepa["branch_code"],
             "country": sepa["country"],
+            "expected_debit_date": expected_debit_date,
             "fingerprint": sepa["fingerprint"],
             "last4": sepa["last4"],
             "mandate": mandate,
@@ -228,7 +231,14 @@ def payment_method_details(pm: Obj, mandate: str | None) -> Obj:
     return {"type": kind, kind: details}
 
 
-def charge(created: int, pi: Obj, pm: Obj, status: str, mandate: str | None = None) -> Obj:
+def charge(
+    created: int,
+    pi: Obj,
+    pm: Obj,
+    status: str,
+    mandate: str | None = None,
+    expected_debit_date: str | None = None,
+) -> Obj:
     return {
         "id": new_id("py" if pm["type"] == "sepa_debit" else "ch"),
         "object": "charge",
@@ -256,7 +266,7 @@ def charge(created: int, pi: Obj, pm: Obj, status: str, mandate: str | None = No
         "paid": status == "succeeded",
         "payment_intent": pi["id"],
         "payment_method": pm["id"],
-        "payment_method_details": payment_method_details(pm, mandate),
+        "payment_method_details": payment_method_details(pm, mandate, expected_debit_date),
         "receipt_email": pi["receipt_email"],
         "receipt_url": None,
         "refunded": False,
@@ -305,7 +315,10 @@ def fail_charge(ch: Obj, code: str, message: str, decline: Decline | None) -> No
     )
 
 
-def mandate(created: int, pm: Obj, customer_acceptance: Obj | None) -> Obj:
+def mandate(
+    created: int, pm: Obj, customer_acceptance: Obj | None, single_use: Obj | None = None
+) -> Obj:
+    """A SEPA mandate (`single_use` with its amount and currency, else multi_use)."""
     mandate_id = new_id("mandate")
     reference = secret_suffix(16).upper()
     return {
@@ -314,7 +327,8 @@ def mandate(created: int, pm: Obj, customer_acceptance: Obj | None) -> Obj:
         "customer_acceptance": customer_acceptance
         or {"accepted_at": created, "offline": {}, "type": "offline"},
         "livemode": False,
-        "multi_use": {},
+        "multi_use": {} if single_use is None else None,
+        "on_behalf_of": None,
         "payment_method": pm["id"],
         "payment_method_details": {
             "sepa_debit": {
@@ -323,8 +337,9 @@ def mandate(created: int, pm: Obj, customer_acceptance: Obj | None) -> Obj:
             },
             "type": "sepa_debit",
         },
+        "single_use": single_use,
         "status": "active",
-        "type": "multi_use",
+        "type": "multi_use" if single_use is None else "single_use",
     }
 
 

@@ -11,14 +11,15 @@ import re
 
 from . import objects
 from .charges import get_pi, record_success, store_charge
-from .customers import build_payment_method, get_customer, resolve_payment_method
+from .customers import _attach, build_payment_method, get_customer, resolve_payment_method
 from .engine import NO_REQUEST, Engine, RequestRef
-from .errors import StripeError, invalid_param, invalid_request, unexpected_state
+from .errors import StripeError, invalid_param, invalid_request, no_such, unexpected_state
 from .http import Call
 from .listing import list_page
 from .params import Params, apply_metadata
 from .search import search_payment_intents
 from .sepa import start_sepa
+from .setup_intents import mandate_acceptance
 from .store import Obj
 from .testvalues import AUTHENTICATION_REQUIRED, CardProfile, Decline, SepaProfile, card_declined
 
@@ -51,6 +52,15 @@ def create_payment_intent(engine: Engine, call: Call) -> Obj:
         raise invalid_param(
             "You can only use `off_session` when `confirm` is set to true.", "off_session"
         )
+    for only_with_confirm in ("mandate", "mandate_data", "return_url", "error_on_requires_action"):
+        if only_with_confirm in p and not confirm:
+            # Stripe: "The parameter `mandate` cannot be passed when creating a PaymentIntent
+            # unless `confirm` is set to true." (quoted in opencollective-api#9603)
+            raise invalid_param(
+                f"The parameter `{only_with_confirm}` cannot be passed when creating a "
+                "PaymentIntent unless `confirm` is set to true.",
+                only_with_confirm,
+            )
     if p.enum("capture_method", ("automatic", "automatic_async", "manual")) == "manual":
         raise invalid_param(
             "The stand-in does not support capture_method=manual.", "capture_method"
@@ -194,12 +204,12 @@ SUPPORTED_TYPES = ("card", "sepa_debit")
 def _method_types(p: Params) -> Obj | None:
     """The PaymentIntent fields set by the payment method type params, None if none given.
 
-    Older API versions take `payment_method_types`; the version stripe 16 pins
-    (2026-10-28) takes `allowed_payment_method_types` and `excluded_payment_method_types`,
-    and the response lists the usable ones in `payment_method_types`. Both are accepted.
+    Older API versions took `payment_method_types`; the version stripe 16 pins
+    (2026-10-28) takes `allowed_payment_method_types` and `excluded_payment_method_types`
+    (the parameter check refuses `payment_method_types` as unknown), and the response lists
+    the usable ones in `payment_method_types`.
     """
-    allowed = p.str_list("allowed_payment_method_types")
-    requested = allowed or p.str_list("payment_method_types")
+    requested = p.str_list("allowed_payment_method_types")
     excluded = p.str_list("excluded_payment_method_types") or []
     auto = p.sub("automatic_payment_methods")
     if not requested and not excluded and not auto.data:
@@ -249,16 +259,31 @@ def _off_session(p: Params) -> bool:
     return p.get_bool("off_session")
 
 
+_SYMBOL = {"eur": "€", "usd": "$", "gbp": "£", "chf": "CHF "}
+MAX_AMOUNT = 99_999_999  # "The amount value supports up to eight digits" (Stripe API docs)
+
+
+def _money(amount: int, currency: str) -> str:
+    return f"{_SYMBOL.get(currency, '')}{amount // 100:,}.{amount % 100:02d}"
+
+
 def _check_amount(amount: int, currency: str) -> None:
+    """Stripe's minimum charge amounts (docs.stripe.com/currencies#minimum-and-maximum-charge-
+    amounts: 0.50 EUR/USD/CHF, 0.30 GBP) and its eight-digit maximum, with its messages
+    (`Amount must be at least €0.50 eur`)."""
     minimum = _MIN_AMOUNT.get(currency, 1)
     if amount < minimum:
         raise invalid_param(
-            f"Amount must be at least {minimum} {currency} (smallest currency unit).",
+            f"Amount must be at least {_money(minimum, currency)} {currency}",
             "amount",
             "amount_too_small",
         )
-    if amount > 99_999_999:
-        raise invalid_param("Amount must be no more than 99999999.", "amount", "amount_too_large")
+    if amount > MAX_AMOUNT:
+        raise invalid_param(
+            f"Amount must be no more than {_money(MAX_AMOUNT, currency)}",
+            "amount",
+            "amount_too_large",
+        )
 
 
 def _check_usable(engine: Engine, pm: Obj, customer: str | None, types: list[str]) -> None:
@@ -312,8 +337,23 @@ def _confirm(
             "Update the PaymentIntent with a payment method and then confirm it again.",
             code="payment_intent_unexpected_state",
         )
+    _check_redirects(pi, return_url)
     pm = resolve_payment_method(engine, pm_id, "payment_method")
     _check_usable(engine, pm, pi["customer"], pi["payment_method_types"])
+    if off_session and pi["customer"] and pm["customer"] is None:
+        # Stripe charges a saved method off-session only as the customer's: the method must
+        # be attached to the customer the PaymentIntent names (docs.stripe.com/payments/
+        # save-and-reuse, "charge the saved payment method later"). Message: stand-in's own.
+        raise invalid_request(
+            f"The provided PaymentMethod {pm['id']} is not attached to the Customer "
+            f"{pi['customer']}. To charge a PaymentMethod off-session, attach it to the "
+            "Customer first.",
+            param="payment_method",
+        )
+    mandate = _mandate_for(engine, pi, pm, p, off_session)
+    if pi.get("setup_future_usage") and pi["customer"] and pm["customer"] is None:
+        # setup_future_usage saves the method: Stripe attaches it to the customer.
+        _attach(engine, pm, get_customer(engine, pi["customer"], "customer"), ref)
     if pm["customer"] is None:
         engine.store.consumed_pms.add(pm["id"])
     pi.update(payment_method=pm["id"], last_payment_error=None, next_action=None)
@@ -322,9 +362,98 @@ def _confirm(
     if scripted is not None and scripted != "succeed" and not isinstance(profile, SepaProfile):
         _decline(engine, pi, pm, card_declined(scripted), ref)
     if isinstance(profile, SepaProfile):
-        start_sepa(engine, pi, pm, profile, ref)
+        assert mandate is not None
+        start_sepa(engine, pi, pm, profile, mandate, ref)
     else:
         _charge_card(engine, pi, pm, profile, fail_on_action, return_url, ref)
+
+
+def _check_redirects(pi: Obj, return_url: str | None) -> None:
+    """With automatic payment methods on (the default since API version 2023-08-16) and
+    redirects allowed, Stripe refuses to confirm without a `return_url`, whatever the method
+    (the message is Stripe's, quoted in aschmelyun/laravel-vue-stripe-cashier#4 and
+    opencollective-frontend#12346). Stripe's `code`/`param` for this error are not
+    documented anywhere we found; the stand-in answers `parameter_missing` on `return_url`.
+    """
+    auto = pi.get("automatic_payment_methods")
+    if not auto or not auto.get("enabled") or auto.get("allow_redirects") == "never":
+        return
+    if return_url:
+        return
+    raise invalid_param(
+        "A `return_url` must be specified because this Payment Intent is configured to "
+        "automatically accept the payment methods enabled in the Dashboard, some of which may "
+        "require a full page redirect to succeed. If you do not want to accept redirect-based "
+        "payment methods, set `automatic_payment_methods[enabled]` to `true` and "
+        "`automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents "
+        "and Payment Intents.",
+        "return_url",
+        "parameter_missing",
+    )
+
+
+def _mandate_for(engine: Engine, pi: Obj, pm: Obj, p: Params, off_session: bool) -> Obj | None:
+    """The mandate a debit of `pm` runs under (SEPA needs one; cards: only if named).
+
+    In order: the `mandate` param (must be this method's and active), `mandate_data` (a new
+    mandate accepted now, e.g. with `setup_future_usage`), or the active mandate Stripe holds
+    for the method (from a succeeded SetupIntent or an earlier PaymentIntent with
+    `setup_future_usage`). Errors name the param; the wording is the stand-in's unless noted.
+    """
+    mandate_id = p.get_str("mandate") or None
+    if mandate_id is not None:
+        mandate = engine.store.get(mandate_id, "mandate")
+        if mandate is None:
+            raise no_such("mandate", mandate_id, "mandate")
+        if mandate["payment_method"] != pm["id"]:
+            raise invalid_param(
+                f"The mandate {mandate_id} does not belong to the PaymentMethod {pm['id']}; "
+                "use the mandate created for this PaymentMethod.",
+                "mandate",
+            )
+        _require_active(mandate)
+        return mandate
+    if pm["type"] != "sepa_debit":
+        return None
+    if p.sub("mandate_data").data:
+        acceptance = mandate_acceptance(engine, p)
+        # Without `setup_future_usage` the mandate covers this payment only (single_use).
+        reusable = bool(pi.get("setup_future_usage"))
+        single_use = None if reusable else {"amount": pi["amount"], "currency": pi["currency"]}
+        mandate = objects.mandate(engine.now(), pm, acceptance, single_use)
+        engine.store.put(mandate, "mandate")
+        if reusable:
+            engine.store.mandate_by_pm[pm["id"]] = mandate["id"]
+        return mandate
+    if pi.get("setup_future_usage"):
+        # Quoted from Stripe (laravel/cashier-stripe#1515).
+        raise invalid_param(
+            "When confirming a PaymentIntent with a `sepa_debit` PaymentMethod and "
+            "`setup_future_usage`, `mandate_data` is required.",
+            "mandate_data",
+            "parameter_missing",
+        )
+    held = engine.store.get(engine.store.mandate_by_pm.get(pm["id"]), "mandate")
+    if held is None:
+        raise invalid_param(
+            f"The PaymentMethod {pm['id']} has no mandate: a `sepa_debit` payment needs "
+            "`mandate_data` (the customer accepts a mandate now) or a mandate set up earlier "
+            "(a SetupIntent, or a PaymentIntent with `setup_future_usage`); pass its id as "
+            "`mandate`.",
+            "mandate" if off_session else "mandate_data",
+            "parameter_missing",
+        )
+    _require_active(held)
+    return held
+
+
+def _require_active(mandate: Obj) -> None:
+    if mandate["status"] != "active":
+        raise invalid_param(
+            f"The mandate {mandate['id']} is {mandate['status']} and cannot be used for "
+            "payments; the customer must accept a new mandate.",
+            "mandate",
+        )
 
 
 # --- cards --------------------------------------------------------------------------------

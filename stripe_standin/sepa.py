@@ -5,31 +5,84 @@ test IBAN: `sepa_long_delay`) on an event-loop timer, so thousands can be pendin
 books the debit and sends `payment_intent.succeeded`; failure sets `failure_code` on the
 charge and `last_payment_error` on the PaymentIntent and sends `payment_intent.payment_failed`.
 The dispute IBAN succeeds, then the debtor's bank reclaims the money (`charge.dispute.created`).
+
+The charge names the mandate and, as Stripe does, the date the bank account will be debited
+(`payment_method_details.sepa_debit.expected_debit_date`, `YYYY-MM-DD`). Simplified rule
+here: a debit created on a TARGET business day before `SEPA_CUTOFF_HOUR` (UTC) is collected
+on the next TARGET business day, a later one on the business day after that. TARGET closing
+days (ECB): weekends, 1 January, Good Friday, Easter Monday, 1 May, 25 and 26 December.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 from . import objects
 from .charges import book, open_dispute, store_charge
 from .engine import NO_REQUEST, Engine, RequestRef
 from .ids import new_id
 from .store import Obj
-from .testvalues import SEPA_FAILURE_MESSAGES, SepaProfile
+from .testvalues import SepaProfile, sepa_failure_message
+
+SEPA_CUTOFF_HOUR = 14  # UTC; the stand-in's simplification of Stripe's daily cut-off
 
 
-def start_sepa(engine: Engine, pi: Obj, pm: Obj, profile: SepaProfile, ref: RequestRef) -> None:
-    mandate_id = engine.store.mandate_by_pm.get(pm["id"])
-    if mandate_id is None:
-        mandate = objects.mandate(engine.now(), pm, None)
-        engine.store.put(mandate, "mandate")
-        mandate_id = engine.store.mandate_by_pm[pm["id"]] = mandate["id"]
-    ch = objects.charge(engine.now(), pi, pm, "pending", mandate_id)
+def _easter(year: int) -> dt.date:
+    """Gregorian Easter Sunday (anonymous Gregorian algorithm)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    l_ = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * l_) // 451
+    month, day = divmod(h + l_ - 7 * m + 114, 31)
+    return dt.date(year, month, day + 1)
+
+
+def is_target_day(day: dt.date) -> bool:
+    if day.weekday() >= 5:
+        return False
+    easter = _easter(day.year)
+    closed = {
+        dt.date(day.year, 1, 1),
+        easter - dt.timedelta(days=2),
+        easter + dt.timedelta(days=1),
+        dt.date(day.year, 5, 1),
+        dt.date(day.year, 12, 25),
+        dt.date(day.year, 12, 26),
+    }
+    return day not in closed
+
+
+def next_target_day(day: dt.date) -> dt.date:
+    day += dt.timedelta(days=1)
+    while not is_target_day(day):
+        day += dt.timedelta(days=1)
+    return day
+
+
+def expected_debit_date(created: int) -> str:
+    """When a debit created at `created` (unix time) is collected, as `YYYY-MM-DD`."""
+    moment = dt.datetime.fromtimestamp(created, dt.UTC)
+    collected = next_target_day(moment.date())
+    if not is_target_day(moment.date()) or moment.hour >= SEPA_CUTOFF_HOUR:
+        collected = next_target_day(collected)
+    return collected.isoformat()
+
+
+def start_sepa(
+    engine: Engine, pi: Obj, pm: Obj, profile: SepaProfile, mandate: Obj, ref: RequestRef
+) -> None:
+    now = engine.now()
+    ch = objects.charge(now, pi, pm, "pending", mandate["id"], expected_debit_date(now))
     store_charge(engine, ch)
     pi.update(status="processing", latest_charge=ch["id"])
     engine.emit("charge.pending", ch, ref)
     engine.emit("payment_intent.processing", pi, ref)
     cfg = engine.config
-    delay = cfg.effective_sepa_long_delay if profile.outcome == "succeed_late" else cfg.sepa_delay
+    late = profile.outcome in ("succeed_late", "fail_late")
+    delay = cfg.effective_sepa_long_delay if late else cfg.sepa_delay
     engine.scheduler.call_later(delay, settle_sepa, engine, pi["id"], profile.failure_code, None)
 
 
@@ -46,7 +99,7 @@ def settle_sepa(
     ch = engine.store.objects[pi["latest_charge"]]
     pm = engine.store.objects[ch["payment_method"]]
     if failure_code is not None:
-        message = SEPA_FAILURE_MESSAGES.get(failure_code, "The payment could not be processed.")
+        message = sepa_failure_message(failure_code)
         objects.fail_charge(ch, failure_code, message, None)
         pi.update(
             status="requires_payment_method",

@@ -40,7 +40,9 @@ def create_setup_intent(engine: Engine, call: Call) -> Obj:
         get_customer(engine, cus_id, "customer")
     pm_id = p.get_str("payment_method") or None
     pm = resolve_payment_method(engine, pm_id, "payment_method") if pm_id else None
-    types = p.str_list("payment_method_types") or ([pm["type"]] if pm else ["card"])
+    # `allowed_payment_method_types` at the pinned API version (`payment_method_types` is
+    # refused as unknown by the parameter check, see sdkparams.py).
+    types = p.str_list("allowed_payment_method_types") or ([pm["type"]] if pm else ["card"])
     si_id = new_id("seti")
     si: Obj = {
         "id": si_id,
@@ -98,18 +100,19 @@ def _confirm(engine: Engine, si: Obj, p: Params, call: Call) -> None:
             "setup_intent_unexpected_state",
         )
     if pm["type"] == "sepa_debit":
-        acceptance = _acceptance(engine, p)
+        acceptance = mandate_acceptance(engine, p)
         mandate = objects.mandate(engine.now(), pm, acceptance)
         engine.store.put(mandate, "mandate")
         engine.store.mandate_by_pm[pm["id"]] = mandate["id"]
         si["mandate"] = mandate["id"]
     if si["customer"] and pm["customer"] is None:
-        _attach(engine, pm, get_customer(engine, si["customer"], "customer"), call)
+        _attach(engine, pm, get_customer(engine, si["customer"], "customer"), call.ref)
     si["status"] = "succeeded"
     engine.emit("setup_intent.succeeded", si, call.ref)
 
 
-def _acceptance(engine: Engine, p: Params) -> dict[str, Any]:
+def mandate_acceptance(engine: Engine, p: Params) -> dict[str, Any]:
+    """The mandate's `customer_acceptance` from `mandate_data[customer_acceptance]`."""
     acc = p.sub("mandate_data").sub("customer_acceptance")
     kind = acc.get_str("type") or "offline"
     out: dict[str, Any] = {"accepted_at": engine.now(), "type": kind}

@@ -47,7 +47,7 @@ class CardProfile:
         return fingerprint("card", self.brand, self.last4, self.country)
 
 
-SepaOutcome = Literal["succeed", "succeed_late", "fail", "dispute"]
+SepaOutcome = Literal["succeed", "succeed_late", "fail", "fail_late", "dispute"]
 
 
 @dataclass(frozen=True)
@@ -182,23 +182,115 @@ def magic_card(pm_id: str) -> CardProfile | None:
 
 # --- SEPA -------------------------------------------------------------------------------
 
+# Stripe's SEPA Direct Debit test IBANs (docs.stripe.com/testing#sepa-direct-debit, "Test
+# account numbers"): eight per country, in the docs' order. Their outcomes:
+#   success             processing -> succeeded
+#   successDelayed      processing -> succeeded "after at least three minutes"
+#   failed              processing -> requires_payment_method
+#   failedDelayed       processing -> requires_payment_method, after at least three minutes
+#   disputed            processing -> succeeded, "but a dispute is immediately created"
+#   exceedsWeeklyVolumeLimit       fails with `charge_exceeds_source_limit` ("payment amount
+#                                  causing account to exceed its weekly payment volume limit")
+#   exceedsWeeklyTransactionLimit  fails with `charge_exceeds_weekly_limit` ("payment amount
+#                                  exceeding account's transaction volume limit")
+#   insufficientFunds   fails with `insufficient_funds`
+# The docs give no failure code for the plain `failed` IBANs; the stand-in reports
+# `generic_could_not_process` for them. Delays are `sepa_delay` / `sepa_long_delay` here.
+_SEPA_BEHAVIOURS: tuple[tuple[SepaOutcome, str | None], ...] = (
+    ("succeed", None),
+    ("succeed_late", None),
+    ("fail", "generic_could_not_process"),
+    ("fail_late", "generic_could_not_process"),
+    ("dispute", None),
+    ("fail", "charge_exceeds_source_limit"),
+    ("fail", "charge_exceeds_weekly_limit"),
+    ("fail", "insufficient_funds"),
+)
+_SEPA_TABLE: dict[str, tuple[str, ...]] = {
+    "AT": ("AT611904300234573201", "AT321904300235473204", "AT861904300235473202",
+           "AT051904300235473205", "AT591904300235473203", "AT981904300000343434",
+           "AT601904300000121212", "AT981904300002222227"),
+    "BE": ("BE62510007547061", "BE78510007547064", "BE68539007547034", "BE51510007547065",
+           "BE08510007547063", "BE90510000343434", "BE52510000121212", "BE90510002222227"),
+    "HR": ("HR7624020064583467589", "HR6323600002337876649", "HR2725000096983499248",
+           "HR6723600004878117427", "HR8724840081455523553", "HR7424020060000343434",
+           "HR3624020060000121212", "HR7424020060002222227"),
+    "EE": ("EE382200221020145685", "EE222200221020145682", "EE762200221020145680",
+           "EE922200221020145683", "EE492200221020145681", "EE672200000000343434",
+           "EE292200000000121212", "EE672200000002222227"),
+    "FI": ("FI2112345600000785", "FI3712345600000788", "FI9112345600000786",
+           "FI1012345600000789", "FI6412345600000787", "FI6712345600343434",
+           "FI2912345600121212", "FI6712345602222227"),
+    "FR": ("FR1420041010050500013M02606", "FR3020041010050500013M02609",
+           "FR8420041010050500013M02607", "FR7920041010050500013M02600",
+           "FR5720041010050500013M02608", "FR9720041010050000000343434",
+           "FR5920041010050000000121212", "FR9720041010050000002222227"),
+    "DE": ("DE89370400440532013000", "DE08370400440532013003", "DE62370400440532013001",
+           "DE78370400440532013004", "DE35370400440532013002", "DE65370400440000343434",
+           "DE27370400440000121212", "DE65370400440002222227"),
+    "GI": ("GI60MPFS599327643783385", "GI08RRNW626436291644533", "GI41SAFA461293238477751",
+           "GI50LROG772261344693297", "GI26KJBC361883934534696", "GI14NWBK000000000343434",
+           "GI73NWBK000000000121212", "GI14NWBK000000002222227"),
+    "IE": ("IE29AIBK93115212345678", "IE24AIBK93115212345671", "IE02AIBK93115212345679",
+           "IE94AIBK93115212345672", "IE51AIBK93115212345670", "IE10AIBK93115200343434",
+           "IE69AIBK93115200121212", "IE10AIBK93115202222227"),
+    "LI": ("LI0508800636123378777", "LI4408800387787111369", "LI1208800143823175626",
+           "LI4908800356441975566", "LI7708800125525347723", "LI2408800000000343434",
+           "LI8308800000000121212", "LI2408800000002222227"),
+    "LT": ("LT121000011101001000", "LT281000011101001003", "LT821000011101001001",
+           "LT981000011101001004", "LT551000011101001002", "LT591000000000343434",
+           "LT211000000000121212", "LT591000000002222227"),
+    "LU": ("LU280019400644750000", "LU440019400644750003", "LU980019400644750001",
+           "LU170019400644750004", "LU710019400644750002", "LU900010000000343434",
+           "LU520010000000121212", "LU900010000002222227"),
+    "NL": ("NL39RABO0300065264", "NL55RABO0300065267", "NL91ABNA0417164300",
+           "NL28RABO0300065268", "NL82RABO0300065266", "NL27RABO0000343434",
+           "NL86RABO0000121212", "NL27RABO0002222227"),
+    "NO": ("NO9386011117947", "NO8886011117940", "NO6686011117948", "NO6186011117941",
+           "NO3986011117949", "NO0586010343434", "NO6486010121212", "NO0586012222227"),
+    "PT": ("PT50000201231234567890154", "PT66000201231234567890157",
+           "PT23000201231234567890155", "PT39000201231234567890158",
+           "PT93000201231234567890156", "PT05000201230000000343434",
+           "PT64000201230000000121212", "PT05000201230000002222227"),
+    "ES": ("ES0700120345030000067890", "ES2300120345030000067893", "ES9121000418450200051332",
+           "ES9300120345030000067894", "ES5000120345030000067892", "ES1700120345000000343434",
+           "ES7600120345000000121212", "ES1700120345000002222227"),
+    "SE": ("SE3550000000054910000003", "SE5150000000054910000006", "SE0850000000054910000004",
+           "SE2450000000054910000007", "SE7850000000054910000005", "SE2850000000000000343434",
+           "SE8750000000000000121212", "SE2850000000000002222227"),
+    "CH": ("CH9300762011623852957", "CH8656663438253651553", "CH5362200119938136497",
+           "CH1843597160341964438", "CH1260378413965193069", "CH1800762000000343434",
+           "CH7700762000000121212", "CH1800762000002222227"),
+    "GB": ("GB82WEST12345698765432", "GB98WEST12345698765435", "GB55WEST12345698765433",
+           "GB71WEST12345698765436", "GB28WEST12345698765434", "GB70WEST12345600343434",
+           "GB32WEST12345600121212", "GB70WEST12345602222227"),
+}  # fmt: skip
+
 SEPA_TEST_IBANS: dict[str, SepaProfile] = {
-    "DE89370400440532013000": SepaProfile("DE89370400440532013000", "succeed"),
-    "DE08370400440532013003": SepaProfile("DE08370400440532013003", "succeed_late"),
-    "DE62370400440532013001": SepaProfile(
-        "DE62370400440532013001", "fail", "generic_could_not_process"
-    ),
-    "DE65370400440002222227": SepaProfile("DE65370400440002222227", "fail", "insufficient_funds"),
-    "DE35370400440532013002": SepaProfile("DE35370400440532013002", "dispute"),
+    iban: SepaProfile(iban, outcome, code)
+    for ibans in _SEPA_TABLE.values()
+    for iban, (outcome, code) in zip(ibans, _SEPA_BEHAVIOURS, strict=True)
 }
 
+# `failure_message` of a failed SEPA charge. Stripe's exact wording is not published for
+# every code; these paraphrase the descriptions of docs.stripe.com/error-codes and the test
+# IBAN table above.
 SEPA_FAILURE_MESSAGES = {
     "generic_could_not_process": "The payment could not be processed.",
     "insufficient_funds": "The customer's account has insufficient funds to cover this payment.",
     "account_closed": "The customer's bank account has been closed.",
     "debit_not_authorized": "The customer has notified their bank that this payment was "
     "unauthorized.",
+    "charge_exceeds_source_limit": "This payment would exceed the account's weekly payment "
+    "volume limit for SEPA Direct Debit.",
+    "charge_exceeds_weekly_limit": "This payment exceeds the account's transaction volume "
+    "limit for SEPA Direct Debit.",
 }
+
+
+def sepa_failure_message(code: str) -> str:
+    return SEPA_FAILURE_MESSAGES.get(code, "The payment could not be processed.")
+
 
 # IBAN lengths of the SEPA countries (ISO 13616 registry).
 IBAN_LENGTHS = {

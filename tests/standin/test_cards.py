@@ -113,6 +113,7 @@ def test_magic_id_directly_in_payment_intent(client: stripe.StripeClient) -> Non
                 "amount": 1000,
                 "currency": "eur",
                 "payment_method": "pm_card_visa_chargeDeclinedLostCard",
+                "allowed_payment_method_types": ["card"],
                 "confirm": True,
             }
         )
@@ -136,7 +137,13 @@ def test_authentication_required_on_session(
 def test_confirm_later_and_cancel(client: stripe.StripeClient) -> None:
     cus, pm = _customer_with(client, "pm_card_visa")
     pi = client.v1.payment_intents.create(
-        params={"amount": 700, "currency": "eur", "customer": cus, "payment_method": pm}
+        params={
+            "amount": 700,
+            "currency": "eur",
+            "customer": cus,
+            "payment_method": pm,
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+        }
     )
     assert pi.status == "requires_confirmation"
     pi = client.v1.payment_intents.confirm(pi.id, params={"off_session": True})
@@ -198,20 +205,28 @@ def test_error_on_requires_action_fails_instead_of_waiting(client: stripe.Stripe
     assert exc.value.code == "authentication_required"
 
 
-def test_payment_method_types_of_older_api_versions(client: stripe.StripeClient) -> None:
-    """`payment_method_types` (API versions before stripe 16's pin) is accepted too."""
+def test_payment_method_types_is_not_a_parameter_at_the_pinned_version(
+    client: stripe.StripeClient,
+) -> None:
+    """stripe 16 pins an API version that takes `allowed_payment_method_types`; the old
+    `payment_method_types` is refused as Stripe refuses an unknown parameter."""
     cus, pm = _customer_with(client, "pm_card_visa")
-    pi = client.v1.payment_intents.create(
-        params={  # type: ignore[typeddict-unknown-key]
-            "amount": 1000,
-            "currency": "eur",
-            "customer": cus,
-            "payment_method": pm,
-            "payment_method_types": ["card"],
-            "confirm": True,
-        }
-    )
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.payment_intents.create(
+            params={  # type: ignore[typeddict-unknown-key]
+                "amount": 1000,
+                "currency": "eur",
+                "customer": cus,
+                "payment_method": pm,
+                "payment_method_types": ["card"],
+                "confirm": True,
+            }
+        )
+    assert exc.value.http_status == 400
+    assert (exc.value.code, exc.value.param) == ("parameter_unknown", "payment_method_types")
+    pi = _debit(client, cus, pm)
     assert pi.status == "succeeded" and pi.payment_method_types == ["card"]
+    assert pi.allowed_payment_method_types == ["card"] and pi.automatic_payment_methods is None
     auto = client.v1.payment_intents.create(params={"amount": 1000, "currency": "eur"})
     assert auto.automatic_payment_methods.enabled is True
     assert auto.allowed_payment_method_types is None
@@ -232,6 +247,7 @@ def test_scripted_outcomes_decline_matching_debits_in_order(
                 "currency": "eur",
                 "customer": cus,
                 "payment_method": pm,
+                "allowed_payment_method_types": ["card"],
                 "confirm": True,
                 "off_session": True,
                 "metadata": {"contract_id": contract},

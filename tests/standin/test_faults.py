@@ -31,6 +31,7 @@ DEBIT = {
     "amount": 4900,
     "currency": "eur",
     "payment_method": "pm_card_visa",
+    "allowed_payment_method_types": ["card"],
     "confirm": True,
     "off_session": True,
     "metadata": {"contract_id": "c-faults"},

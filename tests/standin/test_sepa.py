@@ -97,6 +97,7 @@ def test_inline_payment_method_data(client: stripe.StripeClient, standin: Standi
                 "sepa_debit": {"iban": "DE65370400440002222227"},
                 "billing_details": {"name": "Kunde"},
             },
+            "mandate_data": {"customer_acceptance": {"type": "offline"}},
             "confirm": True,
         }
     )
@@ -203,7 +204,16 @@ def test_many_pending_debits_settle(client: stripe.StripeClient, standin: Standi
             "billing_details": {"name": "Kunde"},
         }
     )
-    client.v1.payment_methods.attach(pm.id, params={"customer": cus.id})
+    # The mandate comes from a SetupIntent, as a platform collects it at checkout.
+    client.v1.setup_intents.create(
+        params={
+            "customer": cus.id,
+            "payment_method": pm.id,
+            "allowed_payment_method_types": ["sepa_debit"],
+            "confirm": True,
+            "mandate_data": {"customer_acceptance": {"type": "offline"}},
+        }
+    )
     for i in range(200):
         client.v1.payment_intents.create(
             params={

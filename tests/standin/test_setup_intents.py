@@ -29,7 +29,7 @@ def test_confirmed_sepa_setup_intent_creates_a_mandate_and_attaches(
         params={
             "customer": cus.id,
             "payment_method": pm.id,
-            "payment_method_types": ["sepa_debit"],
+            "allowed_payment_method_types": ["sepa_debit"],
             "confirm": True,
             "mandate_data": {
                 "customer_acceptance": {
@@ -68,7 +68,7 @@ def test_confirmed_sepa_setup_intent_creates_a_mandate_and_attaches(
 
 
 def test_card_setup_intent_confirms_later_without_mandate(client: stripe.StripeClient) -> None:
-    si = client.v1.setup_intents.create(params={"payment_method_types": ["card"]})
+    si = client.v1.setup_intents.create(params={"allowed_payment_method_types": ["card"]})
     assert si.status == "requires_payment_method"
     si = client.v1.setup_intents.confirm(si.id, params={"payment_method": "pm_card_visa"})
     assert si.status == "succeeded" and si.mandate is None
