@@ -16,6 +16,15 @@ from .server import PortInUse, bind, make_server
 
 PORT_ENV = "MAHNWERK_STRIPE_STANDIN_PORT"
 
+# Stripe retries for up to 3 days with exponential backoff (docs.stripe.com/webhooks); the
+# exact steps are not published, these approximate them.
+LIVE_WEBHOOK_SCHEDULE = {
+    "webhook_retry_delay": 60.0,
+    "webhook_max_attempts": 30,
+    "webhook_retry_max_delay": 12 * 3600.0,
+    "webhook_retry_horizon": 3 * 86400.0,
+}
+
 
 def _parser(default_port: int) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -46,6 +55,38 @@ def _parser(default_port: int) -> argparse.ArgumentParser:
     parser.add_argument("--webhook-retry-delay", type=float, default=1.0)
     parser.add_argument("--webhook-max-attempts", type=int, default=4)
     parser.add_argument(
+        "--webhook-retry-max-delay", type=float, default=None, help="cap on one backoff (s)"
+    )
+    parser.add_argument(
+        "--webhook-retry-horizon",
+        type=float,
+        default=3 * 86400.0,
+        help="give up retrying this long after the first attempt (s; Stripe: 3 days)",
+    )
+    parser.add_argument(
+        "--webhook-live-schedule",
+        action="store_true",
+        help="Stripe-like redelivery: first retry after 60 s, doubling, at most 12 h apart, "
+        "for 3 days (overrides the other webhook retry flags)",
+    )
+    parser.add_argument(
+        "--search-lag",
+        type=float,
+        default=0.0,
+        help="seconds before a new PaymentIntent is found by search (Stripe: under a minute)",
+    )
+    limits = parser.add_argument_group("rate limits (see stripe_standin/ratelimit.py)")
+    limits.add_argument(
+        "--rate-limit",
+        action="store_true",
+        help="enforce Stripe's per-account rate limits (429 rate_limit)",
+    )
+    limits.add_argument("--rate-limit-global", type=float, default=100.0, help="requests/s")
+    limits.add_argument(
+        "--rate-limit-endpoint", type=float, default=25.0, help="requests/s per endpoint"
+    )
+    limits.add_argument("--rate-limit-search", type=float, default=20.0, help="searches/s")
+    parser.add_argument(
         "--strict-attach",
         action="store_true",
         help="decline test cards at attach, as Stripe's card check does",
@@ -69,6 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {PORT_ENV} must be a port number, not {env_port!r}", file=sys.stderr)
         return 2
     args = _parser(int(env_port)).parse_args(argv)
+    retries = (
+        LIVE_WEBHOOK_SCHEDULE
+        if args.webhook_live_schedule
+        else {
+            "webhook_retry_delay": args.webhook_retry_delay,
+            "webhook_max_attempts": args.webhook_max_attempts,
+            "webhook_retry_max_delay": args.webhook_retry_max_delay,
+            "webhook_retry_horizon": args.webhook_retry_horizon,
+        }
+    )
     try:
         settings = StandinConfig.from_mapping(
             {
@@ -79,8 +130,12 @@ def main(argv: list[str] | None = None) -> int:
                 "sepa_delay": args.sepa_delay,
                 "sepa_long_delay": args.sepa_long_delay,
                 "dispute_delay": args.dispute_delay,
-                "webhook_retry_delay": args.webhook_retry_delay,
-                "webhook_max_attempts": args.webhook_max_attempts,
+                **retries,
+                "search_lag": args.search_lag,
+                "rate_limit": args.rate_limit,
+                "rate_limit_global": args.rate_limit_global,
+                "rate_limit_endpoint": args.rate_limit_endpoint,
+                "rate_limit_search": args.rate_limit_search,
                 "strict_attach": args.strict_attach,
                 "latency": args.latency,
                 "fault_5xx": args.fault_5xx,

@@ -13,6 +13,17 @@ to make time pass, and what real Stripe only offers through its dashboard.
                                        (`{"failure_code": null|"insufficient_funds"|...,
                                        "dispute": bool}`)
 - `POST /_standin/payment_intents/{id}/authenticate`  finish 3-D Secure (`{"succeed": bool}`)
+- `POST /_standin/payment_intents/{id}/cancel`  cancel as in the Dashboard
+                                       (`{"cancellation_reason": ...}`) -> `payment_intent.canceled`
+- `POST /_standin/payment_intents/{id}/refund`  refund its charge as in the Dashboard
+- `POST /_standin/charges/{id}/refund`  refund as in the Dashboard (`{"amount": int|null,
+                                       "reason": ...}`) -> `refund.created`, `charge.refunded`
+- `POST /_standin/charges/{id}/dispute`  open a dispute on a succeeded charge, at any time
+                                       (`{"reason", "amount"}`) -> `charge.dispute.created`,
+                                       `charge.dispute.funds_withdrawn`
+- `POST /_standin/disputes/{id}/close`  `{"outcome": "won"|"lost"}` -> `charge.dispute.closed`
+                                       (+ `charge.dispute.funds_reinstated` when won)
+- `POST /_standin/mandates/{id}/revoke`  mandate `inactive` -> `mandate.updated`
 - `POST /_standin/clock`               `{"advance": seconds}` moves the stand-in clock
 - `GET  /_standin/health`              readiness and counters
 """
@@ -20,17 +31,20 @@ to make time pass, and what real Stripe only offers through its dashboard.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .charges import get_pi, open_dispute
-from .engine import Engine
-from .errors import StripeError
-from .payments import authenticate
+from .charges import close_dispute, dispute_charge, get_charge, get_pi, open_dispute, revoke_mandate
+from .engine import NO_REQUEST, Engine
+from .errors import StripeError, invalid_request
+from .payments import authenticate, cancel
+from .refunds import refund_charge
 from .sepa import settle_sepa
+from .store import Obj
 
 
 def _engine(request: Request) -> Engine:
@@ -164,6 +178,65 @@ async def authenticate_route(request: Request) -> JSONResponse:
     return JSONResponse(pi)
 
 
+Action = Callable[[Engine, str, dict[str, Any]], Obj]
+
+
+def _action(fn: Action) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """A control route acting on the object `{id}`: JSON body in, the object out, errors in
+    Stripe's shape."""
+
+    async def handle(request: Request) -> JSONResponse:
+        engine = _engine(request)
+        try:
+            body = await _json_body(request)
+            return JSONResponse(fn(engine, request.path_params["id"], body))
+        except StripeError as err:
+            return JSONResponse(err.to_json(), err.status)
+        except (ValueError, TypeError) as exc:
+            return _error(str(exc))
+
+    return handle
+
+
+def _amount(body: dict[str, Any]) -> int | None:
+    amount = body.get("amount")
+    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)):
+        raise ValueError("amount must be an integer (smallest currency unit) or null")
+    return amount
+
+
+def _refund_charge(engine: Engine, ch_id: str, body: dict[str, Any]) -> Obj:
+    ch = get_charge(engine, ch_id)
+    return refund_charge(engine, ch, _amount(body), body.get("reason"), {}, NO_REQUEST)
+
+
+def _refund_pi(engine: Engine, pi_id: str, body: dict[str, Any]) -> Obj:
+    pi = get_pi(engine, pi_id)
+    if not pi["latest_charge"]:
+        raise invalid_request(f"PaymentIntent {pi_id} has no charge to refund.")
+    return _refund_charge(engine, pi["latest_charge"], body)
+
+
+def _dispute_charge(engine: Engine, ch_id: str, body: dict[str, Any]) -> Obj:
+    reason = body.get("reason") or "general"
+    return dispute_charge(engine, get_charge(engine, ch_id), reason, _amount(body))
+
+
+def _close_dispute(engine: Engine, dp_id: str, body: dict[str, Any]) -> Obj:
+    return close_dispute(engine, dp_id, str(body.get("outcome")))
+
+
+def _cancel(engine: Engine, pi_id: str, body: dict[str, Any]) -> Obj:
+    reason = body.get("cancellation_reason")
+    if reason not in (None, "duplicate", "fraudulent", "requested_by_customer", "abandoned"):
+        raise ValueError(f"invalid cancellation_reason {reason!r}")
+    return cancel(engine, pi_id, reason, NO_REQUEST)
+
+
+def _revoke(engine: Engine, mandate_id: str, body: dict[str, Any]) -> Obj:
+    return revoke_mandate(engine, mandate_id)
+
+
 async def clock(request: Request) -> JSONResponse:
     engine = _engine(request)
     if request.method == "POST":
@@ -199,6 +272,12 @@ CONTROL_ROUTES = [
     Route("/_standin/payment_intents/{id}/dispute", dispute, methods=["POST"]),
     Route("/_standin/payment_intents/{id}/settle", settle, methods=["POST"]),
     Route("/_standin/payment_intents/{id}/authenticate", authenticate_route, methods=["POST"]),
+    Route("/_standin/payment_intents/{id}/cancel", _action(_cancel), methods=["POST"]),
+    Route("/_standin/payment_intents/{id}/refund", _action(_refund_pi), methods=["POST"]),
+    Route("/_standin/charges/{id}/refund", _action(_refund_charge), methods=["POST"]),
+    Route("/_standin/charges/{id}/dispute", _action(_dispute_charge), methods=["POST"]),
+    Route("/_standin/disputes/{id}/close", _action(_close_dispute), methods=["POST"]),
+    Route("/_standin/mandates/{id}/revoke", _action(_revoke), methods=["POST"]),
     Route("/_standin/clock", clock, methods=["GET", "POST"]),
     Route("/_standin/health", health, methods=["GET"]),
 ]

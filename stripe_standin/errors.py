@@ -89,11 +89,17 @@ def idempotency_mismatch(key: str) -> StripeError:
 
 
 def idempotency_in_flight(key: str) -> StripeError:
+    """409 `idempotency_key_in_use` (docs.stripe.com/error-codes): the first request with this
+    key is still running. Type and wording as Stripe answers it (quoted in
+    woocommerce-gateway-stripe#503: `invalid_request_error`, "There is currently another
+    in-progress request using this Idempotent Key ...")."""
     return StripeError(
         409,
-        "idempotency_error",
-        f"A request with the idempotency key '{key}' is currently being processed. "
-        "Retry this request later.",
+        "invalid_request_error",
+        "There is currently another in-progress request using this Idempotent Key (that "
+        "probably means you submitted twice, and the other request is still going through): "
+        f"{key}. Please try again later.",
+        code="idempotency_key_in_use",
         replayable=False,
     )
 

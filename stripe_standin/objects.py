@@ -363,6 +363,22 @@ def refund(created: int, ch: Obj, amount: int, reason: str | None, metadata: dic
     }
 
 
+def balance_transaction(created: int, amount: int, currency: str, type_: str) -> Obj:
+    """A dispute's balance transaction (negative when funds are withdrawn)."""
+    return {
+        "id": new_id("txn"),
+        "object": "balance_transaction",
+        "amount": amount,
+        "created": created,
+        "currency": currency,
+        "fee": 0,
+        "net": amount,
+        "reporting_category": "dispute" if amount < 0 else "dispute_reversal",
+        "status": "available",
+        "type": type_,
+    }
+
+
 def dispute(created: int, ch: Obj, amount: int, reason: str) -> Obj:
     """Card disputes start `needs_response`; SEPA disputes are final, so they are `lost`."""
     is_sepa = ch["payment_method_details"]["type"] == "sepa_debit"

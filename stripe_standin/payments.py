@@ -181,10 +181,16 @@ def confirm_payment_intent(engine: Engine, call: Call, id: str) -> Obj:
 
 
 def cancel_payment_intent(engine: Engine, call: Call, id: str) -> Obj:
-    pi = get_pi(engine, id)
     reason = call.params.enum(
         "cancellation_reason", ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
     )
+    return cancel(engine, id, reason, call.ref)
+
+
+def cancel(engine: Engine, pi_id: str, reason: str | None, ref: RequestRef) -> Obj:
+    """Cancel a PaymentIntent (API, or in the Dashboard with NO_REQUEST):
+    `payment_intent.canceled`."""
+    pi = get_pi(engine, pi_id)
     if pi["status"] not in CANCELABLE:
         raise unexpected_state(
             f"You cannot cancel this PaymentIntent because it has a status of {pi['status']}. "
@@ -194,7 +200,7 @@ def cancel_payment_intent(engine: Engine, call: Call, id: str) -> Obj:
     pi.update(
         status="canceled", canceled_at=engine.now(), cancellation_reason=reason, next_action=None
     )
-    engine.emit("payment_intent.canceled", pi, call.ref)
+    engine.emit("payment_intent.canceled", pi, ref)
     return pi
 
 

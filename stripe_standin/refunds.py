@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import objects
 from .charges import get_pi
-from .engine import Engine
+from .engine import Engine, RequestRef
 from .errors import invalid_param, invalid_request, no_such
 from .http import Call
 from .listing import list_page
@@ -42,6 +42,20 @@ def create_refund(engine: Engine, call: Call) -> Obj:
         ch = engine.store.get(ch_id, "charge")
         if ch is None:
             raise no_such("charge", ch_id or "", "charge")
+    return refund_charge(engine, ch, amount, reason, metadata, call.ref)
+
+
+def refund_charge(
+    engine: Engine,
+    ch: Obj,
+    amount: int | None,
+    reason: str | None,
+    metadata: dict[str, str],
+    ref: RequestRef,
+) -> Obj:
+    """Refund (part of) a succeeded charge: `refund.created`, then `charge.refunded` with the
+    charge's new `amount_refunded` / `refunded` (and their old values in
+    `previous_attributes`). `ref` is NO_REQUEST for a refund made in the Dashboard."""
     if ch["status"] != "succeeded":
         raise invalid_request(
             f"Charge {ch['id']} has not succeeded and cannot be refunded.",
@@ -68,13 +82,14 @@ def create_refund(engine: Engine, call: Call) -> Obj:
         )
     re_ = objects.refund(engine.now(), ch, amount, reason, metadata)
     engine.store.put(re_, "refund", f"refund:payment_intent:{ch['payment_intent']}")
+    previous = {"amount_refunded": ch["amount_refunded"], "refunded": ch["refunded"]}
     ch["amount_refunded"] += amount
     ch["refunded"] = ch["amount_refunded"] >= ch["amount"]
     entry = engine.store.ledger_by_pi.get(ch["payment_intent"])
     if entry is not None:
         entry.amount_refunded = ch["amount_refunded"]
-    engine.emit("refund.created", re_, call.ref)
-    engine.emit("charge.refunded", ch, call.ref)
+    engine.emit("refund.created", re_, ref)
+    engine.emit("charge.refunded", ch, ref, previous)
     return re_
 
 

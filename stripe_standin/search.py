@@ -4,7 +4,10 @@ Supported: `metadata['key']:'value'`, `status:'succeeded'`, `customer:'cus_...'`
 `currency:'eur'`, `amount>1000` / `created>=...` (`:` `>` `<` `>=` `<=`), negation with a
 leading `-`, clauses joined by all-`AND` or all-`OR` (Stripe forbids mixing them).
 A metadata or customer clause in an AND query is answered from an index; other queries scan.
-Unlike Stripe, results are visible at once (Stripe's search index lags up to a minute).
+Stripe's search index lags behind writes ("data is usually searchable in under a minute",
+docs.stripe.com/search): a PaymentIntent is found only `StandinConfig.search_lag` seconds
+(stand-in clock) after its creation; 0 makes it visible at once. Later changes to an object
+are searchable at once here (Stripe: also after the lag).
 """
 
 from __future__ import annotations
@@ -134,10 +137,12 @@ def search_payment_intents(engine: Engine, params: Params) -> Obj:
     clauses, join = parse_query(query)
     combine = all if join == "AND" else any
     objects = engine.store.objects
+    # Created at or before this moment (stand-in clock) means indexed already.
+    indexed_by = engine.clock.now() - engine.config.search_lag
     hits = [
         pi
         for pi in (objects[i] for i in _candidates(engine, clauses, join))
-        if combine(c.matches(pi) for c in clauses)
+        if pi["created"] <= indexed_by and combine(c.matches(pi) for c in clauses)
     ]
     position = engine.store.index("payment_intent").position
     hits.sort(key=lambda pi: (pi["created"], position(pi["id"])), reverse=True)

@@ -103,6 +103,7 @@ class LedgerEntry:
     succeeded_at: int
     amount_refunded: int = 0
     disputed: bool = False
+    dispute_status: str | None = None  # needs_response ... won / lost
 
     def to_json(self) -> Obj:
         return dict(self.__dict__)

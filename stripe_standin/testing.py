@@ -105,6 +105,52 @@ class StandinHandle:
         )
         return result
 
+    def dispute_charge(
+        self, charge: str, reason: str = "general", amount: int | None = None
+    ) -> dict[str, Any]:
+        """Open a dispute on any succeeded charge, however long ago it succeeded."""
+        result: dict[str, Any] = self._post(
+            f"/_standin/charges/{charge}/dispute", {"reason": reason, "amount": amount}
+        )
+        return result
+
+    def close_dispute(self, dispute: str, outcome: str) -> dict[str, Any]:
+        """`won` (funds reinstated) or `lost`: `charge.dispute.closed`."""
+        result: dict[str, Any] = self._post(
+            f"/_standin/disputes/{dispute}/close", {"outcome": outcome}
+        )
+        return result
+
+    def refund(
+        self,
+        *,
+        charge: str | None = None,
+        payment_intent: str | None = None,
+        amount: int | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """A refund made in the Dashboard (no API request): `refund.created`,
+        `charge.refunded`."""
+        path = (
+            f"/_standin/charges/{charge}/refund"
+            if charge
+            else f"/_standin/payment_intents/{payment_intent}/refund"
+        )
+        result: dict[str, Any] = self._post(path, {"amount": amount, "reason": reason})
+        return result
+
+    def cancel(self, payment_intent: str, reason: str | None = None) -> dict[str, Any]:
+        """Cancel as in the Dashboard: `payment_intent.canceled`."""
+        result: dict[str, Any] = self._post(
+            f"/_standin/payment_intents/{payment_intent}/cancel", {"cancellation_reason": reason}
+        )
+        return result
+
+    def revoke_mandate(self, mandate: str) -> dict[str, Any]:
+        """The customer revokes the mandate: `inactive`, `mandate.updated`."""
+        result: dict[str, Any] = self._post(f"/_standin/mandates/{mandate}/revoke")
+        return result
+
     def advance_clock(self, seconds: float) -> None:
         self._post("/_standin/clock", {"advance": seconds})
 

@@ -4,8 +4,14 @@ Stripe POSTs the event JSON to each endpoint with
 `Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`, which
 `stripe.Webhook.construct_event(body, header, secret)` verifies (300 s tolerance). Delivery is
 asynchronous and unordered; a non-2xx answer or a network error is retried with exponential
-backoff (Stripe: up to 3 days; here `webhook_max_attempts` attempts starting at
-`webhook_retry_delay` seconds). With `webhook_drop` (faults.py) a delivery may be lost
+backoff, as Stripe does ("in live mode, Stripe attempts to deliver a given event to your
+webhook endpoint for up to 3 days with an exponential back off", docs.stripe.com/webhooks).
+The schedule (`retry_schedule`): the n-th retry waits `webhook_retry_delay * 2**(n-1)`
+seconds, capped at `webhook_retry_max_delay`; delivery gives up (status `failed`) after
+`webhook_max_attempts` attempts or when the next attempt would come later than
+`webhook_retry_horizon` seconds after the first (default 3 days). Tests use short delays;
+`python -m stripe_standin --webhook-live-schedule` sets a live-like one (first retry after a
+minute, at most 12 hours apart, for 3 days). With `webhook_drop` (faults.py) a delivery may be lost
 entirely: status `dropped`, never attempted nor retried. The body is pretty-printed as
 Stripe's is, so a receiver that re-serializes JSON before verifying fails here as it would
 in production.
@@ -51,6 +57,8 @@ class Delivery:
     generation: int
     attempts: int = 0
     status: str = "pending"  # pending | retrying | succeeded | failed | dropped
+    first_attempt_at: float | None = None
+    next_attempt_at: float | None = None
     http_status: int | None = None
     last_error: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -63,9 +71,35 @@ class Delivery:
             "status": self.status,
             "http_status": self.http_status,
             "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
             "last_error": self.last_error,
             "history": list(self.history),
         }
+
+
+def retry_delay(cfg: StandinConfig, attempts: int) -> float | None:
+    """Seconds before the next attempt after `attempts` failed ones; None: give up."""
+    if attempts >= cfg.webhook_max_attempts:
+        return None
+    delay = cfg.webhook_retry_delay * 2 ** (attempts - 1)
+    if cfg.webhook_retry_max_delay is not None:
+        delay = min(delay, cfg.webhook_retry_max_delay)
+    return delay
+
+
+def retry_schedule(cfg: StandinConfig) -> list[float]:
+    """Offsets (seconds after the first attempt) of every retry of a delivery that keeps
+    failing, as the dispatcher would make them."""
+    offsets: list[float] = []
+    elapsed = 0.0
+    attempts = 1
+    while (delay := retry_delay(cfg, attempts)) is not None:
+        if elapsed + delay > cfg.webhook_retry_horizon:
+            break
+        elapsed += delay
+        offsets.append(elapsed)
+        attempts += 1
+    return offsets
 
 
 class WebhookDispatcher:
@@ -143,6 +177,9 @@ class WebhookDispatcher:
     async def _attempt(self, delivery: Delivery) -> None:
         cfg = self._config()
         delivery.attempts += 1
+        delivery.next_attempt_at = None
+        if delivery.first_attempt_at is None:
+            delivery.first_attempt_at = time.time()
         delivery.http_status = None
         delivery.last_error = None
         if delivery.attempts == 1 and self._faults.drop_webhook(delivery.event_id, delivery.url):
@@ -171,12 +208,14 @@ class WebhookDispatcher:
         delivery.history.append(
             {"at": time.time(), "http_status": delivery.http_status, "error": delivery.last_error}
         )
-        if ok or delivery.attempts >= cfg.webhook_max_attempts:
+        delay = None if ok else retry_delay(cfg, delivery.attempts)
+        elapsed = time.time() - delivery.first_attempt_at
+        if delay is None or elapsed + delay > cfg.webhook_retry_horizon:
             delivery.status = "succeeded" if ok else "failed"
             delivery.body = ""  # done: keep the log small with many events
         else:
             delivery.status = "retrying"
-            delay = cfg.webhook_retry_delay * 2 ** (delivery.attempts - 1)
+            delivery.next_attempt_at = time.time() + delay
             self._retry_later(delay, delivery)
 
     def _retry_later(self, delay: float, delivery: Delivery) -> None:

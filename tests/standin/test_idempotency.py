@@ -102,8 +102,9 @@ def test_concurrent_request_with_same_key_is_409(standin: StandinHandle) -> None
     conflict = _post(standin, "/v1/payment_intents", form, "k-busy")
     thread.join()
     assert conflict.status_code == 409
-    assert conflict.json()["error"]["type"] == "idempotency_error"
-    assert "currently being processed" in conflict.json()["error"]["message"]
+    error = conflict.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "idempotency_key_in_use")
+    assert "another in-progress request" in error["message"]
     assert results[0].status_code == 200
     standin.set_config(latency=0.0)
     replay = _post(standin, "/v1/payment_intents", form, "k-busy")
