@@ -4,8 +4,8 @@ Supported: `metadata['key']:'value'`, `status:'succeeded'`, `customer:'cus_...'`
 `currency:'eur'`, `amount>1000` / `created>=...` (`:` `>` `<` `>=` `<=`), negation with a
 leading `-`, clauses joined by all-`AND` or all-`OR` (Stripe forbids mixing them).
 A metadata or customer clause in an AND query is answered from an index; other queries scan.
-Stripe's search index lags behind writes ("data is usually searchable in under a minute",
-docs.stripe.com/search): a PaymentIntent is found only `StandinConfig.search_lag` seconds
+Stripe's search index lags behind writes (docs.stripe.com/search: usually by under a
+minute): a PaymentIntent is found only `StandinConfig.search_lag` seconds
 (stand-in clock) after its creation; 0 makes it visible at once. Later changes to an object
 are searchable at once here (Stripe: also after the lag).
 """

@@ -4,8 +4,8 @@ Stripe POSTs the event JSON to each endpoint with
 `Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`, which
 `stripe.Webhook.construct_event(body, header, secret)` verifies (300 s tolerance). Delivery is
 asynchronous and unordered; a non-2xx answer or a network error is retried with exponential
-backoff, as Stripe does ("in live mode, Stripe attempts to deliver a given event to your
-webhook endpoint for up to 3 days with an exponential back off", docs.stripe.com/webhooks).
+backoff, as Stripe does (docs.stripe.com/webhooks: in live mode for up to 3 days, with
+exponential backoff).
 The schedule (`retry_schedule`): the n-th retry waits `webhook_retry_delay * 2**(n-1)`
 seconds, capped at `webhook_retry_max_delay`; delivery gives up (status `failed`) after
 `webhook_max_attempts` attempts or when the next attempt would come later than
