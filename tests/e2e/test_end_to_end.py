@@ -293,15 +293,13 @@ async def test_failing_contract_reminds_locks_and_settlement_unlocks(e2e: E2E) -
 async def test_sepa_debit_settles_via_webhook(e2e: E2E) -> None:
     import stripe
 
+    from core.demo import sepa_mandate
+
     client = stripe.StripeClient("sk_test_mahnwerk", base_addresses={"api": e2e.standin.url})
-    pm = client.v1.payment_methods.create(
-        params={
-            "type": "sepa_debit",
-            "sepa_debit": {"iban": "DE89370400440532013000"},
-            "billing_details": {"name": "Erika Mustermann", "email": "erika@example.org"},
-        }
-    )
-    body = contract_body(kind="one_off", payment_method=pm.id, amount=49700)
+    # A SEPA debit needs a mandate (Stripe refuses one without): set up as a platform does
+    # at checkout, a SetupIntent on the customer.
+    customer, pm = sepa_mandate(client, "DE89370400440532013000")
+    body = contract_body(kind="one_off", payment_method=pm, amount=49700, stripe_customer=customer)
     resp = await e2e.http.post("/v1/contracts", json=body, headers=PLATFORM)
     assert resp.status_code == 201, resp.text
     cid = body["contract_id"]
