@@ -2,13 +2,12 @@
 ends in the right ledger state and events — a won dispute, a refund made in Stripe, a
 dispute nine months after the contract finished, a revoked SEPA mandate.
 
-Events are Stripe's own shape, signed and POSTed to /v1/webhooks/stripe as Stripe does
-(`deliver`); where the stand-in emits the event itself, that event is used."""
+Each event is the stand-in's own (a dispute opened and closed, a Dashboard refund, a revoked
+mandate, through its control API), signed and POSTed to /v1/webhooks/stripe as Stripe
+delivers it (`deliver`)."""
 
 from __future__ import annotations
 
-import copy
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -23,15 +22,6 @@ def _client(stack: Stack) -> stripe.StripeClient:
     return stripe.StripeClient("sk_test_mahnwerk", base_addresses={"api": stack.standin.url})
 
 
-def _variant(event: dict[str, Any], type_: str, **changes: Any) -> dict[str, Any]:
-    """The same Stripe object in a later event (`charge.dispute.closed` after `created`)."""
-    out = copy.deepcopy(event)
-    out["id"] = f"evt_{uuid.uuid4().hex[:24]}"
-    out["type"] = type_
-    out["data"]["object"].update(changes)
-    return out
-
-
 async def _paid_card_contract(stack: Stack, email: str, **kw: Any) -> tuple[str, str]:
     cid, _ = await stack.start(email=email, **kw)
     await stack.env.sleep(timedelta(hours=1))
@@ -43,16 +33,16 @@ async def test_a_won_dispute_settles_the_amount_again(stack: Stack) -> None:
     email = unique_email()
     cid, pi = await _paid_card_contract(stack, email, count=1)
     assert (await stack.contract(cid))["status"] == "completed"
-    stack.standin.dispute(pi, reason="fraudulent")
-    created = stack.standin.events("charge.dispute.created")[-1]
-    await deliver(stack, created)
+    dispute = stack.standin.dispute(pi, reason="fraudulent")
+    await deliver(stack, stack.standin.events("charge.dispute.created")[-1])
     await stack.env.sleep(timedelta(days=5))
     c = await stack.contract(cid)
     assert c["status"] == "in_dunning" and c["claim"]["total"] == 9900
     # The seller's evidence wins: Stripe closes the dispute as won and reinstates the
     # funds (two events; the amount is settled once).
-    await deliver(stack, _variant(created, "charge.dispute.closed", status="won"))
-    await deliver(stack, _variant(created, "charge.dispute.funds_reinstated", status="won"))
+    stack.standin.close_dispute(dispute["id"], "won")
+    await deliver(stack, stack.standin.events("charge.dispute.closed")[-1])
+    await deliver(stack, stack.standin.events("charge.dispute.funds_reinstated")[-1])
     await stack.env.sleep(timedelta(hours=1))
     c = await stack.contract(cid)
     assert c["status"] == "completed", c
@@ -66,10 +56,10 @@ async def test_a_won_dispute_settles_the_amount_again(stack: Stack) -> None:
 
 async def test_a_lost_dispute_keeps_the_claim(stack: Stack) -> None:
     cid, pi = await _paid_card_contract(stack, unique_email(), count=1)
-    stack.standin.dispute(pi, reason="fraudulent")
-    created = stack.standin.events("charge.dispute.created")[-1]
-    await deliver(stack, created)
-    await deliver(stack, _variant(created, "charge.dispute.closed", status="lost"))
+    dispute = stack.standin.dispute(pi, reason="fraudulent")
+    await deliver(stack, stack.standin.events("charge.dispute.created")[-1])
+    stack.standin.close_dispute(dispute["id"], "lost")
+    await deliver(stack, stack.standin.events("charge.dispute.closed")[-1])
     await stack.env.sleep(timedelta(hours=1))
     c = await stack.contract(cid)
     assert c["status"] == "in_dunning" and c["claim"]["total"] == 9900
@@ -81,7 +71,7 @@ async def test_a_dashboard_refund_of_a_one_off_purchase_ends_it(stack: Stack) ->
     c = await stack.contract(cid)
     assert c["status"] == "completed" and c["access"] == "granted"
     # The seller refunds in the Stripe Dashboard: Stripe sends charge.refunded.
-    _client(stack).v1.refunds.create(params={"payment_intent": pi})
+    stack.standin.refund(payment_intent=pi)
     refunded = stack.standin.events("charge.refunded")[-1]
     await deliver(stack, refunded)
     await deliver(stack, refunded)  # redelivered: recorded once
@@ -143,23 +133,8 @@ async def test_a_revoked_mandate_stops_sepa_debits_and_asks_for_a_new_method(
         si = _client(stack).v1.setup_intents.list(params={"payment_method": pm, "limit": 1})
         mandate_id = str(si.data[0].mandate)
         # The debtor revokes the mandate at their bank; Stripe marks it inactive.
-        await deliver(
-            stack,
-            {
-                "id": f"evt_{uuid.uuid4().hex[:24]}",
-                "object": "event",
-                "type": "mandate.updated",
-                "data": {
-                    "object": {
-                        "id": mandate_id,
-                        "object": "mandate",
-                        "status": "inactive",
-                        "payment_method": pm,
-                        "type": "multi_use",
-                    }
-                },
-            },
-        )
+        stack.standin.revoke_mandate(mandate_id)
+        await deliver(stack, stack.standin.events("mandate.updated")[-1])
         await stack.env.sleep(timedelta(hours=1))
         required = await timeline(stack, cid, "payment_method.required")
         assert len(required) == 1 and required[0]["data"]["code"] == "mandate_inactive"
