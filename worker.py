@@ -32,7 +32,8 @@ from activities.payments import PaymentActivities, TokenBucket, make_stripe_clie
 from core.db import make_engine, make_session_factory
 from core.logging import configure_logging
 from core.metrics import worker_runtime
-from core.settings import Settings, get_settings
+from core.settings import ConfigError, Settings, get_settings
+from core.stripe_account import creditor_id_problem
 from core.temporal import connect_client
 from workflows.contract import ContractWorkflow
 from workflows.queues import STRIPE_ACTIVITIES, StripeQueueRouting, stripe_queue
@@ -180,6 +181,12 @@ def build_worker(
 
 
 async def run(settings: Settings) -> None:
+    problem = creditor_id_problem(
+        make_stripe_client(settings.stripe_api_key, settings.stripe_api_base),
+        settings.seller_creditor_id,
+    )
+    if problem:
+        raise ConfigError(problem)
     # SDK metrics plus the business counters on MAHNWERK_WORKER_METRICS_PORT (Prometheus).
     client = await connect_client(settings, runtime=worker_runtime(settings))
     parts = build_worker(client, settings)

@@ -168,3 +168,18 @@ def retrieve_dispute(engine: Engine, call: Call, id: str) -> Obj:
     if dp is None:
         raise no_such("dispute", id)
     return dp
+
+
+def retrieve_account(engine: Engine, call: Call) -> Obj:
+    """`GET /v1/account`: the account the key belongs to, with what Mahnwerk reads of it —
+    the SEPA creditor id Stripe debits under (`settings.sepa_debit_payments.creditor_id`)."""
+    return {
+        "id": "acct_standin",
+        "object": "account",
+        "type": "standard",
+        "country": "DE",
+        "default_currency": "eur",
+        "charges_enabled": True,
+        "payouts_enabled": True,
+        "settings": {"sepa_debit_payments": {"creditor_id": engine.config.creditor_id}},
+    }

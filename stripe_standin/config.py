@@ -36,6 +36,9 @@ class StandinConfig:
     port: int = 12111
     webhook_urls: list[str] = field(default_factory=list)
     webhook_secret: str = "whsec_mahnwerk_dev"
+    # The account's SEPA creditor id (`GET /v1/account` →
+    # settings.sepa_debit_payments.creditor_id); None: not set up, as on a fresh account.
+    creditor_id: str | None = None
     # SEPA: seconds a debit stays `processing` (Stripe: days); the long IBAN takes 3x.
     sepa_delay: float = 3.0
     sepa_long_delay: float | None = None  # None: 3 * sepa_delay
@@ -130,6 +133,7 @@ _FLOATS = (
     "search_lag",
 )
 _RATES = ("fault_5xx", "fault_400", "fault_429", "fault_timeout", "webhook_drop")
+_OPTIONAL_STRS = ("creditor_id",)
 _OPTIONAL_FLOATS = ("sepa_long_delay", "dispute_delay", "webhook_retry_max_delay")
 _INTS = ("port", "webhook_max_attempts", "webhook_concurrency")
 _STRS = ("host", "webhook_secret", "api_version")
@@ -157,6 +161,10 @@ def _apply(cfg: StandinConfig, values: Mapping[str, Any]) -> StandinConfig:
         elif key in _INTS:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{key} must be an integer")
+            setattr(cfg, key, value)
+        elif key in _OPTIONAL_STRS:
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{key} must be a non-empty string or null")
             setattr(cfg, key, value)
         elif key in _STRS:
             if not isinstance(value, str) or not value:

@@ -128,6 +128,7 @@ API_ROUTES = [
     ApiRoute("/v1/charges", "GET", charges.list_charges, "ChargeListParams"),
     ApiRoute("/v1/charges/{id}", "GET", charges.retrieve_charge, "ChargeRetrieveParams"),
     ApiRoute("/v1/mandates/{id}", "GET", charges.retrieve_mandate, "MandateRetrieveParams"),
+    ApiRoute("/v1/account", "GET", charges.retrieve_account, "AccountRetrieveCurrentParams"),
     ApiRoute("/v1/disputes/{id}", "GET", charges.retrieve_dispute, "DisputeRetrieveParams"),
     ApiRoute("/v1/refunds", "POST", refunds.create_refund, "RefundCreateParams"),
     ApiRoute("/v1/refunds", "GET", refunds.list_refunds, "RefundListParams"),

@@ -211,6 +211,7 @@ def _sdk_routes() -> dict[tuple[str, str], str]:
         "stripe._dispute_service": "DisputeService",
         "stripe._refund_service": "RefundService",
         "stripe._event_service": "EventService",
+        "stripe._account_service": "AccountService",
     }
     found: dict[tuple[str, str], str] = {}
     for module, name in modules.items():
@@ -556,6 +557,12 @@ MAHNWERK_CALLS: list[tuple[str, str, str, dict[str, Any]]] = [
         "payment_intents.list",
         "PaymentIntentListParams",
         {"customer": "cus_1", "limit": 20, "expand": ["data.latest_charge"]},
+    ),
+    (
+        "core/stripe_account.py creditor_id_problem",
+        "accounts.retrieve_current",
+        "AccountRetrieveCurrentParams",
+        {},
     ),
     (
         "api/routes/webhooks.py _is_default",
