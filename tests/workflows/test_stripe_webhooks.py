@@ -13,7 +13,8 @@ from typing import Any
 
 import stripe
 
-from tests.conftest import PLATFORM
+from domain.schedule import berlin_date
+from tests.conftest import PLATFORM, SUPPORT, contract_body
 from tests.stack import Stack, unique_email
 from tests.workflows.test_payments import deliver, sepa_mandate, timeline, until_settled_at_bank
 
@@ -147,3 +148,56 @@ async def test_a_revoked_mandate_stops_sepa_debits_and_asks_for_a_new_method(
         assert failed and failed[-1]["data"]["code"] == "payment_intent_mandate_invalid"
     finally:
         stack.standin.set_config(sepa_delay=2.0)
+
+
+async def test_a_canceled_checkout_intent_fails_the_one_off_purchase(stack: Stack) -> None:
+    """The platform created the PaymentIntent at checkout (Mahnwerk only watches it); it is
+    canceled (abandoned, or in the Dashboard): `payment_intent.canceled` ends the watch."""
+    client = _client(stack)
+    customer = client.v1.customers.create(params={"name": "Erika Mustermann"})
+    pi = client.v1.payment_intents.create(
+        params={
+            "amount": 49700,
+            "currency": "eur",
+            "customer": str(customer.id),
+            "allowed_payment_method_types": ["card"],
+        }
+    )
+    body = contract_body(kind="one_off", amount=49700, stripe_customer=str(customer.id))
+    body["payment"]["payment_intent"] = pi.id
+    resp = await stack.http.post("/v1/contracts", json=body, headers=PLATFORM)
+    assert resp.status_code == 201, resp.text
+    cid = body["contract_id"]
+    await stack.env.sleep(timedelta(minutes=5))
+    assert (await stack.contract(cid))["access"] == "none"
+    stack.standin.cancel(pi.id, reason="abandoned")
+    await deliver(stack, stack.standin.events("payment_intent.canceled")[-1])
+    await stack.env.sleep(timedelta(hours=1))
+    c = await stack.contract(cid)
+    assert c["access"] == "none" and c["schedule"][0]["status"] != "paid"
+    (failed,) = await timeline(stack, cid, "payment.failed")
+    assert failed["data"]["payment_intent"] == pi.id
+    assert not stack.debits(cid)
+
+
+async def test_a_residue_under_stripes_minimum_is_not_debited(stack: Stack) -> None:
+    """A partial settlement leaves 30 cents of an installment: Stripe would refuse a debit
+    under 50 cents (`amount_too_small`), so none is sent; the residue stays in the claim."""
+    cid, _ = await stack.start(count=2, first_due=await _in_days(stack, 3))
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/settlements",
+        json={"amount": 9870, "method": "bank_transfer", "reference": "Überweisung 1"},
+        headers=SUPPORT,
+    )
+    assert resp.status_code == 200, resp.text
+    await stack.env.sleep(timedelta(days=4))
+    c = await stack.contract(cid)
+    assert not stack.debits(cid)
+    assert c["schedule"][0]["status"] == "open" and c["schedule"][0]["attempts"] == []
+    (below,) = await timeline(stack, cid, "payment.below_minimum")
+    assert below["data"] == {"installment": 1, "amount": 30, "minimum": 50}
+    assert c["claim"]["principal"] == 30
+
+
+async def _in_days(stack: Stack, days: int) -> str:
+    return berlin_date(await stack.env.get_current_time() + timedelta(days=days))
