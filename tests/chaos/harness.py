@@ -428,15 +428,13 @@ class ChaosStack:
             await asyncio.sleep(1)
         raise AssertionError(f"{method} {path} kept failing: {last}")
 
-    def sepa_method(self) -> str:
-        pm = self.stripe.v1.payment_methods.create(
-            params={
-                "type": "sepa_debit",
-                "sepa_debit": {"iban": "DE89370400440532013000"},
-                "billing_details": {"name": "Erika Mustermann", "email": "erika@example.org"},
-            }
-        )
-        return str(pm.id)
+    def sepa_method(self) -> tuple[str, str]:
+        """(customer, payment method): a SEPA method with the mandate Stripe requires,
+        set up on a customer as a platform does at checkout (SetupIntent)."""
+        from core.demo import sepa_mandate
+
+        customer, pm = sepa_mandate(self.stripe, "DE89370400440532013000")
+        return str(customer), str(pm)
 
     # -- the wave ----------------------------------------------------------------------------
 
@@ -496,7 +494,7 @@ class ChaosStack:
                 }
             elif scenario == SEPA:
                 kw |= {"policy": "chaos", "kind": "one_off", "amount": 4900}
-                kw["payment_method"] = self.sepa_method()
+                kw["stripe_customer"], kw["payment_method"] = self.sepa_method()
             else:  # pragma: no cover - a typo in a test
                 raise ValueError(scenario)
             body = contract_body(cid, **kw)
