@@ -177,7 +177,7 @@ def anonymised_customer(customer: dict[str, Any] | None) -> dict[str, Any]:
     }
     if "address" in customer:
         out["address"] = {
-            **{k: ERASED for k in address if k != "country"},
+            **{k: ERASED if v else v for k, v in address.items() if k != "country"},
             **({"country": address["country"]} if "country" in address else {}),
         }
     return out
