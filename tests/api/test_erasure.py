@@ -255,10 +255,12 @@ async def test_erasure_anonymises_the_ledger_and_shreds_the_history(
         with pytest.raises(WorkflowQueryFailedError):
             await erased_handle.query("view", result_type=ContractView)
     failed = [
-        r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], ShreddedKeyError)
+        exc
+        for r in caplog.records
+        if r.exc_info and isinstance(exc := r.exc_info[1], ShreddedKeyError)
     ]
     assert failed, [r.getMessage() for r in caplog.records]
-    assert "the customer was erased (crypto-shredding)" in str(failed[0].exc_info[1])
+    assert "the customer was erased (crypto-shredding)" in str(failed[0])
     theirs_handle = stack.temporal.get_workflow_handle(workflow_id_for(theirs))
     assert (await theirs_handle.query("view", result_type=ContractView)).status == "completed"
 
