@@ -88,13 +88,21 @@ class CustomerKeyStore:
         """(key id, key) of the customer of the contract running as `workflow_id`, created
         on first use; None if no contract of this database has that workflow id."""
         factory = self._factory()
-        with factory() as s:
+        with factory() as s, s.begin():
             customer_id = s.scalar(
                 select(Contract.customer_id).where(Contract.workflow_id == workflow_id)
             )
             if customer_id is None:
                 return None
-            row = s.scalar(select(CustomerKey).where(CustomerKey.customer_id == customer_id))
+            # FOR SHARE (PostgreSQL): an erasure deleting this row right now (its contracts
+            # check did not see a contract started a moment ago) makes us wait for its
+            # commit and then create a new key, instead of encrypting the new contract with
+            # a key about to be shredded.
+            row = s.scalar(
+                select(CustomerKey)
+                .where(CustomerKey.customer_id == customer_id)
+                .with_for_update(read=True)
+            )
             if row is not None:
                 return row.id, self._unwrap(row)
             erasure = s.get(CustomerErasure, customer_id)
