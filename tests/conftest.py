@@ -226,8 +226,10 @@ async def stack(  # the whole app on a test server of its own; see tests/stack.p
 
     # Encrypted as in production: the API and the worker share one client with the payload
     # codec (per-customer data keys in the ledger database); `env.client` has no codec and
-    # reads the history as the server stores it.
-    settings = settings.model_copy(update={"codec_key": STACK_CODEC_KEY})
+    # reads the history as the server stores it. Not while recording the histories of
+    # tests/workflows/test_replay.py: those are replayed without a codec or a ledger.
+    if os.environ.get("MAHNWERK_RECORD_HISTORIES") != "1":
+        settings = settings.model_copy(update={"codec_key": STACK_CODEC_KEY})
     async with await start_test_server() as env:
         config = env.client.config()
         config["data_converter"] = data_converter(settings, sessions)
