@@ -44,7 +44,7 @@ class AppState:
             async with self._lock:
                 if self._client is None:
                     try:
-                        self._client = await connect_client(self.settings)
+                        self._client = await connect_client(self.settings, sessions=self.sessions)
                     except Exception as exc:
                         raise ApiError(503, "unavailable", f"Temporal unreachable: {exc}") from exc
         return self._client

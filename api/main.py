@@ -8,7 +8,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import errors
 from api.deps import AppState
 from api.middleware import RequestContext
-from api.routes import access, codec, collection, contracts, health, metrics, reads, webhooks
+from api.routes import (
+    access,
+    codec,
+    collection,
+    contracts,
+    customers,
+    health,
+    metrics,
+    reads,
+    webhooks,
+)
 from api.schemas import error_responses
 from core.db import make_engine, make_session_factory
 from core.settings import Settings, get_settings
@@ -33,6 +43,7 @@ def create_app(
     app.include_router(collection.router, responses=error_responses(401, 403, 404))
     app.include_router(contracts.router, responses=error_responses(401, 403, 404, 409, 422, 503))
     app.include_router(access.router, responses=error_responses(401, 403, 422))
+    app.include_router(customers.router, responses=error_responses(401, 403, 404, 409))
     app.include_router(webhooks.router, responses=error_responses(400))
     app.include_router(codec.router, responses=error_responses(401, 403, 422))
     app.add_middleware(codec.CodecCORS, origins=codec.ui_origins(settings))

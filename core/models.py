@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -234,3 +235,35 @@ class CollectionCase(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
     delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CustomerKey(Base):
+    """A customer's data key for Temporal payloads (core/customer_keys.py).
+
+    ``wrapped_key`` is the random 256-bit key encrypted (AES-256-GCM, nonce first) with the
+    master key ``wrap_key_id`` of ``MAHNWERK_CODEC_KEY``: the database alone reads no
+    history. ``id`` is random (never reused, unlike an integer id on SQLite), and payloads
+    name it in their metadata (``customer:<id>``). Erasing the customer deletes the row:
+    every payload encrypted with it becomes unreadable (crypto-shredding).
+    """
+
+    __tablename__ = "customer_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), unique=True)
+    wrap_key_id: Mapped[str] = mapped_column(String(64))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CustomerErasure(Base):
+    """That a customer's personal data was erased (Art. 17 GDPR), when, by whom, and what
+    the erasure answered — kept so a repeated request answers the same (core/erasure.py).
+    Holds ids only: the customer id, contract ids, shredded key ids, counts."""
+
+    __tablename__ = "customer_erasures"
+
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column()
+    erased_by: Mapped[str] = mapped_column(String(128))
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -166,6 +166,11 @@ class Settings(BaseSettings):
     base_rates: str = ""
     seller_creditor_id: str = ""  # SEPA creditor id (Gläubiger-ID), optional
     product_category: str = "course"  # Mahnantrag catalogue when the product names none
+    # -- personal data (docs/data-retention.md) ---------------------------------------------
+    # Years the booked records of a customer are kept before `POST /v1/customers/{id}/erase`
+    # may anonymise them, from the end of the calendar year of the last record: 10 for books
+    # and records (§ 147 Abs. 1 Nr. 1, Abs. 3 AO; § 257 Abs. 1 Nr. 1, Abs. 4 HGB). 0: none.
+    retention_years: int = Field(default=10, ge=0, le=100)
     # -- misc ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

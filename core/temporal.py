@@ -5,16 +5,25 @@ from __future__ import annotations
 import dataclasses
 
 import temporalio.converter
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
 
 from core.codec import EncryptionCodec, parse_key_ring
+from core.customer_keys import CustomerKeyStore
+from core.db import make_engine, make_session_factory
 from core.settings import Settings
 
 
-def data_converter(settings: Settings) -> DataConverter:
+def data_converter(
+    settings: Settings, sessions: sessionmaker[Session] | None = None
+) -> DataConverter:
     """The converter of every client: payloads encrypted when MAHNWERK_CODEC_KEY is set.
+
+    Contract workflows' payloads are encrypted with their customer's data key, kept in the
+    ledger database (`sessions`, or a small pool of its own opened on first use), so that
+    erasing the customer shreds them (core/codec.py, core/customer_keys.py).
 
     Failure messages and stack traces are moved into an (encrypted) payload as well: an
     error such as "notice 3 undeliverable: erika@example.org: 550 …" must not sit in the
@@ -24,25 +33,35 @@ def data_converter(settings: Settings) -> DataConverter:
     default = temporalio.converter.default()
     if not settings.codec_key:
         return default
+    ring = parse_key_ring(settings.codec_key)
+    url = settings.database_url
+    store = CustomerKeyStore(
+        ring, sessions or (lambda: make_session_factory(make_engine(url, pool_size=2)))
+    )
     return dataclasses.replace(
         default,
-        payload_codec=EncryptionCodec(parse_key_ring(settings.codec_key)),
+        payload_codec=EncryptionCodec(ring, store),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 
 
 async def connect_client(
-    settings: Settings, *, target: str | None = None, runtime: Runtime | None = None
+    settings: Settings,
+    *,
+    target: str | None = None,
+    runtime: Runtime | None = None,
+    sessions: sessionmaker[Session] | None = None,
 ) -> Client:
     """Connect with the project's data converter (payload encryption, SPEC.md §7).
 
     `runtime`: the worker's, from `core.metrics.worker_runtime` (Prometheus metrics); None
-    is the SDK's default runtime.
+    is the SDK's default runtime. `sessions`: the ledger database, for the customer data
+    keys (None: the codec opens its own small pool when it first needs one).
     """
     return await Client.connect(
         target or settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings),
+        data_converter=data_converter(settings, sessions),
         runtime=runtime,
     )
 

@@ -3,6 +3,7 @@ Temporal (time-skipping test server) — every component real, started by the te
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -140,6 +141,9 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
+# The master key ring of the `stack` fixture (TEST KEY, not a secret).
+STACK_CODEC_KEY = "kstack:" + base64.b64encode(b"mahnwerk test stack master key!!").decode()
+
 PLATFORM = {"Authorization": "Bearer platform-key-123"}
 SUPPORT = {"Authorization": "Bearer support-key-123"}
 ADMIN = {"Authorization": "Bearer admin-key-123"}
@@ -213,14 +217,26 @@ async def stack(  # the whole app on a test server of its own; see tests/stack.p
 ) -> AsyncIterator[Any]:
     """One time-skipping server per test: a workflow of an earlier test (or a lock the test
     server keeps for a task of a terminated workflow) can never stall this test's clock."""
+    from temporalio.client import Client
+
     from api.main import create_app
+    from core.temporal import data_converter
     from tests.stack import Stack
     from worker import build_worker
 
+    # Encrypted as in production: the API and the worker share one client with the payload
+    # codec (per-customer data keys in the ledger database); `env.client` has no codec and
+    # reads the history as the server stores it. Not while recording the histories of
+    # tests/workflows/test_replay.py: those are replayed without a codec or a ledger.
+    if os.environ.get("MAHNWERK_RECORD_HISTORIES") != "1":
+        settings = settings.model_copy(update={"codec_key": STACK_CODEC_KEY})
     async with await start_test_server() as env:
-        parts = build_worker(env.client, settings, session_factory=sessions)
+        config = env.client.config()
+        config["data_converter"] = data_converter(settings, sessions)
+        client = Client(**config)
+        parts = build_worker(client, settings, session_factory=sessions)
         app = create_app(settings, sessions)
-        app.state.mahnwerk._client = env.client
+        app.state.mahnwerk._client = client
         async with parts.worker, api_client(app) as http:
-            yield Stack(env, http, settings, standin, smtp)
+            yield Stack(env, http, settings, standin, smtp, client=client)
         parts.executor.shutdown(wait=False)

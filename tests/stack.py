@@ -10,7 +10,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 import httpx
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from core.settings import Settings
@@ -27,6 +27,13 @@ class Stack:
     standin: Any
     smtp: Any
     started: list[str] = field(default_factory=list)
+    # The client the API and worker use (with the payload codec); None: env.client.
+    client: Client | None = None
+
+    @property
+    def temporal(self) -> Client:
+        """The client that reads payloads (decrypts them) as the API and worker do."""
+        return self.client or self.env.client
 
     async def today(self) -> str:
         return berlin_date(await self.env.get_current_time())
@@ -54,7 +61,7 @@ class Stack:
         assert resp.status_code == 201, resp.text
         cid = body["contract_id"]
         self.started.append(cid)
-        handle = self.env.client.get_workflow_handle(workflow_id_for(cid), result_type=ContractView)
+        handle = self.temporal.get_workflow_handle(workflow_id_for(cid), result_type=ContractView)
         return cid, handle
 
     async def result(self, handle: WorkflowHandle[Any, Any]) -> ContractView:

@@ -2,7 +2,11 @@
 
 The UI (or `temporal workflow show --codec-endpoint …`) posts `{"payloads": [...]}` in the
 protobuf JSON form and gets the same form back, decrypted (or encrypted) with the worker's key
-ring. Admins only: the decoded payloads hold names and e-mail addresses.
+ring. Admins only: the decoded payloads hold names and e-mail addresses. Payloads encrypted
+with a customer's data key (core/codec.py) are decrypted with that key from the database; a
+payload whose customer was erased comes back as a JSON note saying it is unreadable
+(metadata `mahnwerk-erased`), so the rest of the event still shows. `/codec/encode` has no
+workflow context and encrypts with the master key.
 
 The browser calls us from the UI's origin, so `/codec/*` — and only `/codec/*` — answers CORS
 for that origin (`MAHNWERK_TEMPORAL_UI_URL`), credentials allowed. Without a codec key the
@@ -38,7 +42,6 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
@@ -46,13 +49,15 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from google.protobuf import json_format
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 
 from api.deps import Caller, StateDep, require
 from api.errors import ApiError, error_body
-from core.codec import CodecError, EncryptionCodec, parse_key_ring
+from core.codec import CodecError, EncryptionCodec, ShreddedKeyError, parse_key_ring
+from core.customer_keys import CustomerKeyStore
 from core.settings import ApiKey, Settings
 
 log = logging.getLogger("mahnwerk.codec")
@@ -60,6 +65,8 @@ log = logging.getLogger("mahnwerk.codec")
 router = APIRouter(prefix="/codec", tags=["codec"])
 
 PREFIX = "/codec/"
+# Marks the note that replaces a payload of an erased customer in /codec/decode's answer.
+ERASED_META = "mahnwerk-erased"
 CORS_HEADERS = ["Authorization", "Content-Type", "X-Namespace"]
 
 _EXAMPLE = {
@@ -103,8 +110,28 @@ _AUTH_NOTE = (
 
 
 @functools.lru_cache(maxsize=4)
-def _codec(raw_ring: str) -> EncryptionCodec:
-    return EncryptionCodec(parse_key_ring(raw_ring))
+def _codec(raw_ring: str, sessions: sessionmaker[Session]) -> EncryptionCodec:
+    # The customer data keys live in the ledger database (core/customer_keys.py).
+    ring = parse_key_ring(raw_ring)
+    return EncryptionCodec(ring, CustomerKeyStore(ring, sessions))
+
+
+def _unreadable(exc: ShreddedKeyError) -> Payload:
+    """What the UI shows for a payload of an erased customer: a readable note, not an
+    error for the whole batch (the event's other payloads still decode)."""
+    note = {"unreadable": "personal data erased (Art. 17 GDPR)", "detail": str(exc)}
+    return Payload(
+        metadata={"encoding": b"json/plain", ERASED_META: b"true"},
+        data=json.dumps(note).encode(),
+    )
+
+
+async def _decode_one(codec: EncryptionCodec, payload: Payload) -> Payload:
+    try:
+        (out,) = await codec.decode([payload])
+    except ShreddedKeyError as exc:
+        return _unreadable(exc)
+    return out
 
 
 def _read(body: bytes) -> list[Payload]:
@@ -122,16 +149,16 @@ def _answer(payloads: list[Payload]) -> Response:
     return Response(content=text, media_type="application/json")
 
 
-async def _convert(
-    request: Request, state: StateDep, fn: Callable[[EncryptionCodec, Payload], Payload]
-) -> Response:
+async def _convert(request: Request, state: StateDep, *, encode: bool) -> Response:
     payloads = _read(await request.body())
     raw_ring = state.settings.codec_key
     if not raw_ring:  # no encryption configured: the UI shows payloads as they are
         return _answer(payloads)
-    codec = _codec(raw_ring)
+    codec = _codec(raw_ring, state.sessions)
     try:
-        return _answer([fn(codec, p) for p in payloads])
+        if encode:  # no workflow context here: the master key encrypts
+            return _answer(await codec.encode(payloads))
+        return _answer([await _decode_one(codec, p) for p in payloads])
     except CodecError as exc:
         raise ApiError(422, "undecodable", str(exc)) from None
 
@@ -402,7 +429,7 @@ async def logout(request: Request) -> Response:
     openapi_extra=_OPENAPI,
 )
 async def decode(request: Request, caller: CodecAdmin, state: StateDep) -> Response:
-    response = await _convert(request, state, EncryptionCodec.decrypt)
+    response = await _convert(request, state, encode=False)
     log.info(
         "codec decode by %s (namespace %s)", caller.name, request.headers.get("x-namespace", "-")
     )
@@ -417,7 +444,7 @@ async def decode(request: Request, caller: CodecAdmin, state: StateDep) -> Respo
     openapi_extra=_OPENAPI,
 )
 async def encode(request: Request, caller: CodecAdmin, state: StateDep) -> Response:
-    return await _convert(request, state, EncryptionCodec.encrypt)
+    return await _convert(request, state, encode=True)
 
 
 # -- CORS, for /codec/* only -------------------------------------------------------------------

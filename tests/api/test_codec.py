@@ -23,10 +23,15 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
-from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
+from temporalio.converter import (
+    ActivitySerializationContext,
+    DefaultFailureConverterWithEncodedAttributes,
+    WorkflowSerializationContext,
+)
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -40,6 +45,7 @@ from core.codec import (
     generate_key,
     parse_key_ring,
 )
+from core.customer_keys import CustomerKeyStore
 from core.devstack import (
     child_env,
     codec_login_hint,
@@ -47,6 +53,7 @@ from core.devstack import (
     plan_stack,
     temporal_argv,
 )
+from core.models import Contract, CustomerKey
 from core.settings import ApiKey, ConfigError, Settings, load_settings, parse_api_keys
 from core.temporal import data_converter
 from domain.schedule import berlin_date
@@ -623,9 +630,14 @@ async def test_history_on_the_server_holds_no_plaintext_and_decode_shows_it(
         for p in _all_payloads(e, skip)
     ]
     assert len(payloads) > 5
+    key_ids = set()
     for where, payload in payloads:
         assert payload.metadata["encoding"] == ENCODING, where
-        assert payload.metadata[KEY_ID_META] == b"k2026", where
+        key_ids.add((where, payload.metadata[KEY_ID_META]))
+    # Every payload of the contract — input, activity inputs and results, summaries,
+    # failures — is encrypted with the customer's own data key (erasure shreds it).
+    (customer_key,) = {kid for _, kid in key_ids}
+    assert customer_key.startswith(b"customer:") and len(customer_key) > len(b"customer:")
 
     # An admin reads the workflow input through /codec/decode, as the Temporal UI does.
     started = raw.events[0].workflow_execution_started_event_attributes
@@ -643,3 +655,122 @@ async def test_history_on_the_server_holds_no_plaintext_and_decode_shows_it(
     assert (await enc_stack.http.post("/codec/decode", json=request)).status_code == 401
     resp = await enc_stack.http.post("/codec/decode", json=request, headers=PLATFORM)
     assert resp.status_code == 403
+
+
+# -- per-customer data keys (issue 13: erasure shreds them) -----------------------------------
+
+
+class CountingStore:
+    """The real key store, counting its database look-ups."""
+
+    def __init__(self, inner: CustomerKeyStore) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def key_for_workflow(self, workflow_id: str) -> tuple[str, bytes] | None:
+        self.calls.append(workflow_id)
+        return self.inner.key_for_workflow(workflow_id)
+
+    def key(self, key_id: str) -> bytes | None:
+        self.calls.append(key_id)
+        return self.inner.key(key_id)
+
+
+def _ledger_contract(sessions: sessionmaker[Session], customer_id: str) -> str:
+    """A contract row as the API writes it at checkout; its workflow id."""
+    body = contract_body()
+    body["customer"]["id"] = customer_id
+    cid = body["contract_id"]
+    with sessions() as s, s.begin():
+        s.add(
+            Contract(
+                id=cid,
+                kind="installments",
+                policy_name="default",
+                policy={},
+                customer_id=customer_id,
+                customer=body["customer"],
+                product_id="course-x",
+                product=body["product"],
+                currency="eur",
+                terms=body["terms"],
+                payment=body["payment"],
+                request=body,
+                request_hash="0" * 64,
+                workflow_id=workflow_id_for(cid),
+            )
+        )
+    return workflow_id_for(cid)
+
+
+def _wf(workflow_id: str) -> WorkflowSerializationContext:
+    return WorkflowSerializationContext(namespace="default", workflow_id=workflow_id)
+
+
+async def test_contract_payloads_use_their_customers_key_cached_after_the_first_look_up(
+    sessions: sessionmaker[Session],
+) -> None:
+    ring = parse_key_ring(f"{NEW},{OLD}")
+    store = CountingStore(CustomerKeyStore(ring, sessions))
+    codec = EncryptionCodec(ring, store)
+    customer = f"cus-{uuid.uuid4().hex[:8]}"
+    first, second = _ledger_contract(sessions, customer), _ledger_contract(sessions, customer)
+    stranger = _ledger_contract(sessions, f"cus-{uuid.uuid4().hex[:8]}")
+
+    (a,) = await codec.with_context(_wf(first)).encode([_plain("erika@example.org")])
+    key_id = a.metadata[KEY_ID_META]
+    assert key_id.startswith(b"customer:") and b"erika" not in a.SerializeToString()
+    # the activity context of the same workflow, and the customer's other contract: same key
+    activity_ctx = ActivitySerializationContext(
+        namespace="default",
+        activity_id="1",
+        activity_type="sync_ledger",
+        activity_task_queue="q",
+        workflow_id=first,
+        workflow_type="contract",
+        is_local=False,
+    )
+    (b,) = await codec.with_context(activity_ctx).encode([_plain("x")])
+    (c,) = await codec.with_context(_wf(second)).encode([_plain("y")])
+    assert b.metadata[KEY_ID_META] == c.metadata[KEY_ID_META] == key_id
+    (d,) = await codec.with_context(_wf(stranger)).encode([_plain("z")])
+    assert d.metadata[KEY_ID_META].startswith(b"customer:") and d.metadata[KEY_ID_META] != key_id
+    # once looked up, a workflow's payloads cost no database round trip
+    calls = len(store.calls)
+    for _ in range(50):
+        await codec.with_context(_wf(first)).encode([_plain("again")])
+        assert await codec.decode([a]) == [_plain("erika@example.org")]
+    assert len(store.calls) == calls
+
+    # Without a workflow, or for one that is not a contract: the master key, as before.
+    (plain_ctx,) = await codec.encode([_plain("no context")])
+    assert plain_ctx.metadata[KEY_ID_META] == b"k2026"
+    (other,) = await codec.with_context(_wf("reports-nightly")).encode([_plain("x")])
+    assert other.metadata[KEY_ID_META] == b"k2026"
+    assert len(store.calls) == calls  # not a contract id: not even looked up
+    (unknown,) = await codec.with_context(_wf("contract-not-in-the-ledger")).encode([_plain("x")])
+    assert unknown.metadata[KEY_ID_META] == b"k2026"
+
+    # A fresh process (empty cache) decodes by the key id alone; payloads of the master key
+    # ring, written before per-customer keys, still decode.
+    fresh = EncryptionCodec(ring, CustomerKeyStore(ring, sessions))
+    (old,) = await _ring(OLD).encode([_plain("alt")])
+    assert await fresh.decode([a, d, old, plain_ctx]) == [
+        _plain("erika@example.org"),
+        _plain("z"),
+        _plain("alt"),
+        _plain("no context"),
+    ]
+    # The database holds the key only wrapped with the master key, bound to its customer.
+    with sessions() as s:
+        row = s.scalars(select(CustomerKey).where(CustomerKey.customer_id == customer)).one()
+        assert row.wrap_key_id == "k2026" and len(row.wrapped_key) == 12 + 32 + 16
+        row.customer_id = "cus-someone-else"  # a wrapped key moved to another customer…
+        with pytest.raises(CodecError, match="failed authentication"):
+            CustomerKeyStore(ring, sessions)._unwrap(row)  # …does not unwrap
+        s.rollback()
+    # Without the master key that wrapped it, the store says which key is missing.
+    with pytest.raises(CodecError, match="wrapped with master key 'k2026'"):
+        await EncryptionCodec(
+            parse_key_ring(OLD), CustomerKeyStore(parse_key_ring(OLD), sessions)
+        ).decode([a])

@@ -48,6 +48,7 @@ ROLES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/contracts/{contract_id}/retry-debit"): {"admin"},
     ("GET", "/v1/contracts/{contract_id}/collection-case"): {"admin"},
     ("GET", "/v1/reports/receivables"): {"admin"},
+    ("POST", "/v1/customers/{customer_id}/erase"): {"admin"},
     ("POST", "/codec/encode"): {"admin"},
     ("POST", "/codec/decode"): {"admin"},
     ("POST", "/v1/webhooks/stripe"): {PUBLIC},
