@@ -14,6 +14,7 @@ import runpy
 import sys
 from collections.abc import Callable, Sequence
 
+from core.seller import require_complete_seller
 from core.settings import PROJECT_ROOT, ConfigError, load_settings
 
 
@@ -42,7 +43,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    load_settings()  # a bad setting is one line here, before any connection is attempted
+    settings = load_settings()  # a bad setting is one line here, before any connection
+    require_complete_seller(settings)  # notices need the seller's bank and legal details
     import worker
 
     worker.main()
@@ -55,6 +57,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from core.logging import configure_logging
 
     settings = load_settings()  # fail before uvicorn starts, with one line
+    require_complete_seller(settings)
     configure_logging(settings.log_level)
     uvicorn.run(
         "api.main:create_app",

@@ -38,6 +38,7 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from core.codec import generate_key, parse_key_ring
+from core.seller import DEMO_SELLER_ENV
 from core.settings import PROJECT_ROOT, ConfigError, Settings, load_settings, parse_api_keys
 
 # MAHNWERK_VAR_DIR moves the stack's state (Temporal DB, dev keys, mailbox) elsewhere, so a
@@ -569,6 +570,9 @@ def child_env(
         # SEPA pre-notifications and case files name the creditor id; this is the format
         # of a German one (DE, check digits, ZZZ, national part) — a placeholder for demos.
         "MAHNWERK_SELLER_CREDITOR_ID": "DE98ZZZ09999999999",
+        # The seller's bank account and business-letter details that every notice prints
+        # and that `mahnwerk api`/`worker` refuse to start without (core/seller.py).
+        **DEMO_SELLER_ENV,
     }
     if plan.standin_url is not None:
         defaults["STRIPE_API_BASE"] = plan.standin_url

@@ -16,6 +16,14 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.codec import parse_key_ring
+from core.seller import (
+    ACCOUNT_HOLDER_MAX,
+    parse_bic,
+    parse_iban,
+    parse_legal_form,
+    parse_register_number,
+    parse_vat_id,
+)
 from domain.collection import catalogue_for
 from domain.interest import BaseRate, with_rates
 
@@ -171,6 +179,19 @@ class Settings(BaseSettings):
     # may anonymise them, from the end of the calendar year of the last record: 10 for books
     # and records (§ 147 Abs. 1 Nr. 1, Abs. 3 AO; § 257 Abs. 1 Nr. 1, Abs. 4 HGB). 0: none.
     retention_years: int = Field(default=10, ge=0, le=100)
+    # -- seller: bank account and business-letter details (issue 11 item 8) ----------------
+    # Printed on every notice (core/seller.py has the law per legal form); `mahnwerk api`
+    # and `mahnwerk worker` refuse to start without the mandatory ones (seller_legal_problems).
+    seller_iban: str = ""  # account for bank transfers; checked with schwifty
+    seller_bic: str = ""  # optional (not needed within the EEA since SEPA, EPC QR v002)
+    seller_account_holder: str = ""  # default: the seller's legal name; ≤ 70 characters
+    seller_legal_form: str = ""  # GmbH, UG (haftungsbeschränkt), AG, eG, e.K., OHG, KG, …
+    seller_seat: str = ""  # registered seat; default: the town in seller_address
+    seller_register_court: str = ""  # e.g. Amtsgericht Charlottenburg
+    seller_register_number: str = ""  # e.g. HRB 123456 B
+    seller_managing_directors: str = ""  # all of them, first and last name (owner, board)
+    seller_supervisory_board_chair: str = ""  # AG, eG (and a GmbH that has a board)
+    seller_vat_id: str = ""  # USt-IdNr., optional on letters; DE + 9 digits (check digit)
     # -- misc ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -199,6 +220,49 @@ class Settings(BaseSettings):
         if v.startswith("DE") and len(v) != 18:
             raise ValueError(f"a German creditor id has 18 characters, got {len(v)}")
         return v
+
+    @field_validator("seller_iban")
+    @classmethod
+    def _seller_iban(cls, v: str) -> str:
+        return parse_iban(v) if v.strip() else ""
+
+    @field_validator("seller_bic")
+    @classmethod
+    def _seller_bic(cls, v: str) -> str:
+        return parse_bic(v) if v.strip() else ""
+
+    @field_validator("seller_legal_form")
+    @classmethod
+    def _seller_legal_form(cls, v: str) -> str:
+        return parse_legal_form(v) if v.strip() else ""
+
+    @field_validator("seller_register_number")
+    @classmethod
+    def _seller_register_number(cls, v: str) -> str:
+        return parse_register_number(v) if v.strip() else ""
+
+    @field_validator("seller_vat_id")
+    @classmethod
+    def _seller_vat_id(cls, v: str) -> str:
+        return parse_vat_id(v) if v.strip() else ""
+
+    @field_validator("seller_account_holder")
+    @classmethod
+    def _seller_account_holder(cls, v: str) -> str:
+        v = " ".join(v.split())
+        if len(v) > ACCOUNT_HOLDER_MAX:
+            raise ValueError(f"at most {ACCOUNT_HOLDER_MAX} characters (EPC QR code), got {len(v)}")
+        return v
+
+    @field_validator(
+        "seller_seat",
+        "seller_register_court",
+        "seller_managing_directors",
+        "seller_supervisory_board_chair",
+    )
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        return " ".join(v.split())  # a footer line: no line breaks from the environment
 
     @field_validator("temporal_address")
     @classmethod

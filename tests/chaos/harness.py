@@ -46,6 +46,7 @@ import stripe
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from core.devstack import SEARCH_ATTRIBUTES
+from core.seller import DEMO_SELLER_ENV
 from core.settings import PROJECT_ROOT
 from tests.conftest import ADMIN, PLATFORM, SUPPORT, binary, contract_body
 
@@ -316,6 +317,7 @@ class ChaosStack:
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         env = {
             **os.environ,
+            **DEMO_SELLER_ENV,  # `mahnwerk api`/`worker` refuse to start without them
             "DATABASE_URL": db_url,
             "TEMPORAL_ADDRESS": self.temporal.address,
             "STRIPE_API_BASE": standin.url,

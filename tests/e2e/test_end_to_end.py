@@ -26,6 +26,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from activities.events import verify
+from core.seller import DEMO_SELLER_ENV
 from core.settings import PROJECT_ROOT
 from domain.schedule import berlin_date
 from tests.conftest import PLATFORM, SUPPORT, binary, contract_body, fresh_database
@@ -157,6 +158,7 @@ async def e2e(
     api = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
+        **DEMO_SELLER_ENV,  # `mahnwerk api`/`worker` refuse to start without them
         "DATABASE_URL": e2e_db_url,
         "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "STRIPE_API_BASE": standin.url,

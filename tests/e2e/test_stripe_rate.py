@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.seller import DEMO_SELLER_ENV
 from tests.chaos.harness import API_KEYS, DevServer, free_port, mahnwerk, own_standin_and_smtp
 from tests.conftest import PLATFORM, contract_body
 
@@ -45,6 +46,7 @@ async def test_two_workers_together_stay_within_the_stripe_rate(
         port = free_port()
         env = {
             **os.environ,
+            **DEMO_SELLER_ENV,  # `mahnwerk api`/`worker` refuse to start without them
             "DATABASE_URL": db_url,
             "TEMPORAL_ADDRESS": temporal.address,
             "STRIPE_API_BASE": standin.url,
