@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, parseaddr
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from activities.notice_render import InlineImage
 
 # CRLF line endings, as SMTP requires. Headers fold only beyond RFC 5322's hard limit of 998
 # characters: Python's folder may fold an encoded Subject at the space in "99,00 €", and
@@ -55,8 +59,22 @@ def build_message(
     html: str,
     message_id: str,
     headers: Mapping[str, str] | None = None,
+    inline_images: Sequence[InlineImage] = (),
 ) -> EmailMessage:
-    """A multipart/alternative message (text first, HTML preferred by capable clients)."""
+    """A multipart/alternative message (text first, HTML preferred by capable clients).
+
+    With ``inline_images`` the HTML part becomes multipart/related (RFC 2387) holding the
+    HTML and the images it shows by ``cid:`` (RFC 2392):
+
+        multipart/alternative
+        ├── text/plain
+        └── multipart/related
+            ├── text/html
+            └── image/png   (Content-ID, Content-Disposition: inline)
+
+    CID images are shown by Gmail, Outlook, Apple Mail and Thunderbird; ``data:`` URIs in
+    ``<img>`` are dropped by Gmail and Outlook, which is why the GiroCode travels this way.
+    """
     msg = EmailMessage(policy=SMTP_POLICY)
     msg["From"] = mail_from
     msg["To"] = to
@@ -72,6 +90,19 @@ def build_message(
     # Quoted-printable keeps umlauts and "€" intact through servers without 8BITMIME.
     msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    if inline_images:
+        html_part = msg.get_body(preferencelist=("html",))
+        assert isinstance(html_part, EmailMessage)  # the part added just above
+        for image in inline_images:
+            maintype, _, subtype = image.content_type.partition("/")
+            html_part.add_related(
+                image.data,
+                maintype=maintype,
+                subtype=subtype,
+                cid=f"<{image.cid}>",
+                disposition="inline",
+                filename=f"{image.cid.partition('@')[0]}.{subtype}",
+            )
     return msg
 
 
@@ -110,6 +141,7 @@ def send_email(
     headers: Mapping[str, str] | None = None,
     *,
     timeout: float = DEFAULT_TIMEOUT,
+    inline_images: Sequence[InlineImage] = (),
 ) -> None:
     """Deliver one message to `to` (``addr`` or ``Name <addr>``) via the SMTP server.
 
@@ -123,6 +155,7 @@ def send_email(
         html=html,
         message_id=message_id,
         headers=headers,
+        inline_images=inline_images,
     )
     envelope_from = parseaddr(mail_from)[1] or mail_from
     envelope_to = parseaddr(to)[1] or to

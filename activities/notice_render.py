@@ -18,15 +18,21 @@ send must deliver exactly what was stored (DESIGN.md decision 4).
 Template context (also the contract for overriding templates):
 
 ``locale``, ``stage``, ``template``, ``contract_id``, ``case_no``, ``notice_number``,
-``notice_date``; ``seller`` {name, address, email}; ``customer`` {id, name, email, type,
-address, address_lines}; ``product`` {id, name}; ``lines`` [{label, seq, due_date, amount,
-amount_minor}]; ``principal``, ``fees``, ``costs``, ``interest``, ``interest_paid``,
-``subtotal`` (principal + fees + costs, without interest) and ``total`` (``subtotal`` +
-``interest``) — formatted, each also as ``*_minor`` int; ``deadline``; ``payment_link``;
-``route`` (``court`` | ``inkasso`` | None); ``debit`` (SEPA pre-notification only, else
+``notice_date``; ``seller`` {name, legal_name, address, email, legal_lines}; ``customer``
+{id, name, email, type, address, address_lines}; ``product`` {id, name}; ``lines``
+[{label, seq, due_date, amount, amount_minor}]; ``principal``, ``fees``, ``costs``,
+``interest``, ``interest_paid``, ``subtotal`` (principal + fees + costs, without
+interest) and ``total`` (``subtotal`` + ``interest``) — formatted, each also as
+``*_minor`` int; ``deadline``; ``payment_link``; ``route`` (``court`` | ``inkasso`` |
+None); ``debit`` (SEPA pre-notification only, else
 None: {seq, attempt, amount, amount_minor, date, mandate_reference, creditor_id,
-iban_last4, short_notice, represented}); and the helpers ``money(minor)`` and
-``date(value)``.
+iban_last4, short_notice, represented}); and the helpers ``money(minor)``, ``date(value)``
+(running text, "5. Dezember 2026") and ``numeric_date(value)`` (tables, "05.12.2026").
+Presentation (docs/notices.md): ``salutation``; ``seller`` also has ``legal_name`` and
+``legal_lines`` (the business-letter footer); ``bank`` (None without
+``MAHNWERK_SELLER_IBAN``: {iban, iban_display, bic, account_holder, reference, amount,
+amount_minor, qr: {payload, cid, size} | None}); ``amount_due`` (+ ``_minor``), what the
+notice demands; ``free_of_charge`` (no fees, costs or lump sums).
 
 Statutory default interest (§ 288 BGB, SPEC.md §2) is computed here, per open claim line,
 with ``domain.interest.claim_interest``: on the line's outstanding ``amount`` from the day
@@ -55,16 +61,22 @@ is false in the context and the stage templates that claim interest set it
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
+import babel.dates
+import babel.numbers
 import jinja2
+import segno
 
+from core.seller import account_holder, format_iban, legal_footer, legal_name
 from core.settings import PROJECT_ROOT, Settings
 from domain.interest import (
     BASE_RATES_LAST_CHECKED,
@@ -78,8 +90,8 @@ from domain.interest import (
     rate_text,
     with_rates,
 )
-from domain.money import format_amount, format_date
-from domain.schedule import berlin_date
+from domain.money import currency_exponent
+from domain.schedule import BERLIN, berlin_date, due_instant
 from workflows.types import ClaimLine, NoticeInput
 
 log = logging.getLogger(__name__)
@@ -106,6 +118,15 @@ class NoticeInputError(ValueError):
 
 
 @dataclass(frozen=True)
+class InlineImage:
+    """An image the HTML part shows by ``cid:`` (RFC 2392), sent in multipart/related."""
+
+    cid: str  # without angle brackets
+    content_type: str  # e.g. image/png
+    data: bytes
+
+
+@dataclass(frozen=True)
 class RenderedNotice:
     subject: str
     text: str
@@ -113,6 +134,8 @@ class RenderedNotice:
     locale: str = FALLBACK_LOCALE  # the locale actually rendered (after fallback)
     # The claim as rendered (JSON-safe): stored with the notice as evidence.
     data: dict[str, Any] = field(default_factory=dict)
+    # Images the HTML references (the GiroCode); rebuilt from `data` for a stored notice.
+    images: tuple[InlineImage, ...] = ()
 
 
 # -- environment ---------------------------------------------------------------------------
@@ -310,10 +333,10 @@ def notice_interest(
     )
 
     def money(minor: int) -> str:
-        return format_amount(minor, inp.currency, locale)
+        return format_money(minor, inp.currency, locale)
 
     def day(iso: str) -> str:
-        return format_date(iso, locale)
+        return format_day(iso, locale, numeric=True)  # the interest table's dates
 
     evidence: dict[str, Any] = {
         "mode": mode,
@@ -432,10 +455,13 @@ def _build(
     currency = inp.currency
 
     def money(minor: int) -> str:
-        return format_amount(int(minor), currency, locale)
+        return format_money(int(minor), currency, locale)
 
     def day(value: str | date | datetime) -> str:
-        return format_date(value, locale)
+        return format_day(value, locale)  # running text: "5. Dezember 2026"
+
+    def numeric_day(value: str | date | datetime) -> str:
+        return format_day(value, locale, numeric=True)  # tables: "05.12.2026"
 
     # Optional claim parts the workflow may add to NoticeInput later (fields with defaults);
     # read defensively so the renderer works with the input shape of today and tomorrow.
@@ -448,7 +474,7 @@ def _build(
         {
             "label": label,
             "seq": line.seq,
-            "due_date": day(line.due_at),
+            "due_date": numeric_day(line.due_at),
             "amount": money(line.amount),
             "amount_minor": line.amount,
         }
@@ -469,11 +495,8 @@ def _build(
         "case_no": inp.case_no,
         "notice_number": notice_number,
         "notice_date": day(inp.created_at),
-        "seller": {
-            "name": settings.seller_name,
-            "address": settings.seller_address,
-            "email": settings.seller_email,
-        },
+        "seller": seller_context(settings, locale),
+        "salutation": salutation(inp.customer.type, inp.customer.name, locale),
         "customer": {
             "id": inp.customer.id,
             "name": inp.customer.name,
@@ -505,7 +528,13 @@ def _build(
         "debit": _debit_context(inp, settings, money, day),
         "money": money,
         "date": day,
+        "numeric_date": numeric_day,
+        # filled in by render_notice once the template's `show_interest` is known
+        "amount_due": money(subtotal),
+        "amount_due_minor": subtotal,
+        "bank": None,
     }
+    context["free_of_charge"] = charges_minor(context) == 0
     return context, interest
 
 
@@ -590,10 +619,222 @@ def _debit_evidence(inp: NoticeInput, context: dict[str, Any]) -> dict[str, Any]
     }
 
 
+_BREAKING_SPACE = re.compile(r"[ \t\n\r\v\f\x1c-\x1f\x85\u2028\u2029]+")
+
+
 def _one_line(subject: str) -> str:
     # A header must be one line: a newline in a template (or product name) would otherwise
-    # end the Subject header early or inject headers.
-    return " ".join(subject.split())
+    # end the Subject header early or inject headers. Only breaking whitespace collapses:
+    # the no-break space in "99,00 €" stays (str.split() would turn it into a space).
+    return _BREAKING_SPACE.sub(" ", subject).strip(" ")
+
+
+# -- presentation: Babel formatting, salutation, seller footer, bank transfer ------------------
+#
+# Amounts and dates use Babel's CLDR data here, on the activity side: Babel reads its locale
+# data from files, which the workflow sandbox (and tests/workflows/test_determinism.py) must
+# not do, so domain/money.py keeps its own plain formatting for workflow summaries and events.
+
+_BABEL_LOCALES: Final = {"de": "de_DE", "en": "en_GB"}
+# Running text: "5. Dezember 2026" / "5 December 2026"; tables: "05.12.2026" / "5 December
+# 2026" (an English numeric date is ambiguous between British and US readers).
+_LONG_DATE: Final = {"de": "d. MMMM y", "en": "d MMMM y"}
+_NUMERIC_DATE: Final = {"de": "dd.MM.y", "en": "d MMMM y"}
+
+
+def _babel_locale(locale: str) -> str:
+    return _BABEL_LOCALES.get(normalize_locale(locale), _BABEL_LOCALES[FALLBACK_LOCALE])
+
+
+def format_money(minor: int, currency: str, locale: str) -> str:
+    """``123456`` EUR → ``1.234,56\u00a0€`` (de) / ``€1,234.56`` (en), CLDR via Babel.
+
+    The no-break space keeps amount and symbol on one line (DIN 5008 typography). Minor units
+    become a Decimal exactly (``scaleb``), never a float.
+    """
+    if isinstance(minor, bool) or not isinstance(minor, int):
+        raise TypeError(f"amount must be an int in minor units, got {minor!r}")
+    value = Decimal(minor).scaleb(-currency_exponent(currency))
+    return babel.numbers.format_currency(
+        value, currency.strip().upper(), locale=_babel_locale(locale)
+    )
+
+
+def _calendar_day(value: str | date | datetime) -> date:
+    """The calendar day people read: instants are shown as their date in Europe/Berlin."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"datetime must be timezone-aware, got {value.isoformat()}")
+        return value.astimezone(BERLIN).date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        return due_instant(value).astimezone(BERLIN).date()
+    raise TypeError(f"expected an ISO date string, date or datetime, got {value!r}")
+
+
+def format_day(value: str | date | datetime, locale: str, *, numeric: bool = False) -> str:
+    """``5. Dezember 2026`` (de) / ``5 December 2026`` (en); ``numeric``: ``05.12.2026``."""
+    lang = normalize_locale(locale)
+    pattern = (_NUMERIC_DATE if numeric else _LONG_DATE)[lang]
+    return babel.dates.format_date(_calendar_day(value), pattern, locale=_babel_locale(lang))
+
+
+def salutation(customer_type: str | None, name: str, locale: str) -> str:
+    """A consumer by name; a business as a firm ("Guten Tag Muster GmbH" reads as a slip)."""
+    business = (customer_type or "").strip().lower() == "business"
+    if locale == "de":
+        return "Sehr geehrte Damen und Herren," if business else f"Guten Tag {name},"
+    return "Dear Sir or Madam," if business else f"Dear {name},"
+
+
+def seller_context(settings: Settings, locale: str) -> dict[str, Any]:
+    """The ``seller`` of the template context: contact and the business-letter details
+    (``legal_lines``, see core/seller.py for what the law asks of each legal form)."""
+    return {
+        "name": settings.seller_name,
+        "legal_name": legal_name(settings),
+        "address": settings.seller_address,
+        "email": settings.seller_email,
+        "legal_lines": legal_footer(settings, locale),
+    }
+
+
+def charges_minor(context: Mapping[str, Any]) -> int:
+    """Everything the notice charges besides principal and interest: fees, costs and any
+    lump sums (``lump_sum*_minor``). A notice may call itself free only when this is 0."""
+    total = int(context.get("fees_minor") or 0) + int(context.get("costs_minor") or 0)
+    for key, value in context.items():
+        if key.startswith("lump_sum") and key.endswith("_minor") and isinstance(value, int):
+            total += value
+    return total
+
+
+# EPC069-12 "Quick Response Code: Guidelines to Enable Data Capture for the Initiation of a
+# SEPA Credit Transfer" (the "GiroCode"), version 002: LF-separated elements, payload at most
+# 331 bytes, error correction level M, QR version at most 13.
+EPC_MAX_PAYLOAD = 331
+EPC_MAX_AMOUNT = 99_999_999_999  # 999,999,999.99 EUR in cents
+EPC_MAX_REMITTANCE = 140
+
+
+def epc_payload(
+    *, name: str, iban: str, bic: str | None, amount_minor: int, remittance: str
+) -> str:
+    """The EPC QR payload for a SEPA credit transfer of ``amount_minor`` euro cents.
+
+    Elements: service tag ``BCD``, version ``002``, character set ``1`` (UTF-8),
+    identification ``SCT``, BIC (optional in version 002 within the EEA), beneficiary name
+    (≤ 70), IBAN, amount ``EUR`` + amount with a decimal point (0.01 – 999999999.99), purpose
+    (empty), structured reference (empty: the notice number is no ISO 11649 RF reference),
+    unstructured remittance text (≤ 140). Trailing empty elements are omitted, as allowed.
+    """
+    if not 0 < len(name) <= 70:
+        raise ValueError(f"EPC beneficiary name must have 1–70 characters, got {len(name)}")
+    if not 0 < len(remittance) <= EPC_MAX_REMITTANCE:
+        raise ValueError(f"EPC remittance text must have 1–140 characters, got {remittance!r}")
+    if not 1 <= amount_minor <= EPC_MAX_AMOUNT:
+        raise ValueError(f"EPC amount must be 0.01–999999999.99 EUR, got {amount_minor} cents")
+    if any(c in part for part in (name, remittance) for c in "\r\n"):
+        raise ValueError("EPC elements must not contain line breaks")
+    amount = f"EUR{Decimal(amount_minor).scaleb(-2):.2f}"
+    payload = "\n".join(
+        ("BCD", "002", "1", "SCT", bic or "", name, iban, amount, "", "", remittance)
+    )
+    if len(payload.encode("utf-8")) > EPC_MAX_PAYLOAD:
+        raise ValueError(f"EPC payload longer than {EPC_MAX_PAYLOAD} bytes")
+    return payload
+
+
+def epc_qr(payload: str) -> segno.QRCode:
+    """The QR code of an EPC payload: byte mode, UTF-8, error correction M (not boosted)."""
+    qr = segno.make_qr(payload.encode("utf-8"), error="m", boost_error=False)
+    if qr.version is None or int(qr.version) > 13:  # EPC069-12 allows versions 1–13
+        raise ValueError(f"EPC QR code needs version {qr.designator}, at most 13 allowed")
+    return qr
+
+
+# Pixels per module: a version-8 code (49 modules + 2 × 4 quiet zone) is 228 px, readable
+# from a phone screen; the deterministic PNG writer gives the same bytes for the same payload.
+QR_SCALE = 4
+
+
+def epc_qr_png(payload: str) -> bytes:
+    buf = io.BytesIO()
+    epc_qr(payload).save(buf, kind="png", scale=QR_SCALE, border=4)
+    return buf.getvalue()
+
+
+def qr_cid(notice_number: str) -> str:
+    """The Content-ID of a notice's GiroCode (RFC 2392; notice numbers are URL-safe)."""
+    return f"girocode.{notice_number}@mahnwerk"
+
+
+def bank_context(
+    settings: Settings, notice_number: str, currency: str, amount_minor: int, locale: str
+) -> dict[str, Any] | None:
+    """The bank-transfer block of a notice that asks for money, or None without an IBAN.
+
+    The payment reference is the notice number: unique per notice, printed on it, and what
+    the bank statement will show when the customer transfers. The GiroCode (``qr``) is
+    offered for EUR amounts only — SEPA credit transfers are in euro.
+    """
+    if not settings.seller_iban:
+        return None
+    holder = account_holder(settings)
+    qr: dict[str, Any] | None = None
+    if currency.strip().lower() == "eur" and amount_minor > 0:
+        payload = epc_payload(
+            name=holder,
+            iban=settings.seller_iban,
+            bic=settings.seller_bic or None,
+            amount_minor=amount_minor,
+            remittance=notice_number,
+        )
+        side = (epc_qr(payload).symbol_size(scale=QR_SCALE, border=4))[0]
+        qr = {"payload": payload, "cid": qr_cid(notice_number), "size": side}
+    return {
+        "iban": settings.seller_iban,
+        "iban_display": format_iban(settings.seller_iban),
+        "bic": settings.seller_bic or None,
+        "account_holder": holder,
+        "reference": notice_number,
+        "amount": format_money(amount_minor, currency, locale),
+        "amount_minor": amount_minor,
+        "qr": qr,
+    }
+
+
+def _bank_evidence(bank: dict[str, Any] | None, text: str, html: str) -> dict[str, Any] | None:
+    """The bank details as the customer saw them (None when the notice showed none).
+
+    The GiroCode counts as shown when the HTML references it, even if an override left the
+    IBAN out of the text: its image must then be attached, or the customer sees a hole.
+    """
+    if bank is None:
+        return None
+    qr = bank["qr"]
+    shown_qr = qr is not None and f"cid:{qr['cid']}" in html
+    if bank["iban_display"] not in text and not shown_qr:
+        return None
+    return {
+        "iban": bank["iban"],
+        "bic": bank["bic"],
+        "account_holder": bank["account_holder"],
+        "reference": bank["reference"],
+        "amount": bank["amount_minor"],
+        "epc_payload": qr["payload"] if shown_qr else None,
+        "qr_cid": qr["cid"] if shown_qr else None,
+    }
+
+
+def inline_images(data: Mapping[str, Any]) -> tuple[InlineImage, ...]:
+    """The images of a stored notice, rebuilt from its evidence record: the GiroCode is a
+    pure function of the recorded EPC payload, so a retried send shows the same code."""
+    bank = data.get("bank_transfer") or {}
+    if not bank.get("qr_cid") or not bank.get("epc_payload"):
+        return ()
+    return (InlineImage(bank["qr_cid"], "image/png", epc_qr_png(bank["epc_payload"])),)
 
 
 def render_notice(inp: NoticeInput, notice_number: str, settings: Settings) -> RenderedNotice:
@@ -606,16 +847,32 @@ def render_notice(inp: NoticeInput, notice_number: str, settings: Settings) -> R
     locale, templates = _load(env, inp.template, normalize_locale(inp.customer.locale))
     context, interest = _build(inp, notice_number, settings, locale)
     # The text part is rendered as a module so that its top-level `{% set show_interest %}`
-    # — the template's decision to claim interest — can be recorded with the notice.
-    try:
-        text_module = templates["txt"].make_module(context)
-    except Exception:
-        env.handle_exception()  # re-raises with the template's file and line, like render()
+    # — the template's decision to claim interest — can be recorded with the notice. A first
+    # pass reads that decision; the amount due (and the GiroCode's amount) follow from it.
+    text_module = _text_module(env, templates["txt"], context)
     shown = bool(getattr(text_module, "show_interest", False))
+    amount_due = context["total_minor"] if shown else context["subtotal_minor"]
+    context["amount_due"] = format_money(amount_due, inp.currency, locale)
+    context["amount_due_minor"] = amount_due
+    context["bank"] = bank_context(settings, notice_number, inp.currency, amount_due, locale)
+    text = str(_text_module(env, templates["txt"], context))
+    html = templates["html"].render(context)
+    data = _evidence(inp, context, interest, shown)
+    data["bank_transfer"] = _bank_evidence(context["bank"], text, html)
     return RenderedNotice(
         subject=_one_line(templates["subject.txt"].render(context)),
-        text=str(text_module),
-        html=templates["html"].render(context),
+        text=text,
+        html=html,
         locale=locale,
-        data=_evidence(inp, context, interest, shown),
+        data=data,
+        images=inline_images(data),
     )
+
+
+def _text_module(
+    env: jinja2.Environment, template: jinja2.Template, context: dict[str, Any]
+) -> Any:
+    try:
+        return template.make_module(context)
+    except Exception:
+        env.handle_exception()  # re-raises with the template's file and line, like render()

@@ -34,7 +34,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import formataddr, parseaddr
 from typing import Any, cast
@@ -47,7 +47,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.mailer import PermanentDeliveryError, send_email
-from activities.notice_render import NoticeInputError, NoticeTemplateError, render_notice
+from activities.notice_render import (
+    NoticeInputError,
+    NoticeTemplateError,
+    inline_images,
+    render_notice,
+)
 from core import metrics
 from core.db import transaction
 from core.models import Notice, TimelineEvent
@@ -107,6 +112,7 @@ class StoredNotice:
     status: str
     created_at: datetime
     sent_at: datetime | None
+    data: dict[str, Any] = field(default_factory=dict)  # the evidence record (GiroCode)
 
     @classmethod
     def of(cls, row: Notice) -> StoredNotice:
@@ -121,6 +127,7 @@ class StoredNotice:
             status=row.status,
             created_at=row.created_at,
             sent_at=row.sent_at,
+            data=dict(row.data or {}),
         )
 
 
@@ -364,6 +371,10 @@ class NoticeActivities:
             "X-Mahnwerk-Contract": inp.contract_id,
             "Reply-To": self.settings.seller_email,
         }
+        # The GiroCode is rebuilt from the stored EPC payload: the same code on every retry.
+        # Passed only when there is one, so mailers with the older signature keep working.
+        images = inline_images(notice.data)
+        extra: dict[str, Any] = {"inline_images": images} if images else {}
         try:
             self.mailer(
                 self.settings.smtp_url,
@@ -374,6 +385,7 @@ class NoticeActivities:
                 notice.html,
                 notice.message_id,
                 headers,
+                **extra,
             )
         except PermanentDeliveryError as exc:
             raise ApplicationError(

@@ -93,8 +93,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "fees": "Mahngebühren — 2,50 €",
         "total_fees": "Gesamtbetrag — 1.336,06 €",
         "total_free": "Gesamtbetrag — 1.333,56 €",
-        "deadline": "20.01.2027",
-        "notice_date": "10.01.2027",
+        "deadline": "20. Januar 2027",
+        "notice_date": "10. Januar 2027",
         "titles": {
             "reminder": "Zahlungserinnerung",
             "mahnung_1": "1. Mahnung",
@@ -222,7 +222,7 @@ def test_one_off_purchase_is_labelled_with_the_product() -> None:
     r = render_notice(
         make_input("reminder", lines=lines, product="Coaching Paket"), NUMBER, make_settings()
     )
-    assert "Coaching Paket — fällig am 01.12.2026 — 497,00 €" in r.text
+    assert "Coaching Paket — fällig am 01.12.2026 — 497,00\u00a0€" in r.text
     assert "Rate" not in r.text
 
 
@@ -304,7 +304,7 @@ INTEREST_EXPECTED: dict[tuple[str, str], list[str]] = {
         "16.06.2025 bis 30.06.2025, 15 Tage: 7,27 % (5 Prozentpunkte über dem Basiszinssatz)",
         "01.07.2025 bis 20.07.2025, 20 Tage: 6,27 % (5 Prozentpunkte über dem Basiszinssatz)",
         "Gesamtbetrag — 103,14 €",  # 100,00 + 2,50 fee + 0,64
-        "Verzugszinsen gem. § 288 Abs. 1 BGB bis zum 20.07.2025",
+        "Verzugszinsen gem. § 288 Abs. 1 BGB bis zum 20. Juli 2025",
     ],
     ("consumer", "en"): [
         "Default interest on Installment 1 of 3 from 16 June 2025 to 20 July 2025 — €0.64",
@@ -322,7 +322,7 @@ INTEREST_EXPECTED: dict[tuple[str, str], list[str]] = {
         "16.06.2025 bis 30.06.2025, 15 Tage: 11,27 % (9 Prozentpunkte über dem Basiszinssatz)",
         "01.07.2025 bis 20.07.2025, 20 Tage: 10,27 % (9 Prozentpunkte über dem Basiszinssatz)",
         "Gesamtbetrag — 103,53 €",
-        "Verzugszinsen gem. § 288 Abs. 2 BGB bis zum 20.07.2025",
+        "Verzugszinsen gem. § 288 Abs. 2 BGB bis zum 20. Juli 2025",
     ],
     ("business", "en"): [
         "Default interest on Installment 1 of 3 from 16 June 2025 to 20 July 2025 — €1.03",
@@ -542,11 +542,11 @@ def test_an_override_can_use_the_interest_summary(tmp_path: Path) -> None:
     )
     settings = make_settings(template_dir=tmp_path)
     text = render_notice(interest_input(created=RENDERED_2025_07_20), NUMBER, settings).text
-    assert "* Zinsen § 288 Abs. 1 BGB (16.06.2025–20.07.2025): 0,64 €" in text
-    assert "Summe: 103,14 €" in text
+    assert "* Zinsen § 288 Abs. 1 BGB (16.06.2025–20.07.2025): 0,64\u00a0€" in text
+    assert "Summe: 103,14\u00a0€" in text
     reminder = interest_input("reminder", created=RENDERED_2025_07_20)
     text = render_notice(reminder, NUMBER, settings).text
-    assert "Zinsen" not in text and "Summe: 100,00 €" in text
+    assert "Zinsen" not in text and "Summe: 100,00\u00a0€" in text
 
 
 @pytest.mark.parametrize(
@@ -584,7 +584,7 @@ def test_override_dir_takes_precedence_file_by_file(tmp_path: Path) -> None:
     )
     r = render_notice(make_input(), NUMBER, make_settings(template_dir=tmp_path))
     assert r.subject == f"Mahnung {NUMBER} von Lernwerk & Söhne GmbH"
-    assert "* Rate 3 von 6: 1.234,56 €" in r.text  # the overridden partial
+    assert "* Rate 3 von 6: 1.234,56\u00a0€" in r.text  # the overridden partial
     assert "1. Mahnung" in r.text  # the shipped body around it
     # Without the override the shipped templates are used again.
     shipped = render_notice(make_input(), NUMBER, make_settings())
@@ -602,7 +602,7 @@ def test_override_dir_can_add_a_new_notice(tmp_path: Path) -> None:
     inp = dataclasses.replace(make_input(name="A & B"), template="vorab")
     r = render_notice(inp, NUMBER, make_settings(template_dir=tmp_path))
     assert r.subject == "Vorankündigung ord-2026-0001"
-    assert r.text == "Hallo A & B, 1.336,06 € bis 20.01.2027."
+    assert r.text == "Hallo A & B, 1.336,06\u00a0€ bis 20. Januar 2027."
     assert r.html == "<p>Hallo A &amp; B</p>"
 
 

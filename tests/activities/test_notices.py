@@ -190,10 +190,10 @@ def test_notice_arrives_once_with_the_stored_content(
     assert mail["Date"]
     assert mail.get_content_type() == "multipart/alternative"
     body = body_text(mail)
-    assert "Rate 3 von 6 — fällig am 01.12.2026 — 1.234,56 €" in body
-    assert "Mahngebühren — 2,50 €" in body
-    assert "Gesamtbetrag — 1.237,06 €" in body
-    assert "20.12.2026" in body
+    assert "Rate 3 von 6 — fällig am 01.12.2026 — 1.234,56\u00a0€" in body
+    assert "Mahngebühren — 2,50\u00a0€" in body
+    assert "Gesamtbetrag — 1.237,06\u00a0€" in body
+    assert "bis spätestens 20. Dezember 2026" in body  # the deadline, in running text
     assert "https://pay.lernwerk.example/ord-2026-0001" in body
     assert result.notice_number in body
     assert "Lernwerk GmbH" in body_text(mail, "html")
@@ -475,9 +475,9 @@ def interest_input(stage: str, customer_type: str, **changes: Any) -> NoticeInpu
     ("customer_type", "interest", "rates"),
     [
         # 10000 ct × (7,27 % × 15 + 6,27 % × 20) / 365 = 234450/365 = 64,23 ct → 64 ct
-        ("consumer", "0,64 €", ("7,27 %", "6,27 %")),
+        ("consumer", "0,64\u00a0€", ("7,27 %", "6,27 %")),
         # 10000 ct × (11,27 % × 15 + 10,27 % × 20) / 365 = 374450/365 = 102,59 ct → 103 ct
-        ("business", "1,03 €", ("11,27 %", "10,27 %")),
+        ("business", "1,03\u00a0€", ("11,27 %", "10,27 %")),
     ],
 )
 def test_mahnung_with_interest_is_sent_and_stored_as_evidence(
@@ -496,7 +496,7 @@ def test_mahnung_with_interest_is_sent_and_stored_as_evidence(
     assert f"16.06.2025 bis 30.06.2025, 15 Tage: {rates[0]}" in body
     assert f"01.07.2025 bis 20.07.2025, 20 Tage: {rates[1]}" in body
     minor = 64 if customer_type == "consumer" else 103
-    total = f"{(10250 + minor) // 100},{(10250 + minor) % 100:02d} €"
+    total = f"{(10250 + minor) // 100},{(10250 + minor) % 100:02d}\u00a0€"
     assert f"Gesamtbetrag — {total}" in body
     assert interest in body_text(mail, "html")
 
@@ -530,7 +530,7 @@ def test_reminder_and_waived_interest_are_stored_without_interest(
     assert reminder.data["interest_shown"] is False and reminder.data["total"] == 10000
     assert reminder.data["interest_detail"]["total"] == 64  # computed, not claimed
     assert "Verzugszinsen" not in mahnung.text
-    assert "Gesamtbetrag — 102,50 €" in mahnung.text
+    assert "Gesamtbetrag — 102,50\u00a0€" in mahnung.text
     assert mahnung.data["interest_detail"]["status"] == "waived"
     assert mahnung.data["total"] == 10250
 

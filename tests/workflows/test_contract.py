@@ -7,8 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, timedelta
 
+from activities.notice_render import format_day, format_money
 from domain.interest import default_interest, with_rates
-from domain.money import format_amount, format_date
 from domain.retry_timing import is_payday_window_day
 from domain.schedule import BERLIN
 from tests.conftest import ADMIN, PLATFORM, SUPPORT
@@ -205,7 +205,8 @@ async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> N
     assert subjects[2].startswith("Sperrung") and subjects[3].startswith("Letzte Mahnung")
     mails = [mails[0], mails[1], mails[3]]
     texts = [m.get_body(preferencelist=("plain",)).get_content() for m in mails]
-    assert "99,00 €" in texts[0] and "2,50 €" not in texts[0]  # the reminder is free
+    # notices write amounts as CLDR does: a no-break space before "€"
+    assert "99,00\u00a0€" in texts[0] and "2,50\u00a0€" not in texts[0]  # the reminder is free
     assert "Verzugszinsen" not in texts[0]
 
     def total(fees: int, days: int) -> str:
@@ -218,15 +219,15 @@ async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> N
             "consumer",
             with_rates(stack.settings.extra_base_rates),
         ).amount
-        return format_amount(9900 + fees + interest, "eur", "de")
+        return format_money(9900 + fees + interest, "eur", "de")
 
-    assert "2,50 €" in texts[1] and "Verzugszinsen" in texts[1]
+    assert "2,50\u00a0€" in texts[1] and "Verzugszinsen" in texts[1]
     assert total(250, 14) in texts[1]  # 1. Mahnung on D+14: principal, fee, interest
     # the payment deadline of each notice is the next rung: D+14 for the reminder, D+24 for
     # the first Mahnung
     due_day = date.fromisoformat(contract_due)
     for text, days in ((texts[0], 14), (texts[1], 24)):
-        deadline = format_date((due_day + timedelta(days=days)).isoformat(), "de")
+        deadline = format_day(due_day + timedelta(days=days), "de")  # "5. Dezember 2026"
         assert f"bis spätestens {deadline}" in text
     assert total(500, 24) in texts[2]  # letzte Mahnung on D+24: both fees
     assert "Mahnverfahren" in texts[2] or "Inkasso" in texts[2]  # announces legal steps

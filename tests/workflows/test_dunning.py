@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from activities.notice_render import format_money
 from api.main import create_app
 from core.settings import PROJECT_ROOT, Settings
 from domain.interest import default_interest, with_rates
-from domain.money import format_amount
 from domain.schedule import BERLIN
 from tests.conftest import (
     ADMIN,
@@ -194,7 +194,8 @@ async def test_consumer_and_business_interest_across_a_base_rate_change(
                     with_rates(cfg.extra_base_rates),
                 )
                 assert [p.rate_bp for p in expected.periods] == [low, high]
-                assert format_amount(expected.amount, "eur", "de") in text
+                # amounts as CLDR writes them, with a no-break space: "0,64\u00a0€"
+                assert format_money(expected.amount, "eur", "de") in text
                 for rate in (low, high):
                     assert f"{rate // 100},{rate % 100:02d} %" in text, (kind, rate, text)
         parts.executor.shutdown(wait=False)

@@ -118,7 +118,7 @@ async def test_sepa_chargeback_in_week_5_reopens_with_costs_and_locks(stack: Sta
     subjects = [str(m["Subject"]) for m in stack.mails(email)]
     assert len(subjects) == 4, subjects
     # the debit was announced first; then reminder, first Mahnung, access locked
-    assert subjects[0].startswith("Ankündigung Ihrer SEPA-Lastschrift über 99,00 €")
+    assert subjects[0].startswith("Ankündigung Ihrer SEPA-Lastschrift über 99,00\u00a0€")
     stack.standin.set_config(sepa_delay=2.0)
 
 
@@ -208,7 +208,14 @@ async def test_debits_run_from_the_stripe_queue(stack: Stack) -> None:
 
 
 def plain(text: str) -> str:
+    # str.split() also splits at the no-break space notices put before "€" (U+00A0)
     return " ".join(text.split())
+
+
+GERMAN_MONTHS = (
+    "Januar", "Februar", "März", "April", "Mai", "Juni",
+    "Juli", "August", "September", "Oktober", "November", "Dezember",
+)  # fmt: skip
 
 
 def body_text(message: Any) -> str:
@@ -253,13 +260,15 @@ async def test_sepa_debit_announced_then_succeeds_after_six_business_days(stack:
         # submitted on the due date, collected the next TARGET business day (SEPA Core D-1):
         # the day the money leaves the account is the one announced
         collected = add_target_business_days(due, 1)
-        assert plain(str(mail["Subject"])).startswith(
-            f"Ankündigung Ihrer SEPA-Lastschrift über 99,00 € am {collected.strftime('%d.%m.%Y')}"
+        # dates in running text are written out ("16. Dezember 2026", Babel's CLDR data)
+        day = f"{collected.day}. {GERMAN_MONTHS[collected.month - 1]} {collected.year}"
+        assert str(mail["Subject"]).startswith(
+            f"Ankündigung Ihrer SEPA-Lastschrift über 99,00\u00a0€ am {day}"
         )
         text = plain(body_text(mail))
         for expected in (
             "Betrag: 99,00 €",
-            f"Fälligkeit/Einzug: {collected.strftime('%d.%m.%Y')}",
+            f"Fälligkeit/Einzug: {day}",
             "IBAN endend auf 3000",
             f"Mandatsreferenz: {reference}",
             "Gläubiger-ID: DE98ZZZ09999999999",
