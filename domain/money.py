@@ -6,8 +6,10 @@ integer arithmetic only: ``divmod(abs(minor), 10 ** exponent)``, never floats.
 Patterns follow CLDR (the Unicode locale data behind every OS and browser):
 ``de``: ``#.##0,00 ¤`` → ``1.234,56 €``; ``en``: ``¤#,##0.00`` → ``€1,234.56``. Where the
 currency has no symbol here the ISO code is used (``1.234,56 CHF`` / ``CHF 1,234.56``).
-A plain space separates amount and symbol (CLDR uses U+00A0; plain text e-mails and tests
-are simpler with a normal space).
+A plain space separates amount and symbol (CLDR uses U+00A0). This module serves workflow
+summaries and events and must stay free of file reads (the workflow sandbox); notices are
+formatted with Babel's CLDR data on the activity side instead (``format_money`` and
+``format_day`` in activities/notice_render.py: no-break space, "5. Dezember 2026").
 """
 
 from datetime import date, datetime
