@@ -11,6 +11,7 @@ from typing import Any
 
 import stripe
 
+from core.seller import DEMO_SELLER_ENV
 from core.stripe_account import creditor_id_problem
 
 OURS = "DE98ZZZ09999999999"
@@ -40,6 +41,7 @@ def test_the_worker_refuses_to_start_with_another_creditor_id(standin: Any) -> N
     try:
         env = {
             **os.environ,
+            **DEMO_SELLER_ENV,
             "STRIPE_API_BASE": standin.url,
             "STRIPE_API_KEY": "sk_test_mahnwerk",
             "MAHNWERK_SELLER_CREDITOR_ID": OURS,
