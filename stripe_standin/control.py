@@ -248,6 +248,11 @@ async def clock(request: Request) -> JSONResponse:
     return JSONResponse({"now": engine.clock.now(), "offset": engine.clock.offset})
 
 
+async def idempotency_state(request: Request) -> JSONResponse:
+    """`GET /_standin/idempotency/{key}`: {"in_flight": bool, "saved": bool}."""
+    return JSONResponse(_engine(request).idempotency.state(request.path_params["key"]))
+
+
 async def health(request: Request) -> JSONResponse:
     engine = _engine(request)
     return JSONResponse(
@@ -279,5 +284,6 @@ CONTROL_ROUTES = [
     Route("/_standin/disputes/{id}/close", _action(_close_dispute), methods=["POST"]),
     Route("/_standin/mandates/{id}/revoke", _action(_revoke), methods=["POST"]),
     Route("/_standin/clock", clock, methods=["GET", "POST"]),
+    Route("/_standin/idempotency/{key}", idempotency_state, methods=["GET"]),
     Route("/_standin/health", health, methods=["GET"]),
 ]

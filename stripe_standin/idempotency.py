@@ -43,6 +43,15 @@ class IdempotencyStore:
     def __len__(self) -> int:
         return len(self._saved)
 
+    def state(self, key: str) -> dict[str, bool]:
+        """Whether a request with this Idempotency-Key (any API key) is running now, and
+        whether a result is saved for it: lets a test wait for "the first request is in
+        flight" instead of sleeping."""
+        return {
+            "in_flight": any(k == key for _, k in self._in_flight),
+            "saved": any(k == key for _, k in self._saved),
+        }
+
     def claim(self, api_key: str, key: str, fingerprint: str) -> Saved | None:
         """The saved result to replay, or None after marking the key in flight.
 

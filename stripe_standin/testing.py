@@ -151,6 +151,11 @@ class StandinHandle:
         result: dict[str, Any] = self._post(f"/_standin/mandates/{mandate}/revoke")
         return result
 
+    def idempotency(self, key: str) -> dict[str, bool]:
+        """{"in_flight": …, "saved": …} for an Idempotency-Key."""
+        result: dict[str, bool] = self._get(f"/_standin/idempotency/{key}")
+        return result
+
     def advance_clock(self, seconds: float) -> None:
         self._post("/_standin/clock", {"advance": seconds})
 

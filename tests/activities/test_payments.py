@@ -343,7 +343,11 @@ def test_same_key_still_running_at_stripe_is_retried_not_given_up(
     )
     thread.start()
     try:
-        time.sleep(0.5)
+        # the first request is at Stripe (held by the latency) before the retry is sent
+        deadline = time.monotonic() + 10
+        while not faults_off.idempotency(inp.idempotency_key)["in_flight"]:
+            assert time.monotonic() < deadline, "the first request never reached Stripe"
+            time.sleep(0.02)
         faults_off.set_config(latency=0.0)  # the retry reaches Stripe while the first runs
         with pytest.raises(stripe.APIError) as exc:
             _in_activity(2, now).run(pay.charge, inp)

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import pytest
@@ -13,7 +12,7 @@ import stripe
 
 from stripe_standin.testing import StandinHandle
 
-from .helpers import API_KEY
+from .helpers import API_KEY, wait_until
 
 DEBIT = {
     "amount": 4900,
@@ -98,7 +97,7 @@ def test_concurrent_request_with_same_key_is_409(standin: StandinHandle) -> None
         target=lambda: results.append(_post(standin, "/v1/payment_intents", form, "k-busy"))
     )
     thread.start()
-    time.sleep(0.2)
+    wait_until(lambda: standin.idempotency("k-busy")["in_flight"])  # the first one runs
     conflict = _post(standin, "/v1/payment_intents", form, "k-busy")
     thread.join()
     assert conflict.status_code == 409
