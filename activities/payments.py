@@ -102,6 +102,10 @@ def make_stripe_client(api_key: str, api_base: str | None) -> stripe.StripeClien
     return stripe.StripeClient(api_key, base_addresses=base, max_network_retries=0)
 
 
+# Stripe refused the request itself (400/404, 401, 403): our integration error, never a
+# decline (see `integration_error`).
+REFUSED = (stripe.InvalidRequestError, stripe.AuthenticationError, stripe.PermissionError)
+
 # Stripe's payment method types -> our scheme names (domain.declines, retry_timing).
 _SCHEMES = {"card": "card", "sepa_debit": "sepa"}
 
@@ -455,11 +459,7 @@ class PaymentActivities:
                 if self._needs_search(inp, earlier)
                 else None
             )
-        except (
-            stripe.InvalidRequestError,
-            stripe.AuthenticationError,
-            stripe.PermissionError,
-        ) as exc:
+        except REFUSED as exc:
             res = integration_error(exc)
             self._record(inp, res)
             return res
@@ -500,11 +500,7 @@ class PaymentActivities:
             raise ApplicationError(
                 str(exc), type="IdempotencyConflict", non_retryable=True
             ) from exc
-        except (
-            stripe.InvalidRequestError,
-            stripe.AuthenticationError,
-            stripe.PermissionError,
-        ) as exc:
+        except REFUSED as exc:
             res = integration_error(exc)
         if res.status == "error":
             self._record(inp, res)
@@ -532,10 +528,6 @@ class PaymentActivities:
             pi = self.stripe.v1.payment_intents.retrieve(
                 inp.payment_intent, params={"expand": ["latest_charge"]}
             )
-        except (
-            stripe.InvalidRequestError,
-            stripe.AuthenticationError,
-            stripe.PermissionError,
-        ) as exc:
+        except REFUSED as exc:
             return integration_error(exc, inp.payment_intent)
         return result_from_intent(pi, inp.scheme)

@@ -282,9 +282,15 @@ async def _signal_new_method(
         return
     workflow_ids = await run_in_threadpool(_in_dunning, state, stripe_customer)
     req = PaymentMethodRequest(payment_method=payment_method, actor="stripe")
+    await _signal_each(client, workflow_ids, "payment_method_updated", req)
+
+
+async def _signal_each(client: Any, workflow_ids: list[str], signal: str, arg: Any) -> None:
+    """Signal every running one; a workflow that has ended meanwhile is skipped. Temporal
+    away: 503, not recorded as processed, so Stripe redelivers and we try again."""
     for wf_id in workflow_ids:
         try:
-            await client.get_workflow_handle(wf_id).signal("payment_method_updated", req)
+            await client.get_workflow_handle(wf_id).signal(signal, arg)
         except RPCError as exc:
             if "already completed" in str(exc).lower() or "not found" in str(exc).lower():
                 continue
@@ -316,13 +322,7 @@ async def _signal_mandate(
     update = MandateUpdate(
         event_id=event_id, mandate=mandate_id, status=status, payment_method=pm_id
     )
-    for wf_id in workflow_ids:
-        try:
-            await client.get_workflow_handle(wf_id).signal("mandate_updated", update)
-        except RPCError as exc:
-            if "already completed" in str(exc).lower() or "not found" in str(exc).lower():
-                continue
-            raise ApiError(503, "unavailable", f"Temporal: {exc}") from None
+    await _signal_each(client, workflow_ids, "mandate_updated", update)
 
 
 _FINISHED = ("completed", "cancelled", "handed_off", "written_off", "failed")
