@@ -237,7 +237,6 @@ class SupportActionRequest(Base):
     idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
     action: Mapped[str] = mapped_column(String(32))  # the Update's name
     request_hash: Mapped[str] = mapped_column(String(64))  # action + body, canonical JSON
-    update_id: Mapped[str] = mapped_column(String(320))
     actor: Mapped[str] = mapped_column(String(128))
     state: Mapped[str] = mapped_column(String(16), default="pending")
     http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -40,7 +40,6 @@ def upgrade() -> None:
         sa.Column("idempotency_key", sa.String(length=255), nullable=False),
         sa.Column("action", sa.String(length=32), nullable=False),
         sa.Column("request_hash", sa.String(length=64), nullable=False),
-        sa.Column("update_id", sa.String(length=320), nullable=False),
         sa.Column("actor", sa.String(length=128), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("http_status", sa.Integer(), nullable=True),
