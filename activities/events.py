@@ -4,6 +4,22 @@ per contract, retried with backoff until the receiver answers 2xx.
 The ledger activity writes each event in the same transaction as the fact it reports, so
 an event can never be lost or sent for something that did not happen; this dispatcher
 runs beside the worker and only moves rows from "pending" to "delivered".
+
+Several workers run a dispatcher each (docker-compose runs two replicas). A dispatcher
+*claims* the rows it is about to post (`claimed_by`, `claimed_until`) in one transaction:
+
+- PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED`, then the claim is written before COMMIT;
+  a second dispatcher polling at the same moment skips the locked rows, and afterwards
+  skips the claimed ones. Two dispatchers share the work, never an event.
+- SQLite has no SKIP LOCKED: a dispatcher first renews (or takes over, once it ran out)
+  the `outbox-dispatcher` row of `leases`. That UPDATE is the transaction's first
+  statement, so it takes SQLite's single write lock: claims are serialised, and only the
+  holder delivers — one dispatcher at a time, the others stand by.
+
+A claim lasts `lease` (60 s); a dispatcher posts an event only while its claim still covers
+the whole request (`timeout`), so a dispatcher that dies holding rows delays them by at most
+one lease and never overlaps with the one that takes over. (The leases compare the
+processes' clocks: keep the hosts NTP-synchronised, as any lease-based system needs.)
 """
 
 from __future__ import annotations
@@ -13,20 +29,31 @@ import hashlib
 import hmac
 import json
 import logging
+import os
+import socket
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.models import OutboxEvent
+from core.models import Lease, OutboxEvent
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(minutes=5)
+LEASE = timedelta(seconds=60)
+SQLITE_LEASE = "outbox-dispatcher"
+
+
+def dispatcher_name() -> str:
+    """Who holds a claim: host, process and a random part (a restarted process on the same
+    host with the same pid is another dispatcher)."""
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -63,6 +90,8 @@ class EventDispatcher:
         poll_interval: float = 2.0,
         timeout: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        lease: timedelta = LEASE,
+        name: str | None = None,
     ) -> None:
         self.sessions = session_factory
         self.clock = clock  # injectable: tests simulate an hour of outage in no time
@@ -70,6 +99,10 @@ class EventDispatcher:
         self.secret = secret
         self.poll_interval = poll_interval
         self.timeout = timeout
+        if lease <= timedelta(seconds=2 * timeout):
+            raise ValueError(f"the claim lease ({lease}) must exceed two request timeouts")
+        self.lease = lease
+        self.name = name or dispatcher_name()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -79,20 +112,38 @@ class EventDispatcher:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def _pending(self) -> list[OutboxEvent]:
-        """Due events, oldest first, at most one contiguous run per contract.
+        """Claim the due events this dispatcher delivers next (see the module docstring)."""
+        return self._claim()
+
+    def _claim(self) -> list[OutboxEvent]:
+        """Due, unclaimed events, oldest first, at most one contiguous run per contract,
+        claimed for this dispatcher until now + lease.
 
         Only rows that are due are loaded, so contracts waiting out a backoff can never
         crowd the others out of the batch; a contract whose oldest undelivered event is not
-        due yet is skipped entirely (its later events wait behind it: order per contract).
+        due yet, or is claimed by another dispatcher, is skipped entirely (its later events
+        wait behind it: order per contract).
         """
         now = self.clock()
-        with self.sessions() as s:
+        until = now + self.lease
+        with transaction(self.sessions) as s:
+            if s.get_bind().dialect.name == "sqlite" and not self._lead(s, now, until):
+                return []
+            free = or_(OutboxEvent.claimed_until.is_(None), OutboxEvent.claimed_until <= now)
             rows = list(
                 s.scalars(
                     select(OutboxEvent)
-                    .where(OutboxEvent.delivered_at.is_(None), OutboxEvent.next_attempt_at <= now)
+                    .where(
+                        OutboxEvent.delivered_at.is_(None),
+                        OutboxEvent.next_attempt_at <= now,
+                        free,
+                    )
                     .order_by(OutboxEvent.id)
                     .limit(500)
+                    # PostgreSQL: rows another dispatcher is claiming right now are skipped,
+                    # not waited for (SQLAlchemy renders nothing for SQLite, whose write
+                    # lock, taken by the lease above, already serialises the claims).
+                    .with_for_update(skip_locked=True)
                 )
             )
             contracts = {r.contract_id for r in rows}
@@ -110,15 +161,65 @@ class EventDispatcher:
                 if contracts
                 else {}
             )
-        # A contract whose oldest undelivered event is not due yet waits as a whole. (Its
-        # later events were never tried, so once the oldest is due they are due too.)
-        ready = {r.contract_id for r in rows if first_undelivered.get(r.contract_id) == r.id}
-        return [r for r in rows if r.contract_id in ready]
+            # A contract whose oldest undelivered event is not due yet (or held by another
+            # dispatcher) waits as a whole. (Its later events were never tried, so once the
+            # oldest is due they are due too.)
+            ready = {r.contract_id for r in rows if first_undelivered.get(r.contract_id) == r.id}
+            mine = [r for r in rows if r.contract_id in ready]
+            if mine:
+                s.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.id.in_([r.id for r in mine]))
+                    .values(claimed_by=self.name, claimed_until=until)
+                )
+                for r in mine:  # what this round reads back (the rows are detached below)
+                    r.claimed_by, r.claimed_until = self.name, until
+        return mine
+
+    def _lead(self, s: Session, now: datetime, until: datetime) -> bool:
+        """SQLite: renew or take over the dispatcher lease; False while another holds it."""
+        taken = s.execute(
+            update(Lease)
+            .where(
+                Lease.name == SQLITE_LEASE,
+                or_(
+                    Lease.holder == self.name,
+                    Lease.expires_at.is_(None),
+                    Lease.expires_at <= now,
+                ),
+            )
+            .values(holder=self.name, expires_at=until)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            return True
+        if s.get(Lease, SQLITE_LEASE) is None:  # first dispatcher ever on this database
+            s.add(Lease(name=SQLITE_LEASE, holder=self.name, expires_at=until))
+            s.flush()
+            return True
+        return False
+
+    def _release(self, event_ids: Sequence[str]) -> None:
+        """Give back claimed rows this round did not post (an earlier event of the contract
+        failed, or the claim would not have covered the request)."""
+        if not event_ids:
+            return
+        with transaction(self.sessions) as s:
+            s.execute(
+                update(OutboxEvent)
+                .where(
+                    OutboxEvent.event_id.in_(list(event_ids)),
+                    OutboxEvent.claimed_by == self.name,
+                )
+                .values(claimed_by=None, claimed_until=None)
+            )
 
     def _mark(self, event_id: str, ok: bool, error: str | None) -> None:
         with transaction(self.sessions) as s:
             row = s.scalar(select(OutboxEvent).where(OutboxEvent.event_id == event_id))
             if row is None:
+                return
+            if row.delivered_at is not None:
                 return
             row.attempts += 1
             if ok:
@@ -127,6 +228,14 @@ class EventDispatcher:
             else:
                 row.last_error = (error or "")[:2000]
                 row.next_attempt_at = self.clock() + backoff(row.attempts)
+            if row.claimed_by == self.name:
+                row.claimed_by, row.claimed_until = None, None
+
+    def _covered(self, row: OutboxEvent) -> bool:
+        """The claim still covers a whole request: it cannot run out while the POST is in
+        flight, so no other dispatcher can take the row over and post it too."""
+        until = row.claimed_until
+        return until is not None and self.clock() + timedelta(seconds=self.timeout) < until
 
     async def _deliver(self, client: httpx.AsyncClient, row: OutboxEvent) -> bool:
         assert self.url
@@ -153,15 +262,25 @@ class EventDispatcher:
         for row in rows:
             by_contract.setdefault(row.contract_id, []).append(row)
 
+        unsent: list[str] = []
+
         async def one_contract(events: list[OutboxEvent]) -> int:
             sent = 0
-            for ev in events:
+            for n, ev in enumerate(events):
+                if not self._covered(ev):
+                    unsent.extend(e.event_id for e in events[n:])  # given back below
+                    break
                 if not await self._deliver(client, ev):
-                    break  # keep order: later events wait for this one
+                    # keep order: later events wait for this one (`_mark` gave it back)
+                    unsent.extend(e.event_id for e in events[n + 1 :])
+                    break
                 sent += 1
             return sent
 
-        results = await asyncio.gather(*(one_contract(evs) for evs in by_contract.values()))
+        try:
+            results = await asyncio.gather(*(one_contract(evs) for evs in by_contract.values()))
+        finally:
+            await asyncio.to_thread(self._release, unsent)
         return sum(results)
 
     async def run(self) -> None:

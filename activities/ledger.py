@@ -25,6 +25,7 @@ from core.models import (
     Installment,
     OutboxEvent,
     PaymentAttempt,
+    SupportActionRequest,
     TimelineEvent,
 )
 from workflows.types import LedgerSync
@@ -167,6 +168,16 @@ class LedgerActivities:
                             )
                         )
                         new_events += 1
+
+            # The first answer of each support action, kept for a retry with the same
+            # Idempotency-Key (api/routes/contracts.py); only the API's row is completed.
+            for outcome in inp.actions:
+                action = s.get(SupportActionRequest, (inp.contract_id, outcome.update_id))
+                if action is not None and action.state != "done":
+                    action.state = "done"
+                    action.http_status = outcome.http_status
+                    action.response = _json(outcome.response)
+                    action.completed_at = datetime.now(UTC)
         for count in after_commit:  # metrics (issue 4 item 7): only what was committed
             count()
         if new_events and self.on_events is not None:

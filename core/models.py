@@ -202,6 +202,47 @@ class OutboxEvent(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The dispatcher holding the row while it delivers it (issue 13 item 5): with several
+    # workers, a row is claimed before it is posted, so two dispatchers whose polls overlap
+    # never post the same event; a claim that runs out (its dispatcher died) is free again.
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Lease(Base):
+    """A named lease one process holds until `expires_at` (renewed while it works).
+
+    SQLite has no `SELECT … FOR UPDATE SKIP LOCKED`: there exactly one event dispatcher
+    (the lease's holder) delivers at a time; another takes over once the lease ran out."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class SupportActionRequest(Base):
+    """A support or admin action (`POST /v1/contracts/{id}/<action>`) and its first answer,
+    by `Idempotency-Key` (issue 13 item 3; SPEC.md §4 Idempotency).
+
+    Temporal de-duplicates an Update by its id only within one workflow run; this row keeps
+    the first answer beyond that (after continue-as-new or the end of the workflow), and
+    lets a caller that got `202` read the outcome later. ``state`` is ``pending`` (sent,
+    answer not yet known) or ``done`` (``http_status`` and ``response`` are the answer)."""
+
+    __tablename__ = "support_actions"
+
+    contract_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    action: Mapped[str] = mapped_column(String(32))  # the Update's name
+    request_hash: Mapped[str] = mapped_column(String(64))  # action + body, canonical JSON
+    actor: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class WebhookEvent(Base):

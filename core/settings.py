@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_keys: str = ""  # role:name:key,…
     public_url: str = "http://127.0.0.1:8000"
+    # How long a support action's request waits for the contract to answer (issue 13 item
+    # 3): after that it answers 202 with a status URL, the action goes on durably.
+    action_wait_seconds: float = Field(default=4.0, gt=0, le=60)
     # -- notices -------------------------------------------------------------------------
     smtp_url: str = "smtp://127.0.0.1:1025"
     mail_from: str = "Mahnwerk <billing@mahnwerk.localhost>"

@@ -6,7 +6,10 @@ Pure workflow code: imported inside the workflow sandbox with the workflow.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 
@@ -22,6 +25,15 @@ with workflow.unsafe.imports_passed_through():
     )
 
 TERMINAL = ("completed", "cancelled", "handed_off", "written_off", "failed")
+
+# Patch id (workflow.patched) of prompt support actions (issue 13 item 3): the main loop no
+# longer holds the lock across an activity that waits on the outside world (SMTP, Stripe);
+# support actions that touch amounts wait only for a debit in flight; a new payment method
+# is debited by the main loop; each action's answer is written to the ledger. Contracts
+# started before it keep the old sequence.
+PATCH_PROMPT_ACTIONS = "prompt-support-actions"
+
+T = TypeVar("T")
 APPROVAL_REMINDER_EVERY = timedelta(days=7)
 
 # Patch id (workflow.patched) of the SEPA pre-notification (issue 5): announcing debits,
@@ -52,6 +64,40 @@ class ContractBase:
     _outcomes: list[list[str]]
     _updates: list[PaymentUpdate]
     _auth_notice_pending: bool
+    _lock: asyncio.Lock
+    # True while the main loop holds `_lock` for its pass (not while it lent it out)
+    _loop_owns_lock: bool
+    # Debits of the main loop in flight while it lent the lock out (see `_outside`)
+    _debiting: int
+
+    async def _activity_outside(self, activity: str, arg: object, **options: Any) -> Any:
+        """`workflow.execute_activity`, awaited without the lock (see `_outside`)."""
+        return await self._outside(workflow.execute_activity(activity, arg, **options))
+
+    def _prompt(self) -> bool:
+        return workflow.patched(PATCH_PROMPT_ACTIONS)
+
+    async def _outside(self, call: Awaitable[T], *, debit: bool = False) -> T:
+        """Await an activity that waits on the outside world (an SMTP notice, a Stripe
+        call) without holding the lock, so support actions are answered meanwhile
+        (issue 13 item 3: SMTP down made them wait for a day).
+
+        The main loop re-takes the lock before it goes on, so what it does with the result
+        is serialised with the handlers as before. `debit`: a charge whose amount was
+        computed before the call and is booked after it; actions that change amounts wait
+        for it (`ContractWorkflow._acquire`) — they could not be allocated before its
+        outcome is known (§ 366 BGB)."""
+        if not (self._loop_owns_lock and self._prompt()):
+            return await call
+        self._debiting += debit
+        self._loop_owns_lock = False
+        self._lock.release()
+        try:
+            return await call
+        finally:
+            await self._lock.acquire()
+            self._loop_owns_lock = True
+            self._debiting -= debit
 
     def _fact(
         self,

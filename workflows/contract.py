@@ -16,7 +16,9 @@ workflow code, passed through the sandbox like `domain/`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
@@ -31,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.debits import Debits
     from workflows.dunning import Dunning
     from workflows.types import (
+        ActionOutcome,
         ActionResult,
         ChargeResult,
         ClaimLine,
@@ -47,7 +50,13 @@ with workflow.unsafe.imports_passed_through():
         PaymentUpdate,
         SettlementRequest,
         SupportAction,
+        action_error,
+        action_response,
     )
+
+# How many applied support actions a contract remembers by Update id (ContractState.
+# done_actions): retries come within minutes, not after a hundred other actions.
+DONE_ACTIONS_KEPT = 100
 
 # Patch id: `_dirty` is cleared when a pass of the loop starts, no longer when it goes to
 # sleep. Before, a signal that arrived during the pass (a SEPA webhook while the ledger sync
@@ -95,6 +104,12 @@ class ContractWorkflow(Debits, Dunning):
         self._waiting_for = "starting"
         self._new_method: PaymentMethodRequest | None = None
         self._auth_notice_pending = False
+        self._loop_owns_lock = False
+        self._debiting = 0
+        self._action_outcomes: list[ActionOutcome] = []
+        # Payment methods support gave, debited by the main loop (not under the lock)
+        self._pm_queue: list[tuple[str, PaymentMethodRequest]] = []
+        self._pm_done: dict[str, list[ChargeResult]] = {}
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -110,10 +125,14 @@ class ContractWorkflow(Debits, Dunning):
             self._sa_last = self._sa_tuple()  # carried over by continue-as-new
         while True:
             async with self._lock:
-                if workflow.patched(PATCH_WAKE_ON_SIGNAL_DURING_PASS):
-                    self._dirty = False  # from here on, a signal wakes the next sleep
-                await self._process(workflow.now())
-                await self._flush()
+                self._loop_owns_lock = True
+                try:
+                    if workflow.patched(PATCH_WAKE_ON_SIGNAL_DURING_PASS):
+                        self._dirty = False  # from here on, a signal wakes the next sleep
+                    await self._process(workflow.now())
+                    await self._flush()
+                finally:
+                    self._loop_owns_lock = False
             if self.s.status in TERMINAL:
                 watch = self._chargeback_watch_until()
                 if watch is None or watch <= workflow.now():
@@ -122,7 +141,11 @@ class ContractWorkflow(Debits, Dunning):
                 await self._sleep_until(watch, "the chargeback window to close")
                 continue
             if self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                # A payment-method action waits for this loop to debit: let it (it set
+                # `_dirty`, so the loop runs another pass instead of continuing as new).
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() or bool(self._pm_queue)
+                )
                 if not self._dirty:
                     workflow.continue_as_new(self._next_run_input())
                 continue
@@ -185,12 +208,19 @@ class ContractWorkflow(Debits, Dunning):
         mandates, self._mandate_updates = self._mandate_updates, []
         for mu in mandates:
             self._mandate_changed(mu, now)
+        while self._pm_queue and self.s.status not in TERMINAL:
+            ref, pm = self._pm_queue.pop(0)
+            self._pm_done[ref] = await self._outside(
+                self._use_new_method(pm, "payment method replaced by support"), debit=True
+            )
         if self._new_method is not None and self.s.status not in TERMINAL:
             req, self._new_method = self._new_method, None
-            await self._use_new_method(req, "payment method updated at Stripe")
+            await self._outside(
+                self._use_new_method(req, "payment method updated at Stripe"), debit=True
+            )
         if self.inp.kind == "subscription" and self.s.status not in TERMINAL:
             self._generate_subscription_periods(now)
-        await self._announce_debits(now)
+        await self._outside(self._announce_debits(now))  # SMTP: pre-notifications
         for inst in sorted(self.s.installments, key=lambda i: i.seq):
             if self.s.status in TERMINAL:
                 return
@@ -200,16 +230,17 @@ class ContractWorkflow(Debits, Dunning):
                 if inst.outstanding <= 0:
                     inst.status = "paid"
                     continue
-                await self._charge(inst, "due")
+                await self._outside(self._charge(inst, "due"), debit=True)
             elif (
                 inst.status == "open"
                 and not self.s.paused
                 and inst.next_retry_at
                 and inst.next_retry_at <= now
             ):
-                await self._charge(inst, "retry")
+                await self._outside(self._charge(inst, "retry"), debit=True)
             elif inst.status == "processing" and inst.next_poll_at and inst.next_poll_at <= now:
-                await self._poll(inst)
+                # Not a `debit`: a settlement never touches an installment in `processing`.
+                await self._outside(self._poll(inst))
         self._settle_case(workflow.now())
         if self._auth_notice_pending and self._open() and not self.s.paused:
             # Off-session the bank wants the customer: send the link instead of retrying.
@@ -318,10 +349,11 @@ class ContractWorkflow(Debits, Dunning):
             self._sa_last = sa
         else:
             changed = False
-        if not self._facts and not self._outcomes and not changed:
+        if not self._facts and not self._outcomes and not changed and not self._action_outcomes:
             return
         facts, self._facts = self._facts, []
         outcomes, self._outcomes = self._outcomes, []
+        actions, self._action_outcomes = self._action_outcomes, []
         summary = ", ".join(dict.fromkeys(f.type for f in facts)) or "state"
         await workflow.execute_activity(
             "sync_ledger",
@@ -342,6 +374,7 @@ class ContractWorkflow(Debits, Dunning):
                 customer_id=self.inp.customer.id,
                 product_id=self.inp.product.id,
                 attempt_outcomes=outcomes,
+                actions=actions,
             ),
             result_type=int,
             start_to_close_timeout=rp.LEDGER_START_TO_CLOSE,
@@ -378,74 +411,103 @@ class ContractWorkflow(Debits, Dunning):
 
     @workflow.update(name="settle")
     async def settle(self, req: SettlementRequest) -> ActionResult:
-        async with self._lock:
-            now = workflow.now()
-            received = req.received_at or now
-            lines = self._open()
-            interest, note = await self._interest_due(lines, received)
-            oldest_day = berlin_date(lines[0].due_at) if lines else berlin_date(now)
-            claim = Claim(
-                costs=[Item("fees", self._fees_open(), oldest_day)] if self._fees_open() else [],
-                interest=[
-                    Item(f"interest_{i.seq}", amount, berlin_date(i.due_at))
-                    for i, amount in zip(lines, interest, strict=True)
-                    if amount > 0
-                ],
-                principal=[
-                    Item(f"installment_{i.seq}", i.outstanding, berlin_date(i.due_at))
-                    for i in lines
-                ],
+        if not self._prompt():
+            async with self._lock:
+                return await self._settle(req, None)
+        ref = self._action_ref(req)
+        if ref in self.s.done_actions:
+            return self._result("settlement already recorded (same Idempotency-Key)")
+        await self._acquire(money=True)
+        try:
+            return await self._settle(req, ref)
+        finally:
+            self._lock.release()
+
+    async def _settle(self, req: SettlementRequest, ref: str | None) -> ActionResult:
+        """Allocate a settlement (§§ 366, 367 BGB). `ref`: the action's Update id — the
+        amount is checked again here, against the state it is applied to: two settlements
+        validated against the same state must not both be applied beyond what is open."""
+        now = workflow.now()
+        received = req.received_at or now
+        lines = self._open()
+        interest, note = await self._interest_due(lines, received)
+        if ref is not None:
+            # What is payable now, with the interest to the day of receipt (the validator
+            # could only bound it); without a base rate for the period, the bound again.
+            payable = self._payable_principal_and_fees() + (
+                self._interest_bound() if note else sum(interest)
             )
-            # §§ 366 (2), 367 (1) BGB: costs, then interest, then principal, oldest first.
-            result = allocate(req.amount, claim)
-            alloc: dict[str, int] = {}
-            by_seq = {i.seq: i for i in self.s.installments}
-            for part in result.parts:
-                alloc[part.key] = alloc.get(part.key, 0) + part.amount
-                if part.kind == "costs":
-                    self.s.fees_paid += part.amount
-                elif part.kind == "interest":
-                    self.s.interest_paid += part.amount
-                else:
-                    self._apply_payment(by_seq[int(part.key.split("_")[1])], part.amount)
-            remaining = result.remainder
-            # What is left pays the next installments in advance (they are not debited then).
-            for inst in sorted(
-                (i for i in self.s.installments if i.status == "scheduled"), key=lambda i: i.due_at
-            ):
-                if remaining <= 0:
-                    break
-                part_amount = min(remaining, inst.outstanding)
-                self._apply_payment(inst, part_amount)
-                remaining -= part_amount
-                alloc[f"installment_{inst.seq}"] = part_amount
-            if remaining > 0:
-                alloc["credit"] = remaining  # overpaid: to be refunded, shown on the timeline
-            if note:
-                alloc["interest_not_allocated"] = 0
-            self.s.paid_total += req.amount
-            uid = workflow.current_update_info()
-            ref = req.request_id or (uid.id if uid else str(workflow.uuid4()))
-            self._fact(
-                "settlement.recorded",
-                f"settlement:{self.inp.contract_id}:{ref}",
-                now,
-                {
-                    "amount": req.amount,
-                    "method": req.method,
-                    "reference": req.reference,
-                    "received_at": req.received_at or now,
-                    "allocation": alloc,
-                    "interest_note": note,
-                },
-                event="payment.succeeded",
-                actor=req.actor,
-            )
-            self._settle_case(now)
-            self._check_completed(now)
-            await self._flush()
-            self._dirty = True
-            return self._result(f"settlement of {self._money(req.amount)} recorded", alloc=alloc)
+            if req.amount > payable:
+                await self._refuse(
+                    ref,
+                    f"amount {req.amount} exceeds what is still payable ({payable})",
+                    "SettlementExceedsClaim",
+                )
+        oldest_day = berlin_date(lines[0].due_at) if lines else berlin_date(now)
+        claim = Claim(
+            costs=[Item("fees", self._fees_open(), oldest_day)] if self._fees_open() else [],
+            interest=[
+                Item(f"interest_{i.seq}", amount, berlin_date(i.due_at))
+                for i, amount in zip(lines, interest, strict=True)
+                if amount > 0
+            ],
+            principal=[
+                Item(f"installment_{i.seq}", i.outstanding, berlin_date(i.due_at)) for i in lines
+            ],
+        )
+        # §§ 366 (2), 367 (1) BGB: costs, then interest, then principal, oldest first.
+        result = allocate(req.amount, claim)
+        alloc: dict[str, int] = {}
+        by_seq = {i.seq: i for i in self.s.installments}
+        for part in result.parts:
+            alloc[part.key] = alloc.get(part.key, 0) + part.amount
+            if part.kind == "costs":
+                self.s.fees_paid += part.amount
+            elif part.kind == "interest":
+                self.s.interest_paid += part.amount
+            else:
+                self._apply_payment(by_seq[int(part.key.split("_")[1])], part.amount)
+        remaining = result.remainder
+        # What is left pays the next installments in advance (they are not debited then).
+        for inst in sorted(
+            (i for i in self.s.installments if i.status == "scheduled"), key=lambda i: i.due_at
+        ):
+            if remaining <= 0:
+                break
+            part_amount = min(remaining, inst.outstanding)
+            self._apply_payment(inst, part_amount)
+            remaining -= part_amount
+            alloc[f"installment_{inst.seq}"] = part_amount
+        if remaining > 0:
+            alloc["credit"] = remaining  # overpaid: to be refunded, shown on the timeline
+        if note:
+            alloc["interest_not_allocated"] = 0
+        self.s.paid_total += req.amount
+        uid = workflow.current_update_info()
+        fact_ref = req.request_id or (uid.id if uid else str(workflow.uuid4()))
+        self._fact(
+            "settlement.recorded",
+            f"settlement:{self.inp.contract_id}:{fact_ref}",
+            now,
+            {
+                "amount": req.amount,
+                "method": req.method,
+                "reference": req.reference,
+                "received_at": req.received_at or now,
+                "allocation": alloc,
+                "interest_note": note,
+            },
+            event="payment.succeeded",
+            actor=req.actor,
+        )
+        self._settle_case(now)
+        self._check_completed(now)
+        res = self._result(f"settlement of {self._money(req.amount)} recorded", alloc=alloc)
+        if ref is not None:
+            self._answered(ref, res)
+        await self._flush()
+        self._dirty = True
+        return res
 
     def _apply_payment(self, inst: InstallmentState, amount: int) -> None:
         inst.paid += amount
@@ -484,33 +546,72 @@ class ContractWorkflow(Debits, Dunning):
 
     @settle.validator
     def _validate_settle(self, req: SettlementRequest) -> None:
+        if self._repeated(req):
+            return
         self._require_active("record a settlement")
         if req.amount <= 0:
             raise ApplicationError("amount must be positive", type="InvalidInput")
-        payable = self._fees_open() + sum(
-            i.outstanding for i in self.s.installments if i.status in ("open", "scheduled")
-        )
-        # Interest is computed by an activity; bound it generously here (25 % a year is far
-        # above base rate + 9 pp) so a payment that includes interest is never refused.
-        now = workflow.now()
-        payable += sum(
-            i.outstanding * max((now - i.due_at).days, 0) // (4 * 365) + 1 for i in self._open()
-        )
+        payable = self._payable_principal_and_fees() + self._interest_bound()
         if req.amount > payable:
             raise ApplicationError(
                 f"amount {req.amount} exceeds what is still payable ({payable})",
                 type="SettlementExceedsClaim",
             )
 
+    def _payable_principal_and_fees(self) -> int:
+        """Open fees plus every installment not yet paid (future ones may be prepaid)."""
+        return self._fees_open() + sum(
+            i.outstanding for i in self.s.installments if i.status in ("open", "scheduled")
+        )
+
+    def _interest_bound(self) -> int:
+        """Interest is computed by an activity; bound it generously for validation (25 % a
+        year is far above base rate + 9 pp) so a payment that includes interest is never
+        refused."""
+        now = workflow.now()
+        return sum(
+            i.outstanding * max((now - i.due_at).days, 0) // (4 * 365) + 1 for i in self._open()
+        )
+
     @workflow.update(name="replace_payment_method")
     async def replace_payment_method(self, req: PaymentMethodRequest) -> ActionResult:
-        async with self._lock:
-            debited = await self._use_new_method(req, "payment method replaced by support")
-            self._settle_case(workflow.now())
-            self._check_completed(workflow.now())
+        if not self._prompt():
+            async with self._lock:
+                debited = await self._use_new_method(req, "payment method replaced by support")
+                self._settle_case(workflow.now())
+                self._check_completed(workflow.now())
+                await self._flush()
+                self._dirty = True
+                return self._result("payment method replaced", debited=debited)
+        ref = self._action_ref(req)
+        if ref in self.s.done_actions:
+            return self._result("payment method already replaced (same Idempotency-Key)")
+        # The debits go to Stripe: the main loop runs them, without the lock; this handler
+        # waits for their outcome (the API answers 202 meanwhile if Stripe is slow).
+        req.request_id = req.request_id or ref
+        self._pm_queue.append((ref, req))
+        self._dirty = True
+        await workflow.wait_condition(lambda: ref in self._pm_done or self.s.status in TERMINAL)
+        await self._acquire(money=True)
+        try:
+            if ref not in self._pm_done:
+                self._pm_queue = [(r, p) for r, p in self._pm_queue if r != ref]
+                await self._refuse(
+                    ref,
+                    f"cannot replace the payment method: contract is {self.s.status}",
+                    "ContractNotActive",
+                )
+            debited = self._pm_done.pop(ref)
+            now = workflow.now()
+            self._settle_case(now)
+            self._check_completed(now)
+            res = self._result("payment method replaced", debited=debited)
+            self._answered(ref, res)
             await self._flush()
             self._dirty = True
-            return self._result("payment method replaced", debited=debited)
+            return res
+        finally:
+            self._lock.release()
 
     async def _use_new_method(self, req: PaymentMethodRequest, why: str) -> list[ChargeResult]:
         """Store the method and debit every open amount with it now (SPEC.md §3)."""
@@ -534,15 +635,66 @@ class ContractWorkflow(Debits, Dunning):
 
     @replace_payment_method.validator
     def _validate_pm(self, req: PaymentMethodRequest) -> None:
+        if self._repeated(req):
+            return
         self._require_active("replace the payment method")
         if not req.payment_method.startswith("pm_"):
             raise ApplicationError("payment_method must be a Stripe pm_… id", type="InvalidInput")
 
     # -- support and admin actions (SPEC.md §4): Updates, validated before anything is written
 
-    def _action_ref(self, req: SupportAction) -> str:
+    def _action_ref(self, req: SupportAction | SettlementRequest | PaymentMethodRequest) -> str:
         uid = workflow.current_update_info()
         return req.request_id or (uid.id if uid else str(workflow.uuid4()))
+
+    def _repeated(self, req: SupportAction | SettlementRequest | PaymentMethodRequest) -> bool:
+        """For validators: this action (by Update id) was applied already, in this run or
+        one before continue-as-new; its handler answers without changing anything."""
+        uid = workflow.current_update_info()
+        ref = req.request_id or (uid.id if uid else None)
+        return ref is not None and ref in self.s.done_actions
+
+    async def _acquire(self, *, money: bool) -> None:
+        """Take the lock for an action. `money`: the action changes amounts or installments,
+        so it also waits while a debit of the main loop is in flight (`_outside`): what it
+        allocates depends on that debit's outcome. Nothing else waits on Stripe or SMTP."""
+        while True:
+            if money:
+                await workflow.wait_condition(lambda: self._debiting == 0)
+            await self._lock.acquire()
+            if not money or self._debiting == 0:
+                return
+            self._lock.release()  # a debit started before the lock came free: wait for it
+
+    def _answered(self, ref: str, res: ActionResult) -> None:
+        """Remember the action as applied and keep its answer with its facts (ledger)."""
+        self.s.done_actions = (self.s.done_actions + [ref])[-DONE_ACTIONS_KEPT:]
+        body = action_response(self.inp.contract_id, res)
+        self._action_outcomes.append(ActionOutcome(ref, 200, body))
+
+    async def _refuse(self, ref: str, message: str, type_: str) -> NoReturn:
+        """Refuse an accepted action (the state changed since its validation): the refusal
+        is its answer, kept like any other, and nothing else changes."""
+        self.s.done_actions = (self.s.done_actions + [ref])[-DONE_ACTIONS_KEPT:]
+        self._action_outcomes.append(ActionOutcome(ref, 409, action_error(409, type_, message)))
+        await self._flush()
+        raise ApplicationError(message, type=type_)
+
+    async def _act(
+        self, req: SupportAction, apply: Callable[[], str], *, money: bool
+    ) -> ActionResult:
+        """Run a support action: `apply` changes the state and returns the message."""
+        if not self._prompt():
+            async with self._lock:
+                return await self._finish_action(apply())
+        ref = self._action_ref(req)
+        if ref in self.s.done_actions:
+            return self._result("already applied (same Idempotency-Key)")
+        await self._acquire(money=money)
+        try:
+            return await self._finish_action(apply(), ref)
+        finally:
+            self._lock.release()
 
     def _action_fact(
         self, type_: str, req: SupportAction, data: dict, *, event: str | None = None
@@ -556,10 +708,13 @@ class ContractWorkflow(Debits, Dunning):
             event=event,
         )
 
-    async def _finish_action(self, message: str) -> ActionResult:
+    async def _finish_action(self, message: str, ref: str | None = None) -> ActionResult:
+        res = self._result(message)
+        if ref is not None:
+            self._answered(ref, res)
         await self._flush()
         self._dirty = True  # the main loop re-plans its next wake-up
-        return self._result(message)
+        return res
 
     def _end_pause(self, now: datetime, actor: str | None, why: str) -> None:
         if self._case_open() and self.s.paused_at is not None:
@@ -579,17 +734,21 @@ class ContractWorkflow(Debits, Dunning):
 
     @workflow.update(name="pause")
     async def pause(self, req: SupportAction) -> ActionResult:
-        async with self._lock:
+        def apply() -> str:
             now = workflow.now()
             self.s.paused = True
             self.s.paused_until = req.until
             self.s.paused_at = now
             self._action_fact("contract.paused", req, {"until": req.until})
             until = f" until {req.until.isoformat()}" if req.until else ""
-            return await self._finish_action(f"paused{until}")
+            return f"paused{until}"
+
+        return await self._act(req, apply, money=False)
 
     @pause.validator
     def _validate_pause(self, req: SupportAction) -> None:
+        if self._repeated(req):
+            return
         self._require_active("pause")
         if self.s.paused:
             until = self.s.paused_until.isoformat() if self.s.paused_until else "resumed"
@@ -600,12 +759,16 @@ class ContractWorkflow(Debits, Dunning):
 
     @workflow.update(name="resume")
     async def resume(self, req: SupportAction) -> ActionResult:
-        async with self._lock:
+        def apply() -> str:
             self._end_pause(workflow.now(), req.actor, req.reason or "resumed by support")
-            return await self._finish_action("resumed")
+            return "resumed"
+
+        return await self._act(req, apply, money=False)
 
     @resume.validator
     def _validate_resume(self, req: SupportAction) -> None:
+        if self._repeated(req):
+            return
         self._require_active("resume")
         if not self.s.paused:
             raise ApplicationError("the contract is not paused", type="InvalidState")
@@ -617,7 +780,8 @@ class ContractWorkflow(Debits, Dunning):
         A deferral agreed with the creditor ends the default (§ 286 BGB needs a due claim),
         so the case closes and a locked access is unlocked; the fees stay owed and are
         collected with the deferred debit."""
-        async with self._lock:
+
+        def apply() -> str:
             now = workflow.now()
             assert req.until is not None
             moved = []
@@ -630,10 +794,14 @@ class ContractWorkflow(Debits, Dunning):
                 moved.append(inst.seq)
             self._action_fact("contract.deferred", req, {"until": req.until, "installments": moved})
             self._close_case(now, "deferred")
-            return await self._finish_action(f"deferred until {req.until.isoformat()}")
+            return f"deferred until {req.until.isoformat()}"
+
+        return await self._act(req, apply, money=True)
 
     @defer.validator
     def _validate_defer(self, req: SupportAction) -> None:
+        if self._repeated(req):
+            return
         self._require_active("defer")
         if req.until is None or req.until <= workflow.now():
             raise ApplicationError("until must be a future date", type="InvalidInput")
@@ -643,17 +811,21 @@ class ContractWorkflow(Debits, Dunning):
 
     @workflow.update(name="waive")
     async def waive(self, req: SupportAction) -> ActionResult:
-        async with self._lock:
+        def apply() -> str:
             waived = self._fees_open() if req.fees else 0
             self.s.fees_waived += waived
             if req.interest:
                 self.s.interest_waived = True
             self._action_fact("claim.waived", req, {"fees": waived, "interest": req.interest})
             self._settle_case(workflow.now())
-            return await self._finish_action(f"waived {self._money(waived)} in fees")
+            return f"waived {self._money(waived)} in fees"
+
+        return await self._act(req, apply, money=True)
 
     @waive.validator
     def _validate_waive(self, req: SupportAction) -> None:
+        if self._repeated(req):
+            return
         self._require_active("waive")
         if not (req.fees or req.interest):
             raise ApplicationError("waive fees, interest or both", type="InvalidInput")
@@ -663,13 +835,17 @@ class ContractWorkflow(Debits, Dunning):
 
     @workflow.update(name="contest")
     async def contest(self, req: SupportAction) -> ActionResult:
-        async with self._lock:
+        def apply() -> str:
             self.s.contested = True
             self._action_fact("claim.contested", req, {})
-            return await self._finish_action("contested: no automatic hand-off")
+            return "contested: no automatic hand-off"
+
+        return await self._act(req, apply, money=False)
 
     @contest.validator
     def _validate_contest(self, req: SupportAction) -> None:
+        if self._repeated(req):
+            return
         self._require_active("contest")
         if self.s.contested:
             raise ApplicationError("the claim is already contested", type="InvalidState")
@@ -677,12 +853,16 @@ class ContractWorkflow(Debits, Dunning):
 
     @workflow.update(name="write_off")
     async def write_off(self, req: SupportAction) -> ActionResult:
-        async with self._lock:
+        def apply() -> str:
             self._write_off(workflow.now(), req.actor, req.reason)
-            return await self._finish_action("written off")
+            return "written off"
+
+        return await self._act(req, apply, money=True)
 
     @write_off.validator
     def _validate_write_off(self, req: SupportAction) -> None:
+        if self._repeated(req):
+            return
         self._require_active("write off")
         if self._overdue() <= 0:
             raise ApplicationError("there is no open claim to write off", type="InvalidState")
@@ -692,7 +872,8 @@ class ContractWorkflow(Debits, Dunning):
     async def retry_debit(self, req: SupportAction) -> ActionResult:
         """An admin fixed what Stripe refused (issue 10 item 3): every stalled debit is tried
         again now, by the main loop (the lock is not held across the Stripe call)."""
-        async with self._lock:
+
+        def apply() -> str:
             now = workflow.now()
             seqs = []
             for inst in self._stalled():
@@ -701,9 +882,9 @@ class ContractWorkflow(Debits, Dunning):
                     inst.next_poll_at = now
                 seqs.append(inst.seq)
             self._action_fact("debit.retry_requested", req, {"installments": seqs})
-            return await self._finish_action(
-                f"debit of installment {', '.join(map(str, seqs))} retried now"
-            )
+            return f"debit of installment {', '.join(map(str, seqs))} retried now"
+
+        return await self._act(req, apply, money=False)
 
     def _stalled(self) -> list[InstallmentState]:
         return [
@@ -715,21 +896,27 @@ class ContractWorkflow(Debits, Dunning):
 
     @retry_debit.validator
     def _validate_retry_debit(self, req: SupportAction) -> None:
+        if self._repeated(req):
+            return
         self._require_active("retry a debit")
         if not self._stalled():
             raise ApplicationError("no debit of this contract is stalled", type="InvalidState")
 
     @workflow.update(name="approve_handoff")
     async def approve_handoff(self, req: SupportAction) -> ActionResult:
-        async with self._lock:
+        def apply() -> str:
             route = req.route or ("inkasso" if self.s.contested else "court")
             if self.policy.collection.route in ("court", "inkasso") and not req.route:
                 route = self.policy.collection.route
             self._hand_off(workflow.now(), route, req.actor)
-            return await self._finish_action(f"handed off ({route})")
+            return f"handed off ({route})"
+
+        return await self._act(req, apply, money=True)
 
     @approve_handoff.validator
     def _validate_approve(self, req: SupportAction) -> None:
+        if self._repeated(req):
+            return
         self._require_active("approve a hand-off")
         if not self.s.awaiting_approval:
             raise ApplicationError("no hand-off is waiting for approval", type="InvalidState")
@@ -738,7 +925,7 @@ class ContractWorkflow(Debits, Dunning):
 
     @workflow.update(name="cancel")
     async def cancel(self, req: SupportAction) -> ActionResult:
-        async with self._lock:
+        def apply() -> str:
             now = workflow.now()
             future = sorted(
                 (i for i in self.s.installments if i.status == "scheduled" and i.due_at > now),
@@ -761,10 +948,14 @@ class ContractWorkflow(Debits, Dunning):
                 {"effective_at": cancel_at, "at_period_end": req.at_period_end},
             )
             self._check_completed(now)
-            return await self._finish_action(f"cancelled effective {cancel_at.isoformat()}")
+            return f"cancelled effective {cancel_at.isoformat()}"
+
+        return await self._act(req, apply, money=True)
 
     @cancel.validator
     def _validate_cancel(self, req: SupportAction) -> None:
+        if self._repeated(req):
+            return
         if self.inp.kind != "subscription":
             raise ApplicationError("only subscriptions can be cancelled", type="InvalidState")
         self._require_active("cancel")

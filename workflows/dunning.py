@@ -103,8 +103,9 @@ class Dunning(ContractBase):
         await self._flush()
         if step.notice:
             await self._send_notice(step.stage, step.notice, now)
-        if locks_now:
+        if locks_now and self.s.access == "locked":
             # The customer learns at once why the course is closed and how to reopen it.
+            # (Not if a payment unlocked it while the stage's notice was being sent.)
             await self._send_notice("access_locked", "access_locked", now)
 
     def _principal(self) -> int:
@@ -268,7 +269,7 @@ class Dunning(ContractBase):
             for i in self._open()
         ]
         try:
-            await workflow.execute_activity(
+            await self._activity_outside(  # SMTP may be down for a day: never under the lock
                 "send_notice",
                 NoticeInput(
                     contract_id=self.inp.contract_id,

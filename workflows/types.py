@@ -124,6 +124,10 @@ class ContractState:
     # are announced beforehand with these details.
     method: PaymentMethodInfo | None = None
     disputes_settled: list[str] = field(default_factory=list)  # won disputes, applied once
+    # Update ids of the support actions already applied (the most recent ones, carried over
+    # continue-as-new): Temporal de-duplicates an Update id only within one run, so a
+    # retried action that reaches the next run is recognised here and changes nothing.
+    done_actions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -269,6 +273,18 @@ class LedgerSync:
     product_id: str = ""
     # (idempotency_key, status, code) for attempts whose outcome arrived later (SEPA)
     attempt_outcomes: list[list[str]] = field(default_factory=list)
+    # Support actions answered in this pass: their first answer, kept by Idempotency-Key
+    actions: list[ActionOutcome] = field(default_factory=list)
+
+
+@dataclass
+class ActionOutcome:
+    """A support action's answer as the API gives it (`http_status` and JSON body), written
+    to the ledger with the action's facts (core.models.SupportActionRequest)."""
+
+    update_id: str
+    http_status: int
+    response: dict[str, Any]
 
 
 @dataclass
@@ -395,6 +411,35 @@ class ActionResult:
     message: str = ""
     debited: list[ChargeResult] = field(default_factory=list)
     allocation: dict[str, int] = field(default_factory=dict)
+
+
+def action_response(contract_id: str, res: ActionResult) -> dict[str, Any]:
+    """The JSON body of a support action's 200 answer (api.schemas.ActionOut): built here
+    once, so the answer the API gives and the one the ledger keeps for a retry are equal."""
+    return {
+        "contract_id": contract_id,
+        "status": res.status,
+        "stage": res.stage,
+        "access": res.access,
+        "overdue_amount": res.overdue_amount,
+        "message": res.message,
+        "debits": [
+            {
+                "status": d.status,
+                "amount": d.amount,
+                "code": d.code,
+                "payment_intent": d.payment_intent,
+            }
+            for d in res.debited
+        ],
+        "allocation": dict(res.allocation),
+    }
+
+
+def action_error(status: int, type_: str, message: str) -> dict[str, Any]:
+    """The JSON body of a refused action, as api.errors renders it (SPEC.md §4)."""
+    code = "conflict" if status == 409 else "invalid_input"
+    return {"error": {"code": code, "message": message, "details": {"type": type_}}}
 
 
 @dataclass

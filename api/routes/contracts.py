@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import re
 import threading
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Header, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -28,7 +39,7 @@ from api.deps import (
     SupportCaller,
     TemporalDep,
 )
-from api.errors import ApiError, reject_nul_bytes
+from api.errors import ApiError, error_body, reject_nul_bytes
 from api.schemas import (
     ActionOut,
     ApproveHandoffIn,
@@ -43,7 +54,13 @@ from api.schemas import (
     WaiverIn,
 )
 from core.db import transaction
-from core.models import Contract, Installment, PaymentAttempt, TimelineEvent
+from core.models import (
+    Contract,
+    Installment,
+    PaymentAttempt,
+    SupportActionRequest,
+    TimelineEvent,
+)
 from core.settings import Settings
 from core.temporal import workflow_ui_url
 from domain.policy import Policy, PolicyError, load_policy, policy_to_dict
@@ -57,6 +74,7 @@ from workflows.types import (
     Product,
     SettlementRequest,
     SupportAction,
+    action_response,
     workflow_id_for,
 )
 
@@ -420,64 +438,302 @@ async def get_events(contract_id: str, caller: ReaderCaller, state: StateDep) ->
 
 
 # -- support actions: Temporal Updates, validated before anything is written -----------------
+#
+# Idempotency (SPEC.md §4, issue 13 item 3): `Idempotency-Key` is the Update's id. Temporal
+# answers a repeated Update id with the first outcome, but only within one workflow run; the
+# `support_actions` row (written by the API before the Update is sent, completed by the
+# workflow's ledger write together with the action's facts) keeps the first answer beyond
+# that — after continue-as-new, after the contract ended. A request waits at most
+# MAHNWERK_ACTION_WAIT_SECONDS for the contract; then it answers 202 with a status URL.
 
 _CONFLICT_TYPES = {"ContractNotActive", "SettlementExceedsClaim", "InvalidState"}
+_KEY_CHARS = re.compile(r"[A-Za-z0-9._:~-]{1,255}")
+_KEY_RULE = "1 to 255 characters of A-Z, a-z, 0-9 and . _ : ~ -"
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Makes the action safe to retry: a request with a key already used for "
+        "this contract answers with the first answer and changes nothing (a different "
+        f"request with the same key: 422). {_KEY_RULE}, e.g. a UUID.",
+    ),
+]
+
+_ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "The contract did not answer within MAHNWERK_ACTION_WAIT_SECONDS "
+        "(e.g. a debit in flight while Stripe is slow): the action goes on; its answer is at "
+        "`status_url` (`GET /v1/contracts/{id}/actions/{key}`), or retry with the same "
+        "Idempotency-Key."
+    }
+}
+
+
+@dataclass
+class _ActionRow:
+    key: str
+    fresh: bool  # inserted by this request
+    state: str
+    http_status: int | None
+    response: dict[str, Any] | None
+    workflow_id: str
+
+
+def _digest(name: str, body: BaseModel | None) -> str:
+    canonical = json.dumps(
+        {"action": name, "body": body.model_dump(mode="json") if body is not None else {}},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _record_action(
+    sessions: sessionmaker[Session],
+    contract_id: str,
+    key: str,
+    name: str,
+    digest: str,
+    actor: str,
+) -> _ActionRow:
+    """The action's row: the one a request with this key wrote before (same request, else
+    422), or a new `pending` one (not for a contract that has ended: 409 as before)."""
+    for _ in range(2):
+        with sessions() as s:
+            c = s.get(Contract, contract_id)
+            if c is None:
+                raise ApiError(404, "not_found", f"contract {contract_id} not found")
+            row = s.get(SupportActionRequest, (contract_id, key))
+            if row is not None:
+                if row.request_hash != digest:
+                    raise ApiError(
+                        422,
+                        "idempotency_key_reused",
+                        f"Idempotency-Key {key} was already used for another request "
+                        f"({row.action} on contract {contract_id}): use a new key",
+                        [{"field": "Idempotency-Key", "action": row.action}],
+                    )
+                return _ActionRow(
+                    key, False, row.state, row.http_status, row.response, c.workflow_id
+                )
+            if c.status in TERMINAL:
+                raise ApiError(
+                    409, "conflict", f"contract {contract_id} is {c.status}", {"status": c.status}
+                )
+            s.add(
+                SupportActionRequest(
+                    contract_id=contract_id,
+                    idempotency_key=key,
+                    action=name,
+                    request_hash=digest,
+                    actor=actor,
+                    state="pending",
+                )
+            )
+            try:
+                s.commit()
+            except IntegrityError:
+                continue  # the same key at the same moment: compare with that request
+            return _ActionRow(key, True, "pending", None, None, c.workflow_id)
+    raise ApiError(409, "conflict", f"Idempotency-Key {key} is being used concurrently")
+
+
+def _complete_action(
+    sessions: sessionmaker[Session], contract_id: str, key: str, status: int, body: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    """Keep the answer unless one is kept already (the workflow writes it with the action's
+    facts); returns the kept answer, so every request with this key gets the same."""
+    with transaction(sessions) as s:
+        row = s.get(SupportActionRequest, (contract_id, key))
+        if row is None:
+            return status, body
+        if row.state != "done" or row.http_status is None or row.response is None:
+            row.state, row.http_status, row.response = "done", status, body
+            row.completed_at = datetime.now(UTC)
+        return row.http_status, dict(row.response)
+
+
+def _read_action(sessions: sessionmaker[Session], contract_id: str, key: str) -> dict[str, Any]:
+    with sessions() as s:
+        row = s.get(SupportActionRequest, (contract_id, key))
+        if row is None:
+            raise ApiError(404, "not_found", f"no action with key {key} on contract {contract_id}")
+        c = s.get(Contract, contract_id)
+        return {
+            "contract_id": contract_id,
+            "idempotency_key": key,
+            "action": row.action,
+            "state": row.state,
+            "http_status": row.http_status,
+            "response": row.response,
+            "created_at": row.created_at.isoformat(),
+            "completed_at": row.completed_at.isoformat() if row.completed_at else None,
+            "workflow_id": c.workflow_id if c is not None else None,
+        }
+
+
+def _status_url(contract_id: str, key: str) -> str:
+    return f"/v1/contracts/{contract_id}/actions/{key}"
+
+
+def _refusal(exc: WorkflowUpdateFailedError) -> ApiError:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError):
+        http = 409 if cause.type in _CONFLICT_TYPES else 422
+        code = "conflict" if http == 409 else "invalid_input"
+        return ApiError(http, code, cause.message, {"type": cause.type})
+    return ApiError(500, "internal_error", str(exc))
+
+
+async def _await_update(
+    client: Client, workflow_id: str, name: str | None, arg: Any, key: str, wait: float
+) -> ActionResult | None:
+    """Send the Update (`name`) or, `name` None, look for the outcome of one sent before;
+    None if it is not known within `wait` seconds."""
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        async with asyncio.timeout(wait):
+            if name is None:
+                uh = handle.get_update_handle(key, result_type=ActionResult)
+            else:
+                uh = await handle.start_update(
+                    name,
+                    arg,
+                    id=key,
+                    wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                    result_type=ActionResult,
+                )
+            res: ActionResult = await uh.result()
+            return res
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return None
 
 
 async def _update(
-    state: StateDep, client: Client, contract_id: str, name: str, arg: Any
-) -> ActionOut:
-    with state.sessions() as s:
-        c = s.get(Contract, contract_id)
-        if c is None:
-            raise ApiError(404, "not_found", f"contract {contract_id} not found")
-        wf_id, status = c.workflow_id, c.status
-    if status in TERMINAL:
-        raise ApiError(409, "conflict", f"contract {contract_id} is {status}", {"status": status})
-    handle = client.get_workflow_handle(wf_id)
+    state: StateDep,
+    client: Client,
+    contract_id: str,
+    name: str,
+    arg: Any,
+    *,
+    body: BaseModel | None,
+    actor: str,
+    key: str | None,
+) -> Response:
+    if key is not None and not _KEY_CHARS.fullmatch(key):
+        raise ApiError(
+            422,
+            "invalid_input",
+            f"Idempotency-Key: must be {_KEY_RULE}",
+            [{"field": "Idempotency-Key", "message": f"must be {_KEY_RULE}", "in": "header"}],
+        )
+    key = key or str(uuid.uuid4())  # without the header: a new action, as before
+    sessions = state.sessions
+    row = await run_in_threadpool(
+        _record_action, sessions, contract_id, key, name, _digest(name, body), actor
+    )
+    if row.state == "done" and row.http_status is not None and row.response is not None:
+        return JSONResponse(row.response, status_code=row.http_status)
+
+    async def answer(status: int, out: dict[str, Any]) -> Response:
+        status, out = await run_in_threadpool(
+            _complete_action, sessions, contract_id, key, status, out
+        )
+        return JSONResponse(out, status_code=status)
+
+    # A repeated key whose first request is still pending sends the Update again with the
+    # same id: Temporal attaches it to the first (same run), or the workflow recognises it
+    # (ContractState.done_actions); either way it is applied once.
     try:
-        res: ActionResult = await handle.execute_update(name, arg, result_type=ActionResult)
+        res = await _await_update(
+            client, row.workflow_id, name, arg, key, state.settings.action_wait_seconds
+        )
     except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        if isinstance(cause, ApplicationError):
-            http = 409 if cause.type in _CONFLICT_TYPES else 422
-            code = "conflict" if http == 409 else "invalid_input"
-            raise ApiError(http, code, cause.message, {"type": cause.type}) from None
-        raise ApiError(500, "internal_error", str(exc)) from None
+        err = _refusal(exc)
+        if err.status >= 500:
+            raise err from None
+        return await answer(err.status, error_body(err.code, err.message, err.details))
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND or "already completed" in str(exc).lower():
-            raise ApiError(
-                409, "conflict", f"contract {contract_id} is no longer running"
-            ) from None
+            msg = f"contract {contract_id} is no longer running"
+            return await answer(409, error_body("conflict", msg, None))
         raise ApiError(503, "unavailable", f"Temporal: {exc}") from None
-    return ActionOut(
-        contract_id=contract_id,
-        status=res.status,
-        stage=res.stage,
-        access=res.access,
-        overdue_amount=res.overdue_amount,
-        message=res.message,
-        debits=[
+    if res is None:
+        url = _status_url(contract_id, key)
+        return JSONResponse(
             {
-                "status": d.status,
-                "amount": d.amount,
-                "code": d.code,
-                "payment_intent": d.payment_intent,
-            }
-            for d in res.debited
-        ],
-        allocation=res.allocation,
-    )
+                "contract_id": contract_id,
+                "action": name,
+                "idempotency_key": key,
+                "state": "pending",
+                "status_url": url,
+                "message": "the contract has not answered yet; the action goes on. Its "
+                "answer will be at status_url; a retry with the same Idempotency-Key is safe.",
+            },
+            status_code=202,
+            headers={"Location": url},
+        )
+    return await answer(200, action_response(contract_id, res))
 
 
-@router.post("/{contract_id}/settlements", summary="Record a payment received outside Stripe")
+@router.get(
+    "/{contract_id}/actions/{key}",
+    summary="The answer to a support action, by its Idempotency-Key",
+    responses={202: {"description": "Not answered yet: ask again later."}},
+)
+async def action_status(
+    contract_id: str, key: str, caller: SupportCaller, state: StateDep, client: TemporalDep
+) -> Response:
+    """`state` `done` (200) with the answer the action's request got or would have got
+    (`http_status`, `response`), or `pending` (202). Actions sent without an Idempotency-Key
+    are found by the key in their 202 answer's `status_url`."""
+    found = await run_in_threadpool(_read_action, state.sessions, contract_id, key)
+    if found["state"] != "done" and found["workflow_id"]:
+        try:
+            res = await _await_update(client, found["workflow_id"], None, None, key, 1.0)
+        except WorkflowUpdateFailedError as exc:
+            err = _refusal(exc)
+            if err.status < 500:
+                await run_in_threadpool(
+                    _complete_action,
+                    state.sessions,
+                    contract_id,
+                    key,
+                    err.status,
+                    error_body(err.code, err.message, err.details),
+                )
+            res = None
+        except RPCError:
+            res = None  # not (yet) known to Temporal: the row tells what is known
+        if res is not None:
+            await run_in_threadpool(
+                _complete_action,
+                state.sessions,
+                contract_id,
+                key,
+                200,
+                action_response(contract_id, res),
+            )
+        found = await run_in_threadpool(_read_action, state.sessions, contract_id, key)
+    found.pop("workflow_id")
+    return JSONResponse(found, status_code=200 if found["state"] == "done" else 202)
+
+
+@router.post(
+    "/{contract_id}/settlements",
+    summary="Record a payment received outside Stripe",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
 async def settle(
     contract_id: str,
     body: SettlementIn,
     caller: SupportCaller,
     state: StateDep,
     client: TemporalDep,
-) -> ActionOut:
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Allocated costs → interest → principal, oldest installment first (§§ 366, 367 BGB)."""
     req = SettlementRequest(
         amount=body.amount,
@@ -486,101 +742,249 @@ async def settle(
         received_at=body.received_at,
         actor=caller.name,
     )
-    return await _update(state, client, contract_id, "settle", req)
+    return await _update(
+        state, client, contract_id, "settle", req, body=body, actor=caller.name, key=idempotency_key
+    )
 
 
-@router.post("/{contract_id}/payment-method", summary="Replace the payment method and debit now")
+@router.post(
+    "/{contract_id}/payment-method",
+    summary="Replace the payment method and debit now",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
 async def replace_payment_method(
     contract_id: str,
     body: PaymentMethodIn,
     caller: SupportCaller,
     state: StateDep,
     client: TemporalDep,
-) -> ActionOut:
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     req = PaymentMethodRequest(payment_method=body.payment_method, actor=caller.name)
-    return await _update(state, client, contract_id, "replace_payment_method", req)
+    return await _update(
+        state,
+        client,
+        contract_id,
+        "replace_payment_method",
+        req,
+        body=body,
+        actor=caller.name,
+        key=idempotency_key,
+    )
 
 
-@router.post("/{contract_id}/pause", summary="Pause retries, notices, locks and hand-offs")
+@router.post(
+    "/{contract_id}/pause",
+    summary="Pause retries, notices, locks and hand-offs",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
 async def pause(
-    contract_id: str, body: PauseIn, caller: SupportCaller, state: StateDep, client: TemporalDep
-) -> ActionOut:
+    contract_id: str,
+    body: PauseIn,
+    caller: SupportCaller,
+    state: StateDep,
+    client: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Until `until` (it ends by itself) or until resumed; the dunning clock stands still."""
     req = SupportAction(actor=caller.name, reason=body.reason, until=body.until)
-    return await _update(state, client, contract_id, "pause", req)
+    return await _update(
+        state, client, contract_id, "pause", req, body=body, actor=caller.name, key=idempotency_key
+    )
 
 
-@router.post("/{contract_id}/resume", summary="End a pause now")
+@router.post(
+    "/{contract_id}/resume",
+    summary="End a pause now",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
 async def resume(
-    contract_id: str, body: ResumeIn, caller: SupportCaller, state: StateDep, client: TemporalDep
-) -> ActionOut:
+    contract_id: str,
+    body: ResumeIn,
+    caller: SupportCaller,
+    state: StateDep,
+    client: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     req = SupportAction(actor=caller.name, reason=body.reason)
-    return await _update(state, client, contract_id, "resume", req)
+    return await _update(
+        state, client, contract_id, "resume", req, body=body, actor=caller.name, key=idempotency_key
+    )
 
 
-@router.post("/{contract_id}/deferral", summary="Defer the overdue amount (Stundung)")
+@router.post(
+    "/{contract_id}/deferral",
+    summary="Defer the overdue amount (Stundung)",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
 async def deferral(
-    contract_id: str, body: DeferralIn, caller: SupportCaller, state: StateDep, client: TemporalDep
-) -> ActionOut:
+    contract_id: str,
+    body: DeferralIn,
+    caller: SupportCaller,
+    state: StateDep,
+    client: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """The overdue amount is due again on `until` (00:00 Europe/Berlin); no escalation before."""
     req = SupportAction(actor=caller.name, reason=body.reason, until=due_instant(body.until))
-    return await _update(state, client, contract_id, "defer", req)
+    return await _update(
+        state, client, contract_id, "defer", req, body=body, actor=caller.name, key=idempotency_key
+    )
 
 
-@router.post("/{contract_id}/waivers", summary="Waive dunning fees and/or interest")
+@router.post(
+    "/{contract_id}/waivers",
+    summary="Waive dunning fees and/or interest",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
 async def waivers(
-    contract_id: str, body: WaiverIn, caller: SupportCaller, state: StateDep, client: TemporalDep
-) -> ActionOut:
+    contract_id: str,
+    body: WaiverIn,
+    caller: SupportCaller,
+    state: StateDep,
+    client: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     req = SupportAction(
         actor=caller.name, reason=body.reason, fees=body.fees, interest=body.interest
     )
-    return await _update(state, client, contract_id, "waive", req)
+    return await _update(
+        state, client, contract_id, "waive", req, body=body, actor=caller.name, key=idempotency_key
+    )
 
 
-@router.post("/{contract_id}/contest", summary="The customer disputes the claim")
+@router.post(
+    "/{contract_id}/contest",
+    summary="The customer disputes the claim",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
 async def contest(
-    contract_id: str, body: ReasonIn, caller: SupportCaller, state: StateDep, client: TemporalDep
-) -> ActionOut:
+    contract_id: str,
+    body: ReasonIn,
+    caller: SupportCaller,
+    state: StateDep,
+    client: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Automatic escalation stops before the hand-off; the route becomes manual."""
     req = SupportAction(actor=caller.name, reason=body.reason)
-    return await _update(state, client, contract_id, "contest", req)
+    return await _update(
+        state,
+        client,
+        contract_id,
+        "contest",
+        req,
+        body=body,
+        actor=caller.name,
+        key=idempotency_key,
+    )
 
 
-@router.post("/{contract_id}/write-off", summary="Write the claim off")
+@router.post(
+    "/{contract_id}/write-off",
+    summary="Write the claim off",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
 async def write_off(
-    contract_id: str, body: ReasonIn, caller: AdminCaller, state: StateDep, client: TemporalDep
-) -> ActionOut:
+    contract_id: str,
+    body: ReasonIn,
+    caller: AdminCaller,
+    state: StateDep,
+    client: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     req = SupportAction(actor=caller.name, reason=body.reason)
-    return await _update(state, client, contract_id, "write_off", req)
+    return await _update(
+        state,
+        client,
+        contract_id,
+        "write_off",
+        req,
+        body=body,
+        actor=caller.name,
+        key=idempotency_key,
+    )
 
 
-@router.post("/{contract_id}/retry-debit", summary="Retry a stalled debit now")
+@router.post(
+    "/{contract_id}/retry-debit",
+    summary="Retry a stalled debit now",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
 async def retry_debit(
-    contract_id: str, caller: AdminCaller, state: StateDep, client: TemporalDep
-) -> ActionOut:
+    contract_id: str,
+    caller: AdminCaller,
+    state: StateDep,
+    client: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """A debit Stripe refused as our integration error (installment `stalled`, event
     `integration.error`) is retried with backoff; once the cause is fixed, an admin retries
     it at once. 409 when nothing is stalled."""
     req = SupportAction(actor=caller.name, reason="retry stalled debit")
-    return await _update(state, client, contract_id, "retry_debit", req)
+    return await _update(
+        state,
+        client,
+        contract_id,
+        "retry_debit",
+        req,
+        body=None,
+        actor=caller.name,
+        key=idempotency_key,
+    )
 
 
-@router.post("/{contract_id}/approve-handoff", summary="Approve a hand-off waiting for an admin")
+@router.post(
+    "/{contract_id}/approve-handoff",
+    summary="Approve a hand-off waiting for an admin",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
 async def approve_handoff(
     contract_id: str,
     body: ApproveHandoffIn,
     caller: AdminCaller,
     state: StateDep,
     client: TemporalDep,
-) -> ActionOut:
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     req = SupportAction(actor=caller.name, reason="approved", route=body.route)
-    return await _update(state, client, contract_id, "approve_handoff", req)
+    return await _update(
+        state,
+        client,
+        contract_id,
+        "approve_handoff",
+        req,
+        body=body,
+        actor=caller.name,
+        key=idempotency_key,
+    )
 
 
-@router.post("/{contract_id}/cancel", summary="Cancel a subscription")
+@router.post(
+    "/{contract_id}/cancel",
+    summary="Cancel a subscription",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
 async def cancel(
-    contract_id: str, body: CancelIn, caller: SupportCaller, state: StateDep, client: TemporalDep
-) -> ActionOut:
+    contract_id: str,
+    body: CancelIn,
+    caller: SupportCaller,
+    state: StateDep,
+    client: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """At the end of the paid period (default) or now; never before a minimum term ends."""
     req = SupportAction(actor=caller.name, reason=body.reason, at_period_end=body.at_period_end)
-    return await _update(state, client, contract_id, "cancel", req)
+    return await _update(
+        state, client, contract_id, "cancel", req, body=body, actor=caller.name, key=idempotency_key
+    )

@@ -619,7 +619,11 @@ async def test_history_on_the_server_holds_no_plaintext_and_decode_shows_it(
         (data,) = marker.details["patch-data"].payloads
         assert json.loads(data.data) == {"id": json.loads(data.data)["id"], "deprecated": False}
         patch_id = json.loads(data.data)["id"]
-        assert patch_id in ("sepa-pre-notification", "wake-on-signal-during-pass"), patch_id
+        assert patch_id in (
+            "sepa-pre-notification",
+            "wake-on-signal-during-pass",
+            "prompt-support-actions",
+        ), patch_id
     payloads = [
         p
         for e in raw.events

@@ -46,6 +46,7 @@ ROLES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/contracts/{contract_id}/write-off"): {"admin"},
     ("POST", "/v1/contracts/{contract_id}/approve-handoff"): {"admin"},
     ("POST", "/v1/contracts/{contract_id}/retry-debit"): {"admin"},
+    ("GET", "/v1/contracts/{contract_id}/actions/{key}"): {"support"},
     ("GET", "/v1/contracts/{contract_id}/collection-case"): {"admin"},
     ("GET", "/v1/reports/receivables"): {"admin"},
     ("POST", "/v1/customers/{customer_id}/erase"): {"admin"},

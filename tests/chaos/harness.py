@@ -2,7 +2,7 @@
 
 Everything is real and started here: a Temporal dev server as a subprocess this harness
 controls (so it can be restarted on the same SQLite file), the `mahnwerk api` and
-`mahnwerk worker` processes (each in a process group of its own, so `kill -9` reaches
+two `mahnwerk worker` replicas (each in a process group of its own, so `kill -9` reaches
 exactly them), a Stripe stand-in and an SMTP catcher of their own, and a fresh ledger
 (PostgreSQL schema or SQLite file).
 
@@ -332,7 +332,12 @@ class ChaosStack:
         }
         env.pop("MAHNWERK_EVENTS_URL", None)
         env.pop("MAHNWERK_COLLECTION_URL", None)
-        self.worker = mahnwerk("worker", ["worker"], env, workdir / "worker.log")
+        # Two worker replicas, as docker-compose runs them (issue 13 item 5): they share the
+        # task queues and the outbox, and kill_worker kills them alternately, so there is
+        # always one polling while the other restarts.
+        self.workers = [
+            mahnwerk(f"worker-{n}", ["worker"], env, workdir / f"worker-{n}.log") for n in (1, 2)
+        ]
         self.api = mahnwerk("api", ["api", "--port", str(self.api_port)], env, workdir / "api.log")
         self.http = httpx.AsyncClient(base_url=self.api_url, timeout=30)
         self.stripe = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": standin.url})
@@ -348,7 +353,8 @@ class ChaosStack:
         await self.temporal.ready()
         self.client = await Client.connect(self.temporal.address)
         self.api.start()
-        await self.start_worker()
+        for worker in self.workers:
+            await self.start_worker(worker)
         self.standin.set_config(webhook_url=f"{self.api_url}/v1/webhooks/stripe")
         await self.until("the API to be ready", self._ready, timeout=90)
 
@@ -360,23 +366,31 @@ class ChaosStack:
         except httpx.HTTPError:
             return False
 
-    async def start_worker(self) -> None:
-        """Start the worker and wait until it polls its task queue."""
-        offset = self.worker.log_size()
-        self.worker.start()
+    @property
+    def worker(self) -> Proc:
+        """The first worker replica (tests that look at one worker's log or starts)."""
+        return self.workers[0]
+
+    async def start_worker(self, worker: Proc) -> None:
+        """Start a worker and wait until it polls its task queue."""
+        offset = worker.log_size()
+        worker.start()
 
         def polling() -> bool:
-            if not self.worker.alive():
-                raise AssertionError(f"the worker exited\n{log_tail(self.worker.log)}")
-            return "worker polling task queue" in self.worker.log_since(offset)
+            if not worker.alive():
+                raise AssertionError(f"{worker.name} exited\n{log_tail(worker.log)}")
+            return "worker polling task queue" in worker.log_since(offset)
 
-        await self.until("the worker to poll", polling, timeout=90)
+        await self.until(f"{worker.name} to poll", polling, timeout=90)
 
-    async def kill_worker(self) -> None:
-        """`kill -9` the worker, then start a new one."""
-        self.worker.kill9()
+    async def kill_worker(self) -> str:
+        """`kill -9` one worker replica — the two alternately — then start it again;
+        returns its name."""
+        victim = self.workers[self.worker_kills % len(self.workers)]
+        victim.kill9()
         self.worker_kills += 1
-        await self.start_worker()
+        await self.start_worker(victim)
+        return victim.name
 
     async def restart_temporal(self, sig: signal.Signals) -> float:
         """Stop the dev server (SIGTERM: shutdown; SIGKILL: crash), start it on the same
@@ -391,12 +405,12 @@ class ChaosStack:
         return time.monotonic() - t0
 
     async def close(self) -> None:
-        for p in (self.worker, self.api, self.temporal):
+        for p in (*self.workers, self.api, self.temporal):
             p.stop()
         await self.http.aclose()
 
     def diagnostics(self) -> str:
-        return "\n".join(log_tail(p.log) for p in (self.worker, self.api, self.temporal))
+        return "\n".join(log_tail(p.log) for p in (*self.workers, self.api, self.temporal))
 
     # -- helpers -----------------------------------------------------------------------------
 
