@@ -50,7 +50,8 @@ def since(due: datetime) -> str:
 async def test_worker_killed_at_random_moments(chaos: ChaosStack) -> None:
     """`kill -9` the worker again and again while the wave is debited and dunned."""
     rng = random.Random(chaos_seed("kill -9 the worker"))
-    kills = scaled(5, 24)
+    # MAHNWERK_CHAOS_KILLS overrides the count (e.g. 100 for a long soak with `make chaos`)
+    kills = int(os.environ.get("MAHNWERK_CHAOS_KILLS") or scaled(5, 24))
     # Every Stripe call takes 0.2 s more: debits are in flight long enough for kills to
     # land in the middle of them, not only between them.
     chaos.standin.set_config(latency=0.2)
