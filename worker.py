@@ -32,7 +32,7 @@ from activities.payments import PaymentActivities, TokenBucket, make_stripe_clie
 from core.db import make_engine, make_session_factory
 from core.logging import configure_logging
 from core.metrics import worker_runtime
-from core.settings import ConfigError, Settings, get_settings
+from core.settings import ConfigError, Settings, check_startup, get_settings
 from core.stripe_account import creditor_id_problem
 from core.temporal import connect_client
 from workflows.contract import ContractWorkflow
@@ -111,8 +111,12 @@ def build_worker(
     mailer: Callable[..., None] | None = None,
 ) -> WorkerParts:
     sessions = session_factory or make_session_factory(make_engine(settings.database_url))
-    dispatcher = EventDispatcher(sessions, settings.events_url, settings.events_secret)
-    stripe_client = make_stripe_client(settings.stripe_api_key, settings.stripe_api_base)
+    dispatcher = EventDispatcher(
+        sessions, settings.events_url, settings.events_secret.get_secret_value()
+    )
+    stripe_client = make_stripe_client(
+        settings.stripe_api_key.get_secret_value(), settings.stripe_api_base
+    )
     # Client-side rate limit (MAHNWERK_STRIPE_RATE_LIMIT; Stripe allows 25/s in test mode,
     # 100/s live): shared by all activity threads of this worker.
     payments = PaymentActivities(
@@ -182,7 +186,7 @@ def build_worker(
 
 async def run(settings: Settings) -> None:
     problem = creditor_id_problem(
-        make_stripe_client(settings.stripe_api_key, settings.stripe_api_base),
+        make_stripe_client(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base),
         settings.seller_creditor_id,
     )
     if problem:
@@ -210,6 +214,7 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     settings = get_settings()
+    check_startup(settings, "worker")  # also when started as `python worker.py`
     configure_logging(settings.log_level)  # one key=value line per event, with workflow ids
     logging.getLogger("stripe").setLevel(logging.WARNING)  # one line per request otherwise
     asyncio.run(run(settings))

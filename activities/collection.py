@@ -495,7 +495,7 @@ class CollectionActivities:
         body = json.dumps(file, separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",
-            "Mahnwerk-Signature": sign(body, self.settings.events_secret),
+            "Mahnwerk-Signature": sign(body, self.settings.events_secret.get_secret_value()),
             "Idempotency-Key": f"case-{case_id}",
         }
         error: str | None = None

@@ -32,7 +32,7 @@ class AppState:
         if self._stripe is None:
             # No SDK retries, as in the worker: a failed call answers 503 and Stripe redelivers.
             self._stripe = make_stripe_client(
-                self.settings.stripe_api_key, self.settings.stripe_api_base
+                self.settings.stripe_api_key.get_secret_value(), self.settings.stripe_api_base
             )
         return self._stripe
 

@@ -21,13 +21,17 @@ from api.routes import (
 )
 from api.schemas import error_responses
 from core.db import make_engine, make_session_factory
-from core.settings import Settings, get_settings
+from core.settings import Settings, check_startup, get_settings
 
 
 def create_app(
     settings: Settings | None = None, session_factory: sessionmaker[Session] | None = None
 ) -> FastAPI:
-    settings = settings or get_settings()
+    if settings is None:
+        # The process's own configuration (`mahnwerk api`, or uvicorn's --factory): refuse
+        # missing secrets and dev defaults outside dev mode. Tests pass their settings.
+        settings = get_settings()
+        check_startup(settings, "api")
     sessions = session_factory or make_session_factory(make_engine(settings.database_url))
     app = FastAPI(
         title="Mahnwerk",

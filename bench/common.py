@@ -496,6 +496,7 @@ class Stack:
                 "MAHNWERK_TASK_QUEUE": self.task_queue,
                 "MAHNWERK_API_KEYS": f"platform:bench:{API_KEY}",
                 "MAHNWERK_WORKER_METRICS_PORT": "0",  # never collide with a test's worker
+                "MAHNWERK_ENV": "dev",  # bench secrets and the demo seller (core.settings)
             }
         )
         if self.stripe_rate_limit is not None:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from core.seller import require_complete_seller
-from core.settings import PROJECT_ROOT, ConfigError, load_settings
+from core.settings import PROJECT_ROOT, ConfigError, check_startup, load_settings
 
 
 def _port(value: str) -> int:
@@ -43,7 +43,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    settings = load_settings()  # a bad setting is one line here, before any connection
+    # A bad setting is one line here, before any connection is attempted; so is a missing
+    # secret or a dev default outside `mahnwerk dev` (DESIGN.md decision 14).
+    settings = load_settings()
+    check_startup(settings, "worker")
     require_complete_seller(settings)  # notices need the seller's bank and legal details
     import worker
 
@@ -57,6 +60,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from core.logging import configure_logging
 
     settings = load_settings()  # fail before uvicorn starts, with one line
+    check_startup(settings, "api")
     require_complete_seller(settings)
     configure_logging(settings.log_level)
     uvicorn.run(
@@ -100,12 +104,13 @@ def cmd_standin(args: argparse.Namespace) -> int:
     settings = load_settings()
     port = args.port or settings.stripe_standin_port
     webhook_url = args.webhook_url or f"{settings.public_url.rstrip('/')}/v1/webhooks/stripe"
+    secret = args.webhook_secret or settings.stripe_webhook_secret.get_secret_value()
     sys.argv = [
         "stripe_standin",
         "--host", args.host,
         "--port", str(port),
         "--webhook-url", webhook_url,
-        "--webhook-secret", args.webhook_secret or settings.stripe_webhook_secret,
+        "--webhook-secret", secret,
         "--sepa-delay", f"{args.sepa_delay:g}",
     ]  # fmt: skip
     if str(PROJECT_ROOT) not in sys.path:  # also works from a source checkout

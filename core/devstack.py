@@ -555,8 +555,9 @@ def child_env(
 ) -> dict[str, str]:
     """The environment of the Python children: the stack's addresses, then the user's own.
 
-    What the user set wins, except TEMPORAL_ADDRESS: the stack runs its own Temporal server
-    and a worker pointed elsewhere would wait for tasks that never come.
+    What the user set wins, except TEMPORAL_ADDRESS (the stack runs its own Temporal server
+    and a worker pointed elsewhere would wait for tasks that never come) and MAHNWERK_ENV,
+    which is always `dev` here.
     """
     base = dict(os.environ if environ is None else environ)
     defaults = {
@@ -587,6 +588,9 @@ def child_env(
             env[key] = value
     env["TEMPORAL_ADDRESS"] = plan.temporal_address
     env["TEMPORAL_NAMESPACE"] = plan.namespace
+    # The children are the production programs; this flag (and only this) lets them start
+    # with the public dev defaults (core.settings.check_startup, DESIGN.md decision 14).
+    env["MAHNWERK_ENV"] = "dev"
     return env
 
 
@@ -872,7 +876,7 @@ def run_dev(
                         "--webhook-url",
                         f"{plan.api_url}/v1/webhooks/stripe",
                         "--webhook-secret",
-                        settings.stripe_webhook_secret,
+                        settings.stripe_webhook_secret.get_secret_value(),
                         "--sepa-delay",
                         str(STANDIN_SEPA_DELAY_SECONDS),
                     ],

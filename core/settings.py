@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.codec import parse_key_ring
@@ -30,6 +30,20 @@ from domain.interest import BaseRate, with_rates
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _ROLES = ("platform", "support", "admin")
+
+# The dev defaults: public (they are in this file), so a production process refuses them
+# (`check_startup`, DESIGN.md decision 14). They exist so that tests and `mahnwerk dev`
+# need no configuration at all.
+DEV_STRIPE_API_KEY = "sk_test_mahnwerk_dev"
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_mahnwerk_dev"
+DEV_EVENTS_SECRET = "mahnwerk_events_dev_secret"
+DEV_PAYMENT_LINK_URL = "http://127.0.0.1:8000/pay/{contract_id}"
+DEV_SELLER_NAME = "Mahnwerk Demo GmbH"
+DEV_SELLER_ADDRESS = "Musterstraße 1, 10115 Berlin"
+DEV_SELLER_EMAIL = "support@mahnwerk.localhost"
+DEV_MAIL_FROM = "Mahnwerk <billing@mahnwerk.localhost>"
+# An HMAC key shorter than this can be found offline from one signed event (brute force).
+MIN_SECRET_LENGTH = 16
 
 
 class ConfigError(SystemExit):
@@ -97,6 +111,11 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
+    # -- mode -----------------------------------------------------------------------------
+    # `dev` only for the embedded stack and the tests (`mahnwerk dev` sets it for its
+    # children): it lets `mahnwerk api`/`worker` start with the public dev defaults above.
+    # Anything else is production, where they stop start-up (core.settings.check_startup).
+    env: Literal["production", "dev"] = "production"
     # -- storage ---------------------------------------------------------------------------
     database_url: str = Field(
         default=f"sqlite:///{PROJECT_ROOT / 'var' / 'mahnwerk.db'}",
@@ -109,13 +128,14 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field(default="default", validation_alias=_env("TEMPORAL_NAMESPACE"))
     task_queue: str = "mahnwerk"
     temporal_ui_url: str = "http://localhost:8233"
-    codec_key: str | None = None  # base64 AES key(s), see core/codec (issue 4)
+    codec_key: SecretStr | None = None  # `id:base64key,…`, see core/codec
     # -- Stripe --------------------------------------------------------------------------
-    stripe_api_key: str = Field(
-        default="sk_test_mahnwerk_dev", validation_alias=_env("STRIPE_API_KEY")
+    stripe_api_key: SecretStr = Field(
+        default=SecretStr(DEV_STRIPE_API_KEY), validation_alias=_env("STRIPE_API_KEY")
     )
-    stripe_webhook_secret: str = Field(
-        default="whsec_mahnwerk_dev", validation_alias=_env("STRIPE_WEBHOOK_SECRET")
+    stripe_webhook_secret: SecretStr = Field(
+        default=SecretStr(DEV_STRIPE_WEBHOOK_SECRET),
+        validation_alias=_env("STRIPE_WEBHOOK_SECRET"),
     )
     stripe_api_base: str | None = Field(default=None, validation_alias=_env("STRIPE_API_BASE"))
     stripe_standin_port: int = 12111
@@ -148,26 +168,42 @@ class Settings(BaseSettings):
     # public queue (and a full replay from the history). The SDK's 10 s ran out for most
     # workflows of a due-date wave; a dead worker's workflows wait this long once.
     worker_sticky_timeout: float = Field(default=30.0, gt=0, le=300)
+    # Seconds a stopping worker (SIGTERM) lets running activities finish before they are
+    # cancelled (Temporal retries them elsewhere). docker-compose's stop_grace_period must be
+    # longer, or the container is killed first.
+    worker_graceful_shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
+    # A file the worker touches every few seconds while it polls and Temporal answers; its
+    # age is the container health check (`mahnwerk worker-health`). Unset: not written.
+    worker_health_file: Path | None = None
     # -- HTTP API ------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    api_keys: str = ""  # role:name:key,…
+    api_keys: SecretStr = SecretStr("")  # role:name:key,…
     public_url: str = "http://127.0.0.1:8000"
     # How long a support action's request waits for the contract to answer (issue 13 item
     # 3): after that it answers 202 with a status URL, the action goes on durably.
     action_wait_seconds: float = Field(default=4.0, gt=0, le=60)
+    # Request bodies larger than this are refused with 413 before they are read (checkouts
+    # are ~2 KiB); /codec carries the Temporal UI's payload batches (a payload is at most
+    # 2 MiB in Temporal), Stripe's webhook events are larger than our own requests.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_codec_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # How far in the past a checkout's first due date (or a subscription's start) may lie:
+    # a late checkout or a plan moved over within its current period; anything older would
+    # debit a backlog of installments at once.
+    max_backdate_days: int = Field(default=31, ge=0, le=3660)
     # -- notices -------------------------------------------------------------------------
     smtp_url: str = "smtp://127.0.0.1:1025"
-    mail_from: str = "Mahnwerk <billing@mahnwerk.localhost>"
+    mail_from: str = DEV_MAIL_FROM
     template_dir: Path | None = None  # overrides, searched before the shipped templates
     policy_dir: Path = PROJECT_ROOT / "policies"
-    payment_link_url: str = "http://127.0.0.1:8000/pay/{contract_id}"
-    seller_name: str = "Mahnwerk Demo GmbH"
-    seller_address: str = "Musterstraße 1, 10115 Berlin"
-    seller_email: str = "support@mahnwerk.localhost"
+    payment_link_url: str = DEV_PAYMENT_LINK_URL
+    seller_name: str = DEV_SELLER_NAME
+    seller_address: str = DEV_SELLER_ADDRESS
+    seller_email: str = DEV_SELLER_EMAIL
     # -- platform events -----------------------------------------------------------------
     events_url: str | None = None
-    events_secret: str = "mahnwerk_events_dev_secret"
+    events_secret: SecretStr = SecretStr(DEV_EVENTS_SECRET)
     # -- worker metrics (Temporal SDK + mahnwerk_* counters for Prometheus; 0 = off) -------
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
     # -- hand-off (SPEC.md §6) -------------------------------------------------------------
@@ -276,15 +312,16 @@ class Settings(BaseSettings):
 
     @field_validator("api_keys")
     @classmethod
-    def _api_keys(cls, v: str) -> str:
-        parse_api_keys(v)
+    def _api_keys(cls, v: SecretStr) -> SecretStr:
+        parse_api_keys(v.get_secret_value())
         return v
 
     @field_validator("codec_key")
     @classmethod
-    def _codec_key(cls, v: str | None) -> str | None:
+    def _codec_key(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None:
-            parse_key_ring(v)  # ValueError names the entry, never the key material
+            # ValueError names the entry, never the key material
+            parse_key_ring(v.get_secret_value())
         return v
 
     @field_validator("stripe_rate_limit", "stripe_create_rate_limit")
@@ -336,7 +373,16 @@ class Settings(BaseSettings):
 
     @property
     def parsed_api_keys(self) -> list[ApiKey]:
-        return parse_api_keys(self.api_keys)
+        return parse_api_keys(self.api_keys.get_secret_value())
+
+    @property
+    def codec_key_ring(self) -> str | None:
+        """MAHNWERK_CODEC_KEY in clear (`id:base64key,…`), or None."""
+        return self.codec_key.get_secret_value() if self.codec_key is not None else None
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
 
     @property
     def extra_base_rates(self) -> tuple[BaseRate, ...]:
@@ -348,7 +394,7 @@ class Settings(BaseSettings):
         """MAHNWERK_STRIPE_RATE_LIMIT, else Stripe's default for the key's mode."""
         if self.stripe_rate_limit is not None:
             return self.stripe_rate_limit
-        return default_stripe_rate_limit(self.stripe_api_key)
+        return default_stripe_rate_limit(self.stripe_api_key.get_secret_value())
 
     @property
     def effective_stripe_activity_rate(self) -> float:
@@ -407,3 +453,120 @@ def load_settings(**overrides: object) -> Settings:
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+# -- start-up checks of the production processes (DESIGN.md decision 14) ----------------------
+
+Process = Literal["api", "worker"]
+
+_LOOPBACK = re.compile(r"^https?://(localhost|127\.[0-9.]+|\[::1\]|0\.0\.0\.0)(:\d+)?(/|$)", re.I)
+
+
+def _secret_problem(settings: Settings, field: str, dev_value: str | None, what: str) -> str | None:
+    value = getattr(settings, field)
+    text = value.get_secret_value() if isinstance(value, SecretStr) else (value or "")
+    if field not in settings.model_fields_set or not text:
+        return f"missing: set {what}"
+    if dev_value is not None and text == dev_value:
+        return f"is the public dev default; set {what}"
+    return None
+
+
+def startup_problem(settings: Settings, process: Process) -> str | None:
+    """The first reason `mahnwerk api`/`worker` must not start with `settings`, as
+    `VARIABLE: reason`, or None.
+
+    Production (anything but MAHNWERK_ENV=dev) refuses what is missing or a dev default of
+    this file: a public webhook secret lets anyone forge Stripe events (a dispute, a paid
+    invoice), a public events secret lets anyone forge our events to the platform, demo
+    seller details and payment links would go to real customers, and without a codec key
+    names and addresses would reach Temporal in clear. Dev mode refuses a live Stripe key,
+    so MAHNWERK_ENV=dev can never move real money.
+    """
+    stripe_key = settings.stripe_api_key.get_secret_value()
+    if settings.is_dev:
+        if stripe_key.startswith(("sk_live_", "rk_live_")):
+            return "MAHNWERK_ENV: dev mode (public dev secrets) refuses a live STRIPE_API_KEY"
+        return None
+    checks: list[tuple[str, str | None]] = [
+        (
+            "STRIPE_API_KEY",
+            _secret_problem(
+                settings, "stripe_api_key", DEV_STRIPE_API_KEY, "the Stripe secret key (sk_…)"
+            ),
+        ),
+        (
+            "STRIPE_WEBHOOK_SECRET",
+            _secret_problem(
+                settings,
+                "stripe_webhook_secret",
+                DEV_STRIPE_WEBHOOK_SECRET,
+                "the signing secret (whsec_…) of the Stripe webhook endpoint",
+            ),
+        ),
+        (
+            "MAHNWERK_EVENTS_SECRET",
+            _secret_problem(
+                settings,
+                "events_secret",
+                DEV_EVENTS_SECRET,
+                f"a random HMAC secret of at least {MIN_SECRET_LENGTH} characters",
+            ),
+        ),
+    ]
+    if process == "api":
+        checks.append(
+            (
+                "MAHNWERK_API_KEYS",
+                None
+                if settings.parsed_api_keys
+                else "missing: set role:name:key,… (roles platform, support, admin)",
+            )
+        )
+    ring = settings.codec_key_ring
+    if not ring:
+        codec = "missing: payloads would reach Temporal unencrypted; `python -m core.codec`"
+        checks.append(("MAHNWERK_CODEC_KEY", codec + " prints a key"))
+    elif parse_key_ring(ring).primary_id.startswith("dev-"):
+        checks.append(
+            (
+                "MAHNWERK_CODEC_KEY",
+                "the encrypting key is a `mahnwerk dev` key (id dev-…); "
+                "`python -m core.codec` prints a new one",
+            )
+        )
+    for field, dev_value, what in (
+        ("seller_name", DEV_SELLER_NAME, "the seller's legal name for notices"),
+        ("seller_address", DEV_SELLER_ADDRESS, "the seller's postal address for notices"),
+        ("seller_email", DEV_SELLER_EMAIL, "the seller's e-mail address for notices"),
+        ("mail_from", DEV_MAIL_FROM, "the sender of notices, e.g. Shop <billing@shop.example>"),
+        (
+            "payment_link_url",
+            DEV_PAYMENT_LINK_URL,
+            "the page where customers update their payment method, with {contract_id}",
+        ),
+    ):
+        checks.append((env_name(field), _secret_problem(settings, field, dev_value, what)))
+    if _LOOPBACK.match(settings.payment_link_url) and "payment_link_url" in (
+        settings.model_fields_set
+    ):
+        checks.append(
+            (
+                "MAHNWERK_PAYMENT_LINK_URL",
+                "points at this machine; customers must be able to open it",
+            )
+        )
+    events = settings.events_secret.get_secret_value()
+    if len(events) < MIN_SECRET_LENGTH and "events_secret" in settings.model_fields_set:
+        checks.append(("MAHNWERK_EVENTS_SECRET", f"shorter than {MIN_SECRET_LENGTH} characters"))
+    for name, problem in checks:
+        if problem is not None:
+            return f"{name}: {problem}"
+    return None
+
+
+def check_startup(settings: Settings, process: Process) -> None:
+    """Raise ConfigError with one line naming the variable if `process` must not start."""
+    problem = startup_problem(settings, process)
+    if problem is not None:
+        raise ConfigError(f"configuration error: {problem}")

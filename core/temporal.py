@@ -31,9 +31,10 @@ def data_converter(
     Temporal UI through `/codec/decode`.
     """
     default = temporalio.converter.default()
-    if not settings.codec_key:
+    raw = settings.codec_key_ring
+    if not raw:
         return default
-    ring = parse_key_ring(settings.codec_key)
+    ring = parse_key_ring(raw)
     url = settings.database_url
     store = CustomerKeyStore(
         ring, sessions or (lambda: make_session_factory(make_engine(url, pool_size=2)))

@@ -151,7 +151,7 @@ def _answer(payloads: list[Payload]) -> Response:
 
 async def _convert(request: Request, state: StateDep, *, encode: bool) -> Response:
     payloads = _read(await request.body())
-    raw_ring = state.settings.codec_key
+    raw_ring = state.settings.codec_key_ring
     if not raw_ring:  # no encryption configured: the UI shows payloads as they are
         return _answer(payloads)
     codec = _codec(raw_ring, state.sessions)
@@ -184,7 +184,7 @@ def _session_mac(settings: Settings, key: ApiKey, body: str) -> str:
     # mixed in so that a captured cookie is no help in guessing a short API key offline.
     secret = hmac.new(
         _SESSION_CONTEXT,
-        f"{key.role}\0{key.name}\0{key.key}\0{settings.codec_key or ''}".encode(),
+        f"{key.role}\0{key.name}\0{key.key}\0{settings.codec_key_ring or ''}".encode(),
         hashlib.sha256,
     ).digest()
     return _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())

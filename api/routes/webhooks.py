@@ -88,7 +88,7 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
         event = stripe.Webhook.construct_event(
             payload.decode("utf-8"),
             header,
-            state.settings.stripe_webhook_secret,
+            state.settings.stripe_webhook_secret.get_secret_value(),
             tolerance=state.settings.stripe_webhook_tolerance,
         )
     except stripe.SignatureVerificationError:

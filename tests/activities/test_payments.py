@@ -112,7 +112,9 @@ def faults_off(standin: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def pay(settings: Settings, sessions: sessionmaker[Session]) -> PaymentActivities:
-    client = make_stripe_client(settings.stripe_api_key, settings.stripe_api_base)
+    client = make_stripe_client(
+        settings.stripe_api_key.get_secret_value(), settings.stripe_api_base
+    )
     return PaymentActivities(client, sessions)
 
 

@@ -32,7 +32,7 @@ def faults_off(standin: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def client(settings: Settings) -> stripe.StripeClient:
-    return make_stripe_client(settings.stripe_api_key, settings.stripe_api_base)
+    return make_stripe_client(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base)
 
 
 @pytest.fixture

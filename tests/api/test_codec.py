@@ -23,6 +23,7 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.common.v1 import Payload, Payloads
@@ -89,7 +90,7 @@ async def test_round_trip_encrypts_with_the_first_key_and_a_fresh_nonce() -> Non
 
 
 async def test_round_trip_through_the_data_converter(settings: Settings) -> None:
-    conv = data_converter(settings.model_copy(update={"codec_key": NEW}))
+    conv = data_converter(settings.model_copy(update={"codec_key": SecretStr(NEW)}))
     customer = Customer(id="cus-1", name="Erika Mustermann", email="erika@example.org")
     (encoded,) = await conv.encode([customer])
     assert encoded.metadata["encoding"] == ENCODING
@@ -177,7 +178,7 @@ def test_bad_codec_key_stops_start_up_with_one_line_naming_the_variable() -> Non
     line = str(info.value.code)
     assert line.startswith("configuration error: MAHNWERK_CODEC_KEY: ")
     assert "20 bytes" in line and secret not in line and "\n" not in line
-    assert load_settings(codec_key=NEW).codec_key == NEW
+    assert load_settings(codec_key=NEW).codec_key_ring == NEW
 
 
 # -- `mahnwerk dev` ----------------------------------------------------------------------------
@@ -217,7 +218,7 @@ async def codec_http(
     settings: Settings, sessions: sessionmaker[Session]
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The API with a key ring; /codec/* needs no Temporal connection."""
-    app = create_app(settings.model_copy(update={"codec_key": f"{NEW},{OLD}"}), sessions)
+    app = create_app(settings.model_copy(update={"codec_key": SecretStr(f"{NEW},{OLD}")}), sessions)
     async with api_client(app) as http:
         yield http
 
@@ -412,8 +413,10 @@ async def test_tampered_forged_or_expired_cookies_are_401(
     version, name, expires, nonce, mac = token.split(".")
     later = str(int(expires) + 10 * SESSION_TTL)  # extend the lifetime
     flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")
-    same = settings.model_copy(update={"codec_key": f"{NEW},{OLD}"})  # codec_http's settings
-    keys = {k.role: k for k in parse_api_keys(settings.api_keys)}
+    same = settings.model_copy(
+        update={"codec_key": SecretStr(f"{NEW},{OLD}")}
+    )  # codec_http's settings
+    keys = {k.role: k for k in parse_api_keys(settings.api_keys.get_secret_value())}
     admin, platform = keys["admin"], keys["platform"]
     posing = ApiKey("admin", platform.name, platform.key)  # a platform key posing as admin
     expired, _ = issue_session(same, admin, now=time.time() - SESSION_TTL - 1)
@@ -447,9 +450,12 @@ async def test_a_session_ends_when_its_admin_key_is_removed(
     settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
     ring = f"{NEW},{OLD}"
-    before = create_app(settings.model_copy(update={"codec_key": ring}), sessions)
+    before = create_app(settings.model_copy(update={"codec_key": SecretStr(ring)}), sessions)
     rotated = settings.model_copy(
-        update={"codec_key": ring, "api_keys": "admin:root:a-new-admin-key-456"}
+        update={
+            "codec_key": SecretStr(ring),
+            "api_keys": SecretStr("admin:root:a-new-admin-key-456"),
+        }
     )
     body = _body([_plain("x")])
     async with api_client(before) as http:
@@ -518,7 +524,7 @@ class EncryptedStack:
 async def enc_stack(
     codec_env: WorkflowEnvironment, settings: Settings, sessions: sessionmaker[Session]
 ) -> AsyncIterator[EncryptedStack]:
-    settings = settings.model_copy(update={"codec_key": f"{NEW},{OLD}"})
+    settings = settings.model_copy(update={"codec_key": SecretStr(f"{NEW},{OLD}")})
     config = codec_env.client.config()
     config["data_converter"] = data_converter(settings)
     client = Client(**config)

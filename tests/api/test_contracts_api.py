@@ -166,25 +166,37 @@ async def test_webhook_signature_checked_and_duplicates_ignored(
     expired = await http.post(
         "/v1/webhooks/stripe",
         content=payload,
-        headers={"Stripe-Signature": _signed(payload, settings.stripe_webhook_secret, 1000)},
+        headers={
+            "Stripe-Signature": _signed(
+                payload, settings.stripe_webhook_secret.get_secret_value(), 1000
+            )
+        },
     )
     assert_error(expired, 400, "bad_signature")
     ok = await http.post(
         "/v1/webhooks/stripe",
         content=payload,
-        headers={"Stripe-Signature": _signed(payload, settings.stripe_webhook_secret)},
+        headers={
+            "Stripe-Signature": _signed(payload, settings.stripe_webhook_secret.get_secret_value())
+        },
     )
     assert ok.status_code == 200 and ok.json() == {"received": True, "duplicate": False}
     dup = await http.post(
         "/v1/webhooks/stripe",
         content=payload,
-        headers={"Stripe-Signature": _signed(payload, settings.stripe_webhook_secret)},
+        headers={
+            "Stripe-Signature": _signed(payload, settings.stripe_webhook_secret.get_secret_value())
+        },
     )
     assert dup.json() == {"received": True, "duplicate": True}
     garbage = await http.post(
         "/v1/webhooks/stripe",
         content="{not json",
-        headers={"Stripe-Signature": _signed("{not json", settings.stripe_webhook_secret)},
+        headers={
+            "Stripe-Signature": _signed(
+                "{not json", settings.stripe_webhook_secret.get_secret_value()
+            )
+        },
     )
     assert_error(garbage, 400, "bad_request")
 

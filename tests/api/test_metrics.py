@@ -178,7 +178,8 @@ async def test_debits_count_attempts_successes_and_failures_by_code(
     http: httpx.AsyncClient, settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
     pay = PaymentActivities(
-        make_stripe_client(settings.stripe_api_key, settings.stripe_api_base), sessions
+        make_stripe_client(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base),
+        sessions,
     )
     cid = _contract(sessions)
     before = await _scrape(http)

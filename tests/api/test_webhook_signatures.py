@@ -85,7 +85,7 @@ async def test_signature_replayed_on_another_body_is_rejected(
     http: httpx.AsyncClient, settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
     genuine = _event()
-    header = _header(genuine, settings.stripe_webhook_secret)
+    header = _header(genuine, settings.stripe_webhook_secret.get_secret_value())
     tampered = genuine.replace("payment_intent.payment_failed", "payment_intent.succeeded")
     other = _event()  # a different event id under the captured signature
     for body in (tampered, other, genuine + " "):
@@ -110,7 +110,7 @@ async def test_types_we_do_not_act_on_are_acknowledged_without_a_record(
             URL, content=payload, headers={"Stripe-Signature": _header(payload, "whsec_wrong")}
         )
         _assert_400(forged, "bad_signature")
-        header = _header(payload, settings.stripe_webhook_secret)
+        header = _header(payload, settings.stripe_webhook_secret.get_secret_value())
         for _ in range(2):
             ok = await http.post(URL, content=payload, headers={"Stripe-Signature": header})
             assert ok.status_code == 200, ok.text
@@ -124,7 +124,7 @@ async def test_several_v1_entries_one_valid_is_accepted_like_stripe(
     """Stripe sends one v1 per active secret while a secret is being rolled: any match counts."""
     payload = _event()
     t = int(time.time())
-    secret = settings.stripe_webhook_secret
+    secret = settings.stripe_webhook_secret.get_secret_value()
     header = f"t={t},v1={_sig(payload, 'whsec_old_rolled', t)},v1={_sig(payload, secret, t)}"
     # The reference: Stripe's own library accepts this header.
     assert (
@@ -140,7 +140,7 @@ async def test_several_v1_entries_none_valid_or_only_other_schemes_rejected(
 ) -> None:
     payload = _event()
     t = int(time.time())
-    good = _sig(payload, settings.stripe_webhook_secret, t)
+    good = _sig(payload, settings.stripe_webhook_secret.get_secret_value(), t)
     headers = [
         f"t={t},v1={_sig(payload, 'whsec_a', t)},v1={_sig(payload, 'whsec_b', t)}",
         f"t={t},v0={good}",  # the right digest under a scheme Stripe does not verify
@@ -169,7 +169,7 @@ async def test_missing_or_empty_header_is_400(
 async def test_empty_body_is_400(http: httpx.AsyncClient, settings: Settings) -> None:
     _assert_400(await http.post(URL, content=b""), "bad_signature")  # and no header
     # Correctly signed, but nothing to parse.
-    header = _header("", settings.stripe_webhook_secret)
+    header = _header("", settings.stripe_webhook_secret.get_secret_value())
     _assert_400(
         await http.post(URL, content=b"", headers={"Stripe-Signature": header}), "bad_request"
     )
@@ -178,7 +178,7 @@ async def test_empty_body_is_400(http: httpx.AsyncClient, settings: Settings) ->
 async def test_non_utf8_or_non_event_body_is_400(
     http: httpx.AsyncClient, settings: Settings
 ) -> None:
-    secret = settings.stripe_webhook_secret
+    secret = settings.stripe_webhook_secret.get_secret_value()
     raw = b'{"id": "evt_\xff\xfe"}'
     resp = await http.post(URL, content=raw, headers={"Stripe-Signature": _header("x", secret)})
     assert resp.status_code == 400, resp.text

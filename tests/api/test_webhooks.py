@@ -23,7 +23,7 @@ GOOD_IBAN = "DE89370400440532013000"
 def _signed(stack: Stack, payload: str, secret: str | None = None) -> dict[str, str]:
     t = int(time.time())
     sig = stripe.WebhookSignature._compute_signature(
-        f"{t}.{payload}", secret or stack.settings.stripe_webhook_secret
+        f"{t}.{payload}", secret or stack.settings.stripe_webhook_secret.get_secret_value()
     )
     return {"Stripe-Signature": f"t={t},v1={sig}"}
 

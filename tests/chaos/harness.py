@@ -329,6 +329,8 @@ class ChaosStack:
             "MAHNWERK_POLICY_DIR": str(POLICY_DIR),
             "MAHNWERK_WORKER_METRICS_PORT": "0",
             "MAHNWERK_BASE_RATES": "2026-07-01:127,2027-01-01:127,2027-07-01:127",
+            # test secrets and the demo seller: what only dev mode accepts (core.settings)
+            "MAHNWERK_ENV": "dev",
         }
         env.pop("MAHNWERK_EVENTS_URL", None)
         env.pop("MAHNWERK_COLLECTION_URL", None)

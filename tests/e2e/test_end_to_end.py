@@ -170,6 +170,8 @@ async def e2e(
         "MAHNWERK_API_KEYS": "platform:shop:platform-key-123,support:anna:support-key-123,"
         "admin:root:admin-key-123",
         "MAHNWERK_TASK_QUEUE": "mahnwerk-e2e",
+        # test secrets and the demo seller: what only dev mode accepts (core.settings)
+        "MAHNWERK_ENV": "dev",
     }
     logs = tmp_path_factory.mktemp("logs")
     procs = [

@@ -60,6 +60,9 @@ async def test_two_workers_together_stay_within_the_stripe_rate(
             # can keep two of them together within it
             "MAHNWERK_STRIPE_RATE_LIMIT": str(RATE),
             "MAHNWERK_STRIPE_CREATE_RATE_LIMIT": str(RATE),
+            # test secrets and the demo seller: what only dev mode accepts (core.settings)
+            "MAHNWERK_ENV": "dev",
+            "MAHNWERK_MAX_BACKDATE_DAYS": "3650",  # first_due 2026-01-01 below, on any date
         }
         env.pop("MAHNWERK_EVENTS_URL", None)
         api = mahnwerk("api", ["api", "--port", str(port)], env, tmp_path / "api.log")

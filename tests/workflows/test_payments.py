@@ -56,7 +56,7 @@ async def deliver(stack: Stack, event: dict[str, Any]) -> None:
     payload = json.dumps(event)
     t = int(time.time())
     sig = stripe.WebhookSignature._compute_signature(
-        f"{t}.{payload}", stack.settings.stripe_webhook_secret
+        f"{t}.{payload}", stack.settings.stripe_webhook_secret.get_secret_value()
     )
     resp = await stack.http.post(
         "/v1/webhooks/stripe", content=payload, headers={"Stripe-Signature": f"t={t},v1={sig}"}

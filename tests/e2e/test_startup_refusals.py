@@ -1,0 +1,188 @@
+"""Production refuses dev values (DESIGN.md decision 14), seen from the outside.
+
+`mahnwerk api` and `mahnwerk worker` run as subprocesses with a production-like environment
+in which one value is missing or a dev default; each must exit with code 2 and one line on
+stderr naming that variable, before it binds a port or connects anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.settings import (
+    DEV_EVENTS_SECRET,
+    DEV_MAIL_FROM,
+    DEV_PAYMENT_LINK_URL,
+    DEV_SELLER_ADDRESS,
+    DEV_SELLER_EMAIL,
+    DEV_SELLER_NAME,
+    DEV_STRIPE_API_KEY,
+    DEV_STRIPE_WEBHOOK_SECRET,
+    load_settings,
+    startup_problem,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# A complete production configuration: nothing in it is a dev default.
+PRODUCTION: dict[str, str] = {
+    "DATABASE_URL": "postgresql+psycopg://mahnwerk:pw@db.internal:5432/mahnwerk",
+    "TEMPORAL_ADDRESS": "temporal.internal:7233",
+    "STRIPE_API_KEY": "sk_live_51Nq3r8ExampleExampleExample",
+    "STRIPE_WEBHOOK_SECRET": "whsec_9f2c4d1e8b7a6c5d4e3f2a1b",
+    "MAHNWERK_EVENTS_SECRET": "e7c1a9f04b2d8e6c3a5f1b7d9e2c4a6f",
+    "MAHNWERK_API_KEYS": "platform:shop:7Qm2pX9vK4tR8wZ1yB6nC3dF,"
+    "admin:ops:H5jL2sD8fG1kM4nP7qR0tV3x",
+    "MAHNWERK_CODEC_KEY": "k2026:" + base64.b64encode(bytes(range(32))).decode(),
+    "MAHNWERK_SELLER_NAME": "Lernwerk GmbH",
+    "MAHNWERK_SELLER_ADDRESS": "Hauptstraße 5, 80331 München",
+    "MAHNWERK_SELLER_EMAIL": "buchhaltung@lernwerk.example",
+    "MAHNWERK_MAIL_FROM": "Lernwerk <rechnung@lernwerk.example>",
+    "MAHNWERK_PAYMENT_LINK_URL": "https://lernwerk.example/zahlung/{contract_id}",
+    "MAHNWERK_SMTP_URL": "smtp+starttls://mail.lernwerk.example:587",
+}
+
+SECRETS = {
+    "STRIPE_API_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "MAHNWERK_EVENTS_SECRET",
+    "MAHNWERK_CODEC_KEY",
+}
+DEV_CODEC_KEY = "dev-a1b2c3:" + base64.b64encode(bytes(32)).decode()
+
+# (variable, value or None to remove it) → the variable the refusal must name.
+CASES: list[tuple[str, str | None]] = [
+    ("STRIPE_API_KEY", None),
+    ("STRIPE_API_KEY", DEV_STRIPE_API_KEY),
+    ("STRIPE_WEBHOOK_SECRET", None),
+    ("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SECRET),
+    ("MAHNWERK_EVENTS_SECRET", None),
+    ("MAHNWERK_EVENTS_SECRET", DEV_EVENTS_SECRET),
+    ("MAHNWERK_EVENTS_SECRET", "Xq7-9zRk"),
+    ("MAHNWERK_CODEC_KEY", None),
+    ("MAHNWERK_CODEC_KEY", DEV_CODEC_KEY),
+    ("MAHNWERK_SELLER_NAME", None),
+    ("MAHNWERK_SELLER_NAME", DEV_SELLER_NAME),
+    ("MAHNWERK_SELLER_ADDRESS", DEV_SELLER_ADDRESS),
+    ("MAHNWERK_SELLER_EMAIL", DEV_SELLER_EMAIL),
+    ("MAHNWERK_MAIL_FROM", DEV_MAIL_FROM),
+    ("MAHNWERK_PAYMENT_LINK_URL", None),
+    ("MAHNWERK_PAYMENT_LINK_URL", DEV_PAYMENT_LINK_URL),
+    ("MAHNWERK_PAYMENT_LINK_URL", "http://localhost:8000/pay/{contract_id}"),
+]
+
+
+def _environment(changes: dict[str, str | None]) -> dict[str, str]:
+    # Only the interpreter's own variables from outside: a MAHNWERK_ENV=dev or secret in
+    # the developer's shell must not make the test pass.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MAHNWERK_", "STRIPE_", "TEMPORAL_", "DATABASE_URL"))
+    }
+    env.update(PRODUCTION)
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def _run(process: str, changes: dict[str, str | None]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", process],
+        cwd=PROJECT_ROOT,
+        env=_environment(changes),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _refusal_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    return lines[0]
+
+
+@pytest.mark.parametrize("process", ["api", "worker"])
+@pytest.mark.parametrize(("variable", "value"), CASES)
+def test_production_start_up_refuses_a_missing_or_dev_value(
+    process: str, variable: str, value: str | None
+) -> None:
+    line = _refusal_line(_run(process, {variable: value}))
+    assert line.startswith(f"configuration error: {variable}: "), line
+    if value is not None and variable in SECRETS:
+        assert value not in line, line  # it names the variable, never the secret
+
+
+def test_api_refuses_to_start_without_api_keys_but_the_worker_needs_none() -> None:
+    line = _refusal_line(_run("api", {"MAHNWERK_API_KEYS": None}))
+    assert line.startswith("configuration error: MAHNWERK_API_KEYS: missing"), line
+    # The worker serves no HTTP requests: its check passes without keys.
+    settings = load_settings(
+        **{
+            "stripe_api_key": PRODUCTION["STRIPE_API_KEY"],
+            "stripe_webhook_secret": PRODUCTION["STRIPE_WEBHOOK_SECRET"],
+            "events_secret": PRODUCTION["MAHNWERK_EVENTS_SECRET"],
+            "codec_key": PRODUCTION["MAHNWERK_CODEC_KEY"],
+            "seller_name": PRODUCTION["MAHNWERK_SELLER_NAME"],
+            "seller_address": PRODUCTION["MAHNWERK_SELLER_ADDRESS"],
+            "seller_email": PRODUCTION["MAHNWERK_SELLER_EMAIL"],
+            "mail_from": PRODUCTION["MAHNWERK_MAIL_FROM"],
+            "payment_link_url": PRODUCTION["MAHNWERK_PAYMENT_LINK_URL"],
+            "env": "production",
+        }
+    )
+    assert startup_problem(settings, "worker") is None
+    assert startup_problem(settings, "api") is not None
+
+
+def test_the_complete_production_configuration_passes_the_check() -> None:
+    """The control for the refusals above: with every value set, nothing is refused (the
+    process then fails later, connecting to hosts that do not exist here)."""
+    env = _environment({})
+    keys = {
+        "STRIPE_API_KEY": "stripe_api_key",
+        "STRIPE_WEBHOOK_SECRET": "stripe_webhook_secret",
+        "MAHNWERK_EVENTS_SECRET": "events_secret",
+        "MAHNWERK_API_KEYS": "api_keys",
+        "MAHNWERK_CODEC_KEY": "codec_key",
+        "MAHNWERK_SELLER_NAME": "seller_name",
+        "MAHNWERK_SELLER_ADDRESS": "seller_address",
+        "MAHNWERK_SELLER_EMAIL": "seller_email",
+        "MAHNWERK_MAIL_FROM": "mail_from",
+        "MAHNWERK_PAYMENT_LINK_URL": "payment_link_url",
+    }
+    settings = load_settings(env="production", **{f: env[v] for v, f in keys.items()})
+    assert startup_problem(settings, "api") is None
+    assert startup_problem(settings, "worker") is None
+
+
+def test_production_is_the_default_and_only_dev_mode_accepts_the_dev_defaults() -> None:
+    # Nothing configured at all: the first refusal names the Stripe key.
+    line = _refusal_line(_run("worker", dict.fromkeys(PRODUCTION)))
+    assert line.startswith("configuration error: STRIPE_API_KEY: missing"), line
+    # An unknown mode is a bad value, not a way around the check.
+    line = _refusal_line(_run("api", {"MAHNWERK_ENV": "staging"}))
+    assert line.startswith("configuration error: MAHNWERK_ENV: "), line
+    # Dev mode with every default: the check passes (the embedded stack and the tests).
+    assert startup_problem(load_settings(env="dev"), "api") is None
+
+
+@pytest.mark.parametrize("key", ["sk_live_51Nq3r8Example", "rk_live_51Nq3r8Example"])
+def test_dev_mode_refuses_a_live_stripe_key(key: str) -> None:
+    """MAHNWERK_ENV=dev accepts public secrets, so it must never run against real money."""
+    line = _refusal_line(
+        _run("worker", {**dict.fromkeys(PRODUCTION), "MAHNWERK_ENV": "dev", "STRIPE_API_KEY": key})
+    )
+    assert line.startswith("configuration error: MAHNWERK_ENV: "), line
+    assert "live" in line and key not in line
