@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -133,6 +134,10 @@ def build_worker(
     claims = ClaimActivities(settings)
     executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="activity")
     queue = task_queue or settings.task_queue
+    # On SIGTERM, running activities get this long to finish (a debit mid-call, a notice
+    # mid-send) before they are cancelled and retried elsewhere: MAHNWERK_WORKER_GRACEFUL_
+    # SHUTDOWN_TIMEOUT, shorter than the orchestrator's stop grace period.
+    grace = timedelta(seconds=settings.worker_graceful_shutdown_timeout)
     activities: list[Callable[..., Any]] = [
         payments.charge,
         payments.payment_status,
@@ -162,6 +167,7 @@ def build_worker(
         # Stripe's activities go to their own queue (workflows/queues.py); this worker
         # still serves them on the public queue for debits scheduled before that routing.
         interceptors=[StripeQueueRouting()],
+        graceful_shutdown_timeout=grace,
     )
     # The Stripe queue's own slots: a debit waiting for a token of the rate limit holds
     # one of these, never one of the 64 the ledger writes need.
@@ -178,6 +184,7 @@ def build_worker(
         # at most this many Stripe activities per second on this queue, whichever worker
         # polls; each process's token bucket only smooths its own bursts.
         max_task_queue_activities_per_second=settings.effective_stripe_activity_rate,
+        graceful_shutdown_timeout=grace,
     )
     return WorkerParts(
         WorkerGroup(worker, stripe_worker), dispatcher, executor, [executor, stripe_executor]
@@ -199,6 +206,11 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     dispatch = asyncio.create_task(parts.dispatcher.run())
+    heartbeat = (
+        asyncio.create_task(_heartbeat(client, settings.worker_health_file))
+        if settings.worker_health_file is not None
+        else None
+    )
     log.info(
         "worker polling task queues %s and %s on %s",
         settings.task_queue,
@@ -207,9 +219,36 @@ async def run(settings: Settings) -> None:
     )
     async with parts.worker:
         await stop.wait()
+        log.info(
+            "worker stopping: running activities get %ss to finish",
+            f"{settings.worker_graceful_shutdown_timeout:g}",
+        )
+        if heartbeat is not None:
+            heartbeat.cancel()  # unhealthy from here on: no new traffic is sent our way
     dispatch.cancel()
     for ex in parts.executors:
         ex.shutdown(wait=False)
+
+
+HEARTBEAT_SECONDS = 10.0
+
+
+async def _heartbeat(client: Client, path: Path) -> None:
+    """Touch `path` while this worker polls and Temporal answers its health check: the
+    container health check (`mahnwerk worker-health`) reads the file's age. A blocked event
+    loop or a lost connection lets the file age, and the orchestrator restarts us."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            healthy = await client.service_client.check_health(
+                timeout=timedelta(seconds=HEARTBEAT_SECONDS / 2)
+            )
+        except Exception as exc:  # RPCError, timeouts: the file ages, we keep trying
+            log.warning("Temporal health check failed: %s", type(exc).__name__)
+            healthy = False
+        if healthy:
+            path.touch()
+        await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
 def main() -> None:

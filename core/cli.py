@@ -18,6 +18,16 @@ from core.seller import require_complete_seller
 from core.settings import PROJECT_ROOT, ConfigError, check_startup, load_settings
 
 
+def _check_temporal_options() -> None:
+    """TLS / API key for Temporal (core.temporal.connection_options): one line if broken."""
+    from core.temporal import connection_options
+
+    try:
+        connection_options()
+    except ValueError as exc:
+        raise ConfigError(f"configuration error: {exc}") from None
+
+
 def _port(value: str) -> int:
     try:
         port = int(value)
@@ -48,9 +58,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings()
     check_startup(settings, "worker")
     require_complete_seller(settings)  # notices need the seller's bank and legal details
+    _check_temporal_options()
     import worker
 
     worker.main()
+    return 0
+
+
+def cmd_worker_health(args: argparse.Namespace) -> int:
+    """The worker container's health check: healthy while the worker's heartbeat file
+    (MAHNWERK_WORKER_HEALTH_FILE, touched every 10 s while Temporal answers) is fresh."""
+    import time
+
+    settings = load_settings()
+    path = settings.worker_health_file
+    if path is None:
+        raise ConfigError("configuration error: MAHNWERK_WORKER_HEALTH_FILE: not set")
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        print(f"unhealthy: {path} does not exist (worker starting or never connected)")
+        return 1
+    if age > args.max_age:
+        print(f"unhealthy: last heartbeat {age:.0f} s ago (more than {args.max_age:g} s)")
+        return 1
+    print(f"healthy: last heartbeat {age:.0f} s ago")
     return 0
 
 
@@ -62,6 +94,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = load_settings()  # fail before uvicorn starts, with one line
     check_startup(settings, "api")
     require_complete_seller(settings)
+    _check_temporal_options()
     configure_logging(settings.log_level)
     uvicorn.run(
         "api.main:create_app",
@@ -206,6 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--no-demo-data", action="store_true", help="do not create the demo contracts")
 
     add("worker", cmd_worker, "run a Temporal worker (production process)")
+
+    health = add(
+        "worker-health",
+        cmd_worker_health,
+        "exit 0 if the worker's heartbeat (MAHNWERK_WORKER_HEALTH_FILE) is fresh",
+    )
+    health.add_argument(
+        "--max-age", type=float, default=60.0, help="seconds (default 60: six heartbeats)"
+    )
 
     api = add("api", cmd_api, "serve the HTTP API (production process)")
     api.add_argument("--host", default=None, help="bind address (default MAHNWERK_API_HOST)")

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.codec import parse_key_ring
 from core.seller import (
     ACCOUNT_HOLDER_MAX,
+    DEMO_SELLER_ENV,
     parse_bic,
     parse_iban,
     parse_legal_form,
@@ -535,6 +536,19 @@ def startup_problem(settings: Settings, process: Process) -> str | None:
                 "`python -m core.codec` prints a new one",
             )
         )
+    # The demo business-letter details of `mahnwerk dev` that no real seller has (register
+    # number, directors, VAT id, the IBAN — Stripe's test IBAN): in a real notice they would
+    # send customers' transfers nowhere. (Legal form, court and BIC are real-world values.)
+    for var in (
+        "MAHNWERK_SELLER_REGISTER_NUMBER",
+        "MAHNWERK_SELLER_MANAGING_DIRECTORS",
+        "MAHNWERK_SELLER_VAT_ID",
+        "MAHNWERK_SELLER_IBAN",
+    ):
+        demo_value = DEMO_SELLER_ENV[var]
+        field = var.removeprefix("MAHNWERK_").lower()
+        if str(getattr(settings, field, "") or "").replace(" ", "") == demo_value.replace(" ", ""):
+            checks.append((var, "is the `mahnwerk dev` demo value; set the seller's own"))
     for field, dev_value, what in (
         ("seller_name", DEV_SELLER_NAME, "the seller's legal name for notices"),
         ("seller_address", DEV_SELLER_ADDRESS, "the seller's postal address for notices"),

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
 
 import temporalio.converter
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
 
 from core.codec import EncryptionCodec, parse_key_ring
@@ -46,6 +50,42 @@ def data_converter(
     )
 
 
+def connection_options(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """TLS, API key and gRPC metadata for `Client.connect`, from Temporal's own environment
+    configuration (temporalio.envconfig, the same variables as the `temporal` CLI):
+
+    - `TEMPORAL_API_KEY` (Temporal Cloud; switches TLS on),
+    - `TEMPORAL_TLS=true`, `TEMPORAL_TLS_CLIENT_CERT_PATH` / `TEMPORAL_TLS_CLIENT_KEY_PATH`
+      (mTLS; `…_DATA` for the PEM itself), `TEMPORAL_TLS_SERVER_CA_CERT_PATH`,
+      `TEMPORAL_TLS_SERVER_NAME`,
+    - `TEMPORAL_GRPC_META_<NAME>`,
+    - a TOML profile only when `TEMPORAL_CONFIG_FILE` or `TEMPORAL_PROFILE` names one (a
+      developer's ~/.config/temporalio profile must not redirect the dev stack).
+
+    A ValueError names the variables (`mahnwerk api`/`worker` check this at start-up).
+    Address and namespace stay TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE of the settings. Empty
+    variables count as unset (compose passes every variable, most of them empty).
+    """
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if v}
+    env = {k: v for k, v in env.items() if k.startswith("TEMPORAL_")}
+    use_file = "TEMPORAL_CONFIG_FILE" in env or "TEMPORAL_PROFILE" in env
+    try:
+        profile = ClientConfigProfile.load(
+            profile=env.get("TEMPORAL_PROFILE"),
+            disable_file=not use_file,
+            override_env_vars=env,
+        )
+        config = profile.to_client_connect_config()
+    except Exception as exc:  # a missing certificate file, a bad TOML profile
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"TEMPORAL_TLS_* / TEMPORAL_API_KEY / TEMPORAL_PROFILE: {first}") from None
+    options: dict[str, Any] = {}
+    for key in ("api_key", "tls", "rpc_metadata"):
+        if key in config:
+            options[key] = config[key]  # type: ignore[literal-required]
+    return options
+
+
 async def connect_client(
     settings: Settings,
     *,
@@ -53,7 +93,8 @@ async def connect_client(
     runtime: Runtime | None = None,
     sessions: sessionmaker[Session] | None = None,
 ) -> Client:
-    """Connect with the project's data converter (payload encryption, SPEC.md §7).
+    """Connect with the project's data converter (payload encryption, SPEC.md §7), and TLS /
+    API key when the environment asks for them (`connection_options`).
 
     `runtime`: the worker's, from `core.metrics.worker_runtime` (Prometheus metrics); None
     is the SDK's default runtime. `sessions`: the ledger database, for the customer data
@@ -64,6 +105,7 @@ async def connect_client(
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings, sessions),
         runtime=runtime,
+        **connection_options(),
     )
 
 

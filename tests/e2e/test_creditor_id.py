@@ -42,6 +42,7 @@ def test_the_worker_refuses_to_start_with_another_creditor_id(standin: Any) -> N
         env = {
             **os.environ,
             **DEMO_SELLER_ENV,
+            "MAHNWERK_ENV": "dev",  # test secrets: only dev mode starts with them
             "STRIPE_API_BASE": standin.url,
             "STRIPE_API_KEY": "sk_test_mahnwerk",
             "MAHNWERK_SELLER_CREDITOR_ID": OURS,

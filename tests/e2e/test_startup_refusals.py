@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from core.seller import DEMO_SELLER_ENV, require_complete_seller
 from core.settings import (
     DEV_EVENTS_SECRET,
     DEV_MAIL_FROM,
@@ -46,6 +47,12 @@ PRODUCTION: dict[str, str] = {
     "MAHNWERK_MAIL_FROM": "Lernwerk <rechnung@lernwerk.example>",
     "MAHNWERK_PAYMENT_LINK_URL": "https://lernwerk.example/zahlung/{contract_id}",
     "MAHNWERK_SMTP_URL": "smtp+starttls://mail.lernwerk.example:587",
+    # the business-letter details of a GmbH (core/seller.py)
+    "MAHNWERK_SELLER_LEGAL_FORM": "GmbH",
+    "MAHNWERK_SELLER_REGISTER_COURT": "Amtsgericht München",
+    "MAHNWERK_SELLER_REGISTER_NUMBER": "HRB 123456",
+    "MAHNWERK_SELLER_MANAGING_DIRECTORS": "Anna Lernwerk",
+    "MAHNWERK_SELLER_IBAN": "DE47701500001234567890",
 }
 
 SECRETS = {
@@ -72,6 +79,9 @@ CASES: list[tuple[str, str | None]] = [
     ("MAHNWERK_SELLER_ADDRESS", DEV_SELLER_ADDRESS),
     ("MAHNWERK_SELLER_EMAIL", DEV_SELLER_EMAIL),
     ("MAHNWERK_MAIL_FROM", DEV_MAIL_FROM),
+    ("MAHNWERK_SELLER_IBAN", DEMO_SELLER_ENV["MAHNWERK_SELLER_IBAN"]),
+    ("MAHNWERK_SELLER_REGISTER_NUMBER", DEMO_SELLER_ENV["MAHNWERK_SELLER_REGISTER_NUMBER"]),
+    ("MAHNWERK_SELLER_MANAGING_DIRECTORS", DEMO_SELLER_ENV["MAHNWERK_SELLER_MANAGING_DIRECTORS"]),
     ("MAHNWERK_PAYMENT_LINK_URL", None),
     ("MAHNWERK_PAYMENT_LINK_URL", DEV_PAYMENT_LINK_URL),
     ("MAHNWERK_PAYMENT_LINK_URL", "http://localhost:8000/pay/{contract_id}"),
@@ -146,25 +156,21 @@ def test_api_refuses_to_start_without_api_keys_but_the_worker_needs_none() -> No
     assert startup_problem(settings, "api") is not None
 
 
-def test_the_complete_production_configuration_passes_the_check() -> None:
-    """The control for the refusals above: with every value set, nothing is refused (the
-    process then fails later, connecting to hosts that do not exist here)."""
-    env = _environment({})
-    keys = {
-        "STRIPE_API_KEY": "stripe_api_key",
-        "STRIPE_WEBHOOK_SECRET": "stripe_webhook_secret",
-        "MAHNWERK_EVENTS_SECRET": "events_secret",
-        "MAHNWERK_API_KEYS": "api_keys",
-        "MAHNWERK_CODEC_KEY": "codec_key",
-        "MAHNWERK_SELLER_NAME": "seller_name",
-        "MAHNWERK_SELLER_ADDRESS": "seller_address",
-        "MAHNWERK_SELLER_EMAIL": "seller_email",
-        "MAHNWERK_MAIL_FROM": "mail_from",
-        "MAHNWERK_PAYMENT_LINK_URL": "payment_link_url",
-    }
-    settings = load_settings(env="production", **{f: env[v] for v, f in keys.items()})
+def test_the_complete_production_configuration_passes_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The control for the refusals above: with every value set, nothing is refused — not
+    the secrets and dev defaults, not the seller's business-letter details (the process
+    then fails later, connecting to hosts that do not exist here)."""
+    for name, value in _environment({}).items():
+        monkeypatch.setenv(name, value)
+    for name in [n for n in os.environ if n.startswith("MAHNWERK_") and n not in PRODUCTION]:
+        monkeypatch.delenv(name)
+    settings = load_settings()
+    assert settings.env == "production"
     assert startup_problem(settings, "api") is None
     assert startup_problem(settings, "worker") is None
+    require_complete_seller(settings)  # raises ConfigError otherwise
 
 
 def test_production_is_the_default_and_only_dev_mode_accepts_the_dev_defaults() -> None:
@@ -186,3 +192,50 @@ def test_dev_mode_refuses_a_live_stripe_key(key: str) -> None:
     )
     assert line.startswith("configuration error: MAHNWERK_ENV: "), line
     assert "live" in line and key not in line
+
+
+def test_temporal_tls_and_api_key_come_from_temporals_environment_variables(
+    tmp_path: Path,
+) -> None:
+    from temporalio.service import TLSConfig
+
+    from core.temporal import connection_options
+
+    # Temporal Cloud: an API key switches TLS on.
+    assert connection_options({"TEMPORAL_API_KEY": "tcld-key"}) == {
+        "api_key": "tcld-key",
+        "tls": True,
+    }
+    # mTLS with files: read at start-up.
+    cert, key, ca = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    for path in (cert, key, ca):
+        path.write_text(f"-----BEGIN {path.stem}-----\n")
+    options = connection_options(
+        {
+            "TEMPORAL_TLS_CLIENT_CERT_PATH": str(cert),
+            "TEMPORAL_TLS_CLIENT_KEY_PATH": str(key),
+            "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(ca),
+            "TEMPORAL_TLS_SERVER_NAME": "temporal.internal",
+            "TEMPORAL_GRPC_META_X_TENANT": "shop",
+        }
+    )
+    tls = options["tls"]
+    assert isinstance(tls, TLSConfig)
+    assert tls.client_cert == cert.read_bytes() and tls.client_private_key == key.read_bytes()
+    assert tls.server_root_ca_cert == ca.read_bytes() and tls.domain == "temporal.internal"
+    assert options["rpc_metadata"] == {"x-tenant": "shop"}
+    # Nothing set, or everything empty (compose passes every variable): plain connection.
+    assert connection_options({}) == {}
+    assert connection_options({"TEMPORAL_API_KEY": "", "TEMPORAL_TLS_CLIENT_CERT_PATH": ""}) == {}
+
+
+@pytest.mark.parametrize("process", ["api", "worker"])
+def test_a_missing_temporal_client_certificate_stops_start_up(process: str, tmp_path: Path) -> None:
+    missing = str(tmp_path / "absent.pem")
+    line = _refusal_line(
+        _run(
+            process,
+            {"TEMPORAL_TLS_CLIENT_CERT_PATH": missing, "TEMPORAL_TLS_CLIENT_KEY_PATH": missing},
+        )
+    )
+    assert line.startswith("configuration error: TEMPORAL_TLS_* / TEMPORAL_API_KEY"), line
