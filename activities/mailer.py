@@ -10,9 +10,10 @@ retry after a lost reply sends it again. The caller therefore passes a fixed ``M
 duplicates (RFC 5322 §3.6.4). See ``activities.notices`` for how the window is kept small.
 
 Errors are split the way a retry policy needs them: a permanent (5xx) rejection of the
-recipient raises :class:`PermanentDeliveryError` (retrying cannot help); everything else —
-connection refused, timeouts, 4xx, a dropped connection — propagates unchanged so the
-activity is retried.
+recipient raises :class:`PermanentDeliveryError` (retrying cannot help), a temporary (4xx)
+one :class:`TemporaryDeliveryError`; everything else — connection refused, timeouts, a
+dropped connection — propagates unchanged so the activity is retried. No exception raised
+here names the recipient: exception messages end up in logs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from email.policy import SMTP
 from email.utils import formatdate, parseaddr
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
+
+from core.logging import redact_personal
 
 if TYPE_CHECKING:
     from activities.notice_render import InlineImage
@@ -41,13 +44,52 @@ _DEFAULT_PORTS = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
 
 
 class PermanentDeliveryError(Exception):
-    """The server permanently refused the recipient (5xx): the address will not work."""
+    """The server permanently refused the recipient (5xx): the address will not work.
+
+    Its message carries no address (the server's reply is redacted: it usually quotes the
+    recipient): exception messages end up in logs and in Temporal failures."""
 
     def __init__(self, recipient: str, code: int, message: str) -> None:
-        super().__init__(f"{recipient}: {code} {message}")
         self.recipient = recipient
         self.code = code
-        self.message = message
+        self.message = redact_personal(message)
+        super().__init__(f"recipient refused: {code} {self.message}")
+
+
+class TemporaryDeliveryError(smtplib.SMTPRecipientsRefused):
+    """The server refused the recipient for now (4xx: greylisting, mailbox busy): retried.
+
+    An `SMTPRecipientsRefused` without the address: smtplib's own puts the recipient into
+    its message, which the Temporal SDK logs on every retry."""
+
+    def __init__(self, code: int, message: str) -> None:
+        smtplib.SMTPException.__init__(
+            self, f"recipient temporarily refused: {code} {redact_personal(message)}"
+        )
+        self.recipients: dict[str, tuple[int, bytes]] = {}
+        self.code = code
+        self.message = redact_personal(message)
+
+
+def _reply_text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def sanitized(exc: BaseException) -> BaseException | None:
+    """An equivalent of an SMTP error from the mailer without personal data in its message,
+    or None when `exc` carries none (connection errors, timeouts)."""
+    if isinstance(exc, PermanentDeliveryError | TemporaryDeliveryError):
+        return None
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, reply = next(iter(exc.recipients.values()), (0, b""))
+        if 500 <= code < 600:
+            return PermanentDeliveryError("", code, _reply_text(reply))
+        return TemporaryDeliveryError(code, _reply_text(reply))
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = redact_personal(_reply_text(exc.smtp_error))
+        clean = smtplib.SMTPResponseException(exc.smtp_code, text)
+        return clean if text != _reply_text(exc.smtp_error) else None
+    return None
 
 
 def build_message(
@@ -166,13 +208,10 @@ def send_email(
         except smtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients
         for rcpt, (code, reply) in refused.items():
-            text_reply = (
-                reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-            )
             if 500 <= code < 600:
-                raise PermanentDeliveryError(rcpt, code, text_reply)
+                raise PermanentDeliveryError(rcpt, code, _reply_text(reply))
             # 4xx: temporary (greylisting, mailbox busy) — let the activity retry.
-            raise smtplib.SMTPRecipientsRefused({rcpt: (code, reply)})
+            raise TemporaryDeliveryError(code, _reply_text(reply))
     finally:
         try:
             server.quit()

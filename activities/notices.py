@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.mailer import PermanentDeliveryError, send_email
+from activities.mailer import PermanentDeliveryError, sanitized, send_email
 from activities.notice_render import (
     NoticeInputError,
     NoticeTemplateError,
@@ -237,7 +237,10 @@ class NoticeActivities:
             # Another attempt inserted the same (contract, case, stage) first: use its row.
             winner = self._find(inp)
             if winner is None:  # not a race: e.g. the contract is missing from the ledger
-                raise RuntimeError(f"notice {number} could not be recorded: {exc.orig}") from exc
+                # The first line only: PostgreSQL's DETAIL quotes the failing row (the notice's
+                # recipient and text).
+                reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+                raise RuntimeError(f"notice {number} could not be recorded: {reason}") from None
             return winner
 
     def _find(self, inp: NoticeInput) -> StoredNotice | None:
@@ -300,11 +303,11 @@ class NoticeActivities:
             sent_at = self._record_sent(inp, notice, sent_at, possible_duplicate)
         # metrics (issue 4 item 7), after the COMMIT; pre-notifications by template, not per debit
         metrics.notice_sent(inp.template if inp.debit is not None else inp.stage)
+        # No recipient: the notice row (GET …/notices, support role) has it.
         log.info(
-            "notice sent contract=%s notice=%s to=%s message-id=%s",
+            "notice sent contract=%s notice=%s message-id=%s",
             inp.contract_id,
             notice.notice_number,
-            notice.recipient,
             notice.message_id,
         )
         return NoticeResult(
@@ -387,13 +390,21 @@ class NoticeActivities:
                 headers,
                 **extra,
             )
-        except PermanentDeliveryError as exc:
-            raise ApplicationError(
-                f"notice {notice.notice_number} undeliverable: {exc}",
-                {"recipient": exc.recipient, "code": exc.code, "reply": exc.message},
-                type="NoticeUndeliverable",
-                non_retryable=True,
-            ) from exc
+        except Exception as exc:
+            # No address in what is raised: the SDK logs activity failures in clear, and the
+            # recipient is in the notice row already. `from None`: the original (smtplib's
+            # SMTPRecipientsRefused names the recipient) must not ride along as __cause__.
+            clean = exc if isinstance(exc, PermanentDeliveryError) else sanitized(exc)
+            if isinstance(clean, PermanentDeliveryError):
+                raise ApplicationError(
+                    f"notice {notice.notice_number} undeliverable: {clean}",
+                    {"code": clean.code, "reply": clean.message},
+                    type="NoticeUndeliverable",
+                    non_retryable=True,
+                ) from None
+            if clean is not None:
+                raise clean from None
+            raise
 
     @staticmethod
     def _result(notice: StoredNotice, *, already_sent: bool) -> NoticeResult:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -15,6 +14,7 @@ from temporalio.client import Client
 
 from activities.payments import make_stripe_client
 from api.errors import ApiError
+from api.middleware import bearer_matches
 from core.settings import Settings
 from core.temporal import connect_client
 
@@ -80,18 +80,18 @@ def require(*roles: str) -> Callable[..., Caller]:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(401, "unauthorized", "missing bearer API key")
-        for key in state.settings.parsed_api_keys:
-            if hmac.compare_digest(key.key, token):
-                if key.role not in allowed:
-                    raise ApiError(
-                        403,
-                        "forbidden",
-                        f"role {key.role!r} may not do this (needs {'/'.join(sorted(allowed))})",
-                    )
-                caller = Caller(key.role, key.name)
-                request.state.caller = caller
-                return caller
-        raise ApiError(401, "unauthorized", "unknown API key")
+        key = bearer_matches(header, state.settings.parsed_api_keys)
+        if key is None:
+            raise ApiError(401, "unauthorized", "unknown API key")
+        if key.role not in allowed:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"role {key.role!r} may not do this (needs {'/'.join(sorted(allowed))})",
+            )
+        caller = Caller(key.role, key.name)
+        request.state.caller = caller
+        return caller
 
     return dep
 

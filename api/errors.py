@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,6 +31,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
     429: "too_many_requests",
@@ -42,22 +44,36 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _invalid_param(where: str, name: str, message: str) -> ApiError:
+    return ApiError(
+        422,
+        "invalid_input",
+        f"{name}: {message}",
+        [{"field": name, "message": message, "in": where}],
+    )
+
+
 def reject_nul_bytes(request: Request) -> None:
-    """Router dependency: a NUL character in a path or query parameter is invalid input.
+    """Router dependency: a NUL character in a path or query parameter is invalid input, and
+    so is an id outside its character set.
 
     PostgreSQL cannot store or even compare text containing NUL (psycopg raises DataError),
-    so without this check `GET /v1/contracts/a%00b` and friends answered 500."""
+    so without this check `GET /v1/contracts/a%00b` and friends answered 500. Ids in paths
+    have the character sets of the checkout (SPEC §2: contract ids `[A-Za-z0-9_.-]{1,64}`;
+    the platform's customer and product ids): anything else names nothing that can exist."""
+    from api.schemas import EXTERNAL_ID, ID
+
+    patterns = {"contract_id": ID, "customer_id": EXTERNAL_ID, "product_id": EXTERNAL_ID}
     params = [("path", k, v) for k, v in request.path_params.items()]
     params += [("query", k, v) for k, v in request.query_params.multi_items()]
     for where, name, value in params:
-        if isinstance(value, str) and "\x00" in value:
-            message = "must not contain NUL (\\x00) characters"
-            raise ApiError(
-                422,
-                "invalid_input",
-                f"{name}: {message}",
-                [{"field": name, "message": message, "in": where}],
-            )
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
+            raise _invalid_param(where, name, "must not contain NUL (\\x00) characters")
+        pattern = patterns.get(name)
+        if where == "path" and pattern is not None and not re.fullmatch(pattern, value):
+            raise _invalid_param(where, name, f"must match {pattern}")
 
 
 def install(app: FastAPI) -> None:

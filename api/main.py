@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
 from api.deps import AppState
-from api.middleware import RequestContext
+from api.middleware import RequestContext, RequestGuard
 from api.routes import (
     access,
     codec,
@@ -50,6 +50,9 @@ def create_app(
     app.include_router(customers.router, responses=error_responses(401, 403, 404, 409))
     app.include_router(webhooks.router, responses=error_responses(400))
     app.include_router(codec.router, responses=error_responses(401, 403, 422))
+    # Innermost first: bodies are bounded and callers authenticated before anything reads
+    # them; CORS headers also on those refusals; the request log outermost.
+    app.add_middleware(RequestGuard)
     app.add_middleware(codec.CodecCORS, origins=codec.ui_origins(settings))
     app.add_middleware(RequestContext)  # outermost: ids and logs also for CORS answers
     return app

@@ -10,18 +10,21 @@ that runs the route, and streamed responses pass through untouched.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
 import time
 import uuid
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_body
+from api.errors import ApiError, error_body
 from core.logging import request_id_var
+from core.settings import ApiKey, Settings
 from workflows.types import workflow_id_for
 
 log = logging.getLogger("mahnwerk.api")
@@ -111,6 +114,145 @@ async def _send_500(send: Send, request_id: str) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (HEADER.lower().encode(), request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- request bodies: authenticated first, bounded, then read -------------------------------------
+
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Stripe's events are ours to read whatever their size within reason: an event embeds the
+# object (a PaymentIntent with its charges, a dispute with evidence fields), more than our own
+# request bodies. Unauthenticated (the signature is checked after reading), so still bounded.
+WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
+_WEBHOOK_PATH = "/v1/webhooks/stripe"
+_CODEC_CONVERT = ("/codec/encode", "/codec/decode")
+
+
+def bearer_matches(header: str, keys: list[ApiKey]) -> ApiKey | None:
+    """The configured key the `Authorization: Bearer …` header carries, compared in constant
+    time as bytes (a non-ASCII token is an unknown key, not a TypeError → 500)."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    given = token.encode("utf-8", "surrogateescape")
+    found = None
+    for key in keys:
+        if hmac.compare_digest(key.key.encode("utf-8"), given):
+            found = key
+    return found
+
+
+class RequestGuard:
+    """Before a request body is read: the caller is authenticated and the body is bounded.
+
+    FastAPI reads and parses the body before any dependency (the API-key check among them)
+    runs, so without this a 50 MB body was read and parsed for a caller without a key. Here:
+
+    - a request with a body to an authenticated route (`/v1/…` but the Stripe webhook, and
+      `/codec/encode|decode`) needs a known credential first (any role; the route checks the
+      role): 401 without reading a byte;
+    - a declared `Content-Length` over the limit is 413 at once; a body without one is read
+      up to the limit and 413 beyond it (never buffered past it);
+    - limits: MAHNWERK_MAX_BODY_BYTES (64 KiB), MAHNWERK_MAX_CODEC_BODY_BYTES for /codec/*,
+      1 MiB for the Stripe webhook.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        settings: Settings = scope["app"].state.mahnwerk.settings
+        path: str = scope.get("path", "")
+        if path.startswith("/codec/"):
+            limit = settings.max_codec_body_bytes
+        elif path == _WEBHOOK_PATH:
+            limit = max(settings.max_body_bytes, WEBHOOK_MAX_BODY_BYTES)
+        else:
+            limit = settings.max_body_bytes
+        headers = Headers(scope=scope)
+        if self._needs_credential(path) and not self._has_credential(headers, settings):
+            await _send_error(send, 401, "unauthorized", "missing or unknown bearer API key")
+            return
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _send_error(send, 400, "bad_request", "Content-Length is not a number")
+                return
+            if int(declared) > limit:
+                await _send_too_large(send, limit)
+                return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > limit:
+                await _send_too_large(send, limit)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()  # after the body: wait for the disconnect
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    def _needs_credential(path: str) -> bool:
+        if path.startswith("/v1/"):
+            return path != _WEBHOOK_PATH
+        return path in _CODEC_CONVERT
+
+    @staticmethod
+    def _has_credential(headers: Headers, settings: Settings) -> bool:
+        keys = settings.parsed_api_keys
+        if bearer_matches(headers.get("authorization", ""), keys) is not None:
+            return True
+        # The Temporal UI's codec requests carry the admin's session cookie instead.
+        from api.routes.codec import SESSION_COOKIE, session_caller
+
+        cookies = SimpleCookie()
+        try:
+            cookies.load(headers.get("cookie", ""))
+        except CookieError:
+            return False
+        morsel = cookies.get(SESSION_COOKIE)
+        if morsel is None:
+            return False
+        try:
+            session_caller(settings, morsel.value)
+        except ApiError:
+            return False
+        return True
+
+
+async def _send_too_large(send: Send, limit: int) -> None:
+    await _send_error(send, 413, "payload_too_large", f"request body larger than {limit} bytes")
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps(error_body(code, message)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                # The rest of the body is not read: the connection cannot carry another request.
+                (b"connection", b"close"),
             ],
         }
     )

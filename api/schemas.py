@@ -2,15 +2,129 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
-from domain.durations import parse_interval
-from domain.schedule import due_instant
+from domain.durations import Interval, parse_interval
+from domain.schedule import due_instant, installment_due_times
 
 ID = r"^[A-Za-z0-9_.-]{1,64}$"
+# The platform's own ids (customer, product): the contract id's characters plus ':'. No '@',
+# spaces or quotes: `CustomerId` is a search attribute, readable in Temporal in clear, so an
+# e-mail address must never be used as one.
+EXTERNAL_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+# -- bounds of a checkout (every one a 422 naming the field) -----------------------------------
+# A plan longer than ten years is no plan a seller of courses offers, and its debits would
+# outlive every card; 120 = ten years of monthly installments.
+MAX_INSTALLMENTS = 120
+MAX_PLAN_YEARS = 10
+# The first due date / start at most five years ahead (a pre-sale), at most
+# MAHNWERK_MAX_BACKDATE_DAYS back (settings; a late checkout, a plan moved over).
+MAX_START_AHEAD = timedelta(days=5 * 366)
+# One interval: at most a year (yearly memberships), at least a day outside `demo: true`
+# policies (policies/demo.yaml: seconds, for watching every stage in minutes).
+MAX_INTERVAL_DAYS = 366
+MIN_INTERVAL = timedelta(days=1)
+# Any date or time in a request: within ten years back and five ahead. Outside, it is a typo
+# (or a probe): 0001-01-01 and 9999-12-31 used to overflow the schedule arithmetic (500).
+DATE_WINDOW_BACK = timedelta(days=10 * 366)
+DATE_WINDOW_AHEAD = timedelta(days=5 * 366)
+
+# Bidirectional-text controls (Unicode TR #9 explicit formatting characters, "Trojan
+# Source", CVE-2021-42574): they make a name or address *display* differently from what it
+# is, in a notice, the console, a case file. Plus the line/paragraph separators.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_SEPARATORS = frozenset("\u2028\u2029")
+
+
+def _bad_char(v: str, allow: str = "") -> str | None:
+    for ch in v:
+        if ch in allow:
+            continue
+        if unicodedata.category(ch) == "Cc" or ch in _BIDI or ch in _SEPARATORS:
+            return f"U+{ord(ch):04X}"
+    return None
+
+
+def _single_line(v: str) -> str:
+    # A CR/LF in a name ends up in an e-mail header or breaks the notice; the SMTP send then
+    # fails for ever while the ladder escalates without a delivered Mahnung.
+    bad = _bad_char(v)
+    if bad is not None:
+        raise ValueError(f"must not contain control or bidirectional characters ({bad})")
+    return v
+
+
+def _text(v: str) -> str:
+    bad = _bad_char(v, allow="\n\t")  # free text (reasons) may have lines
+    if bad is not None:
+        raise ValueError(f"must not contain control or bidirectional characters ({bad})")
+    return v
+
+
+# The same rules as JSON Schema patterns, for clients (and the schemathesis run) to see; the
+# validators above give the clearer message.
+_BIDI_CLASS = "\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069\\u2028\\u2029"
+_LINE_PATTERN = f"^[^\\x00-\\x1f\\x7f-\\x9f{_BIDI_CLASS}]*$"
+_TEXT_PATTERN = f"^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI_CLASS}]*$"
+Line = Annotated[
+    str, AfterValidator(_single_line), Field(json_schema_extra={"pattern": _LINE_PATTERN})
+]
+Text = Annotated[str, AfterValidator(_text), Field(json_schema_extra={"pattern": _TEXT_PATTERN})]
+
+
+def _email(v: str) -> str:
+    # A real parser (email-validator, as pydantic's EmailStr uses) instead of a regex: the
+    # regex took `a,b<c@evil.example`, which a mail server reads as two recipients. Display
+    # names, quoted local parts and IP-literal domains are refused; no DNS lookup.
+    try:
+        result = validate_email(
+            v, check_deliverability=False, allow_display_name=False, allow_quoted_local=False
+        )
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid e-mail address: {exc}") from None
+    return result.normalized
+
+
+Email = Annotated[str, AfterValidator(_email)]
+
+
+def _in_window(when: datetime) -> None:
+    now = datetime.now(UTC)
+    if when < now - DATE_WINDOW_BACK:
+        raise ValueError("out of range: more than 10 years in the past")
+    if when > now + DATE_WINDOW_AHEAD:
+        raise ValueError("out of range: more than 5 years in the future")
+
+
+def _aware_in_window(v: datetime | None) -> datetime | None:
+    if v is None:
+        return v
+    if v.tzinfo is None:
+        raise ValueError("must carry a UTC offset (RFC 3339)")
+    _in_window(v)
+    return v
+
+
+def _not_in_future(v: datetime | None) -> datetime | None:
+    # Evidence of the past (acceptance of terms, a received payment): a little clock skew only.
+    if v is not None and v > datetime.now(UTC) + timedelta(days=1):
+        raise ValueError("must not lie in the future")
+    return v
 
 
 class Strict(BaseModel):
@@ -27,46 +141,61 @@ class Strict(BaseModel):
 
 
 class Address(Strict):
-    line1: str = Field(min_length=1, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    postal_code: str = Field(min_length=1, max_length=20)
-    city: str = Field(min_length=1, max_length=100)
+    line1: Line = Field(min_length=1, max_length=200)
+    line2: Line | None = Field(default=None, max_length=200)
+    postal_code: Line = Field(min_length=1, max_length=20)
+    city: Line = Field(min_length=1, max_length=100)
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
 
 
 class CustomerIn(Strict):
-    id: str = Field(min_length=1, max_length=128)
-    name: str = Field(min_length=1, max_length=200)
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)
+    id: str = Field(pattern=EXTERNAL_ID, description="the platform's customer id")
+    name: Line = Field(min_length=1, max_length=200)
+    email: Email = Field(
+        max_length=320, examples=["erika@example.org"], json_schema_extra={"format": "email"}
+    )
     locale: Literal["de", "en"] = "de"
     type: Literal["consumer", "business"] = "consumer"
     address: Address | None = None
 
 
 class ProductIn(Strict):
-    id: str = Field(min_length=1, max_length=128)
-    name: str = Field(min_length=1, max_length=200)
+    id: str = Field(pattern=EXTERNAL_ID)
+    name: Line = Field(min_length=1, max_length=200)
 
 
 def _check_due(v: str) -> str:
     try:
-        due_instant(v)
-    except ValueError as exc:
+        when = due_instant(v)
+    except (ValueError, OverflowError) as exc:  # 0001-01-01T00:00+14:00 overflows to UTC
         raise ValueError(f"not an ISO date or RFC 3339 time with offset: {exc}") from None
+    _in_window(when)
     return v
+
+
+def _interval_days(i: Interval) -> float:
+    # Months at their mean length (365.25 / 12 days): P1Y and P12M are a year, P13M is not.
+    return i.months * 30.4375 + i.days + i.seconds / 86400
 
 
 def _check_interval(v: str) -> str:
     try:
-        parse_interval(v)
-    except ValueError as exc:
+        interval = parse_interval(v)
+    except (ValueError, OverflowError) as exc:
         raise ValueError(str(exc)) from None
+    if _interval_days(interval) > MAX_INTERVAL_DAYS:
+        raise ValueError(f"out of range: {v} is longer than a year (P1Y)")
     return v
 
 
+# Money and counts: JSON integers only. Without strict mode pydantic took `true` (1),
+# `1.0` and `"100"` as amounts.
+Money = Annotated[StrictInt, Field(gt=0, le=100_000_000, description="minor units")]
+
+
 class InstallmentsIn(Strict):
-    count: int = Field(ge=1, le=600)
-    amount: int = Field(gt=0, le=100_000_000, description="minor units per installment")
+    count: StrictInt = Field(ge=1, le=MAX_INSTALLMENTS)
+    amount: Money = Field(description="minor units per installment")
     interval: str = Field(examples=["P1M"], description="ISO 8601 duration")
     first_due: str = Field(
         examples=["2026-12-01"], description="ISO date (Europe/Berlin) or RFC 3339"
@@ -77,7 +206,7 @@ class InstallmentsIn(Strict):
 
 
 class SubscriptionIn(Strict):
-    amount: int = Field(gt=0, le=100_000_000)
+    amount: Money
     interval: str = Field(examples=["P1M"])
     start: str = Field(examples=["2026-12-01"])
     minimum_term: str | None = None
@@ -88,11 +217,19 @@ class SubscriptionIn(Strict):
     @field_validator("minimum_term")
     @classmethod
     def _term(cls, v: str | None) -> str | None:
-        return None if v is None else _check_interval(v)
+        if v is None:
+            return None
+        try:
+            term = parse_interval(v)
+        except (ValueError, OverflowError) as exc:
+            raise ValueError(str(exc)) from None
+        if _interval_days(term) > MAX_PLAN_YEARS * 366:
+            raise ValueError(f"out of range: longer than {MAX_PLAN_YEARS} years")
+        return v
 
 
 class OneOffIn(Strict):
-    amount: int = Field(gt=0, le=100_000_000)
+    amount: Money
     due: str | None = Field(default=None, description="defaults to now")
 
     @field_validator("due")
@@ -102,15 +239,15 @@ class OneOffIn(Strict):
 
 
 class PaymentIn(Strict):
-    stripe_customer: str | None = Field(default=None, max_length=255)
+    stripe_customer: str | None = Field(default=None, pattern=r"^cus_[A-Za-z0-9_]{1,250}$")
     payment_method: str | None = Field(default=None, pattern=r"^pm_[A-Za-z0-9_]+$")
     payment_intent: str | None = Field(default=None, pattern=r"^pi_[A-Za-z0-9_]+$")
 
 
 class TermsIn(Strict):
-    version: str = Field(min_length=1, max_length=64)
+    version: Line = Field(min_length=1, max_length=64)
     accepted_at: datetime
-    ip: str = Field(min_length=3, max_length=64)
+    ip: Line = Field(min_length=3, max_length=64)
     text_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
 
     @field_validator("accepted_at")
@@ -118,6 +255,8 @@ class TermsIn(Strict):
     def _aware(cls, v: datetime) -> datetime:
         if v.tzinfo is None:
             raise ValueError("must carry a UTC offset (RFC 3339)")
+        _in_window(v)
+        _not_in_future(v)
         return v
 
 
@@ -196,10 +335,15 @@ class SettlementIn(Strict):
         },
     )
 
-    amount: int = Field(gt=0, le=100_000_000, description="minor units")
+    amount: Money
     method: Literal["bank_transfer", "cash", "other"]
-    reference: str = Field(min_length=1, max_length=200)
+    reference: Line = Field(min_length=1, max_length=200)
     received_at: datetime | None = None
+
+    @field_validator("received_at")
+    @classmethod
+    def _received(cls, v: datetime | None) -> datetime | None:
+        return _not_in_future(_aware_in_window(v))
 
 
 class PaymentMethodIn(Strict):
@@ -219,14 +363,12 @@ class PauseIn(Strict):
     )
 
     until: datetime | None = Field(default=None, description="resume by itself at this time")
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Text = Field(min_length=1, max_length=500)
 
     @field_validator("until")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("must carry a UTC offset (RFC 3339)")
-        return v
+        return _aware_in_window(v)
 
 
 class ResumeIn(Strict):
@@ -234,7 +376,7 @@ class ResumeIn(Strict):
         extra="forbid", json_schema_extra={"examples": [{"reason": "Kundin wieder erreichbar"}]}
     )
 
-    reason: str = Field(default="", max_length=500)
+    reason: Text = Field(default="", max_length=500)
 
 
 class DeferralIn(Strict):
@@ -249,7 +391,7 @@ class DeferralIn(Strict):
         pattern=r"^\d{4}-\d{2}-\d{2}$",
         description="ISO date (Europe/Berlin): the overdue amount is due again on this day",
     )
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Text = Field(min_length=1, max_length=500)
 
     _due = field_validator("until")(_check_due)
 
@@ -262,9 +404,9 @@ class WaiverIn(Strict):
         },
     )
 
-    fees: bool = False
-    interest: bool = False
-    reason: str = Field(min_length=1, max_length=500)
+    fees: StrictBool = False
+    interest: StrictBool = False
+    reason: Text = Field(min_length=1, max_length=500)
 
 
 class ReasonIn(Strict):
@@ -273,7 +415,7 @@ class ReasonIn(Strict):
         json_schema_extra={"examples": [{"reason": "Kunde bestreitet den Vertragsschluss"}]},
     )
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Text = Field(min_length=1, max_length=500)
 
 
 class ApproveHandoffIn(Strict):
@@ -292,8 +434,8 @@ class CancelIn(Strict):
         },
     )
 
-    at_period_end: bool = True
-    reason: str = Field(min_length=1, max_length=500)
+    at_period_end: StrictBool = True
+    reason: Text = Field(min_length=1, max_length=500)
 
 
 class ActionOut(BaseModel):
@@ -367,3 +509,69 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "content": {"application/json": {"example": example}},
         }
     return out
+
+
+def checkout_problems(
+    body: ContractCreate, *, demo_policy: bool, max_backdate_days: int, now: datetime
+) -> list[dict[str, str]]:
+    """The bounds of a checkout that depend on its policy and the settings, as 422 details
+    (`{"field", "message"}`); empty when the schedule is acceptable.
+
+    - an interval shorter than a day only on a `demo: true` policy;
+    - the first due date / start at most MAHNWERK_MAX_BACKDATE_DAYS in the past and at most
+      five years ahead;
+    - the last installment at most MAX_PLAN_YEARS after the first.
+    """
+    problems: list[dict[str, str]] = []
+    if body.installments is not None:
+        part, start, interval = (
+            "installments",
+            body.installments.first_due,
+            body.installments.interval,
+        )
+        start_key = "first_due"
+    elif body.subscription is not None:
+        part, start, interval = "subscription", body.subscription.start, body.subscription.interval
+        start_key = "start"
+    elif body.one_off is not None and body.one_off.due is not None:
+        part, start, interval, start_key = "one_off", body.one_off.due, None, "due"
+    else:
+        return problems
+    if interval is not None and not demo_policy:
+        parsed = parse_interval(interval)
+        if (
+            parsed.months == 0
+            and timedelta(days=parsed.days, seconds=parsed.seconds) < MIN_INTERVAL
+        ):
+            problems.append(
+                {
+                    "field": f"{part}.interval",
+                    "message": f"out of range: {interval} is shorter than a day (P1D); "
+                    f"only policies marked `demo: true` allow that, not {body.policy!r}",
+                }
+            )
+    first = due_instant(start)
+    earliest = now - timedelta(days=max_backdate_days)
+    if first < earliest:
+        problems.append(
+            {
+                "field": f"{part}.{start_key}",
+                "message": f"out of range: more than {max_backdate_days} days in the past "
+                "(MAHNWERK_MAX_BACKDATE_DAYS)",
+            }
+        )
+    elif first > now + MAX_START_AHEAD:
+        problems.append(
+            {"field": f"{part}.{start_key}", "message": "out of range: more than 5 years ahead"}
+        )
+    if body.installments is not None and interval is not None and not problems:
+        last = installment_due_times(start, interval, body.installments.count)[-1]
+        if last > first + timedelta(days=MAX_PLAN_YEARS * 366):
+            problems.append(
+                {
+                    "field": "installments.count",
+                    "message": f"out of range: the last installment would be due more than "
+                    f"{MAX_PLAN_YEARS} years after the first",
+                }
+            )
+    return problems

@@ -10,12 +10,19 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
+# hide_parameters: SQLAlchemy's exception messages (and its SQL log) otherwise quote the
+# statement's parameters — names, e-mail addresses, whole notice texts — and those messages
+# are logged (the Temporal SDK logs every failed activity with its exception).
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            hide_parameters=True,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -29,7 +36,13 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     # pool_pre_ping: a terminated backend (failover, pg_terminate_backend) is replaced
     # transparently instead of failing the next activity.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        hide_parameters=True,
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

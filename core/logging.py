@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -34,6 +35,29 @@ _NOISE = ("color_message",)
 # Temporal's logger adapters put their context in a dict under these keys (and into the
 # message itself): only the workflow id is lifted out, the dict is not repeated.
 _TEMPORAL = ("temporal_workflow", "temporal_activity")
+
+
+# Personal data that must not reach a log line (GDPR Art. 5(1)(c), data minimisation; logs are
+# kept and shipped where the ledger's access rules do not reach): e-mail addresses and IBANs.
+# Our own Message-IDs look like addresses (`<notice.0123456789abcdef@domain>`) and stay.
+_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+_MESSAGE_ID_LOCAL = re.compile(r"[\w-]+\.[0-9a-f]{16}")
+# ISO 13616: country, check digits, up to 30 alphanumerics (also printed in groups of four).
+_IBAN = re.compile(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+
+
+def _email_or_message_id(match: re.Match[str]) -> str:
+    local = match.group(0).rpartition("@")[0]
+    return match.group(0) if _MESSAGE_ID_LOCAL.fullmatch(local) else "<e-mail>"
+
+
+def redact_personal(text: str) -> str:
+    """`text` with e-mail addresses and IBANs replaced by `<e-mail>` / `<IBAN>`.
+
+    For exception messages that leave the process (SMTP replies quote the recipient) and, as
+    a net, for every formatted log line: third-party libraries (psycopg quoting statement
+    parameters, the Temporal SDK logging activity failures) log what they are given."""
+    return _IBAN.sub("<IBAN>", _EMAIL.sub(_email_or_message_id, text))
 
 
 class ContextFilter(logging.Filter):
@@ -82,7 +106,7 @@ class KeyValueFormatter(logging.Formatter):
             fields.append(("exc", record.exc_text))
         if record.stack_info:
             fields.append(("stack", self.formatStack(record.stack_info)))
-        return " ".join(f"{k}={_value(v)}" for k, v in fields)
+        return redact_personal(" ".join(f"{k}={_value(v)}" for k, v in fields))
 
 
 def configure_logging(level: str | int = "INFO", stream: Any = None) -> logging.Handler:

@@ -117,6 +117,10 @@ class Policy:
     collect: str = COLLECT_PRINCIPAL  # principal | claim: what a debit retry collects
     residual: ResidualConfig = field(default_factory=ResidualConfig)
     send_window: SendWindow = field(default_factory=SendWindow)
+    # `demo: true` in the file: a policy for demos and tests (durations in seconds). Only such
+    # a policy may be combined with contract intervals shorter than a day (api/schemas.py):
+    # on any other, `PT1S` × 600 would be 600 real debits in ten minutes.
+    demo: bool = False
 
     def retry_offsets(self) -> list[timedelta]:
         return self.retries.offsets()
@@ -329,7 +333,15 @@ def parse_policy(data: object, file: str, fee_cap: int = FEE_PLAUSIBILITY_CAP) -
         data,
         "(top)",
         required=("name", "retries", "ladder"),
-        optional=("collection", "interest", "sepa", "collect", "residual", "send_window"),
+        optional=(
+            "collection",
+            "interest",
+            "sepa",
+            "collect",
+            "residual",
+            "send_window",
+            "demo",
+        ),
     )
 
     name = c.string(top["name"], "name")
@@ -348,6 +360,7 @@ def parse_policy(data: object, file: str, fee_cap: int = FEE_PLAUSIBILITY_CAP) -
     collect = c.choice(top.get("collect", COLLECT_PRINCIPAL), "collect", COLLECT_MODES)
     residual = _parse_residual(c, top.get("residual", {}))
     send_window = _parse_send_window(c, top.get("send_window", {}))
+    demo = c.boolean(top.get("demo", False), "demo")
     return Policy(
         name=name,
         retries=retries,
@@ -358,6 +371,7 @@ def parse_policy(data: object, file: str, fee_cap: int = FEE_PLAUSIBILITY_CAP) -
         collect=collect,
         residual=residual,
         send_window=send_window,
+        demo=demo,
     )
 
 
@@ -552,7 +566,7 @@ def policy_to_dict(p: Policy) -> dict[str, Any]:
         entry["lock_access"] = step.lock_access
         entry["handoff"] = step.handoff
         ladder.append(entry)
-    return {
+    out: dict[str, Any] = {
         "name": p.name,
         "retries": {"after": list(p.retries.after), "payday_alignment": p.retries.payday_alignment},
         "ladder": ladder,
@@ -571,6 +585,9 @@ def policy_to_dict(p: Policy) -> dict[str, Any]:
             "days": p.send_window.days,
         },
     }
+    if p.demo:  # only then: pinned policies of earlier releases stay byte for byte the same
+        out["demo"] = True
+    return out
 
 
 def policy_from_dict(d: dict[str, Any]) -> Policy:
@@ -624,4 +641,5 @@ def policy_from_dict(d: dict[str, Any]) -> Policy:
             end=str(window.get("end", SendWindow.end)),
             days=str(window.get("days", SendWindow.days)),
         ),
+        demo=bool(d.get("demo", False)),
     )

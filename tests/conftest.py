@@ -120,6 +120,10 @@ def settings(db_url: str, standin: Any, smtp: Any, tmp_path: Path) -> Settings:
         base_rates="2026-07-01:127,2027-01-01:127,2027-07-01:127",
         # the Bundesbank's example creditor id format (DE, check digits, ZZZ, national id)
         seller_creditor_id="DE98ZZZ09999999999",
+        # Tests use fixed dates (contract_body: first_due 2026-12-01) and must pass on any
+        # date: a wide back-dating window here; the 31-day default is tested in
+        # tests/api/test_input_limits.py.
+        max_backdate_days=3650,
     )
 
 

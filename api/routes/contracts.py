@@ -52,6 +52,7 @@ from api.schemas import (
     ResumeIn,
     SettlementIn,
     WaiverIn,
+    checkout_problems,
 )
 from core.db import transaction
 from core.models import (
@@ -135,6 +136,12 @@ def build_input(body: ContractCreate, settings: Settings, now: datetime) -> Cont
         raise ApiError(
             422, "invalid_input", f"policy: {msg}", [{"field": "policy", "message": msg}]
         ) from None
+    problems = checkout_problems(
+        body, demo_policy=policy.demo, max_backdate_days=settings.max_backdate_days, now=now
+    )
+    if problems:  # bounds that depend on the policy and the settings (api/schemas.py)
+        msg = f"{problems[0]['field']}: {problems[0]['message']}"
+        raise ApiError(422, "invalid_input", msg, problems)
     amount, first_due, interval, count = _terms(body)
     if not first_due:
         first_due = now.isoformat()

@@ -8,10 +8,13 @@ Message-ID) and the notice and timeline rows in the ledger.
 from __future__ import annotations
 
 import dataclasses
+import io
+import logging
 import os
 import smtplib
 import socket
 import threading
+import traceback
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +24,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.exceptions import ApplicationError
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.mailer import send_email
@@ -604,3 +609,184 @@ def test_subject_with_an_amount_keeps_its_spaces_through_encoding() -> None:
     raw = msg.as_bytes()
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
     assert str(message_from_bytes(raw, policy=email_policy.default)["Subject"]) == subject
+
+
+# -- personal data stays out of logs and exception messages (issue 13 item 7) ------------------
+
+CUSTOMER_NAME = "Erika Mustermann"
+
+
+# The test's SMTP server (aiosmtpd, the catcher) stands in for the outside world: what it
+# logs about the mail it receives is not Mahnwerk's log.
+_MAIL_SERVER_LOGGERS = ("mail.log", "mahnwerk.smtp_catcher")
+
+
+def _our_logs(caplog: pytest.LogCaptureFixture) -> str:
+    lines = []
+    for record in caplog.records:
+        if record.name.startswith(_MAIL_SERVER_LOGGERS):
+            continue
+        lines.append(record.getMessage())
+        if record.exc_info:
+            lines.append("".join(traceback.format_exception(*record.exc_info)))
+    return "\n".join(lines)
+
+
+def _no_personal_data(text: str) -> None:
+    assert CUSTOMER_EMAIL not in text
+    assert "erika@" not in text.lower()
+    assert CUSTOMER_NAME not in text
+
+
+@workflow.defn(name="notice_privacy_probe", sandboxed=False)
+class _NoticeProbe:
+    """Runs `send_notice` as the contract workflow does, so the SDK's own failure logging
+    (it logs every failed activity attempt with the exception) is part of what is checked."""
+
+    @workflow.run
+    async def run(self, inp: NoticeInput) -> str:
+        try:
+            result = await workflow.execute_activity(
+                "send_notice",
+                inp,
+                result_type=NoticeResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(milliseconds=50), maximum_attempts=2
+                ),
+            )
+            return f"sent {result.notice_number}"
+        except ActivityError as err:
+            cause = err.cause
+            details = getattr(cause, "details", ())
+            return f"failed: {cause} details={details!r}"
+
+
+async def _run_through_temporal(acts: NoticeActivities, inp: NoticeInput) -> str:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from temporalio.testing import WorkflowEnvironment
+    from temporalio.worker import Worker
+
+    from tests.conftest import binary
+
+    queue = f"privacy-{uuid.uuid4().hex[:8]}"
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server")
+    ) as env:
+        with ThreadPoolExecutor(4) as pool:
+            async with Worker(
+                env.client,
+                task_queue=queue,
+                workflows=[_NoticeProbe],
+                activities=[acts.send_notice],
+                activity_executor=pool,
+            ):
+                result: str = await env.client.execute_workflow(
+                    "notice_privacy_probe", inp, id=f"probe-{uuid.uuid4().hex}", task_queue=queue
+                )
+    return result
+
+
+def _key_value_log() -> tuple[logging.Handler, io.StringIO]:
+    """Our production formatter on the root logger, next to pytest's caplog."""
+    from core.logging import ContextFilter, KeyValueFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(KeyValueFormatter())
+    handler.addFilter(ContextFilter())
+    handler.addFilter(lambda record: not record.name.startswith(_MAIL_SERVER_LOGGERS))
+    logging.getLogger().addHandler(handler)
+    return handler, stream
+
+
+async def test_a_sent_notice_logs_no_recipient(
+    catcher: Catcher, sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    handler, stream = _key_value_log()
+    try:
+        acts = NoticeActivities(make_settings(catcher.url), sessions)
+        result = await _run_through_temporal(acts, make_input())
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert result.startswith("sent ")
+    assert catcher.store.find(to=CUSTOMER_EMAIL)  # it did go to her
+    assert "notice sent contract=ord-2026-0001" in caplog.text
+    _no_personal_data(_our_logs(caplog))
+    _no_personal_data(stream.getvalue())
+
+
+async def test_a_permanently_refused_send_names_no_recipient(
+    catcher: Catcher, sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The catcher answers `550 … <gone@example.org>` (the address in the reply, as real
+    servers do): neither the failure nor any log line repeats it."""
+    caplog.set_level(logging.DEBUG)
+    acts = NoticeActivities(make_settings(catcher.url), sessions)
+    with pytest.raises(ApplicationError) as excinfo:
+        run(acts, make_input(email="gone@example.org"))
+    # What the SDK logs and stores: message, type, details, and any chained exception.
+    text = "".join(traceback.format_exception_only(excinfo.value)) + repr(excinfo.value.details)
+    assert "550" in text and "gone@" not in text and CUSTOMER_NAME not in text
+    assert excinfo.value.__cause__ is None and excinfo.value.__suppress_context__
+
+    # Through Temporal: the SDK logs the failed attempt with its exception.
+    notice_rows_before = len(stored_notices(sessions))
+    result = await _run_through_temporal(
+        acts, dataclasses.replace(make_input(email="gone@example.org"), stage="mahnung_2")
+    )
+    assert result.startswith("failed: ") and "550" in result, result
+    assert len(stored_notices(sessions)) == notice_rows_before + 1
+    assert "gone@" not in result and "gone@" not in _our_logs(caplog)
+    assert "Completing activity as failed" in caplog.text  # the SDK's line was captured
+
+
+async def test_a_temporarily_refused_send_names_no_recipient(
+    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    def greylisted(*args: Any, **kwargs: Any) -> None:
+        # smtplib's exception for a refused recipient: its message is the address → reply map
+        raise smtplib.SMTPRecipientsRefused(
+            {CUSTOMER_EMAIL: (451, f"4.7.1 <{CUSTOMER_EMAIL}>: greylisted".encode())}
+        )
+
+    caplog.set_level(logging.DEBUG)
+    handler, stream = _key_value_log()
+    acts = NoticeActivities(make_settings("smtp://127.0.0.1:1"), sessions, mailer=greylisted)
+    try:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as excinfo:  # still retried
+            run(acts, make_input())
+        text = "".join(traceback.format_exception_only(excinfo.value))
+        assert excinfo.value.__cause__ is None and excinfo.value.__suppress_context__
+        assert "451" in text and "greylisted" in text
+        _no_personal_data(text)
+        result = await _run_through_temporal(acts, make_input())
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert result.startswith("failed: ") and "451" in result, result
+    _no_personal_data(result)
+    assert caplog.text.count("Completing activity as failed") >= 1
+    _no_personal_data(_our_logs(caplog))
+    _no_personal_data(stream.getvalue())
+
+
+def test_log_lines_are_redacted_as_a_net() -> None:
+    """Whatever a library logs (a database error quoting a row, an SMTP reply), our
+    formatter masks e-mail addresses and IBANs; our own Message-IDs stay readable."""
+    from core.logging import redact_personal
+
+    handler, stream = _key_value_log()
+    try:
+        logging.getLogger("some.library").error(
+            "insert failed: (erika.m+kurs@example.org, DE89 3704 0044 0532 0130 00) "
+            "message <MAHN-2026-000001-1.0123456789abcdef@lernwerk.example>"
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
+    line = stream.getvalue()
+    assert "example.org" not in line and "DE89" not in line and "0532" not in line
+    assert "<e-mail>" in line and "<IBAN>" in line
+    assert "MAHN-2026-000001-1.0123456789abcdef@lernwerk.example" in line
+    assert redact_personal("IBAN DE89370400440532013000.") == "IBAN <IBAN>."

@@ -3,7 +3,9 @@
 Every operation gets schema-conforming (positive) and schema-violating (negative) requests;
 a share of the contract routes aims at contracts that really exist and run on a worker, so
 support actions reach the Temporal Update validators and not only the 404 path. Asserted:
-no 5xx at all, every 4xx in SPEC.md §4's format, and at least 1,000 requests made.
+no 5xx at all, every 4xx in SPEC.md §4's format, no schema-violating body accepted (strict
+integers for money, id patterns, lengths: the input limits are in the schema), and at least
+1,000 requests made.
 
 The app runs under uvicorn on this test's event loop (with the worker and the Temporal
 client, which belong to that loop); schemathesis and Hypothesis are synchronous and run in
@@ -111,6 +113,15 @@ def _plausible_contract(body: Any, pick: int) -> None:
         obj["due"] = None
     if pick % 2:
         body["policy"] = "default"
+    # Beyond the schema too: evidence times within their window (not in the future, not
+    # before 10 years ago), and an address email-validator accepts (Hypothesis' addresses
+    # sometimes use reserved domains such as .test).
+    terms = body.get("terms")
+    if isinstance(terms, dict):
+        terms["accepted_at"] = "2026-11-27T10:00:00+01:00"
+    customer = body.get("customer")
+    if isinstance(customer, dict) and pick % 2:
+        customer["email"] = f"fuzz-{pick}@example.org"
     payment = body.get("payment") or {}
     payment.setdefault("payment_method", "pm_card_visa")
     payment["payment_method"] = payment["payment_method"] or "pm_card_visa"
@@ -151,6 +162,11 @@ def _run_operation(
             problem = "server error"
         elif resp.status_code >= 400:
             problem = _error_format_problem(resp)
+        elif mode is GenerationMode.NEGATIVE and case.body is not None and resp.status_code < 300:
+            # A body that violates the schema (a string or bool for an amount, a too-long
+            # name, a bad id pattern, a missing field) must never be accepted: the input
+            # limits of issue 13 live in the schema, and this holds the server to them.
+            problem = "schema-violating body accepted"
         with tally.lock:
             tally.requests += 1
             statuses = tally.by_operation.setdefault(label, {})

@@ -620,3 +620,19 @@ def test_a_policy_pinned_before_the_new_keys_gets_their_defaults() -> None:
 def test_the_demo_ladder_is_not_day_based() -> None:
     assert not load_policy("demo", POLICY_DIR).day_based()
     assert load_policy("demo", POLICY_DIR).send_window.days == "all"
+
+
+def test_only_the_demo_policy_is_marked_demo(tmp_path: Path) -> None:
+    assert load_policy("demo", POLICY_DIR).demo is True
+    assert load_policy("default", POLICY_DIR).demo is False
+    # Pinned policies of earlier releases have no `demo` key: they read as not demo, and a
+    # non-demo policy pins exactly as before.
+    assert "demo" not in policy_to_dict(load_policy("default", POLICY_DIR))
+    assert policy_to_dict(load_policy("demo", POLICY_DIR))["demo"] is True
+    text = (
+        "name: p\ndemo: yes please\nretries:\n  after: [1d]\nladder:\n  - stage: r\n    after: 3d\n"
+    )
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(PolicyError) as exc:
+        load_policy("p", tmp_path)
+    assert exc.value.key == "demo" and "true or false" in exc.value.reason
