@@ -176,9 +176,11 @@ class RequestGuard:
         else:
             limit = settings.max_body_bytes
         headers = Headers(scope=scope)
-        if self._needs_credential(path) and not self._has_credential(headers, settings):
-            await _send_error(send, 401, "unauthorized", "missing or unknown bearer API key")
-            return
+        if self._needs_credential(path):
+            problem = self._credential_problem(headers, settings, path)
+            if problem is not None:
+                await _send_error(send, 401, "unauthorized", problem)
+                return
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -216,26 +218,33 @@ class RequestGuard:
         return path in _CODEC_CONVERT
 
     @staticmethod
-    def _has_credential(headers: Headers, settings: Settings) -> bool:
-        keys = settings.parsed_api_keys
-        if bearer_matches(headers.get("authorization", ""), keys) is not None:
-            return True
+    def _credential_problem(headers: Headers, settings: Settings, path: str) -> str | None:
+        """None if the request carries a known credential, else why not (the 401's message,
+        as the route's own check would word it)."""
+        header = headers.get("authorization", "")
+        if bearer_matches(header, settings.parsed_api_keys) is not None:
+            return None
+        if not path.startswith("/codec/"):
+            return "unknown API key" if header else "missing bearer API key"
         # The Temporal UI's codec requests carry the admin's session cookie instead.
         from api.routes.codec import SESSION_COOKIE, session_caller
 
-        cookies = SimpleCookie()
+        cookies: SimpleCookie = SimpleCookie()
         try:
             cookies.load(headers.get("cookie", ""))
         except CookieError:
-            return False
+            pass
         morsel = cookies.get(SESSION_COOKIE)
-        if morsel is None:
-            return False
-        try:
-            session_caller(settings, morsel.value)
-        except ApiError:
-            return False
-        return True
+        if morsel is not None:
+            try:
+                session_caller(settings, morsel.value)
+                return None
+            except ApiError as exc:
+                if not header:
+                    return exc.message
+        if header:
+            return "unknown API key"
+        return "missing bearer API key (from the Temporal UI: log in at /codec/login)"
 
 
 async def _send_too_large(send: Send, limit: int) -> None:
