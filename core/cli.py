@@ -56,8 +56,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # A bad setting is one line here, before any connection is attempted; so is a missing
     # secret or a dev default outside `mahnwerk dev` (DESIGN.md decision 14).
     settings = load_settings()
-    check_startup(settings, "worker")
     require_complete_seller(settings)  # notices need the seller's bank and legal details
+    check_startup(settings, "worker")
     _check_temporal_options()
     import worker
 
@@ -92,8 +92,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     from core.logging import configure_logging
 
     settings = load_settings()  # fail before uvicorn starts, with one line
-    check_startup(settings, "api")
     require_complete_seller(settings)
+    check_startup(settings, "api")
     _check_temporal_options()
     configure_logging(settings.log_level)
     uvicorn.run(

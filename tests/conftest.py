@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
@@ -233,7 +234,7 @@ async def stack(  # the whole app on a test server of its own; see tests/stack.p
     # reads the history as the server stores it. Not while recording the histories of
     # tests/workflows/test_replay.py: those are replayed without a codec or a ledger.
     if os.environ.get("MAHNWERK_RECORD_HISTORIES") != "1":
-        settings = settings.model_copy(update={"codec_key": STACK_CODEC_KEY})
+        settings = settings.model_copy(update={"codec_key": SecretStr(STACK_CODEC_KEY)})
     async with await start_test_server() as env:
         config = env.client.config()
         config["data_converter"] = data_converter(settings, sessions)

@@ -174,8 +174,9 @@ def test_the_complete_production_configuration_passes_the_check(
 
 
 def test_production_is_the_default_and_only_dev_mode_accepts_the_dev_defaults() -> None:
-    # Nothing configured at all: the first refusal names the Stripe key.
-    line = _refusal_line(_run("worker", dict.fromkeys(PRODUCTION)))
+    # No secret configured at all: the first refusal names the Stripe key.
+    secrets = [n for n in PRODUCTION if "SELLER" not in n and n != "MAHNWERK_MAIL_FROM"]
+    line = _refusal_line(_run("worker", dict.fromkeys(secrets)))
     assert line.startswith("configuration error: STRIPE_API_KEY: missing"), line
     # An unknown mode is a bad value, not a way around the check.
     line = _refusal_line(_run("api", {"MAHNWERK_ENV": "staging"}))
@@ -187,9 +188,7 @@ def test_production_is_the_default_and_only_dev_mode_accepts_the_dev_defaults() 
 @pytest.mark.parametrize("key", ["sk_live_51Nq3r8Example", "rk_live_51Nq3r8Example"])
 def test_dev_mode_refuses_a_live_stripe_key(key: str) -> None:
     """MAHNWERK_ENV=dev accepts public secrets, so it must never run against real money."""
-    line = _refusal_line(
-        _run("worker", {**dict.fromkeys(PRODUCTION), "MAHNWERK_ENV": "dev", "STRIPE_API_KEY": key})
-    )
+    line = _refusal_line(_run("worker", {"MAHNWERK_ENV": "dev", "STRIPE_API_KEY": key}))
     assert line.startswith("configuration error: MAHNWERK_ENV: "), line
     assert "live" in line and key not in line
 
