@@ -160,8 +160,13 @@ class WaiverFact:
     fees: bool = False
     costs: bool = False
     lump_sums: bool = False
-    interest: bool = False  # also stops interest accruing after ``on``
+    interest: bool = False  # also stops interest accruing after ``on`` (see stop_interest)
     order: int = 0
+    # False: give up only the interest open on ``on`` and let interest accrue afterwards as
+    # before — the write-off of a residual once the principal is paid (policy
+    # ``residual.write_off_below``) must not stop interest on installments that fall into
+    # default later. True (a support waiver): no interest after ``on`` at all.
+    stop_interest: bool = True
 
 
 @dataclass
@@ -569,7 +574,7 @@ class _Run:
                 amount = self.interest_open(inst, day)
                 inst.waived_interest += amount
                 self.waived.interest += amount
-            if self.interest_stop is None or day < self.interest_stop:
+            if fact.stop_interest and (self.interest_stop is None or day < self.interest_stop):
                 self.interest_stop = day
 
 
