@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -35,6 +35,8 @@ from core.metrics import worker_runtime
 from core.settings import ConfigError, Settings, get_settings
 from core.stripe_account import creditor_id_problem
 from core.temporal import connect_client
+from domain.interest import base_rate_coverage, with_rates
+from domain.schedule import berlin_date
 from workflows.contract import ContractWorkflow
 from workflows.queues import STRIPE_ACTIVITIES, StripeQueueRouting, stripe_queue
 
@@ -100,6 +102,18 @@ def _activity_name(fn: Callable[..., Any]) -> str:
     return defn.name if defn is not None and defn.name else getattr(fn, "__name__", "")
 
 
+def warn_base_rates(settings: Settings) -> None:
+    """At start-up: say when the § 247 BGB table does not cover today (issue 11 item 7)."""
+    cov = base_rate_coverage(with_rates(settings.extra_base_rates), berlin_date(datetime.now(UTC)))
+    if not cov.covered or cov.missing:
+        log.warning(
+            "no § 247 BGB base rate for %s: interest after %s is not computed (claims name the "
+            "missing half-year); add it with MAHNWERK_BASE_RATES, see `mahnwerk base-rates`",
+            ", ".join(cov.missing),
+            cov.covered_until or "the table",
+        )
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -111,6 +125,7 @@ def build_worker(
     mailer: Callable[..., None] | None = None,
 ) -> WorkerParts:
     sessions = session_factory or make_session_factory(make_engine(settings.database_url))
+    warn_base_rates(settings)
     dispatcher = EventDispatcher(sessions, settings.events_url, settings.events_secret)
     stripe_client = make_stripe_client(settings.stripe_api_key, settings.stripe_api_base)
     # Client-side rate limit (MAHNWERK_STRIPE_RATE_LIMIT; Stripe allows 25/s in test mode,
@@ -137,7 +152,8 @@ def build_worker(
         notices.send_notice,
         collection.build_case_file,
         collection.deliver_case_file,
-        claims.claim_interest,
+        claims.base_rates,
+        claims.claim_interest,  # legacy: settlements of contracts started before PATCH_CLAIM
     ]
     worker = Worker(
         client,
