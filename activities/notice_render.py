@@ -694,10 +694,13 @@ def _build(
         "credited": money(0),
         "credited_minor": 0,
         "interest_missing_from": None,
+        "interest_until": None,  # claim: the last interest day, in running text
         "claim": None,
     }
     if inp.claim is not None:
         context.update(claim_context(inp.claim, locale, money, numeric_day))
+        if inp.claim.interest_until:
+            context["interest_until"] = day(inp.claim.interest_until)
         for line, item in zip(context["interest_lines"], _interest_items(inp.claim), strict=True):
             line["label"] = line_label(
                 ClaimLine("", item, inp.deadline, 0),
