@@ -765,6 +765,7 @@ def _evidence(
         "currency": inp.currency,
         # the claim exactly as the notice printed it (domain.claim; None before issue 11)
         "claim": asdict(inp.claim) if inp.claim is not None else None,
+        "created_at": _iso(inp.created_at),  # when it went out (the workflow's clock)
         "deadline_day": inp.deadline_day or None,
         "deadline_shift_reason": inp.deadline_shift_reason or None,
         "lines": [
