@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,6 +36,8 @@ from core.metrics import worker_runtime
 from core.settings import ConfigError, Settings, check_startup, get_settings
 from core.stripe_account import creditor_id_problem
 from core.temporal import connect_client
+from domain.interest import base_rate_coverage, with_rates
+from domain.schedule import berlin_date
 from workflows.contract import ContractWorkflow
 from workflows.queues import STRIPE_ACTIVITIES, StripeQueueRouting, stripe_queue
 
@@ -101,6 +103,18 @@ def _activity_name(fn: Callable[..., Any]) -> str:
     return defn.name if defn is not None and defn.name else getattr(fn, "__name__", "")
 
 
+def warn_base_rates(settings: Settings) -> None:
+    """At start-up: say when the § 247 BGB table does not cover today (issue 11 item 7)."""
+    cov = base_rate_coverage(with_rates(settings.extra_base_rates), berlin_date(datetime.now(UTC)))
+    if not cov.covered or cov.missing:
+        log.warning(
+            "no § 247 BGB base rate for %s: interest after %s is not computed (claims name the "
+            "missing half-year); add it with MAHNWERK_BASE_RATES, see `mahnwerk base-rates`",
+            ", ".join(cov.missing),
+            cov.covered_until or "the table",
+        )
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -112,6 +126,7 @@ def build_worker(
     mailer: Callable[..., None] | None = None,
 ) -> WorkerParts:
     sessions = session_factory or make_session_factory(make_engine(settings.database_url))
+    warn_base_rates(settings)
     dispatcher = EventDispatcher(
         sessions, settings.events_url, settings.events_secret.get_secret_value()
     )
@@ -146,7 +161,8 @@ def build_worker(
         notices.send_notice,
         collection.build_case_file,
         collection.deliver_case_file,
-        claims.claim_interest,
+        claims.base_rates,
+        claims.claim_interest,  # legacy: settlements of contracts started before PATCH_CLAIM
     ]
     worker = Worker(
         client,

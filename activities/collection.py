@@ -35,6 +35,7 @@ import hashlib
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any, Final
 
 import httpx
@@ -48,12 +49,26 @@ from activities.events import sign
 from core.db import transaction
 from core.models import CollectionCase, Contract, Installment, Notice, PaymentAttempt
 from core.settings import Settings
+from domain.claim import (
+    COLLECTION,
+    INFORMATION,
+    PURSUIT_KINDS,
+    RETURN_DEBIT,
+    ChargeLine,
+    Claim,
+    ClaimFacts,
+    CostFact,
+    FeeFact,
+    InstallmentFact,
+    compute_claim,
+)
 from domain.collection import (
     AUSKUNFTSKOSTEN,
     COURT,
     INKASSO,
     INKASSOKOSTEN,
     MAHNKOSTEN,
+    RUECKLASTSCHRIFTKOSTEN,
     VERZUGSPAUSCHALE,
     AncillaryClaim,
     Invoice,
@@ -61,15 +76,13 @@ from domain.collection import (
     limitation_end,
     mahnantrag_fields,
 )
-from domain.fees import B2B_LUMP_SUM, lump_sums, pursuit_costs_after_lump_sum
+from domain.fees import B2B_LUMP_SUM
 from domain.interest import (
     BASE_RATES_LAST_CHECKED,
     CONSUMER,
     BaseRate,
-    MissingBaseRate,
     check_amount,
     check_customer_type,
-    claim_interest,
     format_rate,
     rate_text,
     with_rates,
@@ -83,8 +96,15 @@ DELIVERY_TIMEOUT: Final = 20.0  # seconds
 _ERROR_MAX: Final = 2000  # characters of a receiver's answer kept in last_error
 
 # Costs of legal pursuit ("Kosten der Rechtsverfolgung", § 288 (5) sentence 3 BGB): the
-# lump sums are credited against these. Return-debit costs are not among them.
+# lump sums are credited against these (domain.claim PURSUIT_KINDS). Return-debit costs are
+# not among them.
 PURSUIT_COST_LABELS: Final = frozenset({MAHNKOSTEN, INKASSOKOSTEN, AUSKUNFTSKOSTEN})
+# The costs a legacy input (no claim) itemises by label, and their kind in the claim.
+COST_KIND_BY_LABEL: Final[dict[str, str]] = {
+    RUECKLASTSCHRIFTKOSTEN: RETURN_DEBIT,
+    INKASSOKOSTEN: COLLECTION,
+    AUSKUNFTSKOSTEN: INFORMATION,
+}
 
 LUMP_SUM_BASIS: Final = "§ 288 Abs. 5 BGB"
 CREDIT_BASIS: Final = "§ 288 Abs. 5 Satz 3 BGB"
@@ -122,21 +142,58 @@ def result_of(row: CollectionCase) -> CaseFileResult:
     )
 
 
-# -- the parts of the file -------------------------------------------------------------------
+# -- the parts of the file: read from the claim (domain.claim), never computed again ------------
 
 
-def _interest_section(
-    invoices: list[Invoice],
-    as_of: str,
+def legacy_claim(
+    inp: CaseFileInput,
+    rows: list[Installment],
     customer_type: str,
-    waived: bool,
     rates: tuple[BaseRate, ...],
-) -> dict[str, Any]:
-    """Interest per installment, or why there is none: ``computed`` | ``waived`` |
-    ``unavailable`` (a § 247 base rate is missing: 0, never a guess)."""
+) -> Claim:
+    """The claim of a hand-off whose workflow started before the claim model (its input
+    carries no claim): the open installments' outstanding principal from their due dates,
+    the fees and itemised costs as of the hand-off day — computed by the same
+    ``domain.claim.compute_claim`` as every other claim."""
+    as_of = berlin_date(inp.as_of)
+    costs = []
+    for n, pair in enumerate(inp.costs):
+        label, amount = pair[0], pair[1]
+        kind = COST_KIND_BY_LABEL.get(label.strip() if isinstance(label, str) else label)
+        if kind is None:
+            raise ValueError(
+                f"cost label must be one of {', '.join(COST_KIND_BY_LABEL)}, got {label!r}"
+            )
+        costs.append(CostFact(f"cost:{n}", as_of, check_amount(amount, f"cost {label!r}"), kind))
+    facts = ClaimFacts(
+        customer_type=customer_type,
+        installments=[
+            InstallmentFact(r.seq, berlin_date(r.due_at), r.amount - r.paid_amount) for r in rows
+        ],
+        fees=[FeeFact("fees", as_of, check_amount(inp.fees, "fees"))] if inp.fees else [],
+        costs=costs,
+        interest="none" if inp.interest_waived else "statutory",
+        rates=list(rates),
+    )
+    return compute_claim(facts, as_of)
+
+
+def _exact_sum(texts: list[str]) -> str:
+    total = sum((Fraction(t) for t in texts), Fraction(0))
+    return (
+        str(total.numerator) if total.denominator == 1 else f"{total.numerator}/{total.denominator}"
+    )
+
+
+def _interest_section(cid: str, claim: Claim) -> dict[str, Any]:
+    """Interest per installment as the claim has it (§ 288 BGB, exact per day on the
+    principal open each day): ``computed`` | ``waived`` (support or policy ``none``) |
+    ``unavailable`` (no § 247 rate for any interest day: 0, never a guess). A rate missing
+    for later days only: computed up to ``interest_until``, the half-year named."""
+    customer_type = claim.customer_type
     section: dict[str, Any] = {
         "status": "computed",
-        "as_of": as_of,
+        "as_of": claim.as_of,
         "customer_type": customer_type,
         "rate_text": rate_text(customer_type, "de"),
         "rate_text_en": rate_text(customer_type, "en"),
@@ -144,106 +201,107 @@ def _interest_section(
         "items": [],
         "total": 0,
     }
-    if waived:
+    if claim.interest_mode in ("none", "waived") and claim.interest == 0:
         section["status"] = "waived"
         section["reason"] = "interest waived or not charged by the policy"
         return section
-    try:
-        results = claim_interest([(i.amount, i.due) for i in invoices], as_of, customer_type, rates)
-    except MissingBaseRate as exc:
-        section["status"] = "unavailable"
-        section["reason"] = str(exc)
-        section["missing_base_rate"] = exc.rate_date
-        section["needed_for"] = exc.needed_for
-        return section
-    for invoice, r in zip(invoices, results, strict=True):
+    for item in claim.items:
+        if not item.interest_periods:
+            continue
+        spans = item.interest_periods
         section["items"].append(
             {
-                "invoice_number": invoice.number,
-                "principal": r.principal,
-                "due_date": r.due_date,
-                "from": r.from_date,
-                "to": r.to_date,
-                "days": r.days,
-                "rate_text": r.rate_text,
-                "rate_text_en": r.rate_text_en,
-                "amount": r.amount,
-                "exact": r.exact,  # unrounded, minor units as a fraction
+                "invoice_number": invoice_number(cid, item.installment),
+                "principal": item.principal,
+                "due_date": item.due,
+                "from": spans[0].start,
+                "to": spans[-1].end,
+                "days": sum(p.days for p in spans),
+                "rate_text": rate_text(customer_type, "de"),
+                "rate_text_en": rate_text(customer_type, "en"),
+                "accrued": item.interest_accrued,
+                "paid": item.paid.interest,
+                "waived": item.interest_waived,
+                "amount": item.interest,  # claimed: accrued − paid − waived
+                "exact": _exact_sum([p.exact for p in spans]),  # unrounded, minor units
                 "periods": [
                     {
                         "from": p.start,
                         "to": p.end,
                         "days": p.days,
+                        "principal": p.principal,
                         "base_rate_bp": p.base_bp,
                         "rate_bp": p.rate_bp,
                         "rate": format_rate(p.rate_bp, "de"),
                         "exact": p.exact,
                     }
-                    for p in r.periods
+                    for p in spans
                 ],
             }
         )
-    section["total"] = sum(r.amount for r in results)
+    section["total"] = claim.interest
+    if claim.missing_base_rate:
+        section["missing_base_rate"] = claim.missing_base_rate
+        section["interest_until"] = claim.interest_until
+        section["reason"] = (
+            f"no § 247 BGB base rate known for {claim.missing_base_rate}: interest computed "
+            f"up to {claim.interest_until} only (supply the rate with MAHNWERK_BASE_RATES)"
+        )
+        if not section["items"]:
+            section["status"] = "unavailable"
     return section
 
 
+def _charge_item(line: ChargeLine) -> dict[str, Any]:
+    return {
+        "label": line.label,
+        "amount": line.amount,
+        "credited_to_lump_sum": line.credited,
+        "paid": line.paid,
+        "waived": line.waived,
+        "claimed": line.open,
+    }
+
+
 def _costs(
-    fees: int, costs: list[tuple[str, int]], customer_type: str, in_default: int
+    claim: Claim,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
-    """(fees section, costs section, lump-sum crediting or None), each item with what was
-    incurred (``amount``), what the lump sums absorb (``credited_to_lump_sum``) and what is
-    claimed; the sections' ``total`` is what is claimed."""
-    lumps = lump_sums(customer_type, in_default)
-    credit_left = lumps
-
-    def item(label: str, amount: int) -> dict[str, Any]:
-        nonlocal credit_left
-        credited = min(amount, credit_left) if label in PURSUIT_COST_LABELS else 0
-        credit_left -= credited
-        return {
-            "label": label,
-            "amount": amount,
-            "credited_to_lump_sum": credited,
-            "claimed": amount - credited,
-        }
-
-    fee_items = [item(MAHNKOSTEN, check_amount(fees, "fees"))] if fees else []
+    """(fees section, costs section, lump-sum crediting or None) from the claim's fee, cost
+    and lump-sum items: what was incurred (``amount``), absorbed by the § 288 (5) sentence 3
+    crediting (``credited_to_lump_sum``), paid, waived, and what is ``claimed`` (open)."""
+    fee_items = [_charge_item(line) for line in claim.fee_items]
     cost_items: list[dict[str, Any]] = []
+    lumps = claim.lump_sum_items
     if lumps:
         cost_items.append(
             {
                 "label": VERZUGSPAUSCHALE,
-                "amount": lumps,
-                "credited_to_lump_sum": 0,
-                "claimed": lumps,
-                "installments": in_default,
+                "amount": sum(line.amount for line in lumps),
+                "credited_to_lump_sum": sum(line.credited for line in lumps),
+                "paid": sum(line.paid for line in lumps),
+                "waived": sum(line.waived for line in lumps),
+                "claimed": sum(line.open for line in lumps),
+                "installments": len(lumps),
                 "per_installment": B2B_LUMP_SUM,
                 "basis": LUMP_SUM_BASIS,
             }
         )
-    for pair in costs:
-        label, amount = pair[0], pair[1]
-        if not isinstance(label, str) or not label.strip():
-            raise ValueError(f"cost label must be a non-empty string, got {label!r}")
-        if check_amount(amount, f"cost {label!r}"):
-            cost_items.append(item(label.strip(), amount))
-
+    cost_items += [_charge_item(line) for line in claim.cost_items]
     crediting = None
     if lumps:
         pursuit = sum(
-            i["amount"] for i in fee_items + cost_items if i["label"] in PURSUIT_COST_LABELS
+            line.amount - line.waived
+            for line in claim.fee_items + claim.cost_items
+            if line.kind in PURSUIT_KINDS
         )
-        credited = sum(i["credited_to_lump_sum"] for i in fee_items + cost_items)
-        # the itemised split must leave exactly what the domain rule leaves
-        assert pursuit - credited == pursuit_costs_after_lump_sum(pursuit, lumps)
         crediting = {
-            "lump_sums": lumps,
+            "lump_sums": sum(line.amount for line in lumps),
             "pursuit_costs": pursuit,
-            "credited": credited,
+            "credited": claim.credited,
             "basis": CREDIT_BASIS,
         }
-    fee_section = {"items": fee_items, "total": sum(i["claimed"] for i in fee_items)}
-    cost_section = {"items": cost_items, "total": sum(i["claimed"] for i in cost_items)}
+    fee_section = {"items": fee_items, "total": claim.fees}
+    cost_section = {"items": cost_items, "total": claim.costs + claim.lump_sums}
     return fee_section, cost_section, crediting
 
 
@@ -254,17 +312,29 @@ def _mahnantrag(
     fees: dict[str, Any],
     costs: dict[str, Any],
     interest: bool,
+    claim: Claim,
 ) -> dict[str, Any]:
     ancillary = [
         AncillaryClaim(label=i["label"], amount=i["claimed"])
         for i in fees["items"] + costs["items"]
     ]
+    # Interest still open on an installment whose principal is paid: the court cannot
+    # compute it from a principal claim, so it is an itemised ancillary claim of its own
+    # ("ausgerechnete Zinsen", § 690 (1) Nr. 3 ZPO), up to the day the claim was computed.
+    for item in claim.items:
+        if item.principal == 0 and item.interest > 0:
+            ancillary.append(
+                AncillaryClaim(
+                    label=f"Verzugszinsen Rate {item.installment} bis {claim.interest_until}",
+                    amount=item.interest,
+                )
+            )
     fields = asdict(mahnantrag_fields(category, invoices, customer_type, ancillary, interest))
-    for claim in fields["claims"]:
-        if claim["interest_mode"] == "pp_above_base":
-            pp, since = claim["interest_pp"], claim["interest_from"]
-            claim["interest_text"] = f"{pp} Prozentpunkte über dem Basiszinssatz seit {since}"
-            claim["interest_text_en"] = f"{pp} percentage points above the base rate from {since}"
+    for main in fields["claims"]:
+        if main["interest_mode"] == "pp_above_base":
+            pp, since = main["interest_pp"], main["interest_from"]
+            main["interest_text"] = f"{pp} Prozentpunkte über dem Basiszinssatz seit {since}"
+            main["interest_text_en"] = f"{pp} percentage points above the base rate from {since}"
     fields["product_category"] = category
     return fields
 
@@ -290,42 +360,46 @@ class CollectionActivities:
         cid = contract.id
         customer = dict(contract.customer or {})
         customer_type = check_customer_type(customer.get("type") or CONSUMER)
-        as_of = berlin_date(inp.as_of)
+        claim = inp.claim
+        if claim is None:  # a workflow started before the claim model
+            open_rows = [
+                row
+                for row in s.scalars(
+                    select(Installment)
+                    .where(Installment.contract_id == cid, Installment.status == "open")
+                    .order_by(Installment.seq)
+                )
+                if row.amount - row.paid_amount > 0
+            ]
+            claim = legacy_claim(inp, open_rows, customer_type, self.rates)
+        as_of = claim.as_of
 
-        open_rows = [
-            row
-            for row in s.scalars(
-                select(Installment)
-                .where(Installment.contract_id == cid, Installment.status == "open")
-                .order_by(Installment.seq)
-            )
-            if row.amount - row.paid_amount > 0
-        ]
         installments: list[dict[str, Any]] = []
         invoices: list[Invoice] = []
-        for row in open_rows:
-            due = berlin_date(row.due_at)
-            number = invoice_number(cid, row.seq)
-            outstanding = row.amount - row.paid_amount
-            invoices.append(Invoice(number=number, date=due, due=due, amount=outstanding))
+        for item in claim.items:
+            if item.principal <= 0:
+                continue
+            number = invoice_number(cid, item.installment)
+            invoices.append(
+                Invoice(number=number, date=item.due, due=item.due, amount=item.principal)
+            )
             installments.append(
                 {
-                    "seq": row.seq,
+                    "seq": item.installment,
                     "invoice_number": number,
-                    "invoice_date": due,
-                    "due_date": due,
-                    "amount": outstanding,
-                    "original_amount": row.amount,
-                    "paid": row.paid_amount,
-                    "limitation_end": limitation_end(due),
+                    "invoice_date": item.due,
+                    "due_date": item.due,
+                    "amount": item.principal,
+                    "original_amount": item.amount,
+                    "paid": item.paid.principal,
+                    "limitation_end": limitation_end(item.due),
                 }
             )
-        principal = sum(i.amount for i in invoices)
+        principal = claim.principal
 
-        interest = _interest_section(
-            invoices, as_of, customer_type, inp.interest_waived, self.rates
-        )
-        fees, costs, crediting = _costs(inp.fees, list(inp.costs), customer_type, len(invoices))
+        interest = _interest_section(cid, claim)
+        fees, costs, crediting = _costs(claim)
+        charges_interest = claim.interest_mode == "statutory"
 
         product = dict(contract.product or {})
         category = str(product.get("category") or self.settings.product_category)
@@ -335,7 +409,7 @@ class CollectionActivities:
                 raise _invalid(f"contract {cid}: no unpaid installment for a Mahnantrag")
             catalogue_for(category)  # a clear error for an unknown category
             mahnantrag = _mahnantrag(
-                category, invoices, customer_type, fees, costs, not inp.interest_waived
+                category, invoices, customer_type, fees, costs, charges_interest, claim
             )
 
         attempts = [
@@ -381,7 +455,7 @@ class CollectionActivities:
             )
         ]
         terms = dict(contract.terms or {})
-        total = principal + interest["total"] + fees["total"] + costs["total"]
+        total = claim.total
         ends = [limitation_end(i.due) for i in invoices]
         return {
             "schema": SCHEMA,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -74,6 +75,18 @@ class LedgerActivities:
             contract.paused = inp.paused
             contract.paused_until = inp.paused_until
             contract.contested = inp.contested
+            if inp.claim is not None:
+                contract.claim = asdict(inp.claim)
+            if inp.claim_facts is not None:
+                contract.claim_facts = {
+                    **asdict(inp.claim_facts),
+                    # api.claims: what domain.claim.demanded leaves out as of any day
+                    "collecting": list(inp.collecting),
+                    "collecting_defaulted": list(inp.collecting_defaulted),
+                }
+            if inp.customer_address is not None:
+                # support recorded the postal address: the case file reads it from here
+                contract.customer = {**(contract.customer or {}), "address": inp.customer_address}
 
             if inp.installments:
                 rows = {

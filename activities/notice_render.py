@@ -65,7 +65,7 @@ import io
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -78,6 +78,7 @@ import segno
 
 from core.seller import account_holder, format_iban, legal_footer, legal_name
 from core.settings import PROJECT_ROOT, Settings
+from domain.claim import Claim
 from domain.interest import (
     BASE_RATES_LAST_CHECKED,
     CONSUMER,
@@ -204,8 +205,20 @@ _PERIOD_RE = re.compile(r"^\s*period\s+(\d+)\s*$", re.IGNORECASE)
 _ONE_OFF = {"one-off", "one_off", "one-off payment"}
 
 
-def line_label(line: ClaimLine, product_name: str, locale: str, *, kind: str | None) -> str:
+def line_label(
+    line: ClaimLine,
+    product_name: str,
+    locale: str,
+    *,
+    kind: str | None,
+    count: int | None = None,
+) -> str:
     """The claim line's label in the customer's language.
+
+    Since issue 11 the workflow passes typed fields (``kind``, ``count``, the line's
+    ``seq``) and no label: "Rate 3 von 6" / "Installment 3 of 6", "Beitrag Zeitraum 4",
+    or for a one-off purchase the product. Notices of contracts started before carry an
+    English label, read as follows.
 
     The workflow names lines in English code vocabulary (``installment 3 of 6``,
     ``period 4``, ``one-off payment``); the notice says "Rate 3 von 6" / "Installment 3 of
@@ -216,11 +229,15 @@ def line_label(line: ClaimLine, product_name: str, locale: str, *, kind: str | N
     label = line.label.strip()
     if kind == "one_off" or label.lower() in _ONE_OFF:
         return product_name
+    if not label and kind == "installments" and line.seq > 0:
+        if count:
+            return f"Rate {line.seq} von {count}" if de else f"Installment {line.seq} of {count}"
+        return f"Rate {line.seq}" if de else f"Installment {line.seq}"
     m = _INSTALLMENT_RE.match(label)
     if m:
-        seq, count = m.group(1), m.group(2)
-        if count:
-            return f"Rate {seq} von {count}" if de else f"Installment {seq} of {count}"
+        seq, of = m.group(1), m.group(2)
+        if of:
+            return f"Rate {seq} von {of}" if de else f"Installment {seq} of {of}"
         return f"Rate {seq}" if de else f"Installment {seq}"
     m = _PERIOD_RE.match(label)
     if m:
@@ -442,6 +459,135 @@ def notice_interest(
     return NoticeInterest(context, evidence, net)
 
 
+# Labels of the claim's cost kinds in English (the German ones come with the claim).
+_COST_LABELS_EN: Final[dict[str, str]] = {
+    "return_debit": "Return-debit costs",
+    "collection": "Collection costs",
+    "information": "Information costs",
+    "lump_sum": "Late-payment lump sum (section 288 (5) BGB)",
+}
+
+
+def claim_context(
+    claim: Claim, locale: str, money: Callable[[int], str], day: Callable[[str], str]
+) -> dict[str, Any]:
+    """The amounts of a notice read from the claim (domain.claim), nothing computed again:
+    fees, costs per kind, § 288 (5) lump sums (with what was credited against them),
+    interest per installment and rate period, and the total (issue 11).
+
+    Interest lines show what accrued (less any waived); interest already paid is one line
+    of its own, so the lines add up to the claim's ``interest``."""
+    de = locale == "de"
+    costs: dict[str, int] = {}
+    labels: dict[str, str] = {}
+    for line in claim.cost_items:
+        if line.open:
+            costs[line.kind] = costs.get(line.kind, 0) + line.open
+            labels[line.kind] = line.label if de else _COST_LABELS_EN.get(line.kind, line.kind)
+    cost_lines = [
+        {"kind": kind, "label": labels[kind], "amount": money(amount), "amount_minor": amount}
+        for kind, amount in costs.items()
+    ]
+    lump_lines = [
+        {
+            "label": line.label if de else _COST_LABELS_EN["lump_sum"],
+            "installment": line.installment,
+            "amount": money(line.open),
+            "amount_minor": line.open,
+        }
+        for line in claim.lump_sum_items
+        if line.open
+    ]
+    interest_lines: list[dict[str, Any]] = []
+    pp = 5 if claim.customer_type == "consumer" else 9
+    margin = (
+        f"{pp} Prozentpunkte über dem Basiszinssatz"
+        if de
+        else f"{pp} percentage points above the base rate"
+    )
+    for item in claim.items:
+        amount = item.interest_accrued - item.interest_waived
+        if not item.interest_periods or amount <= 0:
+            continue
+        periods = [
+            {
+                "from": day(p.start),
+                "to": day(p.end),
+                "days": p.days,
+                "principal": money(p.principal),
+                "rate": f"{format_rate(p.rate_bp, locale)} ({margin})",
+                "rate_pct": format_rate(p.rate_bp, locale),
+                "base_rate": format_rate(p.base_bp, locale),
+            }
+            for p in item.interest_periods
+        ]
+        interest_lines.append(
+            {
+                "seq": item.installment,
+                "principal": money(item.amount),
+                "principal_minor": item.amount,
+                "due_date": day(item.due),
+                "from": day(item.interest_periods[0].start),
+                "to": day(item.interest_periods[-1].end),
+                "days": sum(p.days for p in item.interest_periods),
+                "amount": money(amount),
+                "amount_minor": amount,
+                "rate": periods[0]["rate"]
+                if len({p.rate_bp for p in item.interest_periods}) == 1
+                else None,
+                "periods": periods,
+            }
+        )
+    paid = sum(item.paid.interest for item in claim.items if item.interest_periods)
+    if claim.interest_mode in ("none", "waived"):
+        status = claim.interest_mode
+    elif claim.missing_base_rate and not interest_lines:
+        status = "unavailable"
+    else:
+        status = "computed"
+    rates = {p.rate_bp for item in claim.items for p in item.interest_periods}
+    return {
+        "claim": claim,
+        "principal": money(claim.principal),
+        "principal_minor": claim.principal,
+        "fees": money(claim.fees),
+        "fees_minor": claim.fees,
+        "costs": money(claim.costs),
+        "costs_minor": claim.costs,
+        "cost_lines": cost_lines,
+        "lump_sums": money(claim.lump_sums),
+        "lump_sums_minor": claim.lump_sums,
+        "lump_sum_lines": lump_lines,
+        "credited": money(claim.credited),
+        "credited_minor": claim.credited,
+        "interest_mode": claim.interest_mode,
+        "interest_status": status,
+        "interest_basis": (
+            f"§ 288 Abs. {1 if pp == 5 else 2} BGB" if de else f"§ 288 ({1 if pp == 5 else 2}) BGB"
+        ),
+        "interest_margin": margin,
+        "interest_lines": interest_lines,
+        "interest_rate": format_rate(rates.pop(), locale) if len(rates) == 1 else None,
+        "interest_from": interest_lines[0]["from"] if interest_lines else None,
+        "interest_to": day(claim.interest_until)
+        if claim.interest_until and interest_lines
+        else None,
+        # a § 247 BGB rate the table lacks: interest from this day is calculated separately
+        "interest_missing_from": (
+            day(claim.missing_base_rate) if claim.missing_base_rate else None
+        ),
+        "interest_paid": money(paid),
+        "interest_paid_minor": paid,
+        "interest": money(claim.interest),
+        "interest_minor": claim.interest,
+        "show_interest": True,  # every notice asks the claim as it is (issue 11)
+        "subtotal": money(claim.total - claim.interest),
+        "subtotal_minor": claim.total - claim.interest,
+        "total": money(claim.total),
+        "total_minor": claim.total,
+    }
+
+
 def build_context(
     inp: NoticeInput, notice_number: str, settings: Settings, locale: str
 ) -> dict[str, Any]:
@@ -463,13 +609,14 @@ def _build(
     def numeric_day(value: str | date | datetime) -> str:
         return format_day(value, locale, numeric=True)  # tables: "05.12.2026"
 
-    # Optional claim parts the workflow may add to NoticeInput later (fields with defaults);
-    # read defensively so the renderer works with the input shape of today and tomorrow.
-    kind: str | None = getattr(inp, "kind", None)
-    route: str | None = getattr(inp, "route", None)
+    kind: str | None = inp.kind or None
+    route: str | None = inp.route
+    # legacy inputs (no claim) carried costs only in a subclass some callers used
     costs = int(getattr(inp, "costs", 0) or 0)
 
-    labels = [line_label(line, inp.product.name, locale, kind=kind) for line in inp.lines]
+    labels = [
+        line_label(line, inp.product.name, locale, kind=kind, count=inp.count) for line in inp.lines
+    ]
     lines = [
         {
             "label": label,
@@ -481,7 +628,11 @@ def _build(
         for line, label in zip(inp.lines, labels, strict=True)
     ]
     principal = sum(line.amount for line in inp.lines)
-    interest = notice_interest(inp, notice_number, settings, locale, labels)
+    if inp.claim is not None:
+        # The claim decides every amount; the legacy computation below is not run.
+        interest = NoticeInterest({}, {"status": "claim"}, inp.claim.interest)
+    else:
+        interest = notice_interest(inp, notice_number, settings, locale, labels)
     # `inp.total` is the workflow's claim without interest (principal + fees + costs).
     subtotal = inp.total
     total = subtotal + interest.net
@@ -522,7 +673,9 @@ def _build(
         "subtotal_minor": subtotal,
         "total": money(total),
         "total_minor": total,
-        "deadline": day(inp.deadline),
+        "deadline": day(inp.deadline_day or inp.deadline),
+        # § 193 BGB moved the deadline off a weekend or holiday: why ("Sonntag", …), or ""
+        "deadline_shift_reason": inp.deadline_shift_reason,
         "payment_link": link,
         "route": route,
         "debit": _debit_context(inp, settings, money, day),
@@ -533,7 +686,29 @@ def _build(
         "amount_due": money(subtotal),
         "amount_due_minor": subtotal,
         "bank": None,
+        # typed claim parts (issue 11); without a claim (legacy notices) they stay empty
+        "cost_lines": [],
+        "lump_sums": money(0),
+        "lump_sums_minor": 0,
+        "lump_sum_lines": [],
+        "credited": money(0),
+        "credited_minor": 0,
+        "interest_missing_from": None,
+        "interest_until": None,  # claim: the last interest day, in running text
+        "claim": None,
     }
+    if inp.claim is not None:
+        context.update(claim_context(inp.claim, locale, money, numeric_day))
+        if inp.claim.interest_until:
+            context["interest_until"] = day(inp.claim.interest_until)
+        for line, item in zip(context["interest_lines"], _interest_items(inp.claim), strict=True):
+            line["label"] = line_label(
+                ClaimLine("", item, inp.deadline, 0),
+                inp.product.name,
+                locale,
+                kind=kind,
+                count=inp.count,
+            )
     context["free_of_charge"] = charges_minor(context) == 0
     return context, interest
 
@@ -564,6 +739,15 @@ def _debit_context(
     }
 
 
+def _interest_items(claim: Claim) -> list[int]:
+    """The installments of claim_context's interest lines, in their order."""
+    return [
+        item.installment
+        for item in claim.items
+        if item.interest_periods and item.interest_accrued - item.interest_waived > 0
+    ]
+
+
 def _evidence(
     inp: NoticeInput, context: dict[str, Any], interest: NoticeInterest, shown: bool
 ) -> dict[str, Any]:
@@ -574,10 +758,16 @@ def _evidence(
     ``interest_detail`` keeps the computation either way (status, per line and period, the
     exact fractions, the rates applied, or why there is no amount).
     """
+    claimed = inp.claim is not None
     return {
         "locale": context["locale"],
         "template": inp.template,
         "currency": inp.currency,
+        # the claim exactly as the notice printed it (domain.claim; None before issue 11)
+        "claim": asdict(inp.claim) if inp.claim is not None else None,
+        "created_at": _iso(inp.created_at),  # when it went out (the workflow's clock)
+        "deadline_day": inp.deadline_day or None,
+        "deadline_shift_reason": inp.deadline_shift_reason or None,
         "lines": [
             {
                 "label": shown_line["label"],
@@ -590,11 +780,11 @@ def _evidence(
         "principal": context["principal_minor"],
         "fees": inp.fees,
         "costs": context["costs_minor"],
-        "interest_shown": shown,
-        "interest": interest.net if shown else 0,
+        "interest_shown": shown or claimed,
+        "interest": interest.net if shown or claimed else 0,
         "interest_detail": interest.evidence,
         "subtotal": context["subtotal_minor"],
-        "total": context["total_minor"] if shown else context["subtotal_minor"],
+        "total": context["total_minor"] if shown or claimed else context["subtotal_minor"],
         "deadline": _iso(inp.deadline),
         "payment_link": context["payment_link"],
         "route": context["route"],
@@ -851,7 +1041,9 @@ def render_notice(inp: NoticeInput, notice_number: str, settings: Settings) -> R
     # pass reads that decision; the amount due (and the GiroCode's amount) follow from it.
     text_module = _text_module(env, templates["txt"], context)
     shown = bool(getattr(text_module, "show_interest", False))
-    amount_due = context["total_minor"] if shown else context["subtotal_minor"]
+    # A notice with the claim asks for the claim of its moment, interest included (issue 11).
+    claimed = shown or inp.claim is not None
+    amount_due = context["total_minor"] if claimed else context["subtotal_minor"]
     context["amount_due"] = format_money(amount_due, inp.currency, locale)
     context["amount_due_minor"] = amount_due
     context["bank"] = bank_context(settings, notice_number, inp.currency, amount_due, locale)

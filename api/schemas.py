@@ -426,6 +426,31 @@ class ApproveHandoffIn(Strict):
     route: Literal["court", "inkasso"] | None = None
 
 
+class AddressIn(Strict):
+    """The debtor's postal address, recorded by support (a court hand-off needs it, § 690
+    (1) Nr. 1 ZPO); `reason` says where it comes from."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "address": {
+                        "line1": "Musterstr. 1",
+                        "postal_code": "10115",
+                        "city": "Berlin",
+                        "country": "DE",
+                    },
+                    "reason": "Einwohnermeldeamt-Auskunft vom 03.12.2026",
+                }
+            ]
+        },
+    )
+
+    address: Address
+    reason: str = Field(default="", max_length=500)
+
+
 class CancelIn(Strict):
     model_config = ConfigDict(
         extra="forbid",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
@@ -40,6 +41,8 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from core.models import Contract, OutboxEvent
 from core.settings import Settings
+from domain.interest import BASE_RATES, BaseRate, base_rate_coverage
+from domain.schedule import berlin_date
 
 log = logging.getLogger("mahnwerk.metrics")
 
@@ -198,6 +201,39 @@ class LedgerCollector(Collector):
         yield pending
 
 
+class BaseRateCollector(Collector):
+    """`mahnwerk_base_rate_covered` (1 when today's half-year has a § 247 BGB base rate, else
+    0: interest after the last known rate is not computed) and
+    `mahnwerk_base_rate_missing_half_years` (domain.interest.base_rate_coverage)."""
+
+    def __init__(self, rates: Sequence[BaseRate]) -> None:
+        self.rates = tuple(rates)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "mahnwerk_base_rate_covered",
+                "1 if the base-rate table covers today's half-year (§ 247 BGB), else 0.",
+            ),
+            GaugeMetricFamily(
+                "mahnwerk_base_rate_missing_half_years",
+                "Half-years up to today without a § 247 BGB base rate (MAHNWERK_BASE_RATES).",
+            ),
+        )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        covered, missing = self._families()
+        coverage = base_rate_coverage(self.rates, berlin_date(datetime.now(UTC)))
+        covered.add_metric([], 1.0 if coverage.covered else 0.0)
+        missing.add_metric([], float(len(coverage.missing)))
+        yield covered
+        yield missing
+
+
 class _Forward(Collector):
     """Everything of another registry (the process's business counters)."""
 
@@ -208,12 +244,18 @@ class _Forward(Collector):
         yield from self.registry.collect()
 
 
-def exposition(sessions: sessionmaker[Session], accept: str | None) -> tuple[bytes, str]:
-    """The body and content type of `GET /metrics`: the counters plus the ledger gauges, in
-    the Prometheus text format (or OpenMetrics, if the scraper asks for it)."""
+def exposition(
+    sessions: sessionmaker[Session],
+    accept: str | None,
+    rates: Sequence[BaseRate] = BASE_RATES,
+) -> tuple[bytes, str]:
+    """The body and content type of `GET /metrics`: the counters plus the ledger and
+    base-rate gauges, in the Prometheus text format (or OpenMetrics, if the scraper asks for
+    it). `rates`: the base-rate table in force (with MAHNWERK_BASE_RATES)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Forward(REGISTRY))
     registry.register(LedgerCollector(sessions))
+    registry.register(BaseRateCollector(rates))
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
 

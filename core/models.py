@@ -87,6 +87,12 @@ class Contract(Base):
     fees: Mapped[int] = mapped_column(BigInteger, default=0)
     case_no: Mapped[int] = mapped_column(Integer, default=0)  # dunning cases opened so far
     case_opened_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The claim (issue 11, migration 0006): its facts as the workflow last wrote them
+    # (domain.claim.ClaimFacts), so the API and the receivables report compute it as of
+    # today with domain.claim.compute_claim, and the claim as of that write. NULL for
+    # contracts started before the claim model.
+    claim_facts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    claim: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -25,6 +25,7 @@ from core.seller import (
     parse_register_number,
     parse_vat_id,
 )
+from domain.calendar import check_state
 from domain.collection import catalogue_for
 from domain.interest import BaseRate, with_rates
 
@@ -202,6 +203,12 @@ class Settings(BaseSettings):
     seller_name: str = DEV_SELLER_NAME
     seller_address: str = DEV_SELLER_ADDRESS
     seller_email: str = DEV_SELLER_EMAIL
+    # The seller's Land (ISO 3166-2:DE code without "DE-": BE, BY, NW, …): the place of
+    # performance of a money debt is the creditor's seat (§ 270 (1), (4) BGB), so its
+    # public holidays move payment deadlines (§ 193 BGB). "" counts the nationwide holidays
+    # only. Pinned into each contract when it starts. Default: Berlin, like the default
+    # seller address.
+    seller_state: str = "BE"
     # -- platform events -----------------------------------------------------------------
     events_url: str | None = None
     events_secret: SecretStr = SecretStr(DEV_EVENTS_SECRET)
@@ -246,6 +253,11 @@ class Settings(BaseSettings):
         if not re.match(r"^(postgresql\+psycopg|sqlite)(\+pysqlite)?://", v):
             raise ValueError("must be postgresql+psycopg://… or sqlite:///…")
         return v
+
+    @field_validator("seller_state")
+    @classmethod
+    def _seller_state(cls, v: str) -> str:
+        return check_state(v.strip().upper())
 
     @field_validator("seller_creditor_id")
     @classmethod

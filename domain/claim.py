@@ -51,8 +51,8 @@ clock, randomness or I/O: safe in the workflow sandbox.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from fractions import Fraction
 from typing import Final
@@ -160,8 +160,13 @@ class WaiverFact:
     fees: bool = False
     costs: bool = False
     lump_sums: bool = False
-    interest: bool = False  # also stops interest accruing after ``on``
+    interest: bool = False  # also stops interest accruing after ``on`` (see stop_interest)
     order: int = 0
+    # False: give up only the interest open on ``on`` and let interest accrue afterwards as
+    # before — the write-off of a residual once the principal is paid (policy
+    # ``residual.write_off_below``) must not stop interest on installments that fall into
+    # default later. True (a support waiver): no interest after ``on`` at all.
+    stop_interest: bool = True
 
 
 @dataclass
@@ -569,7 +574,7 @@ class _Run:
                 amount = self.interest_open(inst, day)
                 inst.waived_interest += amount
                 self.waived.interest += amount
-            if self.interest_stop is None or day < self.interest_stop:
+            if fact.stop_interest and (self.interest_stop is None or day < self.interest_stop):
                 self.interest_stop = day
 
 
@@ -766,6 +771,52 @@ def residual_action(claim: Claim, write_off_below: int) -> str:
     if claim.principal > 0 or claim.total == 0:
         return RESIDUAL_NONE
     return RESIDUAL_WRITE_OFF if claim.total < threshold else RESIDUAL_CLAIM
+
+
+def demanded(claim: Claim, collecting: Mapping[int, bool]) -> Claim:
+    """The claim as a notice demands it, the API shows it and ``OverdueAmount`` counts it:
+    without what is being collected. ``collecting`` maps installments whose debit is in
+    flight or not attempted yet to whether they were in default before (a failed debit, a
+    chargeback):
+
+    * their open principal is left out — it is being debited; demanding it as well could
+      make the customer pay twice;
+    * an installment never in default also leaves out its interest and § 288 (5) lump sum:
+      with a direct debit (or a card charge) agreed the creditor collects the money — the
+      debt becomes a "Holschuld", the debtor only has to keep it available — so the debtor
+      is not in default while the creditor has not tried (the prevailing view on the
+      Lastschriftabrede; no statute says it) — e.g. a debit Stripe refused as our
+      integration error.
+
+    ``total`` stays the sum of the parts; every other field is the claim's."""
+    if not any(item.installment in collecting for item in claim.items) and not any(
+        line.installment in collecting and not collecting[line.installment] and line.open
+        for line in claim.lump_sum_items
+    ):
+        return claim
+    items: list[ClaimItem] = []
+    for item in claim.items:
+        if item.installment not in collecting:
+            items.append(item)
+        elif collecting[item.installment] and item.interest:
+            items.append(replace(item, principal=0))
+    lumps = [
+        line
+        for line in claim.lump_sum_items
+        if line.installment not in collecting or collecting[line.installment]
+    ]
+    principal = sum(item.principal for item in items)
+    interest = sum(item.interest for item in items)
+    lump_sums = sum(line.open for line in lumps)
+    return replace(
+        claim,
+        items=items,
+        lump_sum_items=lumps,
+        principal=principal,
+        interest=interest,
+        lump_sums=lump_sums,
+        total=principal + interest + claim.fees + claim.costs + lump_sums,
+    )
 
 
 def oldest_open_due(claim: Claim) -> str:

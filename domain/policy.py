@@ -37,7 +37,9 @@ COLLECT_PRINCIPAL: Final = "principal"
 COLLECT_CLAIM: Final = "claim"
 COLLECT_MODES: Final = (COLLECT_PRINCIPAL, COLLECT_CLAIM)
 # dunning.stage values that are not ladder steps (SPEC §2 "Contract status").
-RESERVED_STAGES: Final = ("none", "retrying")
+# `needs_address`: a court hand-off waiting for the debtor's postal address (§ 690 (1) Nr. 1
+# ZPO).
+RESERVED_STAGES: Final = ("none", "retrying", "needs_address")
 
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
 _STAGE_RE: Final = re.compile(r"[a-z0-9_]+")

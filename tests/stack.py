@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import httpx
@@ -53,6 +53,32 @@ class Stack:
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
         await self.env.sleep(target - now)
         return target
+
+    async def pin_date(
+        self, month: int, day: int, *, weekday: int | None = None, at: time = time(10)
+    ) -> datetime:
+        """Skip the clock to the next `month`/`day` (this year or a later one) at `at` Berlin
+        time, then on to the first day that is `weekday` (Monday = 0), if given: for tests
+        whose deadlines depend on weekends and holidays (§ 193 BGB, the send window). The
+        test server only moves forward, so this is the nearest such date it allows."""
+        now = await self.env.get_current_time()
+        year = now.astimezone(BERLIN).year
+        while True:
+            target_day = date(year, month, day)
+            while weekday is not None and target_day.weekday() != weekday:
+                target_day += timedelta(days=1)
+            target = datetime.combine(target_day, at, BERLIN)
+            if target > now:
+                break
+            year += 1
+        await self.env.sleep(target - now)
+        return target
+
+    async def sleep_until(self, when: datetime) -> None:
+        """Skip the clock to `when` (no-op if it has passed)."""
+        now = await self.env.get_current_time()
+        if when > now:
+            await self.env.sleep(when - now)
 
     async def start(self, **kw: Any) -> tuple[str, WorkflowHandle[Any, Any]]:
         kw.setdefault("first_due", await self.today())

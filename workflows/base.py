@@ -14,8 +14,12 @@ from typing import Any, TypeVar
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from domain.claim import Claim, ClaimFacts, InstallmentFact, compute_claim, demanded
+    from domain.deadlines import next_send_time
+    from domain.interest import BaseRate
     from domain.money import format_amount
     from domain.policy import LadderStep, Policy
+    from domain.schedule import berlin_date
     from workflows.types import (
         ContractInput,
         ContractState,
@@ -34,6 +38,25 @@ TERMINAL = ("completed", "cancelled", "handed_off", "written_off", "failed")
 PATCH_PROMPT_ACTIONS = "prompt-support-actions"
 
 T = TypeVar("T")
+# What a court needs to serve a Mahnbescheid: street, postal code and city (§ 690 (1) Nr. 1
+# ZPO: "die Bezeichnung der Parteien", with a serviceable address, § 253 (2) Nr. 1 ZPO).
+ADDRESS_FIELDS = ("line1", "postal_code", "city")
+
+
+def never_defaulted(inst: InstallmentState) -> bool:
+    """No debit of this installment failed and no chargeback reopened it: while unpaid, the
+    creditor has not (successfully) tried to collect — no default (domain.claim.demanded,
+    "Holschuld")."""
+    return inst.last_code is None and inst.dunning_from is None
+
+
+def address_missing(address: dict[str, str]) -> list[str]:
+    """The postal-address fields missing or blank in `address` (empty: complete)."""
+    return [
+        f for f in ADDRESS_FIELDS if not isinstance(address.get(f), str) or not address[f].strip()
+    ]
+
+
 APPROVAL_REMINDER_EVERY = timedelta(days=7)
 
 # Patch id (workflow.patched) of the SEPA pre-notification (issue 5): announcing debits,
@@ -51,6 +74,12 @@ STALL_MAX = timedelta(days=1)
 # debited, an inactive SEPA mandate is not debited, and a poll whose Stripe calls fail
 # waits instead of failing the workflow.
 PATCH_STRIPE_STRICT = "stripe-strict"
+# Patch id of issue 11 (the claim, exact): the claim is computed by domain.claim from facts
+# the workflow records (payments, fees, costs, waivers); debits, settlements, notices, the
+# search attribute and the ledger read it; deadlines and the send window time the ladder;
+# the lock has its own step; a court hand-off needs the debtor's address. Decided once per
+# run, at its start (`ContractBase._exact`): contracts started before keep the old sequence.
+PATCH_CLAIM = "claim-exact"
 
 
 class ContractBase:
@@ -99,6 +128,10 @@ class ContractBase:
             self._loop_owns_lock = True
             self._debiting -= debit
 
+    # PATCH_CLAIM for this run (set at the start of `run`; queries and validators read it)
+    _exact: bool
+    _claim_cache: tuple[tuple[object, ...], Claim] | None
+
     def _fact(
         self,
         type_: str,
@@ -135,7 +168,103 @@ class ContractBase:
         return self.s.stage != "none"
 
     def _overdue(self) -> int:
+        """What is overdue: the claim's total less principal whose debit is not in default
+        (in flight, or not yet attempted). Before PATCH_CLAIM: open principal plus fees."""
+        if self._exact:
+            return self._overdue_of(self._claim())
         return sum(i.outstanding for i in self._open()) + self._fees_open()
+
+    # -- the claim (domain.claim) --------------------------------------------------------------
+
+    def _bump(self) -> int:
+        """The next fact order (also the claim cache's version: bump on every change)."""
+        self.s.fact_order += 1
+        return self.s.fact_order
+
+    def _rates(self) -> list[BaseRate]:
+        return self.s.base_rates or list(self.inp.base_rates)
+
+    def _claim(self, now: datetime | None = None) -> Claim:
+        """The claim as of `now`'s Berlin day (default: workflow time), from the facts.
+
+        Cached per (day, facts, installments): notices, the search attribute, the ledger and
+        the decisions of one pass all read the same object."""
+        day = berlin_date(now or workflow.now())
+        insts = tuple(
+            (i.seq, i.due_at, i.claim_due, i.amount)
+            for i in self.s.installments
+            if i.status != "cancelled"
+        )
+        key: tuple[object, ...] = (day, self.s.fact_order, insts, len(self._rates()))
+        cached = getattr(self, "_claim_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        claim = compute_claim(self._claim_facts(), day)
+        self._claim_cache = (key, claim)
+        return claim
+
+    def _claim_facts(self) -> ClaimFacts:
+        """The facts of the claim (also stored in the ledger, so the API computes the claim
+        as of any day with the same function)."""
+        return ClaimFacts(
+            customer_type=self.inp.customer.type,
+            installments=[
+                InstallmentFact(i.seq, i.claim_due or berlin_date(i.due_at), i.amount)
+                for i in self.s.installments
+                if i.status != "cancelled"
+            ],
+            payments=list(self.s.claim_payments),
+            fees=list(self.s.claim_fees),
+            costs=list(self.s.claim_costs),
+            waivers=list(self.s.claim_waivers),
+            interest=self.policy.interest,
+            rates=self._rates(),
+        )
+
+    def _collecting(self) -> dict[int, bool]:
+        """Installments being collected (a debit in flight or not attempted yet), each with
+        whether it was in default before (domain.claim.demanded)."""
+        return {
+            i.seq: not never_defaulted(i)
+            for i in self.s.installments
+            if i.status in ("scheduled", "processing")
+        }
+
+    def _sync_paid(self, claim: Claim, now: datetime) -> None:
+        """The installments' paid amounts as the claim allocated the payments (a settlement
+        or a debit's excess may pay several, a prepayment one not due yet); one paid in
+        full is `paid`. An installment whose debit is in flight keeps its status."""
+        paid: dict[int, int] = {}
+        for payment in claim.payments:
+            for part in payment.parts:
+                if part.part == "principal":
+                    paid[part.installment] = paid.get(part.installment, 0) + part.amount
+        for inst in self.s.installments:
+            if inst.status == "cancelled":
+                continue
+            inst.paid = paid.get(inst.seq, 0)
+            if inst.outstanding <= 0 and inst.status in ("open", "scheduled"):
+                inst.status = "paid"
+                inst.next_retry_at = None
+                inst.paid_at = now
+
+    def _send_time(self, now: datetime) -> datetime:
+        """The next instant notices may go out (policy send_window, the seller's Land)."""
+        return next_send_time(now, self.policy.send_window, self.inp.seller_state)
+
+    def _may_send(self, now: datetime) -> bool:
+        return not self._exact or self._send_time(now) <= now
+
+    def _overdue_of(self, claim: Claim) -> int:
+        return self._dunning_view(claim).total
+
+    def _dunning_view(self, claim: Claim) -> Claim:
+        """The claim as notices demand it, the API shows it and OverdueAmount counts it
+        (domain.claim.demanded): without what is being collected."""
+        return demanded(claim, self._collecting())
+
+    def _principal_overdue(self, claim: Claim) -> int:
+        return self._dunning_view(claim).principal
 
     # Defined by the other part (Debits / Dunning / the workflow); declared for each part.
 

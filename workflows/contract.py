@@ -22,14 +22,17 @@ from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.allocation import Claim, Item, allocate
+    from domain.claim import RETURN_DEBIT, CostFact, FeeFact, PaymentFact, WaiverFact
+    from domain.collection import approved_route
     from domain.durations import parse_interval
+    from domain.interest import BaseRate
     from domain.schedule import BERLIN, berlin_date, due_instant, installment_due_times, shift
     from workflows import retry_policies as rp
-    from workflows.base import TERMINAL
+    from workflows.base import PATCH_CLAIM, TERMINAL, address_missing
     from workflows.debits import Debits
     from workflows.dunning import Dunning
     from workflows.types import (
@@ -46,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         InterestOutput,
         LedgerSync,
         MandateUpdate,
+        NoticeAsked,
         PaymentMethodRequest,
         PaymentUpdate,
         SettlementRequest,
@@ -110,18 +114,29 @@ class ContractWorkflow(Debits, Dunning):
         # Payment methods support gave, debited by the main loop (not under the lock)
         self._pm_queue: list[tuple[str, PaymentMethodRequest]] = []
         self._pm_done: dict[str, list[ChargeResult]] = {}
+        # PATCH_CLAIM, decided at the start of `run` (a query cannot record a marker); a new
+        # contract takes the new path, so that is the default until `run` says otherwise.
+        self._exact = True
+        self._claim_cache = None
+        self._address_changed = False
 
     # -- the loop ----------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: ContractInput) -> ContractView:
+        self._exact = workflow.patched(PATCH_CLAIM)
         if inp.state is None:
             self._sa_last = ("active", "none", 0, False)  # set by the API at start
+            if self._exact:
+                self.s.claim_facts = True
+                self.s.base_rates = list(inp.base_rates)
             self._start(workflow.now())
             if self._announcing():
                 # Once per method: a SEPA method's debits are announced beforehand.
                 await self._method()
         else:
+            if self._exact and not self.s.claim_facts:
+                self._convert_legacy_state(workflow.now())
             self._sa_last = self._sa_tuple()  # carried over by continue-as-new
         while True:
             async with self._lock:
@@ -152,6 +167,12 @@ class ContractWorkflow(Debits, Dunning):
             wake, why = self._next_wake()
             await self._sleep_until(wake, why)
         if self.s.status == "handed_off" and self.s.case_file_id is None:
+            if self._exact:
+                # An admin's approval or support's address may come at any hour: the
+                # announcement still goes out within the send window.
+                at = self._send_time(workflow.now())
+                if at > workflow.now():
+                    await workflow.sleep(at - workflow.now(), summary="the send window")
             # Announce the hand-off to the customer, then give the case to the partner.
             await self._send_notice("handoff", "handoff", workflow.now())
             await self._deliver_case_file()
@@ -187,6 +208,35 @@ class ContractWorkflow(Debits, Dunning):
             # lock it later. A one-off grants it on payment (SPEC.md §2).
             self._grant_access(now, "contract started")
 
+    def _convert_legacy_state(self, now: datetime) -> None:
+        """A contract started before PATCH_CLAIM continues as new into a run that has it:
+        its amounts become facts. Continue-as-new happens only without an open case, so
+        what is carried is little: partial payments of the installments still scheduled,
+        fees left open by a deferral (return-debit costs apart) and an interest waiver."""
+        day = berlin_date(now)
+        self.s.base_rates = list(self.inp.base_rates)
+        for inst in self.s.installments:
+            if inst.paid > 0:
+                on = berlin_date(inst.paid_at or now)
+                self.s.claim_payments.append(
+                    PaymentFact(f"legacy:{inst.seq}", on, inst.paid, inst.seq, self._bump())
+                )
+        open_fees = max(self.s.fees - self.s.fees_paid - self.s.fees_waived, 0)
+        costs = min(self.s.return_debit_costs, open_fees)
+        if costs:
+            self.s.claim_costs.append(
+                CostFact("legacy:return_debit", day, costs, RETURN_DEBIT, order=self._bump())
+            )
+        if open_fees - costs:
+            self.s.claim_fees.append(
+                FeeFact("legacy:fees", day, open_fees - costs, order=self._bump())
+            )
+        if self.s.interest_waived:
+            self.s.claim_waivers.append(
+                WaiverFact("legacy:interest", day, interest=True, order=self._bump())
+            )
+        self.s.claim_facts = True
+
     def _generate_subscription_periods(self, now: datetime) -> None:
         """Subscriptions renew each interval: keep exactly one future period scheduled."""
         inp = self.inp
@@ -220,6 +270,8 @@ class ContractWorkflow(Debits, Dunning):
             )
         if self.inp.kind == "subscription" and self.s.status not in TERMINAL:
             self._generate_subscription_periods(now)
+        if self._exact:
+            await self._refresh_rates(now)  # the worker's table, not an outside service
         await self._outside(self._announce_debits(now))  # SMTP: pre-notifications
         for inst in sorted(self.s.installments, key=lambda i: i.seq):
             if self.s.status in TERMINAL:
@@ -242,13 +294,20 @@ class ContractWorkflow(Debits, Dunning):
                 # Not a `debit`: a settlement never touches an installment in `processing`.
                 await self._outside(self._poll(inst))
         self._settle_case(workflow.now())
-        if self._auth_notice_pending and self._open() and not self.s.paused:
+        if (
+            self._auth_notice_pending
+            and self._open()
+            and not self.s.paused
+            and self._may_send(workflow.now())
+        ):
             # Off-session the bank wants the customer: send the link instead of retrying.
             self._auth_notice_pending = False
             await self._flush()
             await self._send_notice("authentication", "authentication_required", workflow.now())
         if self._case_open() and self.s.status not in TERMINAL and not self.s.paused:
             await self._walk_ladder()
+        if self._exact and not self.s.paused:
+            await self._residual_step(workflow.now())
         self._remind_approval(workflow.now())
         self._check_completed(workflow.now())
         if self.inp.kind == "subscription" and self.s.status not in TERMINAL:
@@ -281,6 +340,12 @@ class ContractWorkflow(Debits, Dunning):
         reminder = self._next_approval_reminder()
         if reminder is not None:
             candidates.append((reminder, "a reminder to admins: hand-off awaits approval"))
+        if self._exact and not self.s.paused:
+            if self._auth_notice_pending and self._open():
+                candidates.append((self._send_time(workflow.now()), "the send window"))
+            residual = self._residual_wake()
+            if residual is not None:
+                candidates.append(residual)
         if self.s.awaiting_approval:
             why = "an admin's approval of the hand-off (or a payment)"
             return min(candidates, key=lambda c: c[0]) if candidates else (None, why)
@@ -314,6 +379,10 @@ class ContractWorkflow(Debits, Dunning):
     def _should_continue_as_new(self) -> bool:
         if self._case_open() or any(i.status == "processing" for i in self.s.installments):
             return False
+        if self._exact and (
+            self.s.residual is not None or self.s.needs_address or self._claim().total > 0
+        ):
+            return False  # the facts are compacted below only when nothing is open
         paid = sum(1 for i in self.s.installments if i.status == "paid")
         if self.inp.kind == "subscription" and paid >= self.inp.periods_per_run:
             return True
@@ -321,11 +390,52 @@ class ContractWorkflow(Debits, Dunning):
 
     def _next_run_input(self) -> ContractInput:
         # Paid periods live on in the ledger; the next run carries only what is still open.
+        if self._exact:
+            self._compact_facts(workflow.now())
         self.s.installments = [i for i in self.s.installments if i.status != "paid"]
         self.s.run += 1
         inp = self.inp
         inp.state = self.s
         return inp
+
+    def _compact_facts(self, now: datetime) -> None:
+        """Nothing is open (checked above): the facts of the next run are the partial
+        payments of the installments it carries; paid installments, settled fees and costs,
+        and waivers go with this run's history (and stay in the ledger)."""
+        day = berlin_date(now)
+        kept = [i for i in self.s.installments if i.status != "paid"]
+        self.s.claim_payments = [
+            PaymentFact(f"carried:{self.s.run}:{i.seq}", day, i.paid, i.seq, self._bump())
+            for i in kept
+            if i.paid > 0
+        ]
+        self.s.claim_fees, self.s.claim_costs, self.s.claim_waivers = [], [], []
+        self.s.last_notice = None
+        self._bump()
+
+    async def _refresh_rates(self, now: datetime) -> None:
+        """A half-year the claim needs has no § 247 BGB rate in the pinned table: ask the
+        worker's table (MAHNWERK_BASE_RATES, added by the operator once the Bundesbank
+        published it), at most once a Berlin day. The answer is recorded in the history, so
+        replays compute the same claim."""
+        day = berlin_date(now)
+        if self.s.rates_checked_on == day or not self._claim(now).missing_base_rate:
+            return
+        self.s.rates_checked_on = day
+        try:
+            rates: list[BaseRate] = await workflow.execute_activity(
+                "base_rates",
+                day,
+                result_type=list[BaseRate],
+                start_to_close_timeout=rp.LEDGER_START_TO_CLOSE,
+                retry_policy=rp.LEDGER,
+                summary="look up § 247 BGB base rates (one is missing)",
+            )
+        except ActivityError:
+            return  # tried again tomorrow; the claim says what is missing meanwhile
+        if len(rates) > len(self._rates()):
+            self.s.base_rates = rates
+            self._bump()
 
     # -- ledger ------------------------------------------------------------------------------
 
@@ -363,9 +473,16 @@ class ContractWorkflow(Debits, Dunning):
                 stage=self.s.stage,
                 access=self.s.access,
                 overdue_amount=self._overdue(),
-                fees=self.s.fees,
+                fees=self._claim().fees if self._exact else self.s.fees,
                 case_no=self.s.case_no,
                 case_opened_at=self.s.case_opened_at,
+                claim=self._dunning_view(self._claim()) if self._exact else None,
+                claim_facts=self._claim_facts() if self._exact else None,
+                collecting=sorted(self._collecting()) if self._exact else [],
+                collecting_defaulted=sorted(k for k, v in self._collecting().items() if v)
+                if self._exact
+                else [],
+                customer_address=self._take_address_change(),
                 paused=self.s.paused,
                 paused_until=self.s.paused_until,
                 contested=self.s.contested,
@@ -427,6 +544,8 @@ class ContractWorkflow(Debits, Dunning):
         """Allocate a settlement (§§ 366, 367 BGB). `ref`: the action's Update id — the
         amount is checked again here, against the state it is applied to: two settlements
         validated against the same state must not both be applied beyond what is open."""
+        if self._exact:
+            return await self._settle_exact(req, ref)
         now = workflow.now()
         received = req.received_at or now
         lines = self._open()
@@ -509,6 +628,91 @@ class ContractWorkflow(Debits, Dunning):
         self._dirty = True
         return res
 
+    async def _settle_exact(self, req: SettlementRequest, ref: str | None) -> ActionResult:
+        """A payment received outside Stripe: one more fact of the claim, allocated by
+        domain.claim (§§ 366, 367 BGB: costs → interest → principal, oldest first; the rest
+        prepays what is not due yet, beyond that it is credit). `ref`: the action's Update
+        id (prompt actions): the amount is checked again against the state it applies to."""
+        now = workflow.now()
+        received = req.received_at or now
+        if ref is not None and req.amount > self._payable():
+            await self._refuse(
+                ref,
+                f"amount {req.amount} exceeds what is still payable ({self._payable()})",
+                "SettlementExceedsClaim",
+            )
+        uid = workflow.current_update_info()
+        fact_ref = req.request_id or (uid.id if uid else str(workflow.uuid4()))
+        # A receipt dated ahead of the workflow's clock is booked today: the claim is as of
+        # today, and interest up to a future day is not owed yet.
+        day = min(berlin_date(received), berlin_date(now))
+        booked, asked = self._paid_as_asked(req.amount, day)
+        fact = PaymentFact(f"settlement:{fact_ref}", booked, req.amount, 0, self._bump())
+        self.s.claim_payments.append(fact)
+        claim = self._claim(now)
+        self._sync_paid(claim, now)
+        allocation = next(p for p in claim.payments if p.key == fact.key)
+        alloc: dict[str, int] = {}
+        for part in allocation.parts:
+            name = {
+                "principal": f"installment_{part.installment}",
+                "interest": f"interest_{part.installment}",
+            }.get(part.part, part.part)
+            alloc[name] = alloc.get(name, 0) + part.amount
+        if allocation.credit:
+            alloc["credit"] = allocation.credit  # overpaid: to be refunded
+        self.s.paid_total += req.amount
+        data: dict = {
+            "amount": req.amount,
+            "method": req.method,
+            "reference": req.reference,
+            "received_at": received,
+            "allocation": alloc,
+            "claim_after": {"total": claim.total, "as_of": claim.as_of},
+        }
+        if asked is not None:
+            # The customer paid exactly what the notice asked, in time: booked as of the
+            # notice's day, so the interest accrued since is not claimed (issue 11).
+            data["paid_as_asked"] = {"stage": asked.stage, "booked_on": booked}
+        self._fact(
+            "settlement.recorded",
+            f"settlement:{self.inp.contract_id}:{fact_ref}",
+            now,
+            data,
+            event="payment.succeeded",
+            actor=req.actor,
+        )
+        self._settle_case(now)
+        self._check_completed(now)
+        res = self._result(f"settlement of {self._money(req.amount)} recorded", alloc=alloc)
+        if ref is not None:
+            self._answered(ref, res)
+        await self._flush()
+        self._dirty = True
+        return res
+
+    def _payable(self) -> int:
+        """What a settlement may pay (PATCH_CLAIM): what is demanded, plus every scheduled
+        installment — it may be paid early or instead of a stalled debit; never one whose
+        debit is in flight."""
+        return self._overdue_of(self._claim()) + sum(
+            i.outstanding for i in self.s.installments if i.status == "scheduled"
+        )
+
+    def _paid_as_asked(self, amount: int, day: str) -> tuple[str, NoticeAsked | None]:
+        """The day to book a settlement received on `day`: the last notice's day if it pays
+        exactly the total that notice asked for (recomputed now, as of that day) by its
+        deadline; else `day` itself."""
+        asked = self.s.last_notice
+        if asked is None or not (asked.as_of <= day <= asked.deadline_day):
+            return day, None
+        if amount != asked.total:
+            return day, None
+        claim = self._claim(due_instant(asked.as_of))
+        if self._overdue_of(claim) != amount:
+            return day, None
+        return asked.as_of, asked
+
     def _apply_payment(self, inst: InstallmentState, amount: int) -> None:
         inst.paid += amount
         if inst.outstanding <= 0:
@@ -551,6 +755,14 @@ class ContractWorkflow(Debits, Dunning):
         self._require_active("record a settlement")
         if req.amount <= 0:
             raise ApplicationError("amount must be positive", type="InvalidInput")
+        if self._exact:
+            payable = self._payable()
+            if req.amount > payable:
+                raise ApplicationError(
+                    f"amount {req.amount} exceeds what is still payable ({payable})",
+                    type="SettlementExceedsClaim",
+                )
+            return
         payable = self._payable_principal_and_fees() + self._interest_bound()
         if req.amount > payable:
             raise ApplicationError(
@@ -812,6 +1024,8 @@ class ContractWorkflow(Debits, Dunning):
     @workflow.update(name="waive")
     async def waive(self, req: SupportAction) -> ActionResult:
         def apply() -> str:
+            if self._exact:
+                return self._waive_exact(req)
             waived = self._fees_open() if req.fees else 0
             self.s.fees_waived += waived
             if req.interest:
@@ -822,6 +1036,38 @@ class ContractWorkflow(Debits, Dunning):
 
         return await self._act(req, apply, money=True)
 
+    def _waive_exact(self, req: SupportAction) -> str:
+        """`fees: true` gives up the open dunning fees, costs and § 288 (5) lump sums — what
+        the old `fees` held, all that is not principal or interest; `interest: true` the open
+        interest, and no interest accrues afterwards (a waiver fact of the claim)."""
+        now = workflow.now()
+        before = self._claim(now)
+        self.s.claim_waivers.append(
+            WaiverFact(
+                f"waiver:{self._action_ref(req)}",
+                berlin_date(now),
+                fees=req.fees,
+                costs=req.fees,
+                lump_sums=req.fees,
+                interest=req.interest,
+                order=self._bump(),
+            )
+        )
+        if req.interest:
+            self.s.interest_waived = True
+        after = self._claim(now)
+        waived = {
+            part: getattr(after.waived, part) - getattr(before.waived, part)
+            for part in ("fees", "costs", "lump_sums", "interest")
+        }
+        self._action_fact(
+            "claim.waived", req, waived | {"fees_waived": req.fees, "interest_waived": req.interest}
+        )
+        self._settle_case(now)
+        charges = waived["fees"] + waived["costs"] + waived["lump_sums"]
+        interest = self._money(waived["interest"])
+        return f"waived {self._money(charges)} in fees and costs, {interest} interest"
+
     @waive.validator
     def _validate_waive(self, req: SupportAction) -> None:
         if self._repeated(req):
@@ -829,6 +1075,12 @@ class ContractWorkflow(Debits, Dunning):
         self._require_active("waive")
         if not (req.fees or req.interest):
             raise ApplicationError("waive fees, interest or both", type="InvalidInput")
+        if self._exact:
+            claim = self._claim()
+            if req.fees and not req.interest and claim.fees + claim.costs + claim.lump_sums == 0:
+                raise ApplicationError("there are no open fees to waive", type="InvalidState")
+            self._require_reason(req)
+            return
         if req.fees and self._fees_open() == 0 and not req.interest:
             raise ApplicationError("there are no open fees to waive", type="InvalidState")
         self._require_reason(req)
@@ -905,6 +1157,13 @@ class ContractWorkflow(Debits, Dunning):
     @workflow.update(name="approve_handoff")
     async def approve_handoff(self, req: SupportAction) -> ActionResult:
         def apply() -> str:
+            if self._exact:
+                # domain.collection: the route named, else the policy's — inkasso for a
+                # contested claim even under `route: court` (an admin may still name court).
+                route = approved_route(req.route, self.policy.collection.route, self.s.contested)
+                if self._hand_off_or_wait(workflow.now(), route, req.actor):
+                    return f"handed off ({route})"
+                return "approved: the court route waits for the debtor's address"
             route = req.route or ("inkasso" if self.s.contested else "court")
             if self.policy.collection.route in ("court", "inkasso") and not req.route:
                 route = self.policy.collection.route
@@ -922,6 +1181,43 @@ class ContractWorkflow(Debits, Dunning):
             raise ApplicationError("no hand-off is waiting for approval", type="InvalidState")
         if req.route not in (None, "court", "inkasso"):
             raise ApplicationError("route must be court or inkasso", type="InvalidInput")
+
+    @workflow.update(name="set_address")
+    async def set_address(self, req: SupportAction) -> ActionResult:
+        """Support records the debtor's postal address (§ 690 (1) Nr. 1 ZPO: a Mahnantrag
+        names the parties with their addresses). A court hand-off waiting for it
+        (`needs_address`) proceeds at once."""
+
+        def apply() -> str:
+            address = dict(req.address or {})
+            self.inp.customer.address = address
+            self._address_changed = True
+            self._action_fact("customer.address_updated", req, {"address": address})
+            if self.s.needs_address:
+                self.s.needs_address = False
+                self._hand_off(workflow.now(), self.s.route or "court", req.actor)
+                return "address recorded: handed off (court)"
+            return "address recorded"
+
+        return await self._act(req, apply, money=False)
+
+    @set_address.validator
+    def _validate_set_address(self, req: SupportAction) -> None:
+        if self._repeated(req):
+            return
+        self._require_active("set the address")
+        missing = address_missing(req.address or {})
+        if missing:
+            raise ApplicationError(
+                f"address: {', '.join(missing)} required (a postal address for the court)",
+                type="InvalidInput",
+            )
+
+    def _take_address_change(self) -> dict[str, str] | None:
+        if not self._address_changed:
+            return None
+        self._address_changed = False
+        return dict(self.inp.customer.address)
 
     @workflow.update(name="cancel")
     async def cancel(self, req: SupportAction) -> ActionResult:
@@ -1008,4 +1304,5 @@ class ContractWorkflow(Debits, Dunning):
             fees=self.s.fees,
             waiting_for=self._waiting_for,
             installments=self.s.installments,
+            claim=self._claim() if self._exact else None,
         )

@@ -5,6 +5,7 @@ activities act; this part only sequences.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 from temporalio import workflow
@@ -13,8 +14,10 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from domain import declines
     from domain.calendar import add_target_business_days, sepa_collection_date
+    from domain.claim import RETURN_DEBIT, CostFact, PaymentFact, debit_amount
     from domain.fees import RETURN_DEBIT_COST_DEFAULT
     from domain.money import stripe_minimum_charge
+    from domain.policy import COLLECT_PRINCIPAL
     from domain.retry_timing import RetryPlanInput, next_retry
     from domain.schedule import berlin_date
     from workflows import retry_policies as rp
@@ -26,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         STALL_MAX,
         TERMINAL,
         ContractBase,
+        never_defaulted,
     )
     from workflows.types import (
         ChargeInput,
@@ -56,11 +60,28 @@ class Debits(ContractBase):
         return min(due, key=lambda i: (i.due_at, i.seq)) if due else None
 
     def _fee_part(self, inst: InstallmentState, at: datetime) -> int:
-        """The dunning fees a debit of `inst` at `at` also collects: the oldest due debit
-        takes the open fees, so one successful debit clears the whole claim (§ 367 BGB
-        allocates costs first)."""
+        """What a debit of `inst` at `at` takes beyond the installment's principal.
+
+        Since PATCH_CLAIM the policy's `collect` decides (domain.claim.debit_amount):
+        `principal` (the default) takes nothing more — the card or mandate authorises the
+        agreed amounts; `claim` lets the oldest due debit take the rest of the claim
+        (interest, fees, costs, lump sums) too. Before: the oldest due debit took the open
+        fees, so one successful debit cleared the whole claim (§ 367 BGB allocates costs
+        first)."""
         in_flight = sum(i.fee_part for i in self.s.installments if i.status == "processing")
-        return max(self._fees_open() - in_flight, 0) if self._fee_carrier(at) is inst else 0
+        if self._fee_carrier(at) is not inst:
+            return 0
+        if not self._exact:
+            return max(self._fees_open() - in_flight, 0)
+        claim = self._dunning_view(self._claim(at))
+        own = claim.item(inst.seq)
+        whole = debit_amount(claim, self.policy.collect, inst.seq)
+        if self.policy.collect == COLLECT_PRINCIPAL:
+            return 0  # whole == the installment's open principal
+        # `claim`: the whole claim less the other installments' principal (each of them is
+        # debited on its own) and less what debits in flight already take.
+        others = claim.principal - (own.principal if own is not None else 0)
+        return max(whole - others - (own.principal if own is not None else 0) - in_flight, 0)
 
     async def _charge(self, inst: InstallmentState, reason: str) -> ChargeResult:
         now = workflow.now()
@@ -637,6 +658,8 @@ class Debits(ContractBase):
             return
         self.s.disputes_settled = [*self.s.disputes_settled, key][-50:]
         back = min(inst.disputed, pu.amount or inst.disputed)
+        if self._exact and inst.reversed_payments:
+            back = max(back, 1)  # the reversal may have taken fees only: restore it below
         if back <= 0:
             return  # the dispute never reopened this installment (e.g. it was unknown)
         applied = min(back, inst.outstanding)
@@ -648,6 +671,14 @@ class Debits(ContractBase):
             self.s.fees -= released
             self.s.return_debit_costs -= released
             inst.dispute_costs = 0
+        if self._exact:
+            # The money is back: the payments stand as made, the dispute's return-debit
+            # costs are released (a paid part of them becomes credit).
+            self._restore_payments(inst, pu.amount or sum(inst.reversed_payments.values()))
+            inst.claim_due = ""
+            prefix = f"dispute:{inst.seq}:"
+            self.s.claim_costs = [c for c in self.s.claim_costs if not c.key.startswith(prefix)]
+            self._sync_paid(self._claim(now), now)
         if inst.outstanding <= 0:
             inst.status = "paid"
             inst.next_retry_at = None
@@ -753,11 +784,24 @@ class Debits(ContractBase):
         return max(paid) + timedelta(days=self.inp.chargeback_watch_days)
 
     def _charge_return_debit_costs(
-        self, inst: InstallmentState, now: datetime, key: str | None
+        self, inst: InstallmentState, now: datetime, key: str | None, claim_key: str = ""
     ) -> int:
         cost = RETURN_DEBIT_COST_DEFAULT
         self.s.fees += cost
         self.s.return_debit_costs += cost
+        if self._exact:
+            # Bank costs of the returned debit: damage caused by the default (§§ 280, 286
+            # BGB), costs apart from the dunning fees (domain.claim RETURN_DEBIT).
+            self.s.claim_costs.append(
+                CostFact(
+                    claim_key or f"return_debit:{key}",
+                    berlin_date(now),
+                    cost,
+                    RETURN_DEBIT,
+                    installment=inst.seq,
+                    order=self._bump(),
+                )
+            )
         if key is not None:
             self._fact(
                 "costs.return_debit",
@@ -767,18 +811,74 @@ class Debits(ContractBase):
             )
         return cost
 
+    def _reverse_payments(self, inst: InstallmentState, back: int) -> None:
+        """A chargeback takes `back` of this installment's payments back: the claim treats
+        that much as never paid (the reversed debit was no performance, § 362 BGB), so
+        interest on it runs from the due date again. The newest payments first; what was
+        reduced is remembered so that a won dispute restores it."""
+        left = back
+        for n in range(len(self.s.claim_payments) - 1, -1, -1):
+            fact = self.s.claim_payments[n]
+            if left == 0:
+                break
+            if fact.installment != inst.seq or fact.amount == 0:
+                continue
+            take = min(left, fact.amount)
+            self.s.claim_payments[n] = replace(fact, amount=fact.amount - take)
+            inst.reversed_payments[fact.key] = inst.reversed_payments.get(fact.key, 0) + take
+            left -= take
+        self._bump()
+
+    def _restore_payments(self, inst: InstallmentState, back: int) -> None:
+        """A won dispute: the reversed payments stand again (up to `back`)."""
+        left = back
+        for n, fact in enumerate(self.s.claim_payments):
+            taken = inst.reversed_payments.get(fact.key, 0)
+            if left == 0:
+                break
+            if not taken:
+                continue
+            give = min(left, taken)
+            self.s.claim_payments[n] = replace(fact, amount=fact.amount + give)
+            inst.reversed_payments[fact.key] = taken - give
+            left -= give
+        inst.reversed_payments = {k: v for k, v in inst.reversed_payments.items() if v}
+        self._bump()
+
     def _reopen(self, inst: InstallmentState, pu: PaymentUpdate, now: datetime) -> None:
         """A chargeback (SEPA refund by the debtor's bank, card dispute): the amount is
         unpaid again, the bank's return-debit costs join the claim, dunning starts anew."""
-        back = min(inst.paid, pu.amount or inst.paid)
-        inst.paid -= back
+        if self._exact:
+            # The whole disputed amount is reversed (with any excess it paid); the claim
+            # then says how much principal is open again, due again from the chargeback
+            # day (the seller had the money until then) — unless interest was already paid
+            # on it: then from the agreed due date, so nothing paid turns into credit.
+            before = inst.paid
+            paid_interest = sum(
+                part.amount
+                for payment in self._claim(now).payments
+                for part in payment.parts
+                if part.part == "interest" and part.installment == inst.seq
+            )
+            if paid_interest == 0:
+                inst.claim_due = berlin_date(now)
+            self._reverse_payments(inst, pu.amount or inst.paid)
+            self._sync_paid(self._claim(now), now)
+            back = before - inst.paid
+        else:
+            back = min(inst.paid, pu.amount or inst.paid)
+            inst.paid -= back
         inst.disputed += back
         self.s.paid_total -= back
         inst.status = "open"
         inst.dunning_from = now
         inst.first_failed_at = None
         inst.next_retry_at = None  # a reclaimed debit is not simply re-debited
-        cost = self._charge_return_debit_costs(inst, now, None) if inst.scheme == "sepa" else 0
+        cost = (
+            self._charge_return_debit_costs(inst, now, None, f"dispute:{inst.seq}:{pu.event_id}")
+            if inst.scheme == "sepa"
+            else 0
+        )
         inst.dispute_costs += cost
         self._fact(
             "payment.disputed",
@@ -829,14 +929,38 @@ class Debits(ContractBase):
                 self._charge_return_debit_costs(inst, now, key)
             self._declined(inst, res, now, data, key)
 
+    def _payment_day(self, inst: InstallmentState, now: datetime) -> str:
+        """The day a successful debit paid (Berlin): a SEPA debit on the day it was
+        submitted, not when Stripe reported it. A debit of an installment that was never in
+        default (no debit of it failed, not reopened) counts as paid on its due date: a direct
+        debit is collected by the creditor (a "Holschuld"), so a late attempt of ours —
+        Stripe unreachable, our integration error — puts the debtor in no default."""
+        at = inst.processing_since if inst.status == "processing" and inst.processing_since else now
+        day = berlin_date(at)
+        if never_defaulted(inst):
+            day = min(day, berlin_date(inst.due_at))
+        return day
+
     def _paid(
         self, inst: InstallmentState, amount: int, now: datetime, data: dict, key: str
     ) -> None:
-        fee_part = min(inst.fee_part, self._fees_open())
-        self.s.fees_paid += fee_part
-        inst.paid += amount - fee_part
-        inst.fee_part = 0
-        inst.status = "paid" if inst.outstanding <= 0 else "open"
+        if self._exact:
+            # A fact of the claim: the installment's principal first (the debtor's mandate
+            # or card authorised it for this installment, § 366 (1) BGB), any excess by
+            # § 367 BGB (domain.claim).
+            if all(p.key != key for p in self.s.claim_payments):
+                self.s.claim_payments.append(
+                    PaymentFact(key, self._payment_day(inst, now), amount, inst.seq, self._bump())
+                )
+            self._sync_paid(self._claim(now), now)
+            inst.fee_part = 0
+            inst.status = "paid" if inst.outstanding <= 0 else "open"
+        else:
+            fee_part = min(inst.fee_part, self._fees_open())
+            self.s.fees_paid += fee_part
+            inst.paid += amount - fee_part
+            inst.fee_part = 0
+            inst.status = "paid" if inst.outstanding <= 0 else "open"
         inst.paid_at = now
         inst.payment_intent = data.get("payment_intent") or inst.payment_intent
         inst.next_retry_at = None

@@ -10,16 +10,36 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.claim import (
+        RESIDUAL_WRITE_OFF,
+        Claim,
+        FeeFact,
+        WaiverFact,
+        residual_action,
+    )
+    from domain.collection import AWAIT_APPROVAL, COURT, WRITE_OFF, decide_handoff
+    from domain.deadlines import Deadline, deadline_after, deadline_before
     from domain.policy import LadderStep
+    from domain.schedule import berlin_date, due_instant
     from workflows import retry_policies as rp
-    from workflows.base import APPROVAL_REMINDER_EVERY, TERMINAL, ContractBase
+    from workflows.base import APPROVAL_REMINDER_EVERY, TERMINAL, ContractBase, address_missing
     from workflows.types import (
         CaseFileInput,
         CaseFileResult,
         ClaimLine,
+        NoticeAsked,
         NoticeInput,
         NoticeResult,
+        ResidualState,
     )
+
+# The period a final notice for what stayed open after the principal was paid gives
+# (interest, fees, costs): two weeks, the customary "angemessene Frist" of a payment demand
+# (the same the default ladder gives between its notices). Ladders counted in seconds (the
+# demo) give their shortest step instead.
+RESIDUAL_PERIOD_DAYS = 14
+# A notice without a next step (the hand-off announcement) names a week to pay.
+LAST_NOTICE_DAYS = 7
 
 
 class Dunning(ContractBase):
@@ -42,13 +62,31 @@ class Dunning(ContractBase):
         )
 
     def _next_ladder_step(self) -> tuple[LadderStep, datetime] | None:
+        """The next rung and when it happens. Since PATCH_CLAIM (day-based ladders): after
+        the last day to pay the previous notice printed has ended, moved by § 193 BGB, and
+        within the send window (domain.deadlines)."""
+        plan = self._next_ladder_plan()
+        if plan is None or not self._exact:
+            return plan
+        step, planned = plan
+        return step, self._step_time(planned)
+
+    def _step_deadline(self, planned: datetime) -> Deadline:
+        return deadline_before(planned, self.inp.seller_state, self.policy.day_based())
+
+    def _step_time(self, planned: datetime) -> datetime:
+        return self._send_time(self._step_deadline(planned).next_step_at)
+
+    def _next_ladder_plan(self) -> tuple[LadderStep, datetime] | None:
+        """The next rung and its planned time (the due date of the oldest unpaid amount
+        plus the step's offset plus the time the case stood still)."""
         if not self._case_open() or self.s.status in TERMINAL:
             return None
         oldest = self._open()
         if not oldest:
             return None
-        if self.s.awaiting_approval:
-            return None  # the hand-off waits for an admin, durably
+        if self.s.awaiting_approval or self.s.needs_address:
+            return None  # the hand-off waits for an admin (or an address), durably
         delay = timedelta(seconds=self.s.ladder_delay_seconds)
         for step in self.policy.ladder:
             if step.stage in self.s.stages_done:
@@ -58,17 +96,27 @@ class Dunning(ContractBase):
         return None
 
     async def _walk_ladder(self) -> None:
+        # Since PATCH_CLAIM: rungs due at the same moment (a § 193 shift or the send window
+        # made one late, a pause ended) are all entered, but only the last one's notice goes
+        # out — it asks for the whole claim; earlier ones would print deadlines already past.
+        pending: tuple[str, str] | None = None
         while True:
             nxt = self._next_ladder_step()
             if nxt is None:
-                return
+                break
             step, at = nxt
             now = workflow.now()
             if at > now:
-                return
-            await self._enter_stage(step, now)
+                break
+            template = await self._enter_stage(step, now)
+            if self._exact:
+                pending = (step.stage, template) if template else None
+        if pending is not None:
+            await self._send_notice(pending[0], pending[1], workflow.now())
 
-    async def _enter_stage(self, step: LadderStep, now: datetime) -> None:
+    async def _enter_stage(self, step: LadderStep, now: datetime) -> str | None:
+        """Enter the rung: stage, fee, lock, hand-off. Before PATCH_CLAIM it sends its
+        notices itself; since, it returns the one notice of the step for `_walk_ladder`."""
         cid, case = self.inp.contract_id, self.s.case_no
         previous = self.s.stage
         self.s.stage = step.stage
@@ -82,6 +130,16 @@ class Dunning(ContractBase):
         )
         if step.fee:
             self.s.fees += step.fee
+            if self._exact:
+                self.s.claim_fees.append(
+                    FeeFact(
+                        f"{case}:{step.stage}",
+                        berlin_date(now),
+                        step.fee,
+                        stage=step.stage,
+                        order=self._bump(),
+                    )
+                )
             self._fact(
                 "fee.charged",
                 f"fee:{cid}:{case}:{step.stage}",
@@ -101,19 +159,29 @@ class Dunning(ContractBase):
         if step.handoff:
             self._reach_handoff(now)
         await self._flush()
+        if self._exact:
+            # One notice per step: the step's own, or for a step that only locks the
+            # access_locked notice (issue 11: never two contradicting mails at once).
+            return step.notice or ("access_locked" if locks_now else None)
         if step.notice:
             await self._send_notice(step.stage, step.notice, now)
         if locks_now and self.s.access == "locked":
             # The customer learns at once why the course is closed and how to reopen it.
             # (Not if a payment unlocked it while the stage's notice was being sent.)
             await self._send_notice("access_locked", "access_locked", now)
+        return None
 
     def _principal(self) -> int:
+        if self._exact:
+            return self._principal_overdue(self._claim())
         return sum(i.outstanding for i in self._open())
 
     def _reach_handoff(self, now: datetime) -> None:
         """The last rung: write off a small claim, wait for an admin where the policy or a
         contest requires it, else hand off on the policy's route."""
+        if self._exact:
+            self._reach_handoff_exact(now)
+            return
         coll = self.policy.collection
         principal = self._principal()
         if principal < coll.write_off_below:
@@ -138,6 +206,73 @@ class Dunning(ContractBase):
         if route == "auto":
             route = "court"  # auto: court unless contested (contested claims wait above)
         self._hand_off(now, route, None)
+
+    def _reach_handoff_exact(self, now: datetime) -> None:
+        """domain.collection.decide_handoff decides (write-off, wait for an admin, or the
+        route); a court route without the debtor's postal address waits for it."""
+        coll = self.policy.collection
+        principal = self._principal()
+        decision = decide_handoff(
+            principal, coll.write_off_below, coll.route, self.s.contested, coll.require_approval
+        )
+        if decision.action == WRITE_OFF:
+            self._write_off(
+                now, None, f"principal {self._money(principal)} below the write-off threshold"
+            )
+        elif decision.action == AWAIT_APPROVAL:
+            self.s.awaiting_approval = True
+            self.s.approval_requested_at = now
+            self.s.approval_reminders = 0
+            self._fact(
+                "handoff.approval_required",
+                f"approval:{self.inp.contract_id}:{self.s.case_no}",
+                now,
+                {
+                    "case": self.s.case_no,
+                    "reason": decision.reason,
+                    "route_offered": decision.route,
+                    "overdue_amount": self._overdue(),
+                },
+                event="handoff.approval_required",
+            )
+        else:
+            self._hand_off_or_wait(now, decision.route, None)
+
+    def _hand_off_or_wait(self, now: datetime, route: str, actor: str | None) -> bool:
+        """Hand off on `route`; for the court, only with the debtor's postal address (§ 690
+        (1) Nr. 1 ZPO): without it the contract waits in `needs_address` until support adds
+        it (POST /v1/contracts/{id}/address). True when handed off."""
+        missing = address_missing(self.inp.customer.address) if route == COURT else []
+        if not missing:
+            self._hand_off(now, route, actor)
+            return True
+        self.s.awaiting_approval = False
+        self.s.needs_address = True
+        self.s.route = route
+        previous, self.s.stage = self.s.stage, "needs_address"
+        cid, case = self.inp.contract_id, self.s.case_no
+        self._fact(
+            "dunning.stage_changed",
+            f"stage:{cid}:{case}:needs_address",
+            now,
+            {"case": case, "stage": "needs_address", "from": previous},
+            event="dunning.stage_changed",
+        )
+        self._fact(
+            "handoff.address_required",
+            f"address_required:{cid}:{case}",
+            now,
+            {
+                "case": case,
+                "route": route,
+                "missing": missing,
+                "overdue_amount": self._overdue(),
+                "reason": "a court hand-off needs the debtor's postal address (§ 690 ZPO)",
+            },
+            event="handoff.address_required",
+            actor=actor,
+        )
+        return False
 
     def _next_approval_reminder(self) -> datetime | None:
         if not self.s.awaiting_approval or self.s.approval_requested_at is None:
@@ -169,6 +304,8 @@ class Dunning(ContractBase):
         self.s.status = "handed_off"
         self.s.route = route
         self.s.awaiting_approval = False
+        if self.s.stage == "needs_address":
+            self.s.stage = self.s.stages_done[-1] if self.s.stages_done else "none"
         self._fact(
             "contract.handed_off",
             f"handed_off:{self.inp.contract_id}:{self.s.case_no}",
@@ -177,9 +314,10 @@ class Dunning(ContractBase):
                 "case": self.s.case_no,
                 "overdue_amount": self._overdue(),
                 "principal": self._principal(),
-                "fees": self._fees_open(),
+                "fees": self._claim(now).fees if self._exact else self._fees_open(),
                 "route": route,
-            },
+            }
+            | (self._claim_parts(now) if self._exact else {}),
             event="contract.handed_off",
             actor=actor,
         )
@@ -190,6 +328,7 @@ class Dunning(ContractBase):
         route = self.s.route or "court"
         fees_open = self._fees_open()
         costs = min(self.s.return_debit_costs, fees_open)
+        claim = self._dunning_view(self._claim()) if self._exact else None
         res: CaseFileResult = await workflow.execute_activity(
             "build_case_file",
             CaseFileInput(
@@ -197,9 +336,10 @@ class Dunning(ContractBase):
                 case_no=self.s.case_no,
                 route=route,
                 as_of=workflow.now(),
-                fees=fees_open - costs,
-                costs=[("Rücklastschriftkosten", costs)] if costs else [],
+                fees=claim.fees if claim is not None else fees_open - costs,
+                costs=[("Rücklastschriftkosten", costs)] if costs and claim is None else [],
                 interest_waived=self.s.interest_waived or self.policy.interest == "none",
+                claim=claim,
             ),
             result_type=CaseFileResult,
             start_to_close_timeout=rp.LEDGER_START_TO_CLOSE,
@@ -245,6 +385,7 @@ class Dunning(ContractBase):
     def _write_off(self, now: datetime, actor: str | None, reason: str) -> None:
         self.s.status = "written_off"
         self.s.awaiting_approval = False
+        self.s.needs_address = False
         self._fact(
             "contract.written_off",
             f"written_off:{self.inp.contract_id}",
@@ -254,12 +395,42 @@ class Dunning(ContractBase):
                 "amount": self._overdue(),
                 "principal": self._principal(),
                 "reason": reason,
-            },
+            }
+            | (self._claim_parts(now) if self._exact else {}),
             event="contract.written_off",
             actor=actor,
         )
 
-    async def _send_notice(self, stage: str, template: str, now: datetime) -> None:
+    def _claim_parts(self, now: datetime) -> dict[str, object]:
+        """The claim's parts for an event or timeline row (as of `now`'s Berlin day)."""
+        claim = self._dunning_view(self._claim(now))
+        return {
+            "claim": {
+                "as_of": claim.as_of,
+                "principal": claim.principal,
+                "interest": claim.interest,
+                "fees": claim.fees,
+                "costs": claim.costs,
+                "lump_sums": claim.lump_sums,
+                "total": claim.total,
+            }
+        }
+
+    def _notice_deadline(self, now: datetime) -> Deadline:
+        """The last day to pay a notice sent `now` prints: the last day before the next rung
+        (domain.deadlines.deadline_before, § 193 BGB with the seller's Land), or a week from
+        now (§§ 187, 188, 193 BGB) when no rung follows."""
+        plan = self._next_ladder_plan()
+        if plan is not None and plan[1] > now:
+            return self._step_deadline(plan[1])
+        return deadline_after(now, LAST_NOTICE_DAYS, self.inp.seller_state)
+
+    async def _send_notice(
+        self, stage: str, template: str, now: datetime, until: Deadline | None = None
+    ) -> None:
+        if self._exact:
+            await self._send_notice_exact(stage, template, now, until)
+            return
         nxt = self._next_ladder_step()
         deadline = nxt[1] if nxt else now + timedelta(days=7)
         if deadline <= now:
@@ -306,15 +477,206 @@ class Dunning(ContractBase):
                 {"stage": stage, "error": str(err.cause or err)},
             )
 
-    def _settle_case(self, now: datetime) -> None:
-        """A payment that covers the claim ends the case and unlocks (SPEC.md §3)."""
-        if not self._case_open() or self.s.status in TERMINAL or self._overdue() > 0:
+    async def _send_notice_exact(
+        self, stage: str, template: str, now: datetime, deadline: Deadline | None
+    ) -> None:
+        """A notice whose every amount is the claim of this moment (domain.claim), with the
+        last day to pay (domain.deadlines) as typed fields; remembered as what was asked."""
+        deadline = deadline or self._notice_deadline(now)
+        claim = self._dunning_view(self._claim(now))
+        status = {i.seq: i for i in self.s.installments}
+        lines = [
+            ClaimLine("", item.installment, status[item.installment].due_at, item.principal)
+            for item in claim.items
+            if item.principal > 0 and item.installment in status
+        ]
+        try:
+            await self._activity_outside(  # SMTP may be down for a day: never under the lock
+                "send_notice",
+                NoticeInput(
+                    contract_id=self.inp.contract_id,
+                    case_no=self.s.case_no,
+                    stage=stage,
+                    template=template,
+                    customer=self.inp.customer,
+                    product=self.inp.product,
+                    currency=self.inp.currency,
+                    lines=lines,
+                    fees=claim.fees,
+                    total=claim.total,
+                    deadline=due_instant(deadline.last_day),
+                    created_at=now,
+                    interest_mode=claim.interest_mode,
+                    claim=claim,
+                    deadline_day=deadline.last_day,
+                    deadline_shift_reason=deadline.shift_reason,
+                    kind=self.inp.kind,
+                    count=self.inp.count if self.inp.kind == "installments" else None,
+                    route=self.s.route if template == "handoff" else None,
+                ),
+                result_type=NoticeResult,
+                start_to_close_timeout=rp.NOTICE_START_TO_CLOSE,
+                schedule_to_close_timeout=rp.NOTICE_SCHEDULE_TO_CLOSE,
+                retry_policy=rp.NOTICE,
+                summary=f"send {template} — claim {self._money(claim.total)}, "
+                f"pay by {deadline.last_day}",
+            )
+        except ActivityError as err:
+            # An undeliverable notice must not stop the ladder; it is on the timeline.
+            self._fact(
+                "notice.failed",
+                f"notice_failed:{self.inp.contract_id}:{self.s.case_no}:{stage}",
+                workflow.now(),
+                {"stage": stage, "error": str(err.cause or err)},
+            )
             return
-        self._close_case(now, "paid")
+        if claim.total > 0:
+            self.s.last_notice = NoticeAsked(stage, claim.as_of, claim.total, deadline.last_day)
+
+    def _settle_case(self, now: datetime) -> None:
+        """A payment that covers the claim ends the case and unlocks (SPEC.md §3).
+
+        Since PATCH_CLAIM: once the principal in default is paid the case ends and access is
+        unlocked (the seed's promise); what stays open (interest, fees, costs, lump sums) is
+        written off by the policy's `residual.write_off_below` or claimed by a final notice
+        (domain.claim.residual_action) — on the ledger and in an event either way."""
+        if not self._case_open() or self.s.status in TERMINAL:
+            return
+        if not self._exact:
+            if self._overdue() <= 0:
+                self._close_case(now, "paid")
+            return
+        claim = self._dunning_view(self._claim(now))
+        if claim.principal > 0:
+            return
+        rest = claim.total
+        if rest <= 0:
+            self._close_case(now, "paid")
+            return
+        case = self.s.case_no
+        self._close_case(now, "principal paid")
+        # The demanded claim has no principal left (what may still be open is being
+        # collected), so residual_action judges exactly what stayed open.
+        action = residual_action(claim, self.policy.residual.write_off_below)
+        if action == RESIDUAL_WRITE_OFF:
+            self._write_off_residual(now, claim, case, "below residual.write_off_below")
+        else:
+            self.s.residual = ResidualState(case_no=case, amount=rest)
+
+    def _write_off_residual(self, now: datetime, claim: Claim, case: int, why: str) -> None:
+        """Give up what stayed open once the principal was paid (a waiver fact: on the
+        ledger, in the claim's `waived`, and in an event)."""
+        self.s.claim_waivers.append(
+            WaiverFact(
+                f"residual:{case}",
+                claim.as_of,
+                fees=True,
+                costs=True,
+                lump_sums=True,
+                interest=True,
+                stop_interest=False,  # later installments may fall into default again
+                order=self._bump(),
+            )
+        )
+        self._fact(
+            "claim.residual_written_off",
+            f"residual_written_off:{self.inp.contract_id}:{case}",
+            now,
+            {
+                "case": case,
+                "amount": claim.total - claim.principal,
+                "interest": claim.interest,
+                "fees": claim.fees,
+                "costs": claim.costs,
+                "lump_sums": claim.lump_sums,
+                "threshold": self.policy.residual.write_off_below,
+                "reason": why,
+            },
+            event="claim.residual_written_off",
+        )
+
+    def _residual_period(self) -> timedelta:
+        if self.policy.day_based():
+            return timedelta(days=RESIDUAL_PERIOD_DAYS)
+        offsets = sorted(step.offset() for step in self.policy.ladder)
+        gaps = [b - a for a, b in zip(offsets, offsets[1:], strict=False) if b > a]
+        return min(gaps, default=offsets[0] if offsets else timedelta(days=1))
+
+    def _residual_wake(self) -> tuple[datetime, str] | None:
+        r = self.s.residual
+        if r is None or self.s.status in ("cancelled", "handed_off", "written_off", "failed"):
+            return None
+        if r.sent_at is None:
+            return self._send_time(workflow.now()), "the send window (final notice)"
+        if r.next_step_at is not None:
+            return r.next_step_at, "the final notice's deadline"
+        return None
+
+    async def _residual_step(self, now: datetime) -> None:
+        """The final notice for what stayed open once the principal was paid, then, after
+        its deadline, the outcome: paid, or left open on the ledger with an event (never
+        dropped silently; support may still waive or write it off)."""
+        r = self.s.residual
+        if r is None or self.s.status in ("cancelled", "handed_off", "written_off", "failed"):
+            return
+        if self._case_open():
+            self.s.residual = None  # a new case's notices claim it with the rest
+            return
+        claim = self._dunning_view(self._claim(now))
+        rest = claim.total - claim.principal
+        if rest <= 0:
+            self.s.residual = None  # paid (or waived) meanwhile
+            self._check_completed(now)
+            return
+        if r.sent_at is None:
+            if not self._may_send(now):
+                return
+            if self.policy.day_based():
+                deadline = deadline_after(now, RESIDUAL_PERIOD_DAYS, self.inp.seller_state)
+            else:
+                at = now + self._residual_period()
+                day = berlin_date(at)
+                deadline = Deadline(last_day=day, next_step_at=at, unshifted=day)
+            r.sent_at, r.deadline_day, r.next_step_at = (
+                now,
+                deadline.last_day,
+                deadline.next_step_at,
+            )
+            r.amount = rest
+            self._fact(
+                "claim.residual_claimed",
+                f"residual_claimed:{self.inp.contract_id}:{r.case_no}",
+                now,
+                {
+                    "case": r.case_no,
+                    "amount": rest,
+                    "interest": claim.interest,
+                    "fees": claim.fees,
+                    "costs": claim.costs,
+                    "lump_sums": claim.lump_sums,
+                    "deadline": deadline.last_day,
+                },
+                event="claim.residual_claimed",
+            )
+            await self._flush()
+            await self._send_notice(f"residual_{r.case_no}", "residual", now, deadline)
+            return
+        if r.next_step_at is not None and now >= r.next_step_at:
+            self.s.residual = None
+            self._fact(
+                "claim.residual_unpaid",
+                f"residual_unpaid:{self.inp.contract_id}:{r.case_no}",
+                now,
+                {"case": r.case_no, "amount": rest, "deadline": r.deadline_day},
+                event="claim.residual_unpaid",
+            )
+            self._check_completed(now)
 
     def _check_completed(self, now: datetime) -> None:
         if self.s.status in TERMINAL:
             return
+        if self._exact and self.s.residual is not None:
+            return  # the final notice for what stayed open runs its course first
         if self.inp.kind == "subscription":
             unpaid = ("open", "processing", "scheduled")
             if (
@@ -369,6 +731,7 @@ class Dunning(ContractBase):
         )
         self.s.stage = "none"
         self.s.stages_done = []
+        self.s.last_notice = None
         self.s.case_opened_at = None
         self.s.ladder_delay_seconds = 0
         self.s.awaiting_approval = False

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from domain.claim import Claim, ClaimFacts, CostFact, FeeFact, PaymentFact, WaiverFact
+from domain.interest import BASE_RATES, BaseRate
 from domain.policy import Policy
 
 TASK_QUEUE = "mahnwerk"
@@ -80,6 +82,13 @@ class InstallmentState:
     disputed: int = 0  # reclaimed by an open or lost dispute / chargeback
     dispute_costs: int = 0  # return-debit costs charged for that dispute
     refunded: int = 0  # refunded at Stripe (e.g. in the Dashboard): not owed again
+    # Claim facts (PATCH_CLAIM): the payment facts a chargeback reduced, by key and amount,
+    # restored when the dispute is won.
+    reversed_payments: dict[str, int] = field(default_factory=dict)
+    # The due date the claim counts from when not the agreed one (ISO, Berlin): a chargeback
+    # reopens the installment as of that day (interest from the day after, not again from
+    # the agreed due date: the seller had the money meanwhile).
+    claim_due: str = ""
 
     @property
     def outstanding(self) -> int:
@@ -128,6 +137,48 @@ class ContractState:
     # continue-as-new): Temporal de-duplicates an Update id only within one run, so a
     # retried action that reaches the next run is recognised here and changes nothing.
     done_actions: list[str] = field(default_factory=list)
+    # -- the claim as facts (issue 11; workflows.base PATCH_CLAIM) ---------------------------
+    # domain.claim.compute_claim reads these and the installments; nothing else computes
+    # interest. `fees`, `fees_paid`, `fees_waived`, `return_debit_costs`, `interest_paid`
+    # and `interest_waived`'s effect on amounts above are read only by contracts started
+    # before the patch (their replays must issue the same commands).
+    claim_facts: bool = False  # True: the facts below are complete for this contract
+    claim_payments: list[PaymentFact] = field(default_factory=list)
+    claim_fees: list[FeeFact] = field(default_factory=list)
+    claim_costs: list[CostFact] = field(default_factory=list)
+    claim_waivers: list[WaiverFact] = field(default_factory=list)
+    fact_order: int = 0  # the facts' order within a day; bumped on every change
+    # The § 247 BGB table the claim uses: pinned at start, refreshed by an activity (at most
+    # once a day) while a half-year the claim needs is missing (MAHNWERK_BASE_RATES).
+    base_rates: list[BaseRate] = field(default_factory=list)
+    rates_checked_on: str = ""
+    last_notice: NoticeAsked | None = None  # what the last dunning notice asked for
+    residual: ResidualState | None = None  # the final notice for what stayed open
+    needs_address: bool = False  # a court hand-off waits for the debtor's postal address
+
+
+@dataclass
+class NoticeAsked:
+    """What a dunning notice asked: the claim's total as of its day and the last day to pay.
+    A settlement of exactly that total by that day is booked as of the notice's day (the
+    interest accrued since is not claimed: the customer paid what was asked)."""
+
+    stage: str
+    as_of: str  # ISO date (Berlin) of the claim printed
+    total: int
+    deadline_day: str  # ISO date, the last day to pay
+
+
+@dataclass
+class ResidualState:
+    """What stayed open (interest, fees, costs, lump sums) once the principal was paid, when
+    the policy claims it by a final notice (``residual.write_off_below`` not reached)."""
+
+    case_no: int
+    amount: int
+    sent_at: datetime | None = None  # the final notice
+    deadline_day: str = ""  # its last day to pay (ISO, Berlin)
+    next_step_at: datetime | None = None  # 00:00 Berlin after the deadline
 
 
 @dataclass
@@ -162,6 +213,13 @@ class ContractInput:
     # `mahnwerk` (its own notice, Stripe's debit e-mails turned off) or `stripe` (Stripe's
     # own debit notification e-mails; Mahnwerk sends none, so the customer never gets two).
     sepa_prenotification_by: str = "mahnwerk"
+    # The seller's Land (MAHNWERK_SELLER_STATE, pinned at start): its public holidays move
+    # payment deadlines (§ 193 BGB). "" (contracts started before it): nationwide ones only.
+    seller_state: str = ""
+    # The § 247 BGB base-rate table when the contract started (domain.interest.BASE_RATES
+    # plus MAHNWERK_BASE_RATES): the workflow never reads the table in code, so a release
+    # that adds a row cannot change what a replay computes.
+    base_rates: list[BaseRate] = field(default_factory=lambda: list(BASE_RATES))
     state: ContractState | None = None
 
 
@@ -275,6 +333,16 @@ class LedgerSync:
     attempt_outcomes: list[list[str]] = field(default_factory=list)
     # Support actions answered in this pass: their first answer, kept by Idempotency-Key
     actions: list[ActionOutcome] = field(default_factory=list)
+    # The claim as of now (domain.claim), stored with the contract for the API and reports;
+    # None from contracts started before PATCH_CLAIM.
+    claim: Claim | None = None
+    claim_facts: ClaimFacts | None = None  # what it is computed from (the API's as-of-today)
+    # Installments being collected (domain.claim.demanded): all of them, and those of them
+    # that were in default before.
+    collecting: list[int] = field(default_factory=list)
+    collecting_defaulted: list[int] = field(default_factory=list)
+    # The customer's postal address, when support changed it (POST …/address).
+    customer_address: dict[str, str] | None = None
 
 
 @dataclass
@@ -297,6 +365,10 @@ class ClaimLine:
 
 @dataclass
 class NoticeInput:
+    """What a notice says. ``claim`` (the domain claim as of the notice) is the only source of
+    its amounts when given; ``lines``/``fees``/``total`` remain for notices of contracts
+    started before the claim model (and the SEPA pre-notification)."""
+
     contract_id: str
     case_no: int
     stage: str  # ladder stage, e.g. "reminder"
@@ -313,6 +385,13 @@ class NoticeInput:
     interest_mode: str = "statutory"
     interest_paid: int = 0  # statutory interest already received (deducted on the notice)
     debit: DebitAnnouncement | None = None  # SEPA pre-notification only
+    # -- typed fields (issue 11): the renderer never parses workflow strings ---------------
+    claim: Claim | None = None  # the claim as of the notice (domain.claim.compute_claim)
+    deadline_day: str = ""  # ISO date (Berlin): the last day to pay, after § 193 BGB
+    deadline_shift_reason: str = ""  # why it moved ("Sonntag", "1. Weihnachtstag"), or ""
+    kind: str = ""  # one_off | installments | subscription ("" before issue 11)
+    count: int | None = None  # installments in the plan; None: one-off or subscription
+    route: str | None = None  # court | inkasso: the hand-off notice
 
 
 @dataclass
@@ -398,6 +477,7 @@ class SupportAction:
     fees: bool = False  # waivers
     interest: bool = False  # waivers
     route: str | None = None  # approve-handoff
+    address: dict[str, str] | None = None  # set-address: the debtor's postal address
     at_period_end: bool = True  # cancel
     request_id: str = ""
 
@@ -454,6 +534,7 @@ class ContractView:
     fees: int
     waiting_for: str
     installments: list[InstallmentState]
+    claim: Claim | None = None  # the claim as of now (contracts started since PATCH_CLAIM)
 
 
 # -- hand-off ------------------------------------------------------------------------------
@@ -471,6 +552,9 @@ class CaseFileInput:
     # other costs still open, itemised: (label, amount), e.g. ("Rücklastschriftkosten", 350)
     costs: list[tuple[str, int]] = field(default_factory=list)
     interest_waived: bool = False  # waived by support, or policy `interest: none`
+    # The claim as of the hand-off day (domain.claim): when given, the case file's amounts
+    # are read from it, never computed again (issue 11).
+    claim: Claim | None = None
 
 
 @dataclass

@@ -31,6 +31,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.claims import claim_as_of, claim_json, today
 from api.deps import (
     AdminCaller,
     PlatformCaller,
@@ -42,6 +43,7 @@ from api.deps import (
 from api.errors import ApiError, error_body, reject_nul_bytes
 from api.schemas import (
     ActionOut,
+    AddressIn,
     ApproveHandoffIn,
     CancelIn,
     ContractCreate,
@@ -64,6 +66,7 @@ from core.models import (
 )
 from core.settings import Settings
 from core.temporal import workflow_ui_url
+from domain.interest import with_rates
 from domain.policy import Policy, PolicyError, load_policy, policy_to_dict
 from domain.schedule import due_instant, installment_due_times
 from workflows.contract import TERMINAL, search_attributes
@@ -169,6 +172,8 @@ def build_input(body: ContractCreate, settings: Settings, now: datetime) -> Cont
         payment_intent=body.payment.payment_intent,
         minimum_term=body.subscription.minimum_term if body.subscription else None,
         sepa_prenotification_by=settings.sepa_prenotification,
+        seller_state=settings.seller_state,
+        base_rates=list(with_rates(settings.extra_base_rates)),
     )
 
 
@@ -369,6 +374,20 @@ def _view(
             }
         )
     principal = sum(i.amount - i.paid_amount for i in insts if i.status == "open")
+    if c.claim_facts:
+        # issue 11: the claim as of today, by domain.claim from the workflow's facts
+        claim: dict[str, Any] = claim_json(claim_as_of(c.claim_facts, written=c.claim))
+    else:  # a contract started before the claim model: what its ledger row knows
+        claim = {
+            "as_of": today(),
+            "principal": principal,
+            "fees": max(c.overdue_amount - principal, 0),
+            "interest": 0,
+            "costs": 0,
+            "lump_sums": 0,
+            "total": c.overdue_amount,
+            "items": [],
+        }
     return {
         "contract_id": c.id,
         "kind": c.kind,
@@ -386,13 +405,7 @@ def _view(
             "case_no": c.case_no,
             "opened_at": c.case_opened_at.isoformat() if c.case_opened_at else None,
         },
-        "claim": {
-            "principal": principal,
-            "fees": max(c.overdue_amount - principal, 0),
-            "interest": 0,
-            "costs": 0,
-            "total": c.overdue_amount,
-        },
+        "claim": claim,
         "schedule": [
             {
                 "seq": i.seq,
@@ -969,6 +982,41 @@ async def approve_handoff(
         client,
         contract_id,
         "approve_handoff",
+        req,
+        body=body,
+        actor=caller.name,
+        key=idempotency_key,
+    )
+
+
+@router.post(
+    "/{contract_id}/address",
+    summary="Record the debtor's postal address",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
+async def set_address(
+    contract_id: str,
+    body: AddressIn,
+    caller: SupportCaller,
+    state: StateDep,
+    client: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """A court hand-off needs the debtor's postal address (§ 690 (1) Nr. 1 ZPO): without it
+    the contract waits in dunning stage `needs_address` (event `handoff.address_required`);
+    recording it here hands the claim off at once. Also updates the address on the
+    contract (and so in the case file)."""
+    req = SupportAction(
+        actor=caller.name,
+        reason=body.reason,
+        address=body.address.model_dump(exclude_none=True),
+    )
+    return await _update(
+        state,
+        client,
+        contract_id,
+        "set_address",
         req,
         body=body,
         actor=caller.name,

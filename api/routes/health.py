@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -10,6 +11,8 @@ from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from api.deps import StateDep
+from domain.interest import base_rate_coverage, with_rates
+from domain.schedule import berlin_date
 
 router = APIRouter(tags=["health"])
 
@@ -35,6 +38,18 @@ async def readyz(state: StateDep) -> Any:
     except Exception as exc:
         checks["temporal"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "checks": checks}
+    # A warning, not a reason to be unready: without today's § 247 BGB base rate interest is
+    # claimed up to the last day with a rate and the rest named as missing (issue 11).
+    coverage = base_rate_coverage(
+        with_rates(state.settings.extra_base_rates), berlin_date(datetime.now(UTC))
     )
+    if not coverage.covered or coverage.missing:
+        body["warnings"] = {
+            "base_rates": (
+                f"no § 247 BGB base rate for {', '.join(coverage.missing)}: interest after "
+                f"{coverage.covered_until or 'the table'} is not computed; add it with "
+                "MAHNWERK_BASE_RATES (see `mahnwerk base-rates`)"
+            )
+        }
+    return JSONResponse(body, status_code=200 if ok else 503)

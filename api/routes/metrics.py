@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 
 from api.deps import StateDep
 from core import metrics
+from domain.interest import with_rates
 
 router = APIRouter(tags=["health"])
 
@@ -34,5 +35,9 @@ _TEXT_EXAMPLE = (
 )
 def prometheus_metrics(request: Request, state: StateDep) -> Response:
     # A plain `def`: the ledger query runs in the threadpool, not on the event loop.
-    body, content_type = metrics.exposition(state.sessions, request.headers.get("accept"))
+    body, content_type = metrics.exposition(
+        state.sessions,
+        request.headers.get("accept"),
+        with_rates(state.settings.extra_base_rates),
+    )
     return Response(content=body, media_type=content_type)

@@ -16,12 +16,15 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, or_, select
 
+from api.claims import claim_as_of
 from api.deps import AdminCaller, StateDep, SupportCaller
 from api.errors import ApiError, reject_nul_bytes
 from api.schemas import error_responses
 from core.models import Contract, Installment, Notice
 from core.temporal import workflow_ui_url
-from domain.schedule import BERLIN
+from domain.claim import oldest_open_due
+from domain.collection import AGE_BUCKETS, age_bucket, age_days
+from domain.schedule import berlin_date
 
 router = APIRouter(responses=error_responses(401, 403), dependencies=[Depends(reject_nul_bytes)])
 
@@ -33,13 +36,9 @@ STAGE_PATTERN = r"^[a-z0-9_]{1,32}$"
 # A claim is open unless the contract ended without one: paid in full, cancelled, written off,
 # or a prepayment that never succeeded (nothing was delivered, nothing is owed). Handed-off
 # claims are still open: the collector or the court is working on them.
-CLOSED = ("completed", "cancelled", "written_off", "failed")
-AGE_BUCKETS: tuple[tuple[str, int | None], ...] = (
-    ("0-30", 30),
-    ("31-60", 60),
-    ("61-90", 90),
-    ("90+", None),
-)
+# Since issue 11 a completed contract may still owe what stayed open after its principal was
+# paid (interest, fees: a final notice claimed it): it counts while its claim is open.
+CLOSED = ("cancelled", "written_off", "failed")
 
 
 # -- response models ------------------------------------------------------------------------
@@ -51,7 +50,10 @@ class ContractSummary(BaseModel):
     status: str
     stage: str
     access: str
-    overdue_amount: int = Field(description="minor units: open principal plus fees")
+    overdue_amount: int = Field(
+        description="minor units: the claim (principal, interest, fees, costs, lump sums) as "
+        "of the workflow's last write, less principal whose debit is in flight"
+    )
     currency: str
     customer_id: str
     product_id: str
@@ -245,23 +247,19 @@ async def list_notices(contract_id: str, caller: SupportCaller, state: StateDep)
     )
 
 
-def age_bucket(days: int) -> str:
-    for name, upper in AGE_BUCKETS:
-        if upper is None or days <= upper:
-            return name
-    raise AssertionError("unreachable")
-
-
 @router.get(
     "/v1/reports/receivables",
     summary="Open claims by dunning stage and by age, with totals",
     tags=["reports"],
 )
 async def receivables(caller: AdminCaller, state: StateDep) -> ReceivablesOut:
-    """Every contract with an open claim (overdue amount > 0, not completed, cancelled, written
-    off or failed), counted once; amounts in minor units. The age is counted in
-    Europe/Berlin days from the due date of the oldest open installment (from the opening of
-    the dunning case when no installment is open, e.g. only fees are left)."""
+    """Every contract with an open claim (overdue amount > 0, not cancelled, written off or
+    failed), counted once; amounts in minor units. The amount is the claim as of today
+    (domain.claim: principal, interest, fees, costs, lump sums) less principal whose debit is
+    in flight; the age is counted in Europe/Berlin days from the due date of the oldest
+    installment with anything open (domain.collection.age_bucket). Contracts started before
+    the claim model count their last overdue amount, aged from the oldest open installment
+    (from the opening of the dunning case when only fees are left)."""
     as_of = datetime.now(UTC)
     oldest = (
         select(
@@ -279,6 +277,8 @@ async def receivables(caller: AdminCaller, state: StateDep) -> ReceivablesOut:
             oldest.c.due_at,
             Contract.case_opened_at,
             Contract.created_at,
+            Contract.claim_facts,
+            Contract.claim,
         )
         .outerjoin(oldest, oldest.c.contract_id == Contract.id)
         .where(
@@ -289,13 +289,22 @@ async def receivables(caller: AdminCaller, state: StateDep) -> ReceivablesOut:
     )
     with state.sessions() as s:
         rows = list(s.execute(q))
-    today = as_of.astimezone(BERLIN).date()
+    today = berlin_date(as_of)
     by_stage: dict[str, Bucket] = {}
     by_age = {name: Bucket() for name, _ in AGE_BUCKETS}
     total = Bucket()
-    for stage, amount, due_at, case_opened_at, created_at in rows:
-        since: datetime = due_at or case_opened_at or created_at
-        days = max((today - since.astimezone(BERLIN).date()).days, 0)
+    for stage, amount, due_at, case_opened_at, created_at, facts, written in rows:
+        if facts:
+            claim = claim_as_of(facts, today, written)
+            amount = claim.total
+            if amount <= 0:
+                continue
+            # only fees or interest left: aged from the opening of the case
+            oldest_due = oldest_open_due(claim) or berlin_date(case_opened_at or created_at)
+        else:
+            since: datetime = due_at or case_opened_at or created_at
+            oldest_due = berlin_date(since)
+        days = age_days(oldest_due, today)
         for bucket in (by_stage.setdefault(stage, Bucket()), by_age[age_bucket(days)], total):
             bucket.count += 1
             bucket.amount += amount

@@ -246,7 +246,14 @@ def test_consumer_case_file_itemised(
     # consumer: no lump sum; dunning fees and the return-debit costs claimed as incurred
     assert file["fees"] == {
         "items": [
-            {"label": "Mahnkosten", "amount": 250, "credited_to_lump_sum": 0, "claimed": 250}
+            {
+                "label": "Mahnkosten",
+                "amount": 250,
+                "credited_to_lump_sum": 0,
+                "paid": 0,
+                "waived": 0,
+                "claimed": 250,
+            }
         ],
         "total": 250,
     }
@@ -355,7 +362,14 @@ def test_business_case_file_with_lump_sums(db_url: str, sessions: sessionmaker[S
     # dunning fee is a cost of legal pursuit and credited against it (sentence 3): 0 claimed.
     # The return-debit costs are damage, not pursuit costs: claimed in full.
     assert file["fees"]["items"] == [
-        {"label": "Mahnkosten", "amount": 250, "credited_to_lump_sum": 250, "claimed": 0}
+        {
+            "label": "Mahnkosten",
+            "amount": 250,
+            "credited_to_lump_sum": 250,
+            "paid": 0,
+            "waived": 0,
+            "claimed": 0,
+        }
     ]
     costs = by_label(file["costs"]["items"])
     lump = costs["Verzugspauschale § 288 Abs. 5 BGB"]
@@ -442,13 +456,24 @@ def test_missing_base_rate_is_flagged_not_guessed(
     as_of = datetime(2026, 8, 1, 10, 0, tzinfo=UTC)  # needs the (unknown) 2026-07-01 rate
     result = build(acts, cid, as_of=as_of)
     assert result.missing_base_rate == "2026-07-01"
-    assert result.interest == 0
-    assert result.total == 19800 + 250 + 350
-    file = stored_file(sessions, result.case_id)
-    section = file["interest"]
-    assert section["status"] == "unavailable"
+    # Issue 11: interest is claimed up to the last day with a known rate (2026-06-30) and
+    # the rest named as missing, never guessed. Up to 2026-06-30 (rates: 2.27 % in 2025-H1,
+    # 1.27 % 2025-H2 and 2026-H1, + 5 pp):
+    # inst 2: (9900×727×60 + 9900×627×365) / 3,650,000 = 118.3118… + 620.73 = 739.04 → 739
+    # inst 3: (9900×727×29 + 9900×627×365) / 3,650,000 =  57.1840… + 620.73 = 677.91 → 678
+    assert float(interest(60, 727, 627) - Fraction(9900 * 627 * 92, 3_650_000)) == pytest.approx(
+        118.3118, abs=1e-4
+    )
+    section = stored_file(sessions, result.case_id)["interest"]
+    assert section["status"] == "computed" and section["interest_until"] == "2026-06-30"
     assert section["reason"].startswith("no § 247 BGB base rate known for 2026-07-01")
-    assert section["items"] == [] and section["total"] == 0
+    assert [(i["to"], i["amount"]) for i in section["items"]] == [
+        ("2026-06-30", 739),
+        ("2026-06-30", 678),
+    ]
+    assert result.interest == section["total"] == 739 + 678
+    assert result.total == 19800 + 250 + 350 + result.interest
+    file = stored_file(sessions, result.case_id)
     # the Mahnantrag claims "5 pp above the base rate" from a date: the court computes it,
     # so it needs no rate and stays in the application
     assert file["mahnantrag"]["interest_pp"] == 5

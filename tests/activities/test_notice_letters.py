@@ -72,6 +72,7 @@ ASKS_FOR_MONEY = {
     "access_locked",
     "handoff",
     "authentication_required",
+    "residual",  # what stayed open once the principal was paid (issue 11)
 }
 NO_MONEY = {"sepa_prenotification"}
 

@@ -237,17 +237,18 @@ def test_subscription_periods_and_unknown_labels() -> None:
 
 
 def test_costs_route_and_interest_paid_are_used_when_the_input_carries_them() -> None:
-    """`interest_paid` is a NoticeInput field; NoticeInput may gain `costs`, `route`."""
+    """Legacy inputs (no claim): `interest_paid` and `route` are NoticeInput fields; a
+    subclass may carry `costs`."""
 
     @dataclasses.dataclass
     class WithExtras(NoticeInput):
         costs: int = 0
-        route: str | None = None
 
     base = interest_input("mahnung_2", created=datetime(2025, 7, 20, 10, tzinfo=UTC))
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(NoticeInput)}
     fields["interest_paid"] = 20
-    inp = WithExtras(**fields, costs=300, route="court")
+    fields["route"] = "court"
+    inp = WithExtras(**fields, costs=300)
     inp.total += 300  # the workflow's total includes the costs
     r = render_notice(inp, NUMBER, make_settings())
     text = plain(r.text)

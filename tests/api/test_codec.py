@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,6 +59,7 @@ from core.settings import ApiKey, ConfigError, Settings, load_settings, parse_ap
 from core.temporal import data_converter
 from domain.schedule import berlin_date
 from tests.conftest import ADMIN, PLATFORM, api_client, contract_body, start_test_server
+from tests.workflows.ladder import after, rungs
 from worker import build_worker
 from workflows.types import Customer, workflow_id_for
 
@@ -592,7 +593,10 @@ async def test_history_on_the_server_holds_no_plaintext_and_decode_shows_it(
     # The debit fails at once, the reminder goes out at D+3: the worker decrypted the input
     # (the notice reached the customer's address) and every activity input/result, timer
     # summary and failure of the run is in the history by now.
-    await env.sleep(timedelta(days=4))
+    # the reminder: D+3, or later when a weekend or holiday moves it (tests/workflows/ladder)
+    reminder = rungs(date.fromisoformat(body["installments"]["first_due"]))["reminder"]
+    now = await env.get_current_time()
+    await env.sleep(after(reminder) - now)
     for _ in range(100):
         if any(email in str(m["To"]) for m in smtp.store.messages()):
             break
@@ -629,6 +633,7 @@ async def test_history_on_the_server_holds_no_plaintext_and_decode_shows_it(
             "sepa-pre-notification",
             "wake-on-signal-during-pass",
             "prompt-support-actions",
+            "claim-exact",
         ), patch_id
     payloads = [
         p

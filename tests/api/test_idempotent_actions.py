@@ -28,8 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import OutboxEvent, TimelineEvent
 from core.settings import Settings
+from domain.schedule import BERLIN
 from tests.conftest import SUPPORT, api_client, start_test_server
 from tests.stack import Stack, unique_email
+from tests.workflows.ladder import after, rungs
 
 LOST = "pm_card_visa_chargeDeclinedLostCard"
 
@@ -218,10 +220,12 @@ async def test_a_support_action_answers_promptly_while_smtp_is_down(
     stack = rig.stack
     email = unique_email()
     cid, _ = await stack.start(count=2, payment_method=LOST, email=email)
-    # The reminder is due 3 days after the due date; an hour later its notice is still
-    # being retried (SMTP refuses connections; retried for up to a day).
+    # The reminder is due 3 days after the due date (later when a weekend or holiday moves
+    # its deadline; in the send window); an hour later its notice is still being retried
+    # (SMTP refuses connections; retried for up to a day).
     due = datetime.fromisoformat((await stack.contract(cid))["schedule"][0]["due_at"])
-    await stack.env.sleep(due + timedelta(days=3, hours=1) - await stack.env.get_current_time())
+    reminder = rungs(due.astimezone(BERLIN).date())["reminder"]
+    await stack.env.sleep(after(reminder) - await stack.env.get_current_time())
     c = await stack.contract(cid)
     assert c["dunning"]["stage"] == "reminder"
     t0 = time.monotonic()

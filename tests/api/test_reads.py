@@ -5,7 +5,7 @@ receivables report."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +16,8 @@ from core.models import Contract
 from core.settings import Settings
 from tests.conftest import ADMIN, PLATFORM, SUPPORT, api_client, contract_body
 from tests.stack import Stack, unique_email
+from tests.workflows.ladder import after as after_rung
+from tests.workflows.ladder import rungs
 
 LOST = "pm_card_visa_chargeDeclinedLostCard"
 
@@ -72,10 +74,13 @@ async def test_listing_notices_and_receivables(stack: Stack) -> None:
     # listing is narrowed to a customer of this test.
     before = await receivables(stack)
     customer = f"cus-reads-{uuid.uuid4().hex[:8]}"
+    await stack.pin_date(6, 15)  # no Berlin holiday moves the rungs in the weeks ahead
+    ladder = rungs(date.fromisoformat(await stack.today()))
     failing = [await start(stack, customer, f"course-f{i}", LOST) for i in range(3)]
     paying = [await start(stack, customer, f"course-p{i}", "pm_card_visa") for i in range(2)]
-    # lost card: no retries; reminder at due + 3 d, Mahnung 1 (fee, lock) at due + 14 d
-    await stack.env.sleep(timedelta(days=15))
+    # lost card: no retries; reminder at due + 3 d, Mahnung 1 (fee) at due + 14 d, the lock
+    # after its deadline at due + 21 d
+    await stack.sleep_until(after_rung(ladder["lock"]))
 
     # -- listing: newest first, filtered ---------------------------------------------------
     mine = await listing(stack, customer_id=customer)
@@ -83,7 +88,7 @@ async def test_listing_notices_and_receivables(stack: Stack) -> None:
     assert mine["next_cursor"] is None
     first = next(c for c in mine["data"] if c["contract_id"] == failing[0])
     assert first["kind"] == "installments" and first["status"] == "in_dunning"
-    assert first["stage"] == "mahnung_1" and first["access"] == "locked"
+    assert first["stage"] == "lock" and first["access"] == "locked"
     assert first["overdue_amount"] >= 9900 + 250 and first["currency"] == "eur"
     assert first["customer_id"] == customer and first["product_id"] == "course-f0"
     assert first["temporal_ui"].endswith(f"/workflows/contract-{failing[0]}")
@@ -95,11 +100,11 @@ async def test_listing_notices_and_receivables(stack: Stack) -> None:
     assert {c["contract_id"] for c in in_dunning["data"]} == set(failing)
     active = await listing(stack, customer_id=customer, status="active")
     assert {c["contract_id"] for c in active["data"]} == set(paying)
-    staged = await listing(stack, customer_id=customer, stage="mahnung_1")
+    staged = await listing(stack, customer_id=customer, stage="lock")
     assert {c["contract_id"] for c in staged["data"]} == set(failing)
     assert (await listing(stack, customer_id=customer, stage="mahnung_2"))["data"] == []
     # across all customers: every row has the stage, ours among them
-    everywhere = [cid for page in await walk(stack, stage="mahnung_1", limit=200) for cid in page]
+    everywhere = [cid for page in await walk(stack, stage="lock", limit=200) for cid in page]
     assert set(failing) <= set(everywhere)
     assert not set(paying) & set(everywhere)
 
@@ -119,7 +124,7 @@ async def test_listing_notices_and_receivables(stack: Stack) -> None:
     assert resp.status_code == 200, resp.text
     notices = resp.json()["data"]
     stages = [n["stage"] for n in notices]
-    assert stages[:2] == ["reminder", "mahnung_1"], stages
+    assert stages == ["reminder", "mahnung_1", "lock"], stages
     reminder, mahnung = notices[0], notices[1]
     assert (
         reminder["subject"].startswith("Zahlungserinnerung") and failing[0] in reminder["subject"]
@@ -138,11 +143,11 @@ async def test_listing_notices_and_receivables(stack: Stack) -> None:
     resp = await stack.http.get("/v1/contracts/no-such-contract/notices", headers=SUPPORT)
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
 
-    # -- receivables: the failing contracts, at Mahnung 1, due less than 31 days ago ---------
+    # -- receivables: the failing contracts, locked, due less than 31 days ago ---------------
     after = await receivables(stack)
     claims = sum(c["overdue_amount"] for c in staged["data"])
     assert after["currency"] == "eur" and after["as_of"]
-    assert delta(after, before, "by_stage", "mahnung_1") == (3, claims)
+    assert delta(after, before, "by_stage", "lock") == (3, claims)
     assert delta(after, before, "by_age", "0-30") == (3, claims)
     for bucket in ("31-60", "61-90", "90+"):
         assert delta(after, before, "by_age", bucket) == (0, 0)

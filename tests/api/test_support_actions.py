@@ -43,6 +43,10 @@ async def timeline(stack: Stack, cid: str) -> list[dict[str, Any]]:
 
 
 async def test_pause_across_a_due_date_holds_the_ladder(stack: Stack) -> None:
+    # A Sunday in June: the due date (day 10) is a Wednesday, so with the pause's 20 days
+    # every rung below and the day before it are working days, and no Berlin holiday
+    # falls in the weeks ahead: no deadline moves (§ 193 BGB is tested in test_claim.py).
+    await stack.pin_date(6, 1, weekday=6)
     email = unique_email()
     now = await stack.env.get_current_time()
     due = berlin_date(now + timedelta(days=10))
@@ -57,7 +61,9 @@ async def test_pause_across_a_due_date_holds_the_ladder(stack: Stack) -> None:
     assert c["dunning"]["stage"] == "retrying" and c["access"] == "granted"
     assert stack.mails(email) == []
     # the pause ends by itself at day 30; the dunning clock stood still for 20 days, so the
-    # reminder (due + 3 d) comes at day 33 and the lock (due + 14 d) at day 44
+    # reminder (due + 3 d) comes at day 33, the first Mahnung (due + 14 d) at day 44 and the
+    # lock after its deadline (due + 21 d) at day 51 — each on the next working day at
+    # 08:00 at the latest (send window)
     await stack.env.sleep(timedelta(days=9))
     c = await stack.contract(cid)
     assert c["paused"] is False
@@ -65,7 +71,10 @@ async def test_pause_across_a_due_date_holds_the_ladder(stack: Stack) -> None:
     assert len(stack.mails(email)) == 1
     await stack.env.sleep(timedelta(days=12))
     c = await stack.contract(cid)
-    assert c["dunning"]["stage"] == "mahnung_1" and c["access"] == "locked"
+    assert c["dunning"]["stage"] == "mahnung_1" and c["access"] == "granted"
+    await stack.env.sleep(timedelta(days=7))
+    c = await stack.contract(cid)
+    assert c["dunning"]["stage"] == "lock" and c["access"] == "locked"
     types = [(e["type"], e["actor"]) for e in await timeline(stack, cid)]
     assert ("contract.paused", "anna") in types and ("contract.resumed", None) in types
 
@@ -117,11 +126,13 @@ async def test_roles_and_bad_input(stack: Stack) -> None:
 
 
 async def test_deferral_unlocks_and_holds_escalation_until_the_date(stack: Stack) -> None:
+    await stack.pin_date(6, 15)  # no Berlin holiday moves the rungs in the weeks ahead
     email = unique_email()
     cid, _ = await stack.start(count=1, payment_method=LOST, email=email)
-    await stack.env.sleep(timedelta(days=15))
+    await stack.env.sleep(timedelta(days=22))  # past the lock (D+21)
     c = await stack.contract(cid)
-    assert c["access"] == "locked" and c["claim"]["total"] == 9900 + 250
+    claim = c["claim"]
+    assert c["access"] == "locked" and (claim["principal"], claim["fees"]) == (9900, 250)
     until = berlin_date(await stack.env.get_current_time() + timedelta(days=20))
     resp = await action(
         stack, cid, "deferral", {"until": until, "reason": "Stundung bis Monatsende"}
@@ -137,18 +148,30 @@ async def test_deferral_unlocks_and_holds_escalation_until_the_date(stack: Stack
     c = await stack.contract(cid)
     # due again on the deferral date: debited once more (claim incl. the fee), failed, and a
     # new dunning case started
+    # (policy `collect: principal`: the debit takes the deferred principal, the fee stays
+    # in the claim, demanded by the notices)
     attempts = c["schedule"][0]["attempts"]
-    assert len(attempts) == 2 and attempts[1]["amount"] == 9900 + 250
+    assert len(attempts) == 2 and attempts[1]["amount"] == 9900
     assert c["dunning"]["case_no"] == 2 and c["status"] == "in_dunning"
+    assert c["claim"]["fees"] == 250
 
 
 async def test_waiver_removes_fees_from_the_claim(stack: Stack) -> None:
+    await stack.pin_date(6, 15)  # the first Mahnung (with its fee) comes on D+14
     cid, _ = await stack.start(count=2, payment_method=LOST)
     await stack.env.sleep(timedelta(days=15))
-    assert (await stack.contract(cid))["claim"]["total"] == 9900 + 250
+    claim = (await stack.contract(cid))["claim"]
+    assert claim["fees"] == 250 and claim["total"] == 9900 + 250 + claim["interest"]
     resp = await action(stack, cid, "waivers", {"fees": True, "reason": "Kulanz"})
     assert resp.status_code == 200, resp.text
+    claim = (await stack.contract(cid))["claim"]  # as of the waiver's day
+    assert resp.json()["overdue_amount"] == 9900 + claim["interest"]
+    assert claim["fees"] == 0 and claim["waived"]["fees"] == 250
+    resp = await action(stack, cid, "waivers", {"interest": True, "reason": "Kulanz"})
+    assert resp.status_code == 200, resp.text
     assert resp.json()["overdue_amount"] == 9900
+    claim = (await stack.contract(cid))["claim"]
+    assert claim["interest"] == 0 and claim["interest_mode"] == "waived"
 
 
 async def test_contested_claim_waits_for_approval_then_goes_to_inkasso(stack: Stack) -> None:

@@ -221,7 +221,7 @@ HARD_LADDER = "hard_ladder"  # lost card: no retry, whole ladder, hand-off (clai
 HARD_WRITE_OFF = "hard_write_off"  # lost card, small claim: ladder, then written off
 SEPA = "sepa"  # SEPA one-off: processing, settled by webhook
 
-FULL_LADDER = ("reminder", "mahnung_1", "access_locked", "mahnung_2")
+FULL_LADDER = ("reminder", "mahnung_1", "lock", "mahnung_2")
 # A SEPA debit is announced to the customer before it is taken (pre-notification, issue 5);
 # a one-off due at checkout is announced at once, for installment 1, attempt 1.
 SEPA_NOTICES = ("sepa_prenotification_1_1",)

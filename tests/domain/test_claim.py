@@ -333,6 +333,18 @@ def test_waivers_give_up_what_is_open_then() -> None:
     assert claim.total == 9_900 + 250 + 350
 
 
+def test_a_waiver_that_does_not_stop_interest_gives_up_only_what_is_open_then() -> None:
+    # The residual write-off (policy residual.write_off_below): what is open on 03-20 is
+    # given up, but interest keeps accruing afterwards on principal still open.
+    facts = sepa_case()
+    facts.waivers = [WaiverFact("w1", "2026-03-20", fees=True, interest=True, stop_interest=False)]
+    claim = compute_claim(facts, "2026-03-31")
+    # 2026-03-02 … 03-20 = 19 days: 9,900 × 627 × 19 / 3,650,000 = 32.31 → 32 waived;
+    # 03-02 … 03-31 = 30 days: 9,900 × 627 × 30 / 3,650,000 = 51.02 → 51 accrued, 51 − 32 = 19.
+    assert claim.waived.interest == 32 and claim.interest == 19
+    assert claim.interest_mode == "statutory" and claim.interest_until == "2026-03-31"
+
+
 def test_policy_without_interest() -> None:
     facts = sepa_case()
     facts.interest = "none"

@@ -63,9 +63,9 @@ def test_default_policy_is_the_spec_example() -> None:
         retries=RetryConfig(after=["1d", "3d", "5d", "7d"], payday_alignment=True),
         ladder=[
             LadderStep(stage="reminder", after="3d", notice="reminder"),
-            LadderStep(
-                stage="mahnung_1", after="14d", notice="mahnung_1", fee=250, lock_access=True
-            ),
+            LadderStep(stage="mahnung_1", after="14d", notice="mahnung_1", fee=250),
+            # issue 11: the lock comes after the first Mahnung's deadline, in its own notice
+            LadderStep(stage="lock", after="21d", notice="access_locked", lock_access=True),
             LadderStep(stage="mahnung_2", after="24d", notice="mahnung_2", fee=250),
             LadderStep(stage="collection", after="38d", handoff=True),
         ],
@@ -81,6 +81,7 @@ def test_default_policy_is_the_spec_example() -> None:
     assert [step.offset() for step in policy.ladder] == [
         timedelta(days=3),
         timedelta(days=14),
+        timedelta(days=21),
         timedelta(days=24),
         timedelta(days=38),
     ]
@@ -95,11 +96,18 @@ def test_demo_policy_runs_in_about_a_minute() -> None:
     assert policy.retries.after == ["10s", "20s"]
     assert [(s.stage, s.after, s.fee, s.lock_access, s.handoff) for s in policy.ladder] == [
         ("reminder", "15s", 0, False, False),
-        ("mahnung_1", "30s", 250, True, False),
+        ("mahnung_1", "30s", 250, False, False),
+        ("lock", "38s", 0, True, False),
         ("mahnung_2", "45s", 250, False, False),
         ("collection", "60s", 0, False, True),
     ]
-    assert [s.notice for s in policy.ladder] == ["reminder", "mahnung_1", "mahnung_2", None]
+    assert [s.notice for s in policy.ladder] == [
+        "reminder",
+        "mahnung_1",
+        "access_locked",
+        "mahnung_2",
+        None,
+    ]
     assert policy.collection == CollectionConfig(5000, "auto", False)
     assert policy.interest == "statutory"
     # every stage is reached within 60 s of the due date
@@ -410,7 +418,7 @@ def test_round_trip_through_dict(name: str) -> None:
     assert policy_from_dict(data) == policy
     # the dict has the shape of the YAML file, so it validates again
     assert parse_policy(data, f"{name}.yaml") == policy
-    assert "notice" not in data["ladder"][3]  # the collection step has no notice
+    assert "notice" not in data["ladder"][-1]  # the collection step has no notice
 
 
 def test_policy_from_dict_does_not_revalidate() -> None:

@@ -13,6 +13,7 @@ from domain.retry_timing import is_payday_window_day
 from domain.schedule import BERLIN
 from tests.conftest import ADMIN, PLATFORM, SUPPORT
 from tests.stack import Stack, unique_email
+from tests.workflows.ladder import after, rungs
 from workflows.types import workflow_id_for
 
 
@@ -87,15 +88,26 @@ async def test_insufficient_funds_retries_land_after_paydays(stack: Stack) -> No
 
 
 async def test_hard_decline_reminder_lock_new_method_unlock(stack: Stack) -> None:
+    # 15 June: no public holiday in Berlin for the next six weeks, so the rungs below are
+    # the plain offsets (deadlines and the send window are tested in test_claim.py).
+    await stack.pin_date(6, 15)
+    due = date.fromisoformat(await stack.today())
+    ladder = rungs(due)
     email = unique_email()
     cid, handle = await stack.start(
         count=3, amount=9900, payment_method="pm_card_visa_chargeDeclinedLostCard", email=email
     )
-    # 15 days later: the reminder (D+3) and the first Mahnung (D+14, locks) went out.
-    await stack.env.sleep(timedelta(days=15))
+    # After the first Mahnung (D+14): the reminder and the Mahnung went out; access is
+    # locked only after the Mahnung's deadline, in a step and notice of its own (issue 11).
+    await stack.sleep_until(after(ladder["mahnung_1"]))
     contract = await stack.contract(cid)
     assert contract["status"] == "in_dunning"
     assert contract["dunning"]["stage"] == "mahnung_1"
+    assert contract["access"] == "granted"
+    assert len(stack.mails(email)) == 2
+    await stack.sleep_until(after(ladder["lock"]))
+    contract = await stack.contract(cid)
+    assert contract["dunning"]["stage"] == "lock"
     assert contract["access"] == "locked"
     access = await stack.http.get(
         f"/v1/access/{contract['customer_id']}/course-x", headers=PLATFORM
@@ -109,15 +121,18 @@ async def test_hard_decline_reminder_lock_new_method_unlock(stack: Stack) -> Non
     attempts = contract["schedule"][0]["attempts"]
     assert [a["decline_code"] for a in attempts] == ["lost_card"]  # hard: no retries
     subjects = [m["Subject"] for m in stack.mails(email)]
-    # the reminder, the first Mahnung, and the notice that access is locked
+    # the reminder, the first Mahnung, and the notice that access is locked: one per step
     assert len(subjects) == 3, subjects
     assert subjects[2].startswith("Sperrung Ihres Zugangs"), subjects
     assert not stack.debits(cid)
     events = (await stack.http.get(f"/v1/contracts/{cid}/events", headers=PLATFORM)).json()
     types = [e["type"] for e in events["data"]]
     assert "payment_method.required" in types and "access.locked" in types
+    claim = contract["claim"]
+    assert claim["fees"] == 250 and claim["interest"] > 0
 
-    # Support replaces the payment method: the claim (99,00 € + 2,50 € fee) is debited now.
+    # Support replaces the payment method: the debit takes the principal (policy
+    # `collect: principal`, the card authorised the agreed amount), which unlocks access.
     resp = await stack.http.post(
         f"/v1/contracts/{cid}/payment-method",
         json={"payment_method": "pm_card_visa"},
@@ -126,19 +141,23 @@ async def test_hard_decline_reminder_lock_new_method_unlock(stack: Stack) -> Non
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["access"] == "granted" and body["status"] == "active"
+    assert [d["amount"] for d in body["debits"]] == [9900]
+    # What stayed open (2,50 € fee + the interest) is below the policy's
+    # residual.write_off_below (5,00 €): written off, on the ledger and in an event.
     assert body["overdue_amount"] == 0
-    assert [d["amount"] for d in body["debits"]] == [9900 + 250]
+    contract = await stack.contract(cid)
+    assert contract["claim"]["total"] == 0
+    assert contract["claim"]["waived"]["fees"] == 250
+    assert contract["claim"]["waived"]["interest"] == claim["interest"]
 
     view = await stack.result(handle)
     assert view.status == "completed"
-    assert sorted(d["amount"] for d in stack.debits(cid)) == [9900, 9900, 10150]
-    types = [
-        e["type"]
-        for e in (await stack.http.get(f"/v1/contracts/{cid}/events", headers=PLATFORM)).json()[
-            "data"
-        ]
-    ]
+    assert sorted(d["amount"] for d in stack.debits(cid)) == [9900, 9900, 9900]
+    events = (await stack.http.get(f"/v1/contracts/{cid}/events", headers=PLATFORM)).json()
+    types = [e["type"] for e in events["data"]]
     assert "access.unlocked" in types and types[-1] == "contract.completed"
+    (off,) = [e["data"] for e in events["data"] if e["type"] == "claim.residual_written_off"]
+    assert off["amount"] == 250 + claim["interest"] and off["fees"] == 250
 
 
 async def test_subscription_renews_24_times_with_bounded_history(stack: Stack) -> None:
@@ -190,8 +209,10 @@ async def test_one_off_card_declined_hard_fails_without_dunning(stack: Stack) ->
 
 
 async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> None:
+    await stack.pin_date(6, 15)  # six weeks without a Berlin holiday: the plain offsets
     email = unique_email()
     contract_due = await stack.today()
+    ladder = rungs(date.fromisoformat(contract_due))
     cid, handle = await stack.start(
         count=1, payment_method="pm_card_visa_chargeDeclinedLostCard", email=email
     )
@@ -206,30 +227,30 @@ async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> N
     mails = [mails[0], mails[1], mails[3]]
     texts = [m.get_body(preferencelist=("plain",)).get_content() for m in mails]
     # notices write amounts as CLDR does: a no-break space before "€"
-    assert "99,00\u00a0€" in texts[0] and "2,50\u00a0€" not in texts[0]  # the reminder is free
-    assert "Verzugszinsen" not in texts[0]
+    assert "99,00\u00a0€" in texts[0] and "2,50\u00a0€" not in texts[0]  # no fee yet
 
-    def total(fees: int, days: int) -> str:
-        """principal + fees + § 288 interest from the due date to the notice's date"""
-        due = date.fromisoformat(contract_due)
+    def total(fees: int, stage: str) -> str:
+        """principal + fees + § 288 interest from the due date to the notice's day"""
         interest = default_interest(
             9900,
             contract_due,
-            (due + timedelta(days=days)).isoformat(),
+            ladder[stage].at.astimezone(BERLIN).date().isoformat(),
             "consumer",
             with_rates(stack.settings.extra_base_rates),
         ).amount
         return format_money(9900 + fees + interest, "eur", "de")
 
+    # Every notice asks for the claim of its moment: the reminder too (interest runs from
+    # the day after the due date, § 286 (2) Nr. 1 BGB), issue 11.
+    assert total(0, "reminder") in texts[0]
     assert "2,50\u00a0€" in texts[1] and "Verzugszinsen" in texts[1]
-    assert total(250, 14) in texts[1]  # 1. Mahnung on D+14: principal, fee, interest
-    # the payment deadline of each notice is the next rung: D+14 for the reminder, D+24 for
-    # the first Mahnung
-    due_day = date.fromisoformat(contract_due)
-    for text, days in ((texts[0], 14), (texts[1], 24)):
-        deadline = format_day(due_day + timedelta(days=days), "de")  # "5. Dezember 2026"
+    assert total(250, "mahnung_1") in texts[1]  # 1. Mahnung on D+14: principal, fee, interest
+    # The payment deadline of each notice is the last day before the next rung: D+13 for
+    # the reminder, D+20 for the first Mahnung (the lock follows at D+21).
+    for text, nxt in ((texts[0], "mahnung_1"), (texts[1], "lock")):
+        deadline = format_day(ladder[nxt].deadline, "de")  # "5. Dezember 2026"
         assert f"bis spätestens {deadline}" in text
-    assert total(500, 24) in texts[2]  # letzte Mahnung on D+24: both fees
+    assert total(500, "mahnung_2") in texts[2]  # letzte Mahnung on D+24: both fees
     assert "Mahnverfahren" in texts[2] or "Inkasso" in texts[2]  # announces legal steps
     case = await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)
     assert case.status_code == 200, case.text
@@ -240,7 +261,7 @@ async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> N
     assert [n["stage"] for n in file["notices"]] == [
         "reminder",
         "mahnung_1",
-        "access_locked",
+        "lock",
         "mahnung_2",
         "handoff",
     ]

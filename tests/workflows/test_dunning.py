@@ -23,6 +23,7 @@ from tests.conftest import (
     start_test_server,
 )
 from tests.stack import Stack, unique_email
+from tests.workflows.ladder import after, rungs
 from worker import build_worker
 
 LOST = "pm_card_visa_chargeDeclinedLostCard"
@@ -52,6 +53,7 @@ async def test_policy_requiring_approval_waits_then_hands_off(stack: Stack, tmp_
     assert "require_approval: true" in text
     (tmp_path / "approval.yaml").write_text(text)
     stack.settings.policy_dir = tmp_path
+    await stack.pin_date(6, 15)  # no holiday moves the rungs for the next six weeks
     cid, handle = await stack.start(count=1, payment_method=LOST, policy="approval")
     await stack.env.sleep(timedelta(days=45))  # a week past the hand-off rung
     c = await stack.contract(cid)
@@ -68,6 +70,7 @@ async def test_policy_requiring_approval_waits_then_hands_off(stack: Stack, tmp_
 
 
 async def test_second_installment_failing_joins_the_open_case(stack: Stack) -> None:
+    await stack.pin_date(6, 15)  # no holiday moves the rungs for the next six weeks
     email = unique_email()
     cid, handle = await stack.start(count=2, payment_method=LOST, email=email)
     # installment 2 falls due about 30 days in, while the case of installment 1 is open
@@ -89,8 +92,11 @@ async def test_second_installment_failing_joins_the_open_case(stack: Stack) -> N
 
 
 async def test_partial_settlement_is_allocated_costs_interest_principal(stack: Stack) -> None:
+    await stack.pin_date(6, 15)  # no holiday: the first Mahnung comes on D+14
+    ladder = rungs(date.fromisoformat(await stack.today()))
     cid, _ = await stack.start(count=1, payment_method=LOST)
-    await stack.env.sleep(timedelta(days=15))  # past the first Mahnung: 2,50 € fee
+    await stack.sleep_until(after(ladder["mahnung_1"]))  # past the first Mahnung: 2,50 € fee
+    await stack.env.sleep(timedelta(days=1))  # D+15
     c = await stack.contract(cid)
     assert c["claim"]["principal"] == 9900 and c["claim"]["fees"] == 250
     resp = await stack.http.post(

@@ -18,6 +18,7 @@ from domain.calendar import add_target_business_days
 from domain.schedule import BERLIN
 from tests.conftest import PLATFORM, SUPPORT
 from tests.stack import Stack, unique_email
+from tests.workflows.ladder import interest
 
 
 def sepa_method(stack: Stack, iban: str) -> str:
@@ -83,6 +84,7 @@ async def until_settled_at_bank(stack: Stack, cid: str) -> None:
 
 
 async def test_sepa_chargeback_in_week_5_reopens_with_costs_and_locks(stack: Stack) -> None:
+    await stack.pin_date(6, 15)  # no Berlin holiday for the next ten weeks
     stack.standin.set_config(sepa_delay=0.2)
     email = unique_email()
     cid, handle = await stack.start(
@@ -106,19 +108,27 @@ async def test_sepa_chargeback_in_week_5_reopens_with_costs_and_locks(stack: Sta
     await stack.env.sleep(timedelta(hours=1))
     c = await stack.contract(cid)
     assert c["status"] == "in_dunning" and c["schedule"][0]["status"] == "open"
-    assert c["claim"]["total"] == 9900 + 350  # the principal again, plus return-debit costs
+    # the principal again (due again from the chargeback day: no interest yet), plus the
+    # bank's return-debit costs, itemised apart from fees (issue 11)
+    assert c["claim"]["total"] == 9900 + 350 and c["claim"]["costs"] == 350
+    assert [i["kind"] for i in c["claim"]["cost_items"]] == ["return_debit"]
     events = (await stack.http.get(f"/v1/contracts/{cid}/events", headers=PLATFORM)).json()
     disputes = [e for e in events["data"] if e["type"] == "payment.disputed"]
     assert len(disputes) == 1 and disputes[0]["data"]["return_debit_costs"] == 350
 
-    # the ladder runs from the chargeback: the first Mahnung (D+14) locks access
-    await stack.env.sleep(timedelta(days=15))
+    # the ladder runs from the chargeback: the first Mahnung (D+14); the lock follows its
+    # deadline (D+21), in a notice of its own
+    await stack.env.sleep(timedelta(days=16))
     c = await stack.contract(cid)
-    assert c["access"] == "locked" and c["dunning"]["stage"] == "mahnung_1"
+    assert c["access"] == "granted" and c["dunning"]["stage"] == "mahnung_1"
+    await stack.env.sleep(timedelta(days=7))
+    c = await stack.contract(cid)
+    assert c["access"] == "locked" and c["dunning"]["stage"] == "lock"
     subjects = [str(m["Subject"]) for m in stack.mails(email)]
     assert len(subjects) == 4, subjects
     # the debit was announced first; then reminder, first Mahnung, access locked
     assert subjects[0].startswith("Ankündigung Ihrer SEPA-Lastschrift über 99,00\u00a0€")
+    assert subjects[3].startswith("Sperrung")
     stack.standin.set_config(sepa_delay=2.0)
 
 
@@ -134,7 +144,16 @@ async def test_sepa_failure_after_processing_opens_dunning(stack: Stack) -> None
     attempts = c["schedule"][0]["attempts"]
     assert attempts[0]["status"] == "declined"
     assert c["status"] == "in_dunning" and c["dunning"]["stage"] == "reminder"
-    assert c["claim"]["total"] == 9900 + 350  # the returned debit's bank costs join the claim
+    # the returned debit's bank costs join the claim, apart from fees; the debit never paid,
+    # so § 288 interest runs from the day after the due date
+    claim = c["claim"]
+    assert (claim["principal"], claim["fees"], claim["costs"]) == (9900, 0, 350)
+    due = c["schedule"][0]["due_at"]
+    expected = interest(
+        9900, berlin_day(due).isoformat(), claim["as_of"], stack.settings.base_rates
+    )
+    assert claim["interest"] == expected > 0
+    assert claim["total"] == 9900 + 350 + expected
     assert stack.debits(cid) == []
     stack.standin.set_config(sepa_delay=2.0)
 
@@ -347,8 +366,9 @@ async def test_sepa_debit_processing_past_14_business_days_is_flagged_not_redebi
 async def test_sepa_re_presentation_after_insufficient_funds_is_announced_again(
     stack: Stack,
 ) -> None:
-    """AM04: re-presented once, after payday, announced again 5 days before with the
-    return-debit costs in the amount; the debit takes exactly the announced amount."""
+    """AM04: re-presented once, after payday, announced again 5 days before; the debit
+    takes exactly the announced amount — the principal (policy `collect: principal`, issue
+    11): the return-debit costs stay in the claim, demanded by the notices."""
     stack.standin.set_config(sepa_delay=0.2)
     try:
         email = unique_email()
@@ -372,7 +392,7 @@ async def test_sepa_re_presentation_after_insufficient_funds_is_announced_again(
             timedelta(days=5)
         )
         assert berlin_day(second["data"]["debit_at"]) == debit_at.astimezone(BERLIN).date()
-        assert attempts[1]["amount"] == second["data"]["amount"] >= 9900 + 350
+        assert attempts[1]["amount"] == second["data"]["amount"] == 9900
         prenotices = [m for m in stack.mails(email) if "SEPA-Lastschrift" in str(m["Subject"])]
         assert len(prenotices) == 2
         assert "zurückgegeben" in plain(body_text(prenotices[1]))
@@ -424,6 +444,7 @@ async def test_visa_cap_respected_over_a_month_of_soft_declines(stack: Stack) ->
 
 
 async def test_card_dispute_reopens_the_amount_like_a_sepa_refund(stack: Stack) -> None:
+    await stack.pin_date(6, 15)  # no Berlin holiday for the next seven weeks
     email = unique_email()
     cid, _ = await stack.start(count=1, email=email)
     await stack.env.sleep(timedelta(hours=1))
@@ -440,9 +461,13 @@ async def test_card_dispute_reopens_the_amount_like_a_sepa_refund(stack: Stack) 
     (disputed,) = await timeline(stack, cid, "payment.disputed")
     assert disputed["data"]["code"] == "fraudulent"
     assert disputed["data"]["return_debit_costs"] == 0
-    await stack.env.sleep(timedelta(days=15))
+    await stack.env.sleep(timedelta(days=16))
     c = await stack.contract(cid)
-    assert c["dunning"]["stage"] == "mahnung_1" and c["access"] == "locked"
+    # the first Mahnung (D+14 from the chargeback); the lock follows its deadline
+    assert c["dunning"]["stage"] == "mahnung_1" and c["access"] == "granted"
+    await stack.env.sleep(timedelta(days=7))
+    c = await stack.contract(cid)
+    assert c["dunning"]["stage"] == "lock" and c["access"] == "locked"
     assert len(stack.debits(cid)) == 1  # a disputed amount is dunned, never re-debited
 
 

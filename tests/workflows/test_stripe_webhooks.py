@@ -16,6 +16,7 @@ import stripe
 from domain.schedule import berlin_date
 from tests.conftest import PLATFORM, SUPPORT, contract_body
 from tests.stack import Stack, unique_email
+from tests.workflows.ladder import interest
 from tests.workflows.test_payments import deliver, sepa_mandate, timeline, until_settled_at_bank
 
 
@@ -35,10 +36,17 @@ async def test_a_won_dispute_settles_the_amount_again(stack: Stack) -> None:
     cid, pi = await _paid_card_contract(stack, email, count=1)
     assert (await stack.contract(cid))["status"] == "completed"
     dispute = stack.standin.dispute(pi, reason="fraudulent")
-    await deliver(stack, stack.standin.events("charge.dispute.created")[-1])
+    created = stack.standin.events("charge.dispute.created")[-1]
+    disputed_on = await stack.today()
+    await deliver(stack, created)
     await stack.env.sleep(timedelta(days=5))
     c = await stack.contract(cid)
-    assert c["status"] == "in_dunning" and c["claim"]["total"] == 9900
+    # the principal again, with § 288 interest from the day after the chargeback (the
+    # seller had the money until then; issue 11), no costs for a card
+    claim = c["claim"]
+    assert c["status"] == "in_dunning" and claim["principal"] == 9900 and claim["costs"] == 0
+    expected = interest(9900, disputed_on, claim["as_of"], stack.settings.base_rates)
+    assert claim["interest"] == expected > 0 and claim["total"] == 9900 + expected
     # The seller's evidence wins: Stripe closes the dispute as won and reinstates the
     # funds (two events; the amount is settled once).
     stack.standin.close_dispute(dispute["id"], "won")
