@@ -8,11 +8,12 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
@@ -27,6 +28,8 @@ from core.db import transaction
 from core.models import Contract, OutboxEvent, PaymentAttempt
 from core.settings import Settings
 from core.temporal import connect_client
+from domain.interest import BaseRate, base_rate_coverage, with_rates
+from domain.schedule import berlin_date
 from tests.conftest import api_client
 from workflows.types import (
     ChargeInput,
@@ -318,3 +321,55 @@ async def test_worker_runtime_serves_sdk_metrics_and_the_business_counters(
     # a second worker on the same host: no endpoint, a warning, the worker still runs
     assert metrics.worker_runtime(worker_settings) is None
     assert "worker metrics disabled" in caplog.text and str(port) in caplog.text
+
+
+def _half_years_up_to(today: date) -> list[str]:
+    """Every 1 January / 1 July from 2026-07-01 (the first half-year the built-in table
+    lacks) up to and including today's half-year."""
+    out, d = [], date(2026, 7, 1)
+    while d <= today:
+        out.append(d.isoformat())
+        d = date(d.year, 7, 1) if d.month == 1 else date(d.year + 1, 1, 1)
+    return out
+
+
+def test_base_rate_gauges_say_whether_today_is_covered() -> None:
+    today = date.fromisoformat(berlin_date(datetime.now(UTC)))
+    covering = with_rates([BaseRate(d, 127, "TEST DATA") for d in _half_years_up_to(today)])
+    # the table ends half a year before today: today and its half-year are missing
+    ending = [r for r in covering if r.effective <= (today - timedelta(days=190)).isoformat()]
+    for rates, covered, missing in ((covering, 1.0, 0.0), (ending, 0.0, 1.0)):
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(metrics.BaseRateCollector(rates))
+        samples = _samples(generate_latest(registry).decode())
+        assert _value(samples, "mahnwerk_base_rate_covered") == covered
+        assert _value(samples, "mahnwerk_base_rate_missing_half_years") >= missing
+        if covered:
+            assert _value(samples, "mahnwerk_base_rate_missing_half_years") == 0.0
+
+
+async def test_readyz_warns_without_todays_base_rate_and_stays_ready(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    today = date.fromisoformat(berlin_date(datetime.now(UTC)))
+    full = settings.model_copy(
+        update={"base_rates": ",".join(f"{d}:127" for d in _half_years_up_to(today))}
+    )
+    bare = settings.model_copy(update={"base_rates": ""})
+    for cfg in (full, bare):
+        coverage = base_rate_coverage(with_rates(cfg.extra_base_rates), today.isoformat())
+        async with api_client(create_app(cfg, sessions)) as http:
+            ready = await http.get("/readyz")
+            scraped = await _scrape(http)
+        body = ready.json()
+        # the database answers; Temporal may not in this test: readiness is about them only
+        assert body["checks"]["database"] == "ok"
+        gap = not coverage.covered or bool(coverage.missing)
+        assert ("warnings" in body) == gap, body
+        if gap:
+            assert "MAHNWERK_BASE_RATES" in body["warnings"]["base_rates"]
+            for half_year in coverage.missing:
+                assert half_year in body["warnings"]["base_rates"]
+        assert _value(scraped, "mahnwerk_base_rate_covered") == float(coverage.covered)
+    # the configured table covers today (so one of the two scrapes above said 1)
+    assert base_rate_coverage(with_rates(full.extra_base_rates), today.isoformat()).covered
