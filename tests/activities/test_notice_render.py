@@ -616,3 +616,89 @@ def test_rendering_is_deterministic_and_records_the_claim() -> None:
     assert a.data["fees"] == 250
     assert [line["label"] for line in a.data["lines"]] == ["Rate 3 von 6", "Rate 4 von 6"]
     assert a.data["payment_link"] == "https://pay.lernwerk.example/update?contract=ord-2026-0001"
+
+
+# -- notices read the claim (issue 11) --------------------------------------------------------
+
+
+def claim_input(stage: str, claim: Any, *, locale: str = "de", kind: str = "consumer") -> Any:
+    """A notice input as the workflow builds it: the claim, typed fields, no labels."""
+    from domain.schedule import due_instant
+
+    inp = make_input(stage, locale=locale)
+    inp.customer.type = kind
+    inp.lines = [
+        ClaimLine("", item.installment, due_instant(item.due), item.principal)
+        for item in claim.items
+        if item.principal
+    ]
+    inp.fees, inp.total = claim.fees, claim.total
+    inp.claim = claim
+    inp.kind, inp.count = "installments", 6
+    inp.deadline_day, inp.deadline_shift_reason = "2026-04-13", "Ostermontag"
+    inp.created_at = datetime(2026, 3, 31, 8, tzinfo=UTC)
+    return inp
+
+
+def test_a_notice_prints_the_claim_costs_and_fees_apart() -> None:
+    from domain.claim import (
+        RETURN_DEBIT,
+        ClaimFacts,
+        CostFact,
+        FeeFact,
+        InstallmentFact,
+        compute_claim,
+    )
+
+    # SEPA return (3,50 € bank costs) and two Mahnungen (2 × 2,50 €), consumer; as of
+    # 2026-03-31: 30 interest days on 99,00 € at 6,27 %: 9,900 × 627 × 30 / 3,650,000 =
+    # 51.02 → 0,51 €; total 99,00 + 0,51 + 5,00 + 3,50 = 108,01 € (tests/domain).
+    facts = ClaimFacts(
+        "consumer",
+        [InstallmentFact(1, "2026-03-01", 9_900)],
+        fees=[
+            FeeFact("1:mahnung_1", "2026-03-15", 250, stage="mahnung_1"),
+            FeeFact("1:mahnung_2", "2026-03-25", 250, stage="mahnung_2"),
+        ],
+        costs=[CostFact("return:pi_1", "2026-03-06", 350, kind=RETURN_DEBIT, installment=1)],
+    )
+    claim = compute_claim(facts, "2026-03-31")
+    r = render_notice(claim_input("mahnung_2", claim), NUMBER, make_settings())
+    text = plain(r.text)
+    assert "Rate 1 von 6 — fällig am 01.03.2026 — 99,00 €" in text  # typed, not parsed
+    assert "Mahngebühren — 5,00 €" in text and "Rücklastschriftkosten — 3,50 €" in text
+    assert "Weitere Kosten" not in text
+    assert "Verzugszinsen auf Rate 1 von 6 vom 02.03.2026 bis 31.03.2026 — 0,51 €" in text
+    assert "Gesamtbetrag — 108,01 €" in text
+    assert "bis spätestens 13. April 2026" in text  # the last day to pay, as given
+    assert r.data["total"] == claim.total == 10_801 and r.data["interest"] == 51
+    assert r.data["claim"]["costs"] == 350 and r.data["deadline_day"] == "2026-04-13"
+    assert r.data["created_at"] == "2026-03-31T08:00:00+00:00"
+    # every notice asks for the claim as it is, the reminder too (interest included)
+    reminder = render_notice(claim_input("reminder", claim), NUMBER, make_settings())
+    assert "Gesamtbetrag — 108,01 €" in plain(reminder.text)
+    assert reminder.data["total"] == claim.total
+    assert "kostenfrei" not in plain(reminder.text)  # fees and costs are claimed
+
+
+def test_a_business_notice_shows_the_lump_sum_and_what_was_credited() -> None:
+    from domain.claim import ClaimFacts, FeeFact, InstallmentFact, compute_claim
+
+    # Business, 99,00 € due 2026-03-01: the § 288 (5) lump sum of 40,00 € from 2026-03-02;
+    # the 2,50 € Mahnung fee is credited against it (sentence 3): open fees 0, lump sum
+    # 40,00 €. Interest 30 days at 10,27 %: 9,900 × 1,027 × 30 / 3,650,000 = 83.57 → 0,84 €.
+    facts = ClaimFacts(
+        "business",
+        [InstallmentFact(1, "2026-03-01", 9_900)],
+        fees=[FeeFact("1:mahnung_1", "2026-03-15", 250, stage="mahnung_1")],
+    )
+    claim = compute_claim(facts, "2026-03-31")
+    assert (claim.fees, claim.lump_sums, claim.credited, claim.interest) == (0, 4_000, 250, 84)
+    for locale, lump, credit in (
+        ("de", "Verzugspauschale § 288 Abs. 5 BGB — 40,00 €", "2,50 € sind auf die"),
+        ("en", "Late-payment lump sum (section 288 (5) BGB) — €40.00", "€2.50 are credited"),
+    ):
+        inp = claim_input("mahnung_1", claim, locale=locale, kind="business")
+        text = plain(render_notice(inp, NUMBER, make_settings()).text)
+        assert lump in text and credit in text, text
+        assert ("139,84 €" if locale == "de" else "€139.84") in text  # 99 + 0,84 + 40
