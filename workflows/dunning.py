@@ -96,23 +96,25 @@ class Dunning(ContractBase):
         return None
 
     async def _walk_ladder(self) -> None:
-        # Since PATCH_CLAIM: rungs due at the same moment (a § 193 shift or the send window
-        # made one late, a pause ended) are all entered, but only the last one's notice goes
-        # out — it asks for the whole claim; earlier ones would print deadlines already past.
-        pending: tuple[str, str] | None = None
         while True:
             nxt = self._next_ladder_step()
             if nxt is None:
-                break
+                return
             step, at = nxt
             now = workflow.now()
             if at > now:
-                break
+                return
             template = await self._enter_stage(step, now)
-            if self._exact:
-                pending = (step.stage, template) if template else None
-        if pending is not None:
-            await self._send_notice(pending[0], pending[1], workflow.now())
+            if not (self._exact and template):
+                continue
+            # Since PATCH_CLAIM the rung's one notice goes out here — unless the last day to
+            # pay it would print has already passed: rungs due at the same moment (a § 193
+            # shift, the send window or a pause moved one onto the next) are all entered,
+            # and the next one's notice, asking for the whole claim, speaks for them.
+            plan = self._next_ladder_plan()
+            if plan is not None and self._step_deadline(plan[1]).last_day < berlin_date(now):
+                continue
+            await self._send_notice(step.stage, template, now)
 
     async def _enter_stage(self, step: LadderStep, now: datetime) -> str | None:
         """Enter the rung: stage, fee, lock, hand-off. Before PATCH_CLAIM it sends its

@@ -17,7 +17,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from tests.conftest import ADMIN, SUPPORT
+from tests.conftest import ADMIN, PLATFORM, SUPPORT, contract_body
 from tests.stack import Stack, unique_email
 from workflows.contract import ContractWorkflow
 from workflows.types import workflow_id_for
@@ -112,3 +112,41 @@ async def test_record_histories(stack: Stack) -> None:
     previous = first_run.workflow_execution_started_event_attributes.continued_execution_run_id
     assert previous, "the subscription should have continued as new"
     await _save(stack, "subscription-first-run", cid, previous)
+
+
+@pytest.mark.skipif(not RECORD, reason="set MAHNWERK_RECORD_HISTORIES=1 to record")
+async def test_record_claim_histories(stack: Stack) -> None:
+    """The paths of PATCH_CLAIM (issue 11): recorded once, into files of their own (run with
+    `-k test_record_claim_histories`; the histories above are never re-recorded)."""
+    lost = "pm_card_visa_chargeDeclinedLostCard"
+    await stack.pin_date(6, 15)
+    # the whole ladder with the lock step, a new card pays the principal, the rest is
+    # claimed by a final notice and stays unpaid
+    cid, handle = await stack.start(count=1, payment_method=lost, email=unique_email())
+    await stack.env.sleep(timedelta(days=26))
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/payment-method",
+        json={"payment_method": "pm_card_visa"},
+        headers=SUPPORT,
+    )
+    assert resp.status_code == 200, resp.text
+    await stack.result(handle)
+    path = HISTORIES / "claim-residual-notice.json"
+    if not path.exists():
+        await _save(stack, path.stem, cid)
+    # a court hand-off without the debtor's address waits for it
+    body = contract_body(count=1, payment_method=lost, first_due=await stack.today())
+    del body["customer"]["address"]
+    resp = await stack.http.post("/v1/contracts", json=body, headers=PLATFORM)
+    assert resp.status_code == 201, resp.text
+    cid = body["contract_id"]
+    await stack.env.sleep(timedelta(days=45))
+    address = {"line1": "Lindenweg 7", "postal_code": "04109", "city": "Leipzig", "country": "DE"}
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/address", json={"address": address}, headers=SUPPORT
+    )
+    assert resp.status_code == 200, resp.text
+    await stack.result(stack.temporal.get_workflow_handle(workflow_id_for(cid)))
+    path = HISTORIES / "claim-needs-address.json"
+    if not path.exists():
+        await _save(stack, path.stem, cid)
