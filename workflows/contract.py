@@ -1304,5 +1304,5 @@ class ContractWorkflow(Debits, Dunning):
             fees=self.s.fees,
             waiting_for=self._waiting_for,
             installments=self.s.installments,
-            claim=self._claim() if self._exact else None,
+            claim=self._dunning_view(self._claim()) if self._exact else None,
         )
