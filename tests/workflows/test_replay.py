@@ -134,7 +134,13 @@ async def test_record_claim_histories(stack: Stack) -> None:
     path = HISTORIES / "claim-residual-notice.json"
     if not path.exists():
         await _save(stack, path.stem, cid)
-    # a court hand-off without the debtor's address waits for it
+
+
+@pytest.mark.skipif(not RECORD, reason="set MAHNWERK_RECORD_HISTORIES=1 to record")
+async def test_record_claim_address_history(stack: Stack) -> None:
+    """A court hand-off without the debtor's address waits for it (PATCH_CLAIM)."""
+    lost = "pm_card_visa_chargeDeclinedLostCard"
+    await stack.pin_date(6, 15)
     body = contract_body(count=1, payment_method=lost, first_due=await stack.today())
     del body["customer"]["address"]
     resp = await stack.http.post("/v1/contracts", json=body, headers=PLATFORM)
