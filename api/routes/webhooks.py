@@ -23,6 +23,7 @@ from api.deps import StateDep, TemporalDep
 from api.errors import ApiError
 from core.db import transaction
 from core.models import Contract, PaymentAttempt, WebhookEvent
+from workflows.base import TERMINAL
 from workflows.types import MandateUpdate, PaymentMethodRequest, PaymentUpdate
 
 log = logging.getLogger(__name__)
@@ -325,16 +326,13 @@ async def _signal_mandate(
     await _signal_each(client, workflow_ids, "mandate_updated", update)
 
 
-_FINISHED = ("completed", "cancelled", "handed_off", "written_off", "failed")
-
-
 def _using_method(state: StateDep, payment_method: str) -> list[str]:
     with state.sessions() as s:
         return list(
             s.scalars(
                 select(Contract.workflow_id).where(
                     Contract.payment["payment_method"].as_string() == payment_method,
-                    Contract.status.not_in(_FINISHED),
+                    Contract.status.not_in(TERMINAL),
                 )
             )
         )

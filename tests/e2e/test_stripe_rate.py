@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from core.seller import DEMO_SELLER_ENV
+from domain.schedule import BERLIN
 from tests.chaos.harness import API_KEYS, DevServer, free_port, mahnwerk, own_standin_and_smtp
 from tests.conftest import PLATFORM, contract_body
 
@@ -62,7 +64,6 @@ async def test_two_workers_together_stay_within_the_stripe_rate(
             "MAHNWERK_STRIPE_CREATE_RATE_LIMIT": str(RATE),
             # test secrets and the demo seller: what only dev mode accepts (core.settings)
             "MAHNWERK_ENV": "dev",
-            "MAHNWERK_MAX_BACKDATE_DAYS": "3650",  # first_due 2026-01-01 below, on any date
         }
         env.pop("MAHNWERK_EVENTS_URL", None)
         api = mahnwerk("api", ["api", "--port", str(port)], env, tmp_path / "api.log")
@@ -84,8 +85,10 @@ async def test_two_workers_together_stay_within_the_stripe_rate(
                     await asyncio.sleep(0.2)
                 ids = []
                 # The whole wave is waiting before any worker polls: both take from it.
+                # due yesterday (Berlin): debited as soon as a worker polls, on any date
+                yesterday = (datetime.now(BERLIN) - timedelta(days=1)).date().isoformat()
                 for _ in range(CONTRACTS):
-                    body = contract_body(count=1, first_due="2026-01-01")
+                    body = contract_body(count=1, first_due=yesterday)
                     resp = await http.post("/v1/contracts", json=body, headers=PLATFORM)
                     assert resp.status_code == 201, resp.text
                     ids.append(body["contract_id"])
