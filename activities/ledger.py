@@ -152,6 +152,8 @@ class LedgerActivities:
                         after_commit.append(metrics.access_locked)
                     elif fact.type == "contract.handed_off":  # metrics
                         after_commit.append(partial(metrics.handed_off, data.get("route")))
+                    elif fact.type in metrics.ALERT_FACTS:  # metrics: waits on an outage
+                        after_commit.append(partial(metrics.alert, fact.type))
                     s.add(
                         TimelineEvent(
                             contract_id=inp.contract_id,

@@ -194,7 +194,12 @@ class ContractWorkflow(Debits, Dunning):
             self.s.installments = [inst]
             self.s.generated = 1
         elif inp.kind == "installments":
-            assert inp.interval and inp.count
+            if not (inp.interval and inp.count):  # the API checks it; never an assert here
+                raise ApplicationError(
+                    "an installment plan needs an interval and a count",
+                    type="InvalidInput",
+                    non_retryable=True,
+                )
             dues = installment_due_times(inp.first_due, inp.interval, inp.count)
             self.s.installments = [
                 InstallmentState(seq=i + 1, due_at=d, amount=inp.amount) for i, d in enumerate(dues)
@@ -240,7 +245,10 @@ class ContractWorkflow(Debits, Dunning):
     def _generate_subscription_periods(self, now: datetime) -> None:
         """Subscriptions renew each interval: keep exactly one future period scheduled."""
         inp = self.inp
-        assert inp.interval
+        if not inp.interval:  # the API checks it; never an assert here
+            raise ApplicationError(
+                "a subscription needs an interval", type="InvalidInput", non_retryable=True
+            )
         first = due_instant(inp.first_due)
         interval = parse_interval(inp.interval)
         while not any(i.status == "scheduled" for i in self.s.installments):
@@ -304,6 +312,8 @@ class ContractWorkflow(Debits, Dunning):
             self._auth_notice_pending = False
             await self._flush()
             await self._send_notice("authentication", "authentication_required", workflow.now())
+        if self.s.notice_retries and self.s.status not in TERMINAL:
+            await self._retry_notices(workflow.now())  # SMTP was down for a day
         if self._case_open() and self.s.status not in TERMINAL and not self.s.paused:
             await self._walk_ladder()
         if self._exact and not self.s.paused:
@@ -346,6 +356,9 @@ class ContractWorkflow(Debits, Dunning):
             residual = self._residual_wake()
             if residual is not None:
                 candidates.append(residual)
+        retry = self._notice_retry_wake()
+        if retry is not None:
+            candidates.append(retry)
         if self.s.awaiting_approval:
             why = "an admin's approval of the hand-off (or a payment)"
             return min(candidates, key=lambda c: c[0]) if candidates else (None, why)
@@ -933,6 +946,7 @@ class ContractWorkflow(Debits, Dunning):
             # The dunning clock stood still while the case was open: later rungs move by it.
             start = max(self.s.paused_at, self.s.case_opened_at or self.s.paused_at)
             self.s.ladder_delay_seconds += max(int((now - start).total_seconds()), 0)
+        self._bank_notice_holds(now, count=False)  # held again from now, not during the pause
         self.s.paused = False
         self.s.paused_until = None
         self.s.paused_at = None
@@ -951,6 +965,7 @@ class ContractWorkflow(Debits, Dunning):
             self.s.paused = True
             self.s.paused_until = req.until
             self.s.paused_at = now
+            self._bank_notice_holds(now)  # the pause banks its own time from here
             self._action_fact("contract.paused", req, {"until": req.until})
             until = f" until {req.until.isoformat()}" if req.until else ""
             return f"paused{until}"
@@ -995,7 +1010,8 @@ class ContractWorkflow(Debits, Dunning):
 
         def apply() -> str:
             now = workflow.now()
-            assert req.until is not None
+            if req.until is None:  # the validator rejects it; never an assert here
+                raise ApplicationError("until is required", type="InvalidInput")
             moved = []
             for inst in self._open():
                 inst.due_at = req.until

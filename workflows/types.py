@@ -155,6 +155,24 @@ class ContractState:
     last_notice: NoticeAsked | None = None  # what the last dunning notice asked for
     residual: ResidualState | None = None  # the final notice for what stayed open
     needs_address: bool = False  # a court hand-off waits for the debtor's postal address
+    # Notices the mail server did not take for a day, re-sent later (PATCH_NOTICE_RETRY)
+    notice_retries: list[NoticeRetry] = field(default_factory=list)
+
+
+@dataclass
+class NoticeRetry:
+    """A notice whose send failed through every activity retry (SMTP down for a day): sent
+    again at `retry_at`, until delivered or moot (its case closed). A dunning rung's notice
+    holds the ladder from `held_since` (workflows.base PATCH_NOTICE_RETRY)."""
+
+    stage: str
+    template: str
+    case_no: int
+    failed_at: datetime  # the first failure
+    retry_at: datetime
+    attempts: int = 1  # sends that failed so far
+    held_since: datetime | None = None  # the ladder stands still since (rung notices)
+    error: str = ""
 
 
 @dataclass
@@ -392,6 +410,9 @@ class NoticeInput:
     kind: str = ""  # one_off | installments | subscription ("" before issue 11)
     count: int | None = None  # installments in the plan; None: one-off or subscription
     route: str | None = None  # court | inkasso: the hand-off notice
+    # A re-send of a notice the mail server never took (PATCH_NOTICE_RETRY): its recorded,
+    # unsent text is rendered again from this input (a new claim and last day to pay).
+    rerender: bool = False
 
 
 @dataclass
