@@ -4,11 +4,15 @@ FastAPI's own pages load Swagger UI and ReDoc from a CDN: on a machine without i
 support laptop behind a proxy, an air-gapped operator host) `/docs` was a blank page. Here
 the assets come from the `fastapi-offline` package (MIT), which ships the Swagger UI
 (Apache-2.0) and ReDoc (MIT) bundles, served by the API itself under `/docs-assets/`; the
-pages reference nothing else. ReDoc's Google Fonts are left out.
+pages reference nothing else. ReDoc's Google Fonts are left out, and the one image its
+bundle loads from Redocly's CDN (the "API docs by Redocly" logo) is replaced by an inline one
+when the bundle is served (tests/browser/test_docs_offline.py sees every request the pages
+make).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import fastapi_offline
@@ -19,7 +23,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_oauth2_redirect_html,
 )
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_URL = "/docs-assets"
@@ -33,14 +37,35 @@ SWAGGER_UI_PARAMETERS = {
     "persistAuthorization": True,
     "validatorUrl": None,
     "displayRequestDuration": True,
-    "docExpansion": "none",
     "tryItOutEnabled": False,
 }
+
+
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+INLINE_LOGO = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
+
+
+@lru_cache(maxsize=1)
+def redoc_bundle() -> bytes:
+    """ReDoc's bundle without its one request to Redocly's CDN (read once per process)."""
+    return (ASSETS / "redoc.standalone.js").read_bytes().replace(
+        REDOC_LOGO.encode(), INLINE_LOGO.encode()
+    )
 
 
 def install(app: FastAPI) -> None:
     """Serve the assets and the two pages; `app` must be created with `docs_url=None` and
     `redoc_url=None` (FastAPI's CDN pages off)."""
+
+    # Before the mount: this one asset is served patched.
+    @app.get(f"{ASSETS_URL}/redoc.standalone.js", include_in_schema=False)
+    async def redoc_js() -> Response:
+        return Response(
+            redoc_bundle(),
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
 

@@ -294,8 +294,8 @@ def _webhook(app: FastAPI, event_type: str, model: type[BaseModel], meaning: str
     receive.__annotations__["body"] = model  # a local name: not resolvable from its string
     app.webhooks.post(
         event_type,
-        summary=meaning,
-        description=_SIGNATURE_HEADERS,
+        summary=event_type,
+        description=f"{meaning}\n{_SIGNATURE_HEADERS}",
         tags=["events"],
         operation_id=f"event_{event_type.replace('.', '_')}",
         status_code=204,
