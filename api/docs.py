@@ -48,8 +48,10 @@ INLINE_LOGO = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
 @lru_cache(maxsize=1)
 def redoc_bundle() -> bytes:
     """ReDoc's bundle without its one request to Redocly's CDN (read once per process)."""
-    return (ASSETS / "redoc.standalone.js").read_bytes().replace(
-        REDOC_LOGO.encode(), INLINE_LOGO.encode()
+    return (
+        (ASSETS / "redoc.standalone.js")
+        .read_bytes()
+        .replace(REDOC_LOGO.encode(), INLINE_LOGO.encode())
     )
 
 
