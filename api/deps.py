@@ -73,7 +73,7 @@ BEARER = HTTPBearer(
     scheme_name="apiKey",
     bearerFormat="API key",
     description="`Authorization: Bearer <key>`, a key of MAHNWERK_API_KEYS (`role:name:key`); "
-    "the role (`platform`, `support`, `admin`) decides what the key may do (docs/api.md).",
+    "the role (`platform`, `support`, `admin`) decides what the key may do (docs/api-guide.md).",
     auto_error=False,
 )
 BearerDoc = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
