@@ -76,6 +76,7 @@ import babel.numbers
 import jinja2
 import segno
 
+from core import paylink
 from core.seller import account_holder, format_iban, legal_footer, legal_name
 from core.settings import PROJECT_ROOT, Settings
 from domain.claim import Claim
@@ -252,12 +253,18 @@ def line_label(
 
 
 def payment_link(settings: Settings, contract_id: str) -> str:
-    """``MAHNWERK_PAYMENT_LINK_URL`` with ``{contract_id}`` filled in.
+    """``MAHNWERK_PAYMENT_LINK_URL`` with ``{token}`` (a signed, expiring token for
+    Mahnwerk's own page ``/pay/{token}``, core/paylink.py) or ``{contract_id}`` (a page of
+    the platform's) filled in.
 
     Plain substitution rather than ``str.format``: a URL may legitimately contain other
-    braces, and contract ids are URL-safe by construction (``[A-Za-z0-9_.-]``).
+    braces, and contract ids are URL-safe by construction (``[A-Za-z0-9_.-]``), tokens too.
     """
-    return settings.payment_link_url.replace("{contract_id}", contract_id)
+    url = settings.payment_link_url
+    if "{token}" in url:
+        token = paylink.issue(settings.events_secret.get_secret_value(), contract_id)
+        url = url.replace("{token}", token)
+    return url.replace("{contract_id}", contract_id)
 
 
 def _address_lines(address: dict[str, str]) -> list[str]:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import stripe
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
@@ -65,6 +66,19 @@ async def get_temporal(state: StateDep) -> Client:
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 
+# The OpenAPI security scheme (an "Authorize" button in /docs, `security` on every operation
+# that needs a key). Documentation only: `auto_error=False` never refuses, the check below
+# (and api.middleware.RequestGuard before it) decides, with the SPEC.md §4 errors.
+BEARER = HTTPBearer(
+    scheme_name="apiKey",
+    bearerFormat="API key",
+    description="`Authorization: Bearer <key>`, a key of MAHNWERK_API_KEYS (`role:name:key`); "
+    "the role (`platform`, `support`, `admin`) decides what the key may do (docs/api-guide.md).",
+    auto_error=False,
+)
+BearerDoc = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
 @dataclass
 class Caller:
     role: str
@@ -75,7 +89,7 @@ def require(*roles: str) -> Callable[..., Caller]:
     """Bearer key with one of `roles` (admin may do everything): 401 / 403 otherwise."""
     allowed = set(roles) | {"admin"}
 
-    def dep(request: Request, state: StateDep) -> Caller:
+    def dep(request: Request, state: StateDep, _doc: BearerDoc = None) -> Caller:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:

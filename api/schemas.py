@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from api.responses import Access, ContractStatus, Stage, stage_field
 from domain.durations import Interval, parse_interval
 from domain.schedule import due_instant, installment_due_times
 
@@ -465,9 +466,9 @@ class CancelIn(Strict):
 
 class ActionOut(BaseModel):
     contract_id: str
-    status: str
-    stage: str
-    access: str
+    status: ContractStatus
+    stage: Stage = stage_field()
+    access: Access
     overdue_amount: int
     message: str
     debits: list[dict[str, Any]] = []
@@ -487,6 +488,12 @@ class ErrorBody(BaseModel):
     details: Any = Field(
         default=None,
         description="e.g. for 422: a list of {field, message}; for 409: the state refusing it",
+    )
+    request_id: str | None = Field(
+        default=None,
+        description="the request's id (also the `X-Request-Id` response header): quote it to "
+        "the operator, who finds the request's log lines by it",
+        examples=["5b0e7c1de0a94f5c9d0f1b2a3c4d5e6f"],
     )
 
 

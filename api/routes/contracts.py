@@ -41,6 +41,7 @@ from api.deps import (
     TemporalDep,
 )
 from api.errors import ApiError, error_body, reject_nul_bytes
+from api.responses import ActionPendingOut, ActionStatusOut, ContractOut, TimelineOut
 from api.schemas import (
     ActionOut,
     AddressIn,
@@ -250,7 +251,14 @@ async def _start_workflow(client: Client, settings: Settings, inp: ContractInput
         pass
 
 
-@router.post("", status_code=201, summary="Start a contract")
+@router.post(
+    "",
+    status_code=201,
+    summary="Start a contract",
+    response_model=ContractOut,
+    response_model_exclude_unset=True,
+    responses={200: {"model": ContractOut, "description": "The same body again: the contract"}},
+)
 async def create_contract(
     body: ContractCreate,
     response: Response,
@@ -425,13 +433,23 @@ def _view(
     }
 
 
-@router.get("/{contract_id}", summary="Read a contract")
+@router.get(
+    "/{contract_id}",
+    summary="Read a contract",
+    response_model=ContractOut,
+    response_model_exclude_unset=True,
+)
 async def get_contract(contract_id: str, caller: ReaderCaller, state: StateDep) -> dict[str, Any]:
     """Status, schedule with each installment's attempts, claim, stage, access, UI link."""
     return contract_out(state.sessions, state.settings, contract_id)
 
 
-@router.get("/{contract_id}/events", summary="The contract's timeline")
+@router.get(
+    "/{contract_id}/events",
+    summary="The contract's timeline",
+    response_model=TimelineOut,
+    response_model_exclude_unset=True,
+)
 async def get_events(contract_id: str, caller: ReaderCaller, state: StateDep) -> dict[str, Any]:
     with state.sessions() as s:
         if s.get(Contract, contract_id) is None:
@@ -482,10 +500,11 @@ IdempotencyKey = Annotated[
 
 _ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {
+        "model": ActionPendingOut,
         "description": "The contract did not answer within MAHNWERK_ACTION_WAIT_SECONDS "
         "(e.g. a debit in flight while Stripe is slow): the action goes on; its answer is at "
         "`status_url` (`GET /v1/contracts/{id}/actions/{key}`), or retry with the same "
-        "Idempotency-Key."
+        "Idempotency-Key.",
     }
 }
 
@@ -700,7 +719,10 @@ async def _update(
 @router.get(
     "/{contract_id}/actions/{key}",
     summary="The answer to a support action, by its Idempotency-Key",
-    responses={202: {"description": "Not answered yet: ask again later."}},
+    response_model=ActionStatusOut,
+    responses={
+        202: {"model": ActionStatusOut, "description": "Not answered yet: ask again later."}
+    },
 )
 async def action_status(
     contract_id: str, key: str, caller: SupportCaller, state: StateDep, client: TemporalDep

@@ -19,6 +19,7 @@ from sqlalchemy import and_, func, or_, select
 from api.claims import claim_as_of
 from api.deps import AdminCaller, StateDep, SupportCaller
 from api.errors import ApiError, reject_nul_bytes
+from api.responses import Access, ContractKind, NoticeStatus, Stage, stage_field
 from api.schemas import error_responses
 from core.models import Contract, Installment, Notice
 from core.temporal import workflow_ui_url
@@ -46,10 +47,10 @@ CLOSED = ("cancelled", "written_off", "failed")
 
 class ContractSummary(BaseModel):
     contract_id: str
-    kind: str
-    status: str
-    stage: str
-    access: str
+    kind: ContractKind
+    status: Status
+    stage: Stage = stage_field()
+    access: Access
     overdue_amount: int = Field(
         description="minor units: the claim (principal, interest, fees, costs, lump sums) as "
         "of the workflow's last write, less principal whose debit is in flight"
@@ -79,7 +80,7 @@ class NoticeOut(BaseModel):
     html: str
     notice_number: str
     message_id: str
-    status: str = Field(description="rendered (not sent yet) | sent")
+    status: NoticeStatus = Field(description="rendered (not sent yet) | sent")
     sent_at: str | None
     created_at: str
 
@@ -238,7 +239,7 @@ async def list_notices(contract_id: str, caller: SupportCaller, state: StateDep)
                 html=n.html,
                 notice_number=n.notice_number,
                 message_id=n.message_id,
-                status=n.status,
+                status=n.status,  # type: ignore[arg-type]
                 sent_at=n.sent_at.isoformat() if n.sent_at else None,
                 created_at=n.created_at.isoformat(),
             )

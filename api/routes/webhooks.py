@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 
 from api.deps import StateDep, TemporalDep
 from api.errors import ApiError
+from api.responses import StripeWebhookOut
 from core.db import transaction
 from core.models import Contract, PaymentAttempt, WebhookEvent
 from workflows.base import TERMINAL
@@ -81,7 +82,12 @@ def _failure_code(pi: dict[str, Any]) -> str | None:
     return err.get("decline_code") or err.get("code")
 
 
-@router.post("/stripe", summary="Stripe webhook endpoint (signature-verified)")
+@router.post(
+    "/stripe",
+    summary="Stripe webhook endpoint (signature-verified)",
+    response_model=StripeWebhookOut,
+    response_model_exclude_unset=True,
+)
 async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep) -> dict[str, Any]:
     payload = await request.body()
     header = request.headers.get("stripe-signature")

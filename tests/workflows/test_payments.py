@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from datetime import date, datetime, timedelta
 from datetime import time as clock
@@ -14,6 +15,7 @@ from typing import Any
 
 import stripe
 
+from core import paylink
 from domain.calendar import add_target_business_days
 from domain.schedule import BERLIN
 from tests.conftest import PLATFORM, SUPPORT
@@ -176,7 +178,9 @@ async def test_authentication_required_sends_a_link_then_a_new_card_pays(stack: 
     subjects = [str(m["Subject"]) for m in stack.mails(email)]
     assert subjects and subjects[0].startswith("Bitte bestätigen Sie Ihre Zahlung"), subjects
     text = stack.mails(email)[0].get_body(preferencelist=("plain",)).get_content()
-    assert f"/pay/{cid}" in text  # the payment link
+    # the payment link: /pay/<signed token> naming this contract (issue 16)
+    token = re.findall(r"/pay/([A-Za-z0-9_.-]+)", text)[0]
+    assert paylink.verify(stack.settings.events_secret.get_secret_value(), token).contract_id == cid
 
     # the customer adds a new card: attached, but not (yet) the default — nothing happens
     new = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
