@@ -115,6 +115,11 @@ class LedgerActivities:
                     row.status = "stalled" if stalled else st.status
                     if st.status == "paid" and row.paid_at is None:
                         row.paid_at = datetime.now(UTC)
+                    # how it ended (issue 12): the reason and time of a cancellation or
+                    # refund, the time of the payment (workflow time) for one paid
+                    row.refunded_amount = st.refunded
+                    row.ended_reason = st.end_reason or None
+                    row.ended_at = st.ended_at or (st.paid_at if st.status == "paid" else None)
 
             access = s.get(AccessState, (contract.customer_id, contract.product_id))
             if inp.access != "none" or access is not None:

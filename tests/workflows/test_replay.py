@@ -101,7 +101,7 @@ async def test_record_histories(stack: Stack) -> None:
     cid, handle = await stack.start(kind="subscription", amount=2900)
     await stack.env.sleep(timedelta(days=14 * 31))
     resp = await stack.http.post(
-        f"/v1/contracts/{cid}/cancel", json={"reason": "Kündigung"}, headers=SUPPORT
+        f"/v1/contracts/{cid}/cancel", json={"reason": "cancellation_button"}, headers=SUPPORT
     )
     assert resp.status_code == 200, resp.text
     await stack.result(handle)
