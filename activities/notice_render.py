@@ -730,7 +730,7 @@ _REASON_TEXT: Final[dict[str, tuple[str, str]]] = {
     "requested_by_customer": ("auf Ihren Wunsch", "at your request"),
     "duplicate": ("doppelte Zahlung", "duplicate payment"),
     "fraudulent": ("Betrugsverdacht", "suspected fraud"),
-    "refunded at Stripe": ("Erstattung", "refund"),
+    "refunded at Stripe": ("", ""),  # a Dashboard refund gives no reason: none is shown
 }
 # Why a debit failed for good, by failure class (domain.declines), in the customer's words.
 _DECLINE_TEXT: Final[dict[str, tuple[str, str]]] = {
@@ -763,7 +763,7 @@ def _message_context(
 
     def text(table: Mapping[str, tuple[str, str]], key: str) -> str:
         pair = table.get(key)
-        return (pair[0] if de else pair[1]) if pair else key
+        return (pair[0] if de else pair[1]) if pair is not None else key
 
     label = (
         line_label(
