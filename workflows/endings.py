@@ -14,6 +14,7 @@ history holds their commands only if it holds such an update.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
@@ -246,9 +247,9 @@ class Endings(Debits, Dunning):
         assert rule is not None
         cid = self.inp.contract_id
         amount = self._refund_amount(req, rule, now)
-        plan = allocate_refund(amount, self._refundables())
         self.s.ended_reason = req.reason
         if not rule.now:
+            plan = allocate_refund(amount, self._refundables())
             message, ended = self._cancel_at_period_end(req, ref, now, plan)
             return plan, message, ended
         cancelled: list[int] = []
@@ -260,6 +261,9 @@ class Endings(Debits, Dunning):
                     cancelled.append(inst.seq)
                 elif cut:
                     reduced[str(inst.seq)] = cut
+        # after the installments ended: one partly paid by a debit is `paid` now, so its
+        # Stripe payment is refunded through Stripe
+        plan = allocate_refund(amount, self._refundables())
         waived = self._end_dunning(now, req.reason, ref)
         self.s.status = "cancelled"
         self.s.cancel_at = now
@@ -337,6 +341,15 @@ class Endings(Debits, Dunning):
         inst.next_retry_at = None
         if inst.paid <= 0:
             inst.status = "cancelled"
+            # The claim leaves a cancelled installment out: a payment fact naming it (one a
+            # chargeback reduced to nothing) becomes a plain payment (§ 367 BGB), or
+            # domain.claim would refuse the facts.
+            if any(p.installment == inst.seq for p in self.s.claim_payments):
+                self.s.claim_payments = [
+                    replace(p, installment=0) if p.installment == inst.seq else p
+                    for p in self.s.claim_payments
+                ]
+                self._bump()
             return 0
         cut = inst.amount - inst.paid
         inst.amount = inst.paid

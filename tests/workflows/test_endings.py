@@ -11,10 +11,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import stripe
 
+from core.settings import PROJECT_ROOT
+from domain.durations import parse_interval
+from domain.endings import pro_rata_value
+from domain.schedule import due_instant, shift
 from tests.conftest import ADMIN, PLATFORM, SUPPORT
 from tests.stack import Stack, unique_email
 from tests.workflows.test_payments import deliver, timeline
@@ -269,3 +274,112 @@ async def test_consents_are_kept_with_the_terms_and_go_into_the_case_file(stack:
         "waiver_acknowledged",
     ]
     assert file["consents"][1]["text_hash"] == "ef" * 32
+
+
+async def test_withdrawal_after_a_chargeback_cancels_the_reopened_installment(
+    stack: Stack,
+) -> None:
+    """The first installment's card payment was disputed (open again, in dunning); the
+    customer then withdraws: nothing is owed any more, nothing is refunded (the bank
+    already took the money back), dunning stops."""
+    email = unique_email()
+    cid, _ = await stack.start(count=3, email=email)
+    await stack.env.sleep(timedelta(hours=1))
+    (debit,) = stack.debits(cid)
+    stack.standin.dispute(str(debit["payment_intent"]), reason="fraudulent")
+    await deliver(stack, stack.standin.events("charge.dispute.created")[-1])
+    await stack.env.sleep(timedelta(days=4))  # the reminder went out
+    c = await stack.contract(cid)
+    assert c["status"] == "in_dunning" and c["schedule"][0]["status"] == "open"
+    resp = await _cancel(stack, cid, {"reason": "withdrawal"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["refund"]["amount"] == 0 and resp.json()["overdue_amount"] == 0
+    await stack.env.sleep(timedelta(days=40))
+    c = await stack.contract(cid)
+    assert c["status"] == "cancelled" and c["dunning"]["stage"] == "none"
+    assert [i["status"] for i in c["schedule"]] == ["cancelled"] * 3
+    assert c["claim"]["total"] == 0 and c["claim"]["principal"] == 0
+    assert not _refunds_at_stripe(stack, str(debit["payment_intent"]))
+    assert len(stack.debits(cid)) == 1
+    # the reminder before, the confirmation after — no Mahnung after the withdrawal
+    subjects = [str(m["Subject"]) for m in stack.mails(email)]
+    assert subjects[-1] == f"Bestätigung Ihres Widerrufs – Vertrag {cid}", subjects
+    assert not any("Mahnung" in s for s in subjects), subjects
+
+
+async def test_a_pro_rata_withdrawal_keeps_the_value_of_the_time_used(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Policy `withdrawal.refund: pro_rata` (§ 357a (2) BGB): paid 40,00 € of a 240,00 € year;
+    the ~35 days used since the first due date are worth about 23 €: the rest of the 40 €
+    comes back, from the latest payment (installment 2)."""
+    text = (PROJECT_ROOT / "policies" / "default.yaml").read_text()
+    text = text.replace("name: default", "name: prorata") + "withdrawal:\n  refund: pro_rata\n"
+    (tmp_path / "prorata.yaml").write_text(text)
+    stack.settings.policy_dir = tmp_path
+    email = unique_email()
+    cid, pis = await _plan_in_month_two(stack, email, policy="prorata")
+    now = await stack.env.get_current_time()
+    first = due_instant((await stack.contract(cid))["schedule"][0]["due_at"])
+    end = shift(first, parse_interval("P1M"), 12)  # the plan's term: a year from the first due
+    expected = 4000 - pro_rata_value(24000, first, end, now)
+    resp = await _cancel(stack, cid, {"reason": "withdrawal"})
+    assert resp.status_code == 200, resp.text
+    refund = resp.json()["refund"]
+    assert abs(refund["amount"] - expected) <= 1 and 1600 <= refund["amount"] <= 1750, refund
+    (given,) = refund["refunds"]
+    assert given["installment"] == 2 and given["payment_intent"] == pis[1]
+    assert [r.amount for r in _refunds_at_stripe(stack, pis[1])] == [refund["amount"]]
+    assert not _refunds_at_stripe(stack, pis[0])
+    c = await stack.contract(cid)
+    second = c["schedule"][1]
+    # partly refunded: stays paid, with what was refunded of it
+    assert second["status"] == "paid" and second["refunded_amount"] == refund["amount"]
+    (cancelled,) = await timeline(stack, cid, "contract.cancelled")
+    assert cancelled["data"]["refund"]["mode"] == "pro_rata"
+
+
+async def test_a_completed_one_off_purchase_can_be_withdrawn_and_goodwill_refunds(
+    stack: Stack,
+) -> None:
+    """A one-off digital purchase is `completed` once paid; the withdrawal period runs after
+    that: the withdrawal refunds it in full, access ends. A goodwill cancellation of a plan
+    with the caller's refund ends it at once and tells the customer with `refund_confirmed`."""
+    email = unique_email()
+    cid, _ = await stack.start(kind="one_off", amount=49700, email=email)
+    await stack.env.sleep(timedelta(hours=1))
+    c = await stack.contract(cid)
+    assert c["status"] == "completed" and c["access"] == "granted"
+    resp = await _cancel(stack, cid, {"reason": "withdrawal"}, key=f"w-{cid}")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "cancelled" and resp.json()["refund"]["stripe"] == 49700
+    (debit,) = stack.debits(cid)
+    assert debit["amount_refunded"] == 49700
+    c = await stack.contract(cid)
+    assert c["schedule"][0]["ended"] == {
+        "how": "refunded",
+        "reason": "withdrawal",
+        "at": c["schedule"][0]["ended"]["at"],
+    }
+    assert c["access"] == "none"
+
+    email = unique_email()
+    cid, _ = await stack.start(count=3, email=email, locale="en")
+    await stack.env.sleep(timedelta(hours=1))
+    resp = await _cancel(
+        stack, cid, {"reason": "goodwill", "refund": 5000, "note": "course not used"}, who=SUPPORT
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["refund"] == {
+        "amount": 5000,
+        "stripe": 5000,
+        "outside_stripe": 0,
+        "refunds": resp.json()["refund"]["refunds"],
+    }
+    await stack.env.sleep(timedelta(minutes=5))
+    subjects = [str(m["Subject"]) for m in stack.mails(email)]
+    assert subjects == [f"Refund of €50.00 – contract {cid}"], subjects
+    c = await stack.contract(cid)
+    assert c["status"] == "cancelled" and c["schedule"][0]["refunded_amount"] == 5000
+    assert c["schedule"][0]["status"] == "paid"  # partly refunded
+    assert [i["status"] for i in c["schedule"][1:]] == ["cancelled", "cancelled"]
