@@ -697,17 +697,20 @@ class Endings(Debits, Dunning):
     ) -> None:
         """A hard decline the customer can fix (`fix_data`: expired card, wrong data) or that
         will never succeed with this method (`never`: lost card, closed account, revoked
-        mandate): tell the customer at once, with the link to a new payment method."""
+        mandate): tell the customer at once, with the link to a new payment method — once per
+        dunning case (a later failure in the same case is in the ladder's next notice)."""
         super()._declined(inst, res, now, data, key, failed_at)
         cls = inst.failure_class
         if not self._endings or cls not in (declines.FIX_DATA, declines.NEVER):
             return
         if self.s.status in TERMINAL or self.s.paused:
             return  # paused: no notices (SPEC.md §4); the ladder's own asks after the pause
-        self.s.message_seq += 1
+        if self.s.told_case == self.s.case_no:
+            return  # once per dunning case: the ladder's notices claim later failures too
+        self.s.told_case = self.s.case_no
         self._ask_message(
             "payment_failed",
-            f"payment_failed_{self.s.message_seq}",
+            f"payment_failed_{self.s.case_no}",
             installment=inst.seq,
             amount=int(data.get("amount") or inst.outstanding),
             code=res.code or "",
@@ -715,16 +718,22 @@ class Endings(Debits, Dunning):
         )
 
     def _close_case(self, now: datetime, why: str) -> None:
-        """A payment closed the dunning case: payment received; a locked access was
-        unlocked: access restored."""
+        """A payment closed a dunning case the customer knew of (a notice of the ladder, or a
+        payment-failed message): payment received; a locked access was unlocked: access
+        restored. A case closed by a retry before the customer heard of it says nothing."""
         was_open = self._case_open()
         locked = self.s.access == "locked"
         case = self.s.case_no
+        told = bool(self.s.stages_done) or self.s.told_case == case
         super()._close_case(now, why)
         if not was_open:
             return
-        if why in ("paid", "principal paid"):
-            self._ask_message("payment_received", f"payment_received_{case}", case_no=case)
+        if why in ("paid", "principal paid") and told:
+            # `reason`: what the thanks says — settled, or the rest claimed apart (a final
+            # notice for what stayed open, Dunning._settle_case; decided when it is sent)
+            self._ask_message(
+                "payment_received", f"payment_received_{case}", case_no=case, reason=why
+            )
         if locked and self.s.access == "granted":
             self._ask_message("access_restored", f"access_restored_{case}", case_no=case)
 
@@ -748,6 +757,10 @@ class Endings(Debits, Dunning):
             (i for i in self.s.installments if i.status == "scheduled" and i.outstanding > 0),
             key=lambda i: i.due_at,
         )
+        reason = ask.reason
+        if ask.kind == "payment_received":
+            # what stayed open (interest, fees) is claimed by a final notice of its own
+            reason = "residual" if self.s.residual is not None else "paid"
         return MessageInfo(
             kind=ask.kind,
             at=workflow.now(),
@@ -755,7 +768,7 @@ class Endings(Debits, Dunning):
             amount=ask.amount,
             code=ask.code,
             failure_class=ask.failure_class,
-            reason=ask.reason,
+            reason=reason,
             access=self.s.access,
             next_due=berlin_date(nxt[0].due_at) if nxt else "",
             next_amount=nxt[0].outstanding if nxt else 0,

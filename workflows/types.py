@@ -168,6 +168,7 @@ class ContractState:
     # and a counter that names the ones that may happen more than once (payment_failed_3)
     messages_pending: list[MessageAsk] = field(default_factory=list)
     message_seq: int = 0
+    told_case: int = 0  # the dunning case the customer was told a payment failed in
 
 
 @dataclass
