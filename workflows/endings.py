@@ -29,8 +29,10 @@ with workflow.unsafe.imports_passed_through():
         ACCESS_END,
         ACCESS_KEEP,
         FRAUD,
+        OTHER,
         REASONS,
         REFUND_CALLER,
+        RULES,
         WITHDRAWAL,
         CancelRule,
         Refundable,
@@ -243,8 +245,8 @@ class Endings(Debits, Dunning):
         self, req: SupportAction, ref: str, now: datetime
     ) -> tuple[RefundPlan, str, list[int]]:
         """Change the state: installments, the case, access, the refund planned; facts."""
-        rule = rule_for(req.reason)
-        assert rule is not None
+        # `_ending_problem` refused an unknown reason already; never an assert in workflow code
+        rule = rule_for(req.reason) or RULES[OTHER]
         cid = self.inp.contract_id
         amount = self._refund_amount(req, rule, now)
         self.s.ended_reason = req.reason
@@ -811,6 +813,7 @@ class Endings(Debits, Dunning):
                 f"message_failed:{self.inp.contract_id}:{stage}",
                 workflow.now(),
                 {"kind": kind, "stage": stage, "error": str(err.cause or err)[:500]},
+                event="message.failed",
             )
 
     async def _confirm(
