@@ -109,13 +109,12 @@ class Installment(Base):
     paid_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     # scheduled | processing | paid | open (failed, part of the claim) | waived
     # | stalled (due, but Stripe refused our request or was unreachable: not the customer's)
-    # | cancelled | refunded (issue 12) | handed_off | written_off
     status: Mapped[str] = mapped_column(String(16), default="scheduled")
     paid_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    # How it ended (issue 12, migration 0007; GET …/contracts/{id} `schedule[].ended`): the
-    # reason it was cancelled or refunded and when; what was refunded of it.
-    ended_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # How it ended when not simply paid (issue 12): {"how", "reason", "at"} — handed_off,
+    # written_off, cancelled, or paid after a hand-off. None while it runs (or paid).
+    ended: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # What was refunded of it (issue 12: by Mahnwerk or at Stripe; `refunded` when all of it)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

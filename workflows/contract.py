@@ -1270,7 +1270,7 @@ class ContractWorkflow(Endings):
             for inst in self.s.installments:
                 if inst.status == "scheduled" and inst.due_at >= cancel_at:
                     inst.status = "cancelled"
-                    inst.end_reason, inst.ended_at = req.reason, now
+                    self._installment_ended(inst, "cancelled", req.reason, now)
             self._action_fact(
                 "contract.cancellation_requested",
                 req,

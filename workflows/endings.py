@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import (
         ActionResult,
         ChargeResult,
+        InstallmentEnd,
         InstallmentState,
         MessageAsk,
         MessageInfo,
@@ -338,11 +339,10 @@ class Endings(Debits, Dunning):
     def _end_installment(self, inst: InstallmentState, reason: str, now: datetime) -> int:
         """No longer owed: `cancelled`; one partly paid keeps what was paid as its amount and
         is `paid` (the claim allocates its payments to it). Returns the amount cut."""
-        inst.end_reason = reason
-        inst.ended_at = now
         inst.next_retry_at = None
         if inst.paid <= 0:
             inst.status = "cancelled"
+            self._installment_ended(inst, "cancelled", reason, now)
             # The claim leaves a cancelled installment out: a payment fact naming it (one a
             # chargeback reduced to nothing) becomes a plain payment (§ 367 BGB), or
             # domain.claim would refuse the facts.
@@ -357,7 +357,30 @@ class Endings(Debits, Dunning):
         inst.amount = inst.paid
         inst.status = "paid"
         inst.paid_at = inst.paid_at or now
+        self._installment_ended(inst, "paid", f"{reason}: the unpaid rest cancelled", now)
         return cut
+
+    def _installment_ended(
+        self, inst: InstallmentState, how: str, reason: str, now: datetime
+    ) -> None:
+        """Record how `inst` ended (`schedule[].ended`) with an `installment.ended` fact and
+        event — the same record the hand-off path keeps (issue 12 item 5)."""
+        inst.ended = InstallmentEnd(how, reason, now)
+        self._fact(
+            "installment.ended",
+            f"ended:{self.inp.contract_id}:{inst.seq}:{how}:{self.s.case_no}",
+            now,
+            {
+                "installment": inst.seq,
+                "how": how,
+                "reason": reason,
+                "amount": inst.amount,
+                "outstanding": inst.outstanding,
+                "due_at": inst.due_at,
+                "case": self.s.case_no,
+            },
+            event="installment.ended",
+        )
 
     def _end_dunning(self, now: datetime, reason: str, ref: str) -> dict[str, int]:
         """Dunning stops: the case closes (without unlocking: access follows the policy),
@@ -616,8 +639,7 @@ class Endings(Debits, Dunning):
         )
         if inst.status == "paid" and inst.refunded >= inst.paid > 0:
             inst.status = "refunded"
-            inst.end_reason = reason
-            inst.ended_at = now
+            self._installment_ended(inst, "refunded", reason, now)
         return True
 
     def _refunded(self, inst: InstallmentState, pu: PaymentUpdate, now: datetime) -> None:

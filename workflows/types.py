@@ -89,14 +89,22 @@ class InstallmentState:
     # reopens the installment as of that day (interest from the day after, not again from
     # the agreed due date: the seller had the money meanwhile).
     claim_due: str = ""
-    # How it ended, besides `status` (issue 12 item 5; GET …/contracts/{id} `schedule[].ended`):
-    # why it was cancelled or refunded (the cancellation's reason, the refund's), and when.
-    end_reason: str = ""
-    ended_at: datetime | None = None
+    # How it ended when not simply paid (issue 12): handed off, written off, cancelled —
+    # with the reason; shown as `schedule[].ended` and written to `installments.ended`.
+    ended: InstallmentEnd | None = None
 
     @property
     def outstanding(self) -> int:
         return self.amount - self.paid
+
+
+@dataclass
+class InstallmentEnd:
+    """How an installment ended (`schedule[].ended` of GET /v1/contracts/{id})."""
+
+    how: str  # handed_off | written_off | cancelled | paid (after a hand-off)
+    reason: str
+    at: datetime
 
 
 @dataclass

@@ -6,8 +6,9 @@ Create Date: 2026-12-06 02:00:00
 
 Written by hand (issue 12). `consents`: the digital-content (§ 356 (5) BGB) and service
 (§ 357a (2) BGB) consents given at checkout, with the § 312f BGB confirmation, one row per
-(contract, kind). `installments.ended_reason` / `ended_at`: why and when an installment was
-cancelled or refunded (GET /v1/contracts/{id} `schedule[].ended`); `refunded_amount`: what
+(contract, kind). `installments.ended`: how an installment ended ({"how", "reason", "at"};
+GET /v1/contracts/{id} `schedule[].ended`) — the same column the hand-off side of issue 12
+adds, so it is added here only if it is not there yet; `installments.refunded_amount`: what
 was refunded of it (the receivables report shows refunds apart).
 """
 
@@ -21,6 +22,10 @@ revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+def _has_ended() -> bool:
+    return "ended" in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("installments")}
 
 
 def upgrade() -> None:
@@ -39,9 +44,10 @@ def upgrade() -> None:
         sa.UniqueConstraint("contract_id", "kind", name="uq_consent_kind"),
     )
     op.create_index("ix_consents_contract_id", "consents", ["contract_id"])
+    has_ended = _has_ended()
     with op.batch_alter_table("installments") as batch:
-        batch.add_column(sa.Column("ended_reason", sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True))
+        if not has_ended:
+            batch.add_column(sa.Column("ended", sa.JSON(), nullable=True))
         batch.add_column(
             sa.Column("refunded_amount", sa.BigInteger(), nullable=False, server_default="0")
         )
@@ -50,7 +56,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("installments") as batch:
         batch.drop_column("refunded_amount")
-        batch.drop_column("ended_at")
-        batch.drop_column("ended_reason")
     op.drop_index("ix_consents_contract_id", table_name="consents")
     op.drop_table("consents")
+    # `installments.ended` stays: the hand-off side of issue 12 may own it

@@ -377,18 +377,15 @@ def consent_json(c: Consent) -> dict[str, Any]:
     }
 
 
-def installment_ended(inst: Installment) -> dict[str, Any] | None:
-    """How an installment ended (issue 12 item 5): `paid`, `cancelled`, `refunded`,
-    `handed_off` or `written_off`, with the reason and the time; None while it is open or
-    ahead (scheduled, processing, open, stalled)."""
-    if inst.status not in ("paid", "cancelled", "refunded", "handed_off", "written_off"):
-        return None
-    at = inst.ended_at or (inst.paid_at if inst.status == "paid" else None)
-    return {
-        "how": inst.status,
-        "reason": inst.ended_reason,
-        "at": at.isoformat() if at else None,
-    }
+def _ended(inst: Installment) -> dict[str, Any] | None:
+    """How the installment ended (issue 12): {"how", "reason", "at"} — handed off, written
+    off, cancelled (with the reason), or paid; None while it runs."""
+    if inst.ended:
+        return dict(inst.ended)
+    if inst.status == "paid":
+        at = inst.paid_at.isoformat() if inst.paid_at else None
+        return {"how": "paid", "reason": "paid", "at": at}
+    return None
 
 
 def _stall_detail(inst: Installment, attempts: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -466,8 +463,8 @@ def _view(
                 "status": i.status,
                 "attempts": by_seq.get(i.seq, []),
                 "stalled": _stall_detail(i, by_seq.get(i.seq, [])),
+                "ended": _ended(i),
                 "refunded_amount": i.refunded_amount or 0,
-                "ended": installment_ended(i),
             }
             for i in insts
         ],
