@@ -115,6 +115,14 @@ async def test_withdrawal_in_month_two_refunds_once_and_ends_everything(stack: S
     assert cancelled["data"]["installments_cancelled"] == list(range(3, 13))
     assert cancelled["data"]["refund"]["amount"] == 4000
     assert len(await timeline(stack, cid, "access.revoked")) == 1
+    # the events say how every installment ended
+    ended = {
+        e["data"]["installment"]: e["data"] for e in await timeline(stack, cid, "installment.ended")
+    }
+    assert sorted(ended) == list(range(1, 13))
+    assert {ended[n]["how"] for n in (1, 2)} == {"refunded"}
+    assert {ended[n]["how"] for n in range(3, 13)} == {"cancelled"}
+    assert {e["reason"] for e in ended.values()} == {"withdrawal"}
     assert await _refunded_total(stack) - refunded_before == 4000
     access = await stack.http.get(f"/v1/access/{c['customer_id']}/course-x", headers=PLATFORM)
     assert access.json()["access"] == "none"
