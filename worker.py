@@ -32,6 +32,7 @@ from activities.ledger import LedgerActivities
 from activities.methods import MethodActivities
 from activities.notices import NoticeActivities
 from activities.payments import PaymentActivities, TokenBucket, make_stripe_client
+from activities.refunds import RefundActivities
 from core.db import make_engine, make_session_factory
 from core.logging import configure_logging
 from core.metrics import worker_runtime
@@ -141,6 +142,7 @@ def build_worker(
         stripe_client, sessions, limiter=TokenBucket(settings.effective_stripe_rate_limit)
     )
     methods = MethodActivities(stripe_client, throttle=payments._throttle)
+    refunds = RefundActivities(stripe_client, throttle=payments._throttle)
     ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)
     notices = (
         NoticeActivities(settings, sessions, mailer=mailer)
@@ -159,6 +161,7 @@ def build_worker(
         payments.charge,
         payments.payment_status,
         methods.describe_payment_method,
+        refunds.refund_payments,
         ledger.sync_ledger,
         notices.send_notice,
         collection.build_case_file,

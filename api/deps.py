@@ -113,4 +113,6 @@ def require(*roles: str) -> Callable[..., Caller]:
 PlatformCaller = Annotated[Caller, Depends(require("platform"))]
 ReaderCaller = Annotated[Caller, Depends(require("platform", "support"))]
 SupportCaller = Annotated[Caller, Depends(require("support"))]
+# Actions both the platform and support may take (cancel, issue 12)
+PlatformSupportCaller = Annotated[Caller, Depends(require("platform", "support"))]
 AdminCaller = Annotated[Caller, Depends(require("admin"))]

@@ -114,6 +114,7 @@ ALERT_FACTS = (
     "installment.stalled",
     "collection.case_file_failed",
     "collection.delivery_failed",
+    "message.failed",  # a customer message beyond dunning not delivered (issue 12)
 )
 ALERTS = BusinessCounter(
     "mahnwerk_alerts",

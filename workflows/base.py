@@ -93,6 +93,14 @@ NOTICE_RETRY_MAX = timedelta(days=1)
 # and announced, not retried; the ladder goes on (a new address or template is a fix support
 # makes, and the next rung's notice asks for the whole claim).
 NOTICE_PERMANENT_ERRORS = ("NoticeUndeliverable", "TemplateNotFound")
+# Patch id of issue 12 items 3–5 (every way a contract ends): customer messages beyond
+# dunning (payment failed, payment received, access restored, plan completed, refund
+# confirmed) sent by the main loop, refunds made at Stripe recorded by their refund id, and a
+# contract cancelled with a refund keeps listening for chargebacks. Decided once per run, at
+# its start (`ContractWorkflow.run`, like PATCH_CLAIM): contracts started before keep the
+# old sequence. The cancel update's new paths need no marker: a history holds their commands
+# only if it holds such an update.
+PATCH_ENDINGS = "contract-endings"
 
 
 class ContractBase:

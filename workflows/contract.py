@@ -29,12 +29,12 @@ with workflow.unsafe.imports_passed_through():
     from domain.claim import RETURN_DEBIT, CostFact, FeeFact, PaymentFact, WaiverFact
     from domain.collection import approved_route
     from domain.durations import parse_interval
+    from domain.endings import REASONS
     from domain.interest import BaseRate
     from domain.schedule import BERLIN, berlin_date, due_instant, installment_due_times, shift
     from workflows import retry_policies as rp
-    from workflows.base import PATCH_CLAIM, TERMINAL, address_missing
-    from workflows.debits import Debits
-    from workflows.dunning import Dunning
+    from workflows.base import PATCH_CLAIM, PATCH_ENDINGS, TERMINAL, address_missing
+    from workflows.endings import Endings
     from workflows.types import (
         ActionOutcome,
         ActionResult,
@@ -92,7 +92,7 @@ def search_attributes(
 
 
 @workflow.defn(name="contract")
-class ContractWorkflow(Debits, Dunning):
+class ContractWorkflow(Endings):
     @workflow.init
     def __init__(self, inp: ContractInput) -> None:
         self.inp = inp
@@ -117,6 +117,7 @@ class ContractWorkflow(Debits, Dunning):
         # PATCH_CLAIM, decided at the start of `run` (a query cannot record a marker); a new
         # contract takes the new path, so that is the default until `run` says otherwise.
         self._exact = True
+        self._endings = True  # PATCH_ENDINGS, decided at the start of `run` like PATCH_CLAIM
         self._claim_cache = None
         self._address_changed = False
 
@@ -125,6 +126,7 @@ class ContractWorkflow(Debits, Dunning):
     @workflow.run
     async def run(self, inp: ContractInput) -> ContractView:
         self._exact = workflow.patched(PATCH_CLAIM)
+        self._endings = workflow.patched(PATCH_ENDINGS)
         if inp.state is None:
             self._sa_last = ("active", "none", 0, False)  # set by the API at start
             if self._exact:
@@ -146,6 +148,9 @@ class ContractWorkflow(Debits, Dunning):
                         self._dirty = False  # from here on, a signal wakes the next sleep
                     await self._process(workflow.now())
                     await self._flush()
+                    if self.s.messages_pending:  # issue 12: customer messages, without the lock
+                        await self._send_messages()
+                        await self._flush()
                 finally:
                     self._loop_owns_lock = False
             if self.s.status in TERMINAL:
@@ -345,8 +350,10 @@ class ContractWorkflow(Debits, Dunning):
             candidates.append((step[1], f"dunning stage {step[0].stage}"))
         if self.s.paused and self.s.paused_until is not None:
             candidates.append((self.s.paused_until, "the end of the pause"))
-        if self.s.cancel_at is not None:
-            candidates.append((self.s.cancel_at, "the end of the subscription"))
+        if self.s.cancel_at is not None and self.s.cancel_at > workflow.now():
+            # (only ahead: one already passed with something still open would wake the loop
+            # at once, again and again, until the workflow task timed out)
+            candidates.append((self.s.cancel_at, "the end of the contract (cancelled)"))
         reminder = self._next_approval_reminder()
         if reminder is not None:
             candidates.append((reminder, "a reminder to admins: hand-off awaits approval"))
@@ -1237,6 +1244,13 @@ class ContractWorkflow(Debits, Dunning):
 
     @workflow.update(name="cancel")
     async def cancel(self, req: SupportAction) -> ActionResult:
+        """End the contract early (issue 12; docs/endings.md): every kind, for a reason from
+        domain.endings.REASONS, with a refund where one is due (workflows/endings.py). A
+        subscription cancelled at the end of its period without a refund keeps the path
+        below (SPEC.md §4: `at_period_end`, never before a minimum term ends)."""
+        if self._ends_contract(req):
+            return await self._cancel_contract(req)
+
         def apply() -> str:
             now = workflow.now()
             future = sorted(
@@ -1251,13 +1265,17 @@ class ContractWorkflow(Debits, Dunning):
             if end is not None and cancel_at < end:
                 cancel_at = end
             self.s.cancel_at = cancel_at
+            if req.reason in REASONS:
+                self.s.ended_reason = req.reason
             for inst in self.s.installments:
                 if inst.status == "scheduled" and inst.due_at >= cancel_at:
                     inst.status = "cancelled"
+                    self._installment_ended(inst, "cancelled", req.reason, now)
             self._action_fact(
                 "contract.cancellation_requested",
                 req,
-                {"effective_at": cancel_at, "at_period_end": req.at_period_end},
+                {"effective_at": cancel_at, "at_period_end": req.at_period_end}
+                | ({"note": req.note} if req.note else {}),
             )
             self._check_completed(now)
             return f"cancelled effective {cancel_at.isoformat()}"
@@ -1267,6 +1285,9 @@ class ContractWorkflow(Debits, Dunning):
     @cancel.validator
     def _validate_cancel(self, req: SupportAction) -> None:
         if self._repeated(req):
+            return
+        if self._ends_contract(req):
+            self._validate_ending(req)
             return
         if self.inp.kind != "subscription":
             raise ApplicationError("only subscriptions can be cancelled", type="InvalidState")

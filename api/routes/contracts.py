@@ -35,6 +35,7 @@ from api.claims import claim_as_of, claim_json, today
 from api.deps import (
     AdminCaller,
     PlatformCaller,
+    PlatformSupportCaller,
     ReaderCaller,
     StateDep,
     SupportCaller,
@@ -59,6 +60,7 @@ from api.schemas import (
 )
 from core.db import transaction
 from core.models import (
+    Consent,
     Contract,
     Installment,
     PaymentAttempt,
@@ -89,7 +91,12 @@ router = APIRouter(
 
 
 def _hash(body: ContractCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # `consents` (issue 12) only when given: a replayed checkout of a body accepted before
+    # the field existed keeps its digest (and is not refused as a different body).
+    exclude = None if body.consents else {"consents"}
+    canonical = json.dumps(
+        body.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -229,6 +236,18 @@ def _insert(
             )
         )
     s.add_all(attempts)
+    # the consents given at checkout (issue 12): evidence next to the terms
+    s.add_all(
+        Consent(
+            contract_id=inp.contract_id,
+            kind=c.kind,
+            version=c.version,
+            text_hash=c.text_hash.lower(),
+            given_at=c.given_at,
+            ip=c.ip,
+        )
+        for c in body.consents
+    )
     s.flush()  # fills the column defaults the answer shows (created_at, attempted_at, …)
     return contract, insts, attempts
 
@@ -311,7 +330,7 @@ def _record_checkout(
                 if existing is None:
                     contract, insts, attempts = _insert(s, body, inp, digest)
                     # Answer from the rows just written: no second read.
-                    return True, _view(settings, contract, insts, attempts)
+                    return True, _view(settings, contract, insts, attempts, _consents(s, cid))
                 if existing.request_hash != digest:
                     raise _conflict(cid)
         except IntegrityError:
@@ -326,6 +345,7 @@ def _forget_checkout(sessions: sessionmaker[Session], contract_id: str) -> None:
     with transaction(sessions) as s:
         s.execute(delete(Installment).where(Installment.contract_id == contract_id))
         s.execute(delete(PaymentAttempt).where(PaymentAttempt.contract_id == contract_id))
+        s.execute(delete(Consent).where(Consent.contract_id == contract_id))
         s.execute(delete(Contract).where(Contract.id == contract_id))
 
 
@@ -346,7 +366,34 @@ def _read_view(s: Session, settings: Settings, contract_id: str) -> dict[str, An
         .where(PaymentAttempt.contract_id == contract_id)
         .order_by(PaymentAttempt.installment_seq, PaymentAttempt.attempt, PaymentAttempt.id)
     )
-    return _view(settings, c, list(insts), list(attempts))
+    return _view(settings, c, list(insts), list(attempts), _consents(s, contract_id))
+
+
+def _consents(s: Session, contract_id: str) -> list[Consent]:
+    return list(
+        s.scalars(select(Consent).where(Consent.contract_id == contract_id).order_by(Consent.id))
+    )
+
+
+def consent_json(c: Consent) -> dict[str, Any]:
+    return {
+        "kind": c.kind,
+        "version": c.version,
+        "text_hash": c.text_hash,
+        "given_at": c.given_at.isoformat(),
+        "ip": c.ip,
+    }
+
+
+def _ended(inst: Installment) -> dict[str, Any] | None:
+    """How the installment ended (issue 12): {"how", "reason", "at"} — handed off, written
+    off, cancelled (with the reason), or paid; None while it runs."""
+    if inst.ended:
+        return dict(inst.ended)
+    if inst.status == "paid":
+        at = inst.paid_at.isoformat() if inst.paid_at else None
+        return {"how": "paid", "reason": "paid", "at": at}
+    return None
 
 
 def _stall_detail(inst: Installment, attempts: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -365,6 +412,7 @@ def _view(
     c: Contract,
     insts: Sequence[Installment],
     attempts: Sequence[PaymentAttempt],
+    consents: Sequence[Consent] = (),
 ) -> dict[str, Any]:
     by_seq: dict[int, list[dict[str, Any]]] = {}
     for a in attempts:
@@ -423,10 +471,13 @@ def _view(
                 "status": i.status,
                 "attempts": by_seq.get(i.seq, []),
                 "stalled": _stall_detail(i, by_seq.get(i.seq, [])),
+                "ended": _ended(i),
+                "refunded_amount": i.refunded_amount or 0,
             }
             for i in insts
         ],
         "terms": c.terms,
+        "consents": [consent_json(x) for x in consents],
         "workflow_id": c.workflow_id,
         "temporal_ui": workflow_ui_url(settings, c.workflow_id),
         "created_at": c.created_at.isoformat(),
@@ -535,9 +586,11 @@ def _record_action(
     name: str,
     digest: str,
     actor: str,
+    allow: tuple[str, ...] = (),
 ) -> _ActionRow:
     """The action's row: the one a request with this key wrote before (same request, else
-    422), or a new `pending` one (not for a contract that has ended: 409 as before)."""
+    422), or a new `pending` one (not for a contract that has ended: 409 as before — except
+    the ended statuses in `allow`, where the workflow still listens and decides)."""
     for _ in range(2):
         with sessions() as s:
             c = s.get(Contract, contract_id)
@@ -556,7 +609,7 @@ def _record_action(
                 return _ActionRow(
                     key, False, row.state, row.http_status, row.response, c.workflow_id
                 )
-            if c.status in TERMINAL:
+            if c.status in TERMINAL and c.status not in allow:
                 raise ApiError(
                     409, "conflict", f"contract {contract_id} is {c.status}", {"status": c.status}
                 )
@@ -659,6 +712,7 @@ async def _update(
     body: BaseModel | None,
     actor: str,
     key: str | None,
+    allow: tuple[str, ...] = (),
 ) -> Response:
     if key is not None and not _KEY_CHARS.fullmatch(key):
         raise ApiError(
@@ -670,7 +724,7 @@ async def _update(
     key = key or str(uuid.uuid4())  # without the header: a new action, as before
     sessions = state.sessions
     row = await run_in_threadpool(
-        _record_action, sessions, contract_id, key, name, _digest(name, body), actor
+        _record_action, sessions, contract_id, key, name, _digest(name, body), actor, allow
     )
     if row.state == "done" and row.http_status is not None and row.response is not None:
         return JSONResponse(row.response, status_code=row.http_status)
@@ -1048,20 +1102,40 @@ async def set_address(
 
 @router.post(
     "/{contract_id}/cancel",
-    summary="Cancel a subscription",
+    summary="End a contract early (withdrawal, cancellation, goodwill, fraud)",
     response_model=ActionOut,
     responses=_ACTION_RESPONSES,
 )
 async def cancel(
     contract_id: str,
     body: CancelIn,
-    caller: SupportCaller,
+    caller: PlatformSupportCaller,
     state: StateDep,
     client: TemporalDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """At the end of the paid period (default) or now; never before a minimum term ends."""
-    req = SupportAction(actor=caller.name, reason=body.reason, at_period_end=body.at_period_end)
+    """Every kind (docs/endings.md). `withdrawal`, `goodwill`, `fraud`: now — nothing unpaid is
+    owed any more, dunning stops, a refund goes back through Stripe (a withdrawal: what the
+    policy's `withdrawal.refund` says, unless `refund` names the amount); also for a
+    completed contract. `cancellation_button`, `other`: at the end of the period paid for
+    (default) or now; what is due stays owed; a subscription never before its minimum term
+    ends. Platform and support (and admin); `Idempotency-Key` makes it safe to retry — one
+    refund, however often it is sent."""
+    req = SupportAction(
+        actor=caller.name,
+        reason=body.reason,
+        at_period_end=True if body.at_period_end is None else body.at_period_end,
+        refund=body.refund_value,
+        note=body.note,
+    )
     return await _update(
-        state, client, contract_id, "cancel", req, body=body, actor=caller.name, key=idempotency_key
+        state,
+        client,
+        contract_id,
+        "cancel",
+        req,
+        body=body,
+        actor=caller.name,
+        key=idempotency_key,
+        allow=("completed",),
     )

@@ -103,6 +103,11 @@ class ReceivablesOut(BaseModel):
         description="days since the oldest open installment fell due (Europe/Berlin days)"
     )
     total: Bucket
+    refunded: Bucket = Field(
+        default_factory=Bucket,
+        description="refunds given (by Mahnwerk or at Stripe), apart from the open claims: "
+        "contracts with a refund and the amount refunded; never part of `total`",
+    )
 
 
 # -- cursor ---------------------------------------------------------------------------------
@@ -258,7 +263,8 @@ async def receivables(caller: AdminCaller, state: StateDep) -> ReceivablesOut:
     failed), counted once; amounts in minor units. The amount is the claim as of today
     (domain.claim: principal, interest, fees, costs, lump sums) less principal whose debit is
     in flight; the age is counted in Europe/Berlin days from the due date of the oldest
-    installment with anything open (domain.collection.age_bucket). Contracts started before
+    installment with anything open (domain.collection.age_bucket). `refunded`: the refunds
+    given (issue 12), apart from the claims. Contracts started before
     the claim model count their last overdue amount, aged from the oldest open installment
     (from the opening of the dunning case when only fees are left)."""
     as_of = datetime.now(UTC)
@@ -288,8 +294,18 @@ async def receivables(caller: AdminCaller, state: StateDep) -> ReceivablesOut:
             Contract.currency == "eur",
         )
     )
+    refunds_q = (
+        select(Installment.contract_id, func.sum(Installment.refunded_amount))
+        .join(Contract, Contract.id == Installment.contract_id)
+        .where(Installment.refunded_amount > 0, Contract.currency == "eur")
+        .group_by(Installment.contract_id)
+    )
     with state.sessions() as s:
         rows = list(s.execute(q))
+        refunded_rows = list(s.execute(refunds_q))
+    refunded = Bucket(
+        count=len(refunded_rows), amount=sum(int(amount or 0) for _, amount in refunded_rows)
+    )
     today = berlin_date(as_of)
     by_stage: dict[str, Bucket] = {}
     by_age = {name: Bucket() for name, _ in AGE_BUCKETS}
@@ -315,4 +331,5 @@ async def receivables(caller: AdminCaller, state: StateDep) -> ReceivablesOut:
         by_stage=dict(sorted(by_stage.items())),
         by_age=by_age,
         total=total,
+        refunded=refunded,
     )

@@ -25,7 +25,7 @@ from api.responses import StripeWebhookOut
 from core.db import transaction
 from core.models import Contract, PaymentAttempt, WebhookEvent
 from workflows.base import TERMINAL
-from workflows.types import MandateUpdate, PaymentMethodRequest, PaymentUpdate
+from workflows.types import MandateUpdate, PaymentMethodRequest, PaymentUpdate, RefundInfo
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -177,13 +177,18 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
             )
     elif event_type == _REFUNDED:
         charge = event["data"]["object"].to_dict()
+        pi_id = charge.get("payment_intent") or ""
+        # Each refund by its id (issue 12): the workflow records a refund once, whether it
+        # made it itself (metadata `mahnwerk_refund`) or it was made at Stripe.
+        refunds = await run_in_threadpool(_refunds_of, state, pi_id, charge)
         await _signal_outcome(
             state,
             client,
             event_id,
-            {"id": charge.get("payment_intent") or "", "metadata": charge.get("metadata") or {}},
+            {"id": pi_id, "metadata": charge.get("metadata") or {}},
             "refunded",
             amount=int(charge.get("amount_refunded") or 0),
+            refunds=refunds,
         )
     elif event_type == _MANDATE:
         mandate = event["data"]["object"].to_dict()
@@ -203,6 +208,38 @@ def _is_default(state: StateDep, pm_id: str, customer: str) -> bool:
         raise ApiError(503, "unavailable", f"Stripe: {exc}") from None
     settings = getattr(cus, "invoice_settings", None)
     return getattr(settings, "default_payment_method", None) == pm_id
+
+
+def _refunds_of(state: StateDep, pi_id: str, charge: dict[str, Any]) -> list[RefundInfo]:
+    """The charge's refunds: from the event when it carries them (API versions before
+    2022-11-15 embed `refunds`), else listed at Stripe (`GET /v1/refunds?payment_intent=`).
+    Stripe away: 503, not recorded as processed, so Stripe redelivers."""
+    embedded = (charge.get("refunds") or {}).get("data") if isinstance(charge, dict) else None
+    if isinstance(embedded, list) and embedded:
+        rows: list[Any] = embedded
+    elif not pi_id:
+        return []
+    else:
+        try:
+            page = state.stripe().v1.refunds.list(params={"payment_intent": pi_id, "limit": 100})
+        except stripe.InvalidRequestError:
+            return []  # unknown to Stripe: the charge's cumulative amount is all there is
+        except stripe.StripeError as exc:
+            raise ApiError(503, "unavailable", f"Stripe: {exc}") from None
+        rows = [r.to_dict() for r in page.data]
+    out = []
+    for r in rows:
+        metadata = r.get("metadata") or {}
+        out.append(
+            RefundInfo(
+                id=str(r.get("id") or ""),
+                amount=int(r.get("amount") or 0),
+                status=str(r.get("status") or "succeeded"),
+                reason=str(r.get("reason") or ""),
+                ref=str(metadata.get("mahnwerk_refund") or ""),
+            )
+        )
+    return [r for r in out if r.id]
 
 
 def _seen(state: StateDep, event_id: str) -> bool:
@@ -247,6 +284,7 @@ async def _signal_outcome(
     code: str | None = None,
     amount: int = 0,
     dispute: str | None = None,
+    refunds: list[RefundInfo] | None = None,
 ) -> None:
     pi_id = pi.get("id", "")
     contract_id = (pi.get("metadata") or {}).get("contract_id")
@@ -263,6 +301,7 @@ async def _signal_outcome(
         code=code or (_failure_code(pi) if outcome == "failed" else None),
         amount=amount,
         dispute=dispute,
+        refunds=list(refunds or []),
     )
     try:
         await client.get_workflow_handle(contract.workflow_id).signal("payment_update", update)

@@ -74,7 +74,8 @@ async def test_mahnung_undelivered_for_days_is_resent_and_holds_the_ladder(
             # stays away until past the lock rung's planned time (the activity gives up
             # after one day; the workflow sends again after 1 h, 2 h, 4 h, … up to a day).
             await stack.sleep_until(plan["reminder"].at + timedelta(hours=2))
-            assert len(stack.mails(email)) == 1
+            # the payment-failed message at the decline (issue 12), then the reminder
+            assert len(stack.mails(email)) == 2
             down["on"] = True
             outage_end = plan["lock"].at + timedelta(hours=12)
             await stack.sleep_until(outage_end)
@@ -94,7 +95,8 @@ async def test_mahnung_undelivered_for_days_is_resent_and_holds_the_ladder(
             down["on"] = False
             await stack.sleep_until(outage_end + timedelta(days=3))
             subjects = [str(m["Subject"]) for m in stack.mails(email)]
-            assert len(subjects) == 2, subjects  # reminder, Mahnung 1: each once
+            # payment failed, reminder, Mahnung 1: each once
+            assert len(subjects) == 3, subjects
             rows = await _timeline(stack, cid)
             late = [r for r in rows if r["type"] == "notice.delivered_late"]
             assert len(late) == 1 and late[0]["data"]["stage"] == "mahnung_1"
@@ -123,7 +125,7 @@ async def test_mahnung_undelivered_for_days_is_resent_and_holds_the_ladder(
             locked = [r for r in rows if r["type"] == "access.locked"]
             assert len(locked) == 1
             assert _at(locked[0]).astimezone(BERLIN).date() > last_day
-            assert len(stack.mails(email)) == 3  # + the lock notice, once
+            assert len(stack.mails(email)) == 4  # + the lock notice, once
             desc = await handle.describe()
             assert desc.status is not None and desc.status.name == "RUNNING"
         parts.executor.shutdown(wait=False)

@@ -153,9 +153,13 @@ async def test_outages_of_stripe_smtp_and_the_partner_fail_no_contract(
                 assert "notice.failed" not in types  # an hour's outage: retried in time
                 assert types.count("collection.case_file_delivered") == 1
                 stages = [str(m["Subject"]) for m in stack.mails(card_mail)]
-                # reminder, Mahnung 1, lock, Mahnung 2, hand-off: each exactly once
-                assert len(stages) == len(set(stages)) == 5, stages
-                assert len(stack.mails(sepa_mail)) == 1  # the SEPA pre-notification, once
+                # payment failed (issue 12), reminder, Mahnung 1, lock, Mahnung 2, hand-off:
+                # each exactly once
+                assert len(stages) == len(set(stages)) == 6, stages
+                # the SEPA pre-notification and the plan's end (issue 12), each once
+                sepa_subjects = [str(m["Subject"]) for m in stack.mails(sepa_mail)]
+                assert len(sepa_subjects) == 2, sepa_subjects
+                assert sepa_subjects[1].startswith("Alle Raten bezahlt"), sepa_subjects
                 assert stack.debits(card) == []  # declined: no money moved
                 assert len(c["schedule"][0]["attempts"]) == 1  # a hard decline: not retried
 

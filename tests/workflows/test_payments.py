@@ -127,10 +127,12 @@ async def test_sepa_chargeback_in_week_5_reopens_with_costs_and_locks(stack: Sta
     c = await stack.contract(cid)
     assert c["access"] == "locked" and c["dunning"]["stage"] == "lock"
     subjects = [str(m["Subject"]) for m in stack.mails(email)]
-    assert len(subjects) == 4, subjects
-    # the debit was announced first; then reminder, first Mahnung, access locked
+    assert len(subjects) == 5, subjects
+    # the debit was announced first; the plan was complete (issue 12); then reminder, first
+    # Mahnung, access locked
     assert subjects[0].startswith("Ankündigung Ihrer SEPA-Lastschrift über 99,00\u00a0€")
-    assert subjects[3].startswith("Sperrung")
+    assert subjects[1].startswith("Alle Raten bezahlt")
+    assert subjects[4].startswith("Sperrung")
     stack.standin.set_config(sepa_delay=2.0)
 
 
@@ -330,7 +332,9 @@ async def test_sepa_debit_announced_then_succeeds_after_six_business_days(stack:
         c = await stack.contract(cid)
         assert c["status"] == "completed" and c["schedule"][0]["status"] == "paid"
         assert [d["payment_intent"] for d in stack.debits(cid)] == [pi]
-        assert len(stack.mails(email)) == 1  # the announcement only: no dunning notice
+        # the announcement and the plan's end (issue 12): no dunning notice
+        subjects = [str(m["Subject"]) for m in stack.mails(email)]
+        assert len(subjects) == 2 and subjects[1].startswith("Alle Raten bezahlt"), subjects
     finally:
         stack.standin.set_config(sepa_delay=2.0)
 
