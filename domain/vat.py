@@ -131,7 +131,9 @@ def parse_rates(raw: str) -> tuple[Rate, ...]:
             continue
         m = _RATE_RE.fullmatch(entry)
         if m is None:
-            raise ValueError(f"entry {entry!r} is not CC:YYYY-MM-DD:basis_points (FR:2027-01-01:2100)")
+            raise ValueError(
+                f"entry {entry!r} is not CC:YYYY-MM-DD:basis_points (FR:2027-01-01:2100)"
+            )
         country = m.group(1)
         if country not in EU_COUNTRIES:
             raise ValueError(f"entry {entry!r}: {country} is not an EU member state")
@@ -139,9 +141,7 @@ def parse_rates(raw: str) -> tuple[Rate, ...]:
     return tuple(rows)
 
 
-def rate_on(
-    country: str, kind: str, day: str, rates: Iterable[Rate] = RATES
-) -> Rate | None:
+def rate_on(country: str, kind: str, day: str, rates: Iterable[Rate] = RATES) -> Rate | None:
     """The `kind` rate of `country` for a supply on `day` (ISO), or None if unknown."""
     found: Rate | None = None
     for r in rates:

@@ -111,7 +111,9 @@ def test_eu_consumer_without_oss_pays_german_vat() -> None:
 
 def test_live_course_to_eu_consumer_stays_german() -> None:
     # not electronically supplied (a live teacher): § 3a Abs. 5 UStG does not apply
-    d = decide(SellerTax(oss=True), TaxCustomer("consumer", "FR"), TaxProduct(electronic=False), DAY)
+    d = decide(
+        SellerTax(oss=True), TaxCustomer("consumer", "FR"), TaxProduct(electronic=False), DAY
+    )
     assert (d.key, d.country) == ("de_standard", "DE")
 
 
