@@ -28,6 +28,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.claims import ClaimActivities
 from activities.collection import CollectionActivities
 from activities.events import EventDispatcher
+from activities.invoices import InvoiceActivities
 from activities.ledger import LedgerActivities
 from activities.methods import MethodActivities
 from activities.notices import NoticeActivities
@@ -141,7 +142,8 @@ def build_worker(
         stripe_client, sessions, limiter=TokenBucket(settings.effective_stripe_rate_limit)
     )
     methods = MethodActivities(stripe_client, throttle=payments._throttle)
-    ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)
+    ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake, settings=settings)
+    invoices = InvoiceActivities(settings, sessions, on_events=on_events or dispatcher.wake)
     notices = (
         NoticeActivities(settings, sessions, mailer=mailer)
         if mailer
@@ -165,6 +167,8 @@ def build_worker(
         collection.deliver_case_file,
         claims.base_rates,
         claims.claim_interest,  # legacy: settlements of contracts started before PATCH_CLAIM
+        invoices.issue_invoice,
+        invoices.issue_credit_note,
     ]
     worker = Worker(
         client,

@@ -341,8 +341,8 @@ class Settings(BaseSettings):
     @field_validator("invoice_prefix", "credit_note_prefix")
     @classmethod
     def _number_prefix(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_/-]{0,16}", v):
-            raise ValueError("at most 16 letters, digits, '-', '_' or '/' (e.g. RE-)")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{0,16}", v):
+            raise ValueError("at most 16 letters, digits, '-' or '_' (e.g. RE-)")
         return v
 
     @field_validator("vat_rates")

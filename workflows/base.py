@@ -93,6 +93,10 @@ NOTICE_RETRY_MAX = timedelta(days=1)
 # and announced, not retried; the ladder goes on (a new address or template is a fix support
 # makes, and the next rung's notice asks for the whole claim).
 NOTICE_PERMANENT_ERRORS = ("NoticeUndeliverable", "TemplateNotFound")
+# Patch id of issue 15 (invoices): an installment, period or purchase is invoiced when it
+# falls due (or once paid, ContractInput.invoice_timing) by the activity `issue_invoice`;
+# the number is kept in the state. Contracts started before have no timing and issue none.
+PATCH_INVOICES = "invoices"
 
 
 class ContractBase:

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.base import PATCH_CLAIM, TERMINAL, address_missing
     from workflows.debits import Debits
     from workflows.dunning import Dunning
+    from workflows.invoicing import Invoicing
     from workflows.types import (
         ActionOutcome,
         ActionResult,
@@ -92,7 +93,7 @@ def search_attributes(
 
 
 @workflow.defn(name="contract")
-class ContractWorkflow(Debits, Dunning):
+class ContractWorkflow(Debits, Dunning, Invoicing):
     @workflow.init
     def __init__(self, inp: ContractInput) -> None:
         self.inp = inp
@@ -144,7 +145,10 @@ class ContractWorkflow(Debits, Dunning):
                 try:
                     if workflow.patched(PATCH_WAKE_ON_SIGNAL_DURING_PASS):
                         self._dirty = False  # from here on, a signal wakes the next sleep
+                    # invoices due now exist before their debit, notice or case file (issue 15)
+                    await self._issue_invoices(workflow.now())
                     await self._process(workflow.now())
+                    await self._issue_invoices(workflow.now())  # paid or fallen due meanwhile
                     await self._flush()
                 finally:
                     self._loop_owns_lock = False
