@@ -274,6 +274,9 @@ class Settings(BaseSettings):
     seller_education_exempt: bool = False  # holds the § 4 Nr. 21 UStG certificate
     seller_oss: bool = False  # registered for OSS: destination VAT for EU consumers
     seller_phone: str = ""  # the seller's contact on XRechnung invoices (BR-DE-6)
+    # Accounts of the monthly export (`mahnwerk export`): `key=number,…` over SKR 03
+    # defaults (core/export.py); the accountant's choice.
+    export_accounts: str = ""
     # -- misc ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -343,6 +346,14 @@ class Settings(BaseSettings):
     def _number_prefix(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_-]{0,16}", v):
             raise ValueError("at most 16 letters, digits, '-' or '_' (e.g. RE-)")
+        return v
+
+    @field_validator("export_accounts")
+    @classmethod
+    def _export_accounts(cls, v: str) -> str:
+        from core.export import parse_accounts
+
+        parse_accounts(v)
         return v
 
     @field_validator("vat_rates")

@@ -18,9 +18,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from api.deps import ReaderCaller, StateDep
+from api.deps import AdminCaller, ReaderCaller, StateDep
 from api.errors import ApiError, reject_nul_bytes
 from api.schemas import EXTERNAL_ID, ID, error_responses
+from core.export import export_month, parse_accounts
 from core.invoice_documents import cii_xml, default_pdf
 from core.invoicing import InvoiceTampered, invoices_of, summary, verified
 from core.models import Contract, Invoice
@@ -152,3 +153,32 @@ async def get_invoice(
 
     body = {**summary(row), "document": document}
     return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
+
+
+@router.get(
+    "/v1/exports/datev",
+    summary="A month's bookings as DATEV-importable CSV (admin)",
+    responses={
+        **error_responses(422),
+        200: {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
+    },
+)
+async def datev_export(
+    caller: AdminCaller,
+    state: StateDep,
+    month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")],
+    seller_id: Annotated[str, Query(pattern=EXTERNAL_ID)] = "default",
+) -> Response:
+    """Invoices, credit notes, payments, refunds, dunning fees and write-offs of `month`
+    (Europe/Berlin) for one seller, in the columns of a DATEV Buchungsstapel (UTF-8 here;
+    `mahnwerk export` writes the ANSI file DATEV imports). docs/invoices.md."""
+    accounts = parse_accounts(state.settings.export_accounts)
+    with state.sessions() as s:
+        text = export_month(s, month=month, seller_id=seller_id, accounts=accounts)
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="buchungen-{seller_id}-{month}.csv"'
+        },
+    )
