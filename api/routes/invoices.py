@@ -32,6 +32,19 @@ NUMBER = r"^[A-Za-z0-9_-]{1,64}$"
 _MEDIA = ("application/json", "application/pdf", "application/xml", "text/xml")
 
 
+def _known_query(request: Request, *names: str) -> None:
+    """An unknown query parameter is a typo the caller should hear about (422), not a
+    filter silently ignored."""
+    unknown = sorted(set(request.query_params) - set(names))
+    if unknown:
+        raise ApiError(
+            422,
+            "invalid_input",
+            f"{unknown[0]}: unknown query parameter (known: {', '.join(names)})",
+            [{"field": name, "message": "unknown query parameter"} for name in unknown],
+        )
+
+
 def _document(row: Invoice) -> dict[str, Any]:
     try:
         return verified(row)
@@ -119,6 +132,7 @@ async def get_invoice(
         Literal["de", "en"] | None, Query(description="PDF language; default the customer's")
     ] = None,
 ) -> Response:
+    _known_query(request, "seller_id", "format", "locale")
     media = _negotiate(request.headers.get("accept", "*/*"))
     with state.sessions() as s:
         query = select(Invoice).where(Invoice.number == number)
@@ -164,14 +178,18 @@ async def get_invoice(
     },
 )
 async def datev_export(
+    request: Request,
     caller: AdminCaller,
     state: StateDep,
-    month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")],
+    month: Annotated[
+        str, Query(pattern=r"^2[0-9]{3}-(0[1-9]|1[0-2])$", description="YYYY-MM (2000–2999)")
+    ],
     seller_id: Annotated[str, Query(pattern=EXTERNAL_ID)] = "default",
 ) -> Response:
     """Invoices, credit notes, payments, refunds, dunning fees and write-offs of `month`
     (Europe/Berlin) for one seller, in the columns of a DATEV Buchungsstapel (UTF-8 here;
     `mahnwerk export` writes the ANSI file DATEV imports). docs/invoices.md."""
+    _known_query(request, "month", "seller_id")
     accounts = parse_accounts(state.settings.export_accounts)
     with state.sessions() as s:
         text = export_month(s, month=month, seller_id=seller_id, accounts=accounts)
