@@ -182,6 +182,7 @@ def build_input(body: ContractCreate, settings: Settings, now: datetime) -> Cont
         sepa_prenotification_by=settings.sepa_prenotification,
         seller_state=settings.seller_state,
         base_rates=list(with_rates(settings.extra_base_rates)),
+        invoice_timing=settings.invoice_timing if settings.invoicing else "",
     )
 
 
