@@ -210,6 +210,22 @@ class MessageFailedData(_Data):
     error: str | None = None
 
 
+class InvoiceData(_Data):
+    """An invoice or credit note was issued (docs/invoices.md); fetch the document with
+    `GET /v1/invoices/{number}`."""
+
+    number: str = Field(examples=["RE-2026-000001"])
+    kind: str = Field(examples=["invoice", "credit_note"])
+    installment: int | None = None
+    issue_date: str = Field(description="ISO date (Europe/Berlin)")
+    currency: str = Field(examples=["eur"])
+    net: int
+    tax: int
+    gross: int
+    refers_to: str | None = Field(default=None, description="a credit note: the invoice")
+    seller_id: str | None = None
+
+
 class ResidualData(_Data):
     case: int
     amount: int
@@ -269,6 +285,8 @@ EVENTS: dict[str, tuple[type[_Data], str]] = {
         MessageFailedData,
         "A customer message (payment received, plan completed, …) could not be sent.",
     ),
+    "invoice.issued": (InvoiceData, "An invoice was issued (installment, period, purchase)."),
+    "credit_note.issued": (InvoiceData, "A credit note was issued (refund, withdrawal)."),
     "notice.failed": (NoticeData, "A notice could not be delivered (retried unless permanent)."),
     "notice.delivered_late": (NoticeData, "A notice that had failed was delivered after all."),
     "claim.residual_claimed": (

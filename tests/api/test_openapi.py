@@ -149,6 +149,9 @@ def _emitted_event_types() -> set[str]:
     found: set[str] = set()
     for path in (PROJECT_ROOT / "workflows").glob("*.py"):
         found |= set(re.findall(r'event="([a-z_.]+)"', path.read_text()))
+    # written straight to the outbox with the invoice, not by a workflow fact (issue 15)
+    invoicing = (PROJECT_ROOT / "core" / "invoicing.py").read_text()
+    found |= set(re.findall(r'"((?:invoice|credit_note)\.issued)"', invoicing))
     return found
 
 
