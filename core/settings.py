@@ -20,6 +20,7 @@ from core.seller import (
     ACCOUNT_HOLDER_MAX,
     DEMO_SELLER_ENV,
     parse_bic,
+    parse_creditor_id,
     parse_iban,
     parse_legal_form,
     parse_register_number,
@@ -263,15 +264,9 @@ class Settings(BaseSettings):
     @classmethod
     def _creditor_id(cls, v: str) -> str:
         # SEPA creditor identifier: country, 2 check digits, 3-character business code, a
-        # national part; German ones have 18 characters (DOMAIN.md §4, Bundesbank).
-        v = v.strip().upper()
-        if not v:
-            return v
-        if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{3}[A-Z0-9]{1,28}", v):
-            raise ValueError("must be a SEPA creditor id, e.g. DE98ZZZ09999999999")
-        if v.startswith("DE") and len(v) != 18:
-            raise ValueError(f"a German creditor id has 18 characters, got {len(v)}")
-        return v
+        # national part; German ones have 18 characters (DOMAIN.md §4, Bundesbank); the check
+        # digits are ISO 7064 MOD 97-10 (core.seller.parse_creditor_id).
+        return parse_creditor_id(v) if v.strip() else ""
 
     @field_validator("seller_iban")
     @classmethod
