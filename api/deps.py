@@ -15,6 +15,7 @@ from temporalio.client import Client
 from activities.payments import make_stripe_client
 from api.errors import ApiError
 from api.middleware import bearer_matches
+from core.sellers import SellerDirectory
 from core.settings import Settings
 from core.temporal import connect_client
 
@@ -26,6 +27,13 @@ class AppState:
     _client: Client | None = None
     _lock: asyncio.Lock | None = None
     _stripe: stripe.StripeClient | None = None
+    _sellers: SellerDirectory | None = None
+
+    def sellers(self) -> SellerDirectory:
+        """The sellers (issue 14); cached briefly, invalidated by this process's changes."""
+        if self._sellers is None:
+            self._sellers = SellerDirectory(self.settings, self.sessions, ttl=5.0)
+        return self._sellers
 
     def stripe(self) -> stripe.StripeClient:
         """Stripe, for the rare webhook that needs a fact the event does not carry."""
@@ -69,6 +77,12 @@ TemporalDep = Annotated[Client, Depends(get_temporal)]
 class Caller:
     role: str
     name: str
+    # The seller the key is scoped to (issue 14): it sees and acts on that seller's
+    # contracts only. None: every seller.
+    seller: str | None = None
+
+    def sees(self, seller_id: str | None) -> bool:
+        return self.seller is None or self.seller == (seller_id or "default")
 
 
 def require(*roles: str) -> Callable[..., Caller]:
@@ -89,7 +103,7 @@ def require(*roles: str) -> Callable[..., Caller]:
                 "forbidden",
                 f"role {key.role!r} may not do this (needs {'/'.join(sorted(allowed))})",
             )
-        caller = Caller(key.role, key.name)
+        caller = Caller(key.role, key.name, key.seller)
         request.state.caller = caller
         return caller
 

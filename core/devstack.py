@@ -61,6 +61,7 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     "CustomerId": "Keyword",
     "OverdueAmount": "Int",
     "AccessLocked": "Bool",
+    "SellerId": "Keyword",
 }
 
 _ROLES = ("platform", "support", "admin")

@@ -58,33 +58,45 @@ def _env(name: str) -> AliasChoices:
 
 
 class ApiKey:
-    """One `role:name:key` entry of MAHNWERK_API_KEYS."""
+    """One `role:name:key` or `role:name:key:seller` entry of MAHNWERK_API_KEYS.
 
-    __slots__ = ("role", "name", "key")
+    `seller` (issue 14): the key sees and acts on that seller's contracts only; other
+    sellers' contracts are 404 to it. None: every seller (the platform's and admins' keys)."""
 
-    def __init__(self, role: str, name: str, key: str) -> None:
+    __slots__ = ("role", "name", "key", "seller")
+
+    def __init__(self, role: str, name: str, key: str, seller: str | None = None) -> None:
         self.role = role
         self.name = name
         self.key = key
+        self.seller = seller
 
     def __repr__(self) -> str:  # never print the secret
-        return f"ApiKey(role={self.role!r}, name={self.name!r})"
+        return f"ApiKey(role={self.role!r}, name={self.name!r}, seller={self.seller!r})"
+
+
+_SELLER_SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def parse_api_keys(raw: str) -> list[ApiKey]:
+    """`role:name:key[:seller],…`. The key itself may not contain `:` since the seller
+    scope (issue 14) is the fourth part; keys are printable tokens (`secrets.token_urlsafe`)."""
     keys: list[ApiKey] = []
     for entry in (e.strip() for e in raw.split(",")):
         if not entry:
             continue
-        parts = entry.split(":", 2)
-        if len(parts) != 3 or not all(parts):
-            raise ValueError(f"entry {entry.split(':')[0]!r}… is not role:name:key")
-        role, name, key = parts
+        parts = entry.split(":")
+        if len(parts) not in (3, 4) or not all(parts):
+            raise ValueError(f"entry {entry.split(':')[0]!r}… is not role:name:key[:seller]")
+        role, name, key = parts[:3]
+        seller = parts[3] if len(parts) == 4 else None
         if role not in _ROLES:
             raise ValueError(f"unknown role {role!r} (expected one of {', '.join(_ROLES)})")
         if len(key) < 8:
             raise ValueError(f"key of {name!r} is shorter than 8 characters")
-        keys.append(ApiKey(role, name, key))
+        if seller is not None and not _SELLER_SCOPE.fullmatch(seller):
+            raise ValueError(f"seller of {name!r} is not a seller id ({_SELLER_SCOPE.pattern})")
+        keys.append(ApiKey(role, name, key, seller))
     return keys
 
 
@@ -199,6 +211,9 @@ class Settings(BaseSettings):
     smtp_url: str = "smtp://127.0.0.1:1025"
     mail_from: str = DEV_MAIL_FROM
     template_dir: Path | None = None  # overrides, searched before the shipped templates
+    # Sellers' own template overrides (issue 14): a seller's `templates` names a directory
+    # here, searched before template_dir. None: sellers cannot have their own.
+    seller_template_root: Path | None = None
     policy_dir: Path = PROJECT_ROOT / "policies"
     payment_link_url: str = DEV_PAYMENT_LINK_URL
     seller_name: str = DEV_SELLER_NAME
@@ -372,7 +387,7 @@ class Settings(BaseSettings):
             raise ValueError("must be smtp://host:port (or smtps://, smtp+starttls://)")
         return v
 
-    @field_validator("policy_dir", "template_dir")
+    @field_validator("policy_dir", "template_dir", "seller_template_root")
     @classmethod
     def _dir(cls, v: Path | None) -> Path | None:
         if v is not None and not v.is_dir():

@@ -34,6 +34,7 @@ SEARCH_ATTRIBUTES = {
     "CustomerId": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     "OverdueAmount": IndexedValueType.INDEXED_VALUE_TYPE_INT,
     "AccessLocked": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    "SellerId": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
 }
 
 

@@ -221,6 +221,10 @@ class ContractInput:
     # that adds a row cannot change what a replay computes.
     base_rates: list[BaseRate] = field(default_factory=lambda: list(BASE_RATES))
     state: ContractState | None = None
+    # The seller (creditor) of the contract (issue 14, core/sellers.py): whose Stripe account
+    # debits it and whose details its notices carry. "" (contracts started before): the
+    # default seller.
+    seller_id: str = ""
 
 
 # -- activities ----------------------------------------------------------------------------
