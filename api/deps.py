@@ -26,7 +26,7 @@ class AppState:
     sessions: sessionmaker[Session]
     _client: Client | None = None
     _lock: asyncio.Lock | None = None
-    _stripe: stripe.StripeClient | None = None
+    _stripe: dict[tuple[str | None, str | None], stripe.StripeClient] | None = None
     _sellers: SellerDirectory | None = None
 
     def sellers(self) -> SellerDirectory:
@@ -35,14 +35,23 @@ class AppState:
             self._sellers = SellerDirectory(self.settings, self.sessions, ttl=5.0)
         return self._sellers
 
-    def stripe(self) -> stripe.StripeClient:
-        """Stripe, for the rare webhook that needs a fact the event does not carry."""
+    def stripe(
+        self, *, api_key: str | None = None, account: str | None = None
+    ) -> stripe.StripeClient:
+        """Stripe, for the rare webhook that needs a fact the event does not carry: on the
+        account the event came from (a seller's own key, or a connected `account`)."""
         if self._stripe is None:
+            self._stripe = {}
+        client = self._stripe.get((api_key, account))
+        if client is None:
             # No SDK retries, as in the worker: a failed call answers 503 and Stripe redelivers.
-            self._stripe = make_stripe_client(
-                self.settings.stripe_api_key.get_secret_value(), self.settings.stripe_api_base
+            client = make_stripe_client(
+                api_key or self.settings.stripe_api_key.get_secret_value(),
+                self.settings.stripe_api_base,
+                account,
             )
-        return self._stripe
+            self._stripe[(api_key, account)] = client
+        return client
 
     async def temporal(self) -> Client:
         """Connect once, lazily: /healthz answers even while Temporal is still starting."""

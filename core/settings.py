@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         default=SecretStr(DEV_STRIPE_WEBHOOK_SECRET),
         validation_alias=_env("STRIPE_WEBHOOK_SECRET"),
     )
+    # Stripe Connect (issue 14): the signing secret of the platform's Connect webhook
+    # endpoint, which receives the connected accounts' events (they carry `account`). It
+    # may post to the same URL as the account endpoint; either secret verifies an event.
+    stripe_connect_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("STRIPE_CONNECT_WEBHOOK_SECRET")
+    )
     stripe_api_base: str | None = Field(default=None, validation_alias=_env("STRIPE_API_BASE"))
     stripe_standin_port: int = 12111
     stripe_webhook_tolerance: int = 300  # seconds; Stripe library default (DOMAIN.md §5)
@@ -451,6 +457,7 @@ _ENV_NAMES = {
     "temporal_namespace": "TEMPORAL_NAMESPACE",
     "stripe_api_key": "STRIPE_API_KEY",
     "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
+    "stripe_connect_webhook_secret": "STRIPE_CONNECT_WEBHOOK_SECRET",
     "stripe_api_base": "STRIPE_API_BASE",
 }
 

@@ -247,6 +247,7 @@ class ChargeInput:
     # for merchant-initiated charges; None: unknown (automatic methods without redirects).
     method_type: str | None = None
     mandate: str | None = None  # SEPA: the Stripe Mandate the debit is collected under
+    seller_id: str = ""  # whose Stripe account debits it (issue 14); "": the default seller
 
 
 @dataclass
@@ -271,6 +272,7 @@ class PaymentMethodLookup:
     contract_id: str
     stripe_customer: str | None
     payment_method: str | None
+    seller_id: str = ""  # on whose Stripe account the method lives (issue 14)
 
 
 @dataclass
@@ -296,6 +298,7 @@ class PaymentStatusInput:
     contract_id: str
     payment_intent: str
     scheme: str | None = None  # card | sepa, as the workflow knows the debit's method
+    seller_id: str = ""  # on whose Stripe account the debit runs (issue 14)
 
 
 @dataclass

@@ -68,9 +68,7 @@ def test_objects_live_on_their_account(standin: StandinHandle, client: stripe.St
         pi.id
     ]
     assert client.v1.payment_intents.list(options={"stripe_account": b}).data == []
-    query: stripe.params.PaymentIntentSearchParams = {
-        "query": f"metadata['contract_id']:'c-{a}'"
-    }
+    query: stripe.params.PaymentIntentSearchParams = {"query": f"metadata['contract_id']:'c-{a}'"}
     assert len(client.v1.payment_intents.search(params=query).data) == 0
     found = client.v1.payment_intents.search(params=query, options={"stripe_account": a})
     assert [p.id for p in found.data] == [pi.id]
