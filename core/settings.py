@@ -39,6 +39,7 @@ _ROLES = ("platform", "support", "admin")
 # need no configuration at all.
 DEV_STRIPE_API_KEY = "sk_test_mahnwerk_dev"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_mahnwerk_dev"
+DEV_STRIPE_CONNECT_WEBHOOK_SECRET = "whsec_mahnwerk_connect_dev"
 DEV_EVENTS_SECRET = "mahnwerk_events_dev_secret"
 DEV_PAYMENT_LINK_URL = "http://127.0.0.1:8000/pay/{contract_id}"
 DEV_SELLER_NAME = "Mahnwerk Demo GmbH"
@@ -551,6 +552,15 @@ def startup_problem(settings: Settings, process: Process) -> str | None:
                 None
                 if settings.parsed_api_keys
                 else "missing: set role:name:key,… (roles platform, support, admin)",
+            )
+        )
+    connect = settings.stripe_connect_webhook_secret
+    if connect is not None and connect.get_secret_value() == DEV_STRIPE_CONNECT_WEBHOOK_SECRET:
+        checks.append(
+            (
+                "STRIPE_CONNECT_WEBHOOK_SECRET",
+                "is the public dev default; set the signing secret (whsec_…) of the Stripe "
+                "Connect webhook endpoint",
             )
         )
     ring = settings.codec_key_ring

@@ -40,6 +40,8 @@ class StandinConfig:
     # accounts (each carrying `account`), signed with their own secret.
     connect_webhook_urls: list[str] = field(default_factory=list)
     connect_webhook_secret: str = "whsec_mahnwerk_connect_dev"
+    # Connected accounts that exist from the start (more: POST /_standin/accounts).
+    accounts: list[str] = field(default_factory=list)
     # The account's SEPA creditor id (`GET /v1/account` →
     # settings.sepa_debit_payments.creditor_id); None: not set up, as on a fresh account.
     creditor_id: str | None = None
@@ -121,6 +123,7 @@ class StandinConfig:
             self,
             webhook_urls=list(self.webhook_urls),
             connect_webhook_urls=list(self.connect_webhook_urls),
+            accounts=list(self.accounts),
         )
         return _apply(copy, changes)
 
@@ -156,6 +159,11 @@ def _apply(cfg: StandinConfig, values: Mapping[str, Any]) -> StandinConfig:
             cfg.webhook_urls = _urls(value)
         elif key in ("connect_webhook_url", "connect_webhook_urls"):
             cfg.connect_webhook_urls = _urls(value)
+        elif key == "accounts":
+            ids = _urls(value)
+            if any(not a.startswith("acct_") for a in ids):
+                raise ValueError("accounts must be acct_… ids")
+            cfg.accounts = ids
         elif key in _FLOATS:
             setattr(cfg, key, _number(key, value))
         elif key in _RATES:

@@ -134,6 +134,9 @@ async def config(request: Request) -> JSONResponse:
     if request.method == "POST":
         try:
             engine.config = engine.config.updated(await _json_body(request))
+            for acct_id in engine.config.accounts:
+                if acct_id not in engine.accounts:
+                    engine.add_account(Account(acct_id, "connected"))
         except ValueError as exc:
             return _error(str(exc))
     return JSONResponse(engine.config.public())

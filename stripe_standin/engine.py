@@ -88,6 +88,8 @@ class Engine:
         self.idempotency = IdempotencyStore(self.clock, lambda: self.config.idempotency_ttl)
         self.webhooks = WebhookDispatcher(lambda: self.config, self.faults)
         self.rate_limiter = RateLimiter(lambda: self.config)
+        for acct_id in config.accounts:
+            self.add_account(Account(acct_id, "connected"))
 
     def now(self) -> int:
         return self.clock.timestamp()
