@@ -94,8 +94,30 @@ class Caller:
         return self.seller is None or self.seller == (seller_id or "default")
 
 
+def contract_seller(state: AppState, contract_id: str) -> str | None:
+    """The seller of a contract; None if there is no such contract."""
+    from core.models import Contract
+
+    with state.sessions() as s:
+        row = s.get(Contract, contract_id)
+        return row.seller_id if row is not None else None
+
+
+def check_scope(state: AppState, caller: Caller, contract_id: str) -> None:
+    """A seller-scoped key (issue 14) reaches its seller's contracts only: another seller's
+    contract is 404, worded as for a contract that does not exist, so ids do not leak."""
+    if caller.seller is None:
+        return
+    if contract_seller(state, contract_id) != caller.seller:
+        raise ApiError(404, "not_found", f"contract {contract_id} not found")
+
+
 def require(*roles: str) -> Callable[..., Caller]:
-    """Bearer key with one of `roles` (admin may do everything): 401 / 403 otherwise."""
+    """Bearer key with one of `roles` (admin may do everything): 401 / 403 otherwise.
+
+    A route with `{contract_id}` in its path is checked against a seller-scoped key's
+    seller here, before the body is read or the contract is touched (404 for another
+    seller's contract): every such route gets the check with its role."""
     allowed = set(roles) | {"admin"}
 
     def dep(request: Request, state: StateDep) -> Caller:
@@ -114,6 +136,9 @@ def require(*roles: str) -> Callable[..., Caller]:
             )
         caller = Caller(key.role, key.name, key.seller)
         request.state.caller = caller
+        contract_id = request.path_params.get("contract_id")
+        if isinstance(contract_id, str) and caller.seller is not None:
+            check_scope(state, caller, contract_id)
         return caller
 
     return dep
