@@ -56,6 +56,7 @@ from activities.notice_render import (
 from core import metrics
 from core.db import transaction
 from core.models import Notice, TimelineEvent
+from core.sellers import SellerConfigError, SellerSettings
 from core.settings import Settings
 from workflows.types import NoticeInput, NoticeResult
 
@@ -157,6 +158,16 @@ class NoticeActivities:
         self.sessions = session_factory
         self.mailer = mailer
         self.resend_suspect_after = resend_suspect_after
+        # Each contract's notices carry its seller's details and sender (issue 14).
+        self.sellers = SellerSettings(settings, session_factory)
+
+    def _settings_for(self, contract_id: str) -> Settings:
+        """The settings with the contract's seller's details (the default seller: as
+        configured). A seller that vanished is an error Temporal retries."""
+        try:
+            return self.sellers.for_contract(contract_id)
+        except SellerConfigError as exc:
+            raise ApplicationError(f"contract {contract_id}: {exc}", type="SellerMissing") from exc
 
     @activity.defn(name="send_notice")
     def send_notice(self, inp: NoticeInput) -> NoticeResult:
@@ -190,8 +201,9 @@ class NoticeActivities:
                 non_retryable=True,
             )
         number = notice_number_for(inp.contract_id, inp.case_no, inp.stage)
+        settings = self._settings_for(inp.contract_id)
         try:
-            rendered = render_notice(inp, number, self.settings)
+            rendered = render_notice(inp, number, settings)
         except (NoticeTemplateError, jinja2.TemplateNotFound) as exc:
             # Named as in workflows.retry_policies.NOTICE: retrying cannot create a file.
             raise ApplicationError(
@@ -222,7 +234,7 @@ class NoticeActivities:
             text=rendered.text,
             html=rendered.html,
             message_id=message_id_for(
-                number, rendered.subject, rendered.text, rendered.html, self.settings.mail_from
+                number, rendered.subject, rendered.text, rendered.html, settings.mail_from
             ),
             data=rendered.data,
             status="rendered",
@@ -369,10 +381,11 @@ class NoticeActivities:
         raise AssertionError("unreachable")
 
     def _deliver(self, inp: NoticeInput, notice: StoredNotice) -> None:
+        settings = self._settings_for(inp.contract_id)
         headers: Mapping[str, str] = {
             "X-Mahnwerk-Notice": notice.notice_number,
             "X-Mahnwerk-Contract": inp.contract_id,
-            "Reply-To": self.settings.seller_email,
+            "Reply-To": settings.seller_email,
         }
         # The GiroCode is rebuilt from the stored EPC payload: the same code on every retry.
         # Passed only when there is one, so mailers with the older signature keep working.
@@ -380,8 +393,8 @@ class NoticeActivities:
         extra: dict[str, Any] = {"inline_images": images} if images else {}
         try:
             self.mailer(
-                self.settings.smtp_url,
-                self.settings.mail_from,
+                settings.smtp_url,
+                settings.mail_from,
                 formataddr((inp.customer.name, notice.recipient)),
                 notice.subject,
                 notice.text,

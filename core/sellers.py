@@ -372,3 +372,56 @@ class SellerDirectory:
 
 def seller_ids(profiles: Iterable[SellerProfile]) -> list[str]:
     return [p.id for p in profiles]
+
+
+def seller_settings(settings: Settings, profile: SellerProfile) -> Settings:
+    """The settings as the seller's notices and case files read them (issue 14 part 4): the
+    `seller_*` details, the sender, the creditor id, the template overrides and the
+    collection partner are the seller's. The default seller's are the settings themselves."""
+    if profile.is_default:
+        return settings
+    root = settings.seller_template_root
+    return settings.model_copy(
+        update={
+            "seller_name": profile.name,
+            "seller_address": profile.address,
+            "seller_email": profile.reply_to,
+            "seller_iban": profile.iban,
+            "seller_bic": profile.bic,
+            "seller_account_holder": profile.account_holder,
+            "seller_legal_form": profile.legal_form,
+            "seller_seat": profile.seat,
+            "seller_register_court": profile.register_court,
+            "seller_register_number": profile.register_number,
+            "seller_managing_directors": profile.managing_directors,
+            "seller_supervisory_board_chair": profile.supervisory_board_chair,
+            "seller_vat_id": profile.vat_id,
+            "seller_creditor_id": profile.creditor_id,
+            "seller_state": profile.state,
+            "mail_from": profile.mail_from or settings.mail_from,
+            "seller_template_dir": profile.template_dir(root),
+            "collection_url": profile.collection_url or settings.collection_url,
+        }
+    )
+
+
+class SellerSettings:
+    """`seller_settings` of a contract's seller, for the notice and collection activities."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.directory = SellerDirectory(settings, sessions)
+
+    def for_seller(self, seller_id: str | None) -> Settings:
+        profile = self.directory.get(seller_id)
+        if profile is None:
+            raise SellerConfigError(f"seller {seller_id!r} does not exist")
+        return seller_settings(self.settings, profile)
+
+    def for_contract(self, contract_id: str) -> Settings:
+        from core.models import Contract
+
+        with self.sessions() as s:
+            seller_id = s.scalar(select(Contract.seller_id).where(Contract.id == contract_id))
+        return self.for_seller(seller_id)

@@ -221,6 +221,9 @@ class Settings(BaseSettings):
     # Sellers' own template overrides (issue 14): a seller's `templates` names a directory
     # here, searched before template_dir. None: sellers cannot have their own.
     seller_template_root: Path | None = None
+    # Set per seller by the worker (core.sellers.seller_settings), searched first; not a
+    # setting of the deployment.
+    seller_template_dir: Path | None = None
     policy_dir: Path = PROJECT_ROOT / "policies"
     payment_link_url: str = DEV_PAYMENT_LINK_URL
     seller_name: str = DEV_SELLER_NAME

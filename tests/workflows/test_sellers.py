@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.common import SearchAttributeKey
 
 from core.models import OutboxEvent
+from core.settings import Settings
 from tests.api.test_sellers import seller_body
 from tests.conftest import ADMIN, CONNECT_WEBHOOK_SECRET, PLATFORM, contract_body
 from tests.stack import Stack
@@ -343,3 +345,143 @@ async def test_a_seller_with_its_own_key_gets_its_events_on_its_own_endpoint(
     c = await stack.contract(cid)
     assert c["schedule"][0]["status"] == "paid"
     assert [d["account"] for d in stack.debits(cid)] == [acct]
+
+
+# -- per-seller notices and case files (part 4) ------------------------------------------------
+
+LOST = "pm_card_visa_chargeDeclinedLostCard"  # a hard decline: the ladder runs to the hand-off
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    """The suite's settings, with a root for sellers' own templates: seller A's reminder
+    has a subject of its own."""
+    root = tmp_path / "seller-templates"
+    (root / "kurs-a" / "de").mkdir(parents=True)
+    (root / "kurs-a" / "de" / "reminder.subject.txt").write_text(
+        "Kursschmiede erinnert: {{ contract_id }}\n", encoding="utf-8"
+    )
+    return settings.model_copy(update={"seller_template_root": root})
+
+
+async def test_each_contracts_notices_and_case_file_carry_its_sellers_details(
+    stack: Stack, sessions: sessionmaker[Session]
+) -> None:
+    from tests.stack import unique_email
+
+    receiver = CaseReceiver()
+    try:
+        await stack.pin_date(6, 15)  # no holiday moves the rungs for the next six weeks
+        seller_a = await _create_seller(
+            stack,
+            stripe_account=None,
+            name="Kursschmiede",
+            templates="kurs-a",
+            mail_from="Kursschmiede <billing@kursschmiede.example>",
+            reply_to="support@kursschmiede.example",
+            iban="DE89370400440532013000",
+            creditor_id="DE98ZZZ09999999999",
+            collection_url=receiver.url,
+        )
+        seller_b = await _create_seller(
+            stack,
+            stripe_account=None,
+            name="Yogastudio Sonne",
+            legal_form="e.K.",
+            managing_directors=None,
+            register_court="Amtsgericht Köln",
+            register_number="HRA 4711",
+            address="Ringstraße 1, 50667 Köln",
+            mail_from="Yoga Sonne <mahnung@yoga-sonne.example>",
+            reply_to="hallo@yoga-sonne.example",
+            iban="DE02120300000000202051",
+            bic=None,
+            creditor_id="AT61ZZZ01234567890",
+            state="NW",
+        )
+        emails = {seller_a: unique_email(), seller_b: unique_email()}
+        cids = {
+            s: await start(stack, s, count=1, payment_method=LOST, email=e)
+            for s, e in emails.items()
+        }
+        for cid in cids.values():
+            handle = stack.temporal.get_workflow_handle(
+                workflow_id_for(cid), result_type=ContractView
+            )
+            assert (await stack.result(handle)).status == "handed_off"
+    finally:
+        receiver.close()
+    a_mails, b_mails = stack.mails(emails[seller_a]), stack.mails(emails[seller_b])
+    assert len(a_mails) == len(b_mails) >= 4
+    for msg in a_mails:
+        assert "billing@kursschmiede.example" in str(msg["From"])
+        assert str(msg["Reply-To"]) == "support@kursschmiede.example"
+        text = _text(msg)
+        assert "Kursschmiede GmbH" in text and "Yoga" not in text
+        assert "Registergericht: Amtsgericht München, HRB 123456" in text
+    for msg in b_mails:
+        assert "mahnung@yoga-sonne.example" in str(msg["From"])
+        assert str(msg["Reply-To"]) == "hallo@yoga-sonne.example"
+        text = _text(msg)
+        assert "Yogastudio Sonne e.K." in text and "Kursschmiede" not in text
+        assert "Registergericht: Amtsgericht Köln, HRA 4711" in text
+    # the seller's own template: A's reminder, not B's
+    assert str(a_mails[0]["Subject"]) == f"Kursschmiede erinnert: {cids[seller_a]}"
+    assert str(b_mails[0]["Subject"]).startswith("Zahlungserinnerung")
+    # bank details: each seller's own account
+    assert any("DE89 3704 0044 0532 0130 00" in _text(m) for m in a_mails)
+    assert any("DE02 1203 0000 0000 2020 51" in _text(m) for m in b_mails)
+    assert not any("DE02 1203" in _text(m) for m in a_mails)
+    # the case files: the seller is the creditor; A's went to A's collection partner only
+    for seller, cid in cids.items():
+        case = (await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)).json()
+        creditor = case["file"]["creditor"]
+        assert creditor["seller_id"] == seller
+    a_case = (
+        await stack.http.get(f"/v1/contracts/{cids[seller_a]}/collection-case", headers=ADMIN)
+    ).json()
+    b_case = (
+        await stack.http.get(f"/v1/contracts/{cids[seller_b]}/collection-case", headers=ADMIN)
+    ).json()
+    assert a_case["file"]["creditor"]["name"] == "Kursschmiede"
+    assert a_case["file"]["creditor"]["sepa_creditor_id"] == "DE98ZZZ09999999999"
+    assert b_case["file"]["creditor"]["name"] == "Yogastudio Sonne"
+    assert b_case["file"]["creditor"]["sepa_creditor_id"] == "AT61ZZZ01234567890"
+    assert [f["contract_id"] for f in receiver.files] == [cids[seller_a]]
+    assert a_case["delivered_at"] is not None and b_case["delivered_at"] is None
+
+
+def _text(msg: Any) -> str:
+    part = msg.get_body(preferencelist=("plain",))
+    return str(part.get_content()) if part is not None else ""
+
+
+class CaseReceiver:
+    """A collection partner's endpoint: records the case files posted to it."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.files: list[dict[str, Any]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.files.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cases"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
