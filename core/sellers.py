@@ -380,8 +380,7 @@ def seller_settings(settings: Settings, profile: SellerProfile) -> Settings:
     collection partner are the seller's. The default seller's are the settings themselves."""
     if profile.is_default:
         return settings
-    root = settings.seller_template_root
-    return settings.model_copy(
+    overlay = settings.model_copy(
         update={
             "seller_name": profile.name,
             "seller_address": profile.address,
@@ -399,10 +398,11 @@ def seller_settings(settings: Settings, profile: SellerProfile) -> Settings:
             "seller_creditor_id": profile.creditor_id,
             "seller_state": profile.state,
             "mail_from": profile.mail_from or settings.mail_from,
-            "seller_template_dir": profile.template_dir(root),
             "collection_url": profile.collection_url or settings.collection_url,
         }
     )
+    overlay._seller_template_dir = profile.template_dir(settings.seller_template_root)
+    return overlay
 
 
 class SellerSettings:

@@ -12,7 +12,14 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.codec import parse_key_ring
@@ -222,8 +229,8 @@ class Settings(BaseSettings):
     # here, searched before template_dir. None: sellers cannot have their own.
     seller_template_root: Path | None = None
     # Set per seller by the worker (core.sellers.seller_settings), searched first; not a
-    # setting of the deployment.
-    seller_template_dir: Path | None = None
+    # setting of the deployment (a private attribute: no environment variable).
+    _seller_template_dir: Path | None = PrivateAttr(default=None)
     policy_dir: Path = PROJECT_ROOT / "policies"
     payment_link_url: str = DEV_PAYMENT_LINK_URL
     seller_name: str = DEV_SELLER_NAME
@@ -403,6 +410,11 @@ class Settings(BaseSettings):
         if v is not None and not v.is_dir():
             raise ValueError(f"{v} is not a directory")
         return v
+
+    @property
+    def seller_template_dir(self) -> Path | None:
+        """A seller's own template overrides (core.sellers.seller_settings), or None."""
+        return self._seller_template_dir
 
     @property
     def parsed_api_keys(self) -> list[ApiKey]:

@@ -20,6 +20,7 @@ seller A in its metadata would mark A's debit paid.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,7 +35,7 @@ from api.deps import StateDep, TemporalDep
 from api.errors import ApiError
 from core.db import transaction
 from core.models import Contract, PaymentAttempt, WebhookEvent
-from core.sellers import SellerConfigError, resolve_secret
+from core.sellers import SELLER_ID, SellerConfigError, resolve_secret
 from workflows.base import TERMINAL
 from workflows.types import MandateUpdate, PaymentMethodRequest, PaymentUpdate
 
@@ -156,7 +157,9 @@ async def seller_stripe_webhook(
     """For a seller with its own Stripe key (no Connect): its account's endpoint, signed
     with the secret its `stripe_webhook_secret_ref` names. Its events touch its contracts
     only."""
-    seller = await run_in_threadpool(state.sellers().get, seller_id)
+    seller = None
+    if re.fullmatch(SELLER_ID, seller_id):  # never a NUL or such into the database
+        seller = await run_in_threadpool(state.sellers().get, seller_id)
     if seller is None or not seller.stripe_api_key_ref or not seller.stripe_webhook_secret_ref:
         # Nobody can sign for it: the same answer as a wrong signature (ids do not leak).
         raise ApiError(400, "bad_signature", "Stripe-Signature verification failed")

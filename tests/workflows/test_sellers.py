@@ -338,6 +338,10 @@ async def test_a_seller_with_its_own_key_gets_its_events_on_its_own_endpoint(
         "/v1/webhooks/stripe/sellers/nobody", content=payload, headers={"Stripe-Signature": "x"}
     )
     assert unknown.status_code == 400
+    nul = await stack.http.post(
+        "/v1/webhooks/stripe/sellers/a%00b", content=payload, headers={"Stripe-Signature": "x"}
+    )
+    assert nul.status_code == 400
     assert await _signals(stack, cid) == before
     await _deliver(stack, succeeded, "whsec_own_seller", path)
     assert await _signals(stack, cid) == before + 1
