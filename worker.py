@@ -37,6 +37,7 @@ from activities.payments import (
     TokenBucket,
     make_stripe_client,
 )
+from activities.refunds import RefundActivities
 from core.db import make_engine, make_session_factory
 from core.logging import configure_logging
 from core.metrics import worker_runtime
@@ -155,6 +156,7 @@ def build_worker(
     )
     payments = PaymentActivities(stripe_client, sessions, limiter=limiter, accounts=accounts)
     methods = MethodActivities(stripe_client, throttle=payments._throttle, accounts=accounts)
+    refunds = RefundActivities(stripe_client, throttle=payments._throttle, accounts=accounts)
     ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)
     notices = (
         NoticeActivities(settings, sessions, mailer=mailer)
@@ -173,6 +175,7 @@ def build_worker(
         payments.charge,
         payments.payment_status,
         methods.describe_payment_method,
+        refunds.refund_payments,
         ledger.sync_ledger,
         notices.send_notice,
         collection.build_case_file,

@@ -47,7 +47,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.events import sign
 from core.db import transaction
-from core.models import CollectionCase, Contract, Installment, Notice, PaymentAttempt
+from core.models import (
+    CollectionCase,
+    Consent,
+    Contract,
+    Installment,
+    Notice,
+    PaymentAttempt,
+)
 from core.sellers import SellerConfigError, SellerSettings
 from core.settings import Settings
 from domain.claim import (
@@ -465,6 +472,20 @@ class CollectionActivities:
             )
         ]
         terms = dict(contract.terms or {})
+        # Consents given at checkout (issue 12): for digital content the evidence that the
+        # withdrawal right lapsed (§ 356 (5) BGB with the § 312f BGB confirmation).
+        consents = [
+            {
+                "kind": c.kind,
+                "version": c.version,
+                "text_hash": c.text_hash,
+                "given_at": _iso(c.given_at),
+                "ip": c.ip,
+            }
+            for c in s.scalars(
+                select(Consent).where(Consent.contract_id == cid).order_by(Consent.id)
+            )
+        ]
         total = claim.total
         ends = [limitation_end(i.due) for i in invoices]
         return {
@@ -504,6 +525,7 @@ class CollectionActivities:
                 "ip": terms.get("ip"),
                 "text_sha256": terms.get("text_sha256"),
             },
+            "consents": consents,
             "installments": installments,
             "interest": interest,
             "fees": fees,

@@ -25,6 +25,8 @@ processes' clocks: keep the hosts NTP-synchronised, as any lease-based system ne
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -74,6 +76,60 @@ def verify(body: bytes, header: str, secret: str, tolerance: int = 300) -> bool:
         return False
     expected = sign(body, secret, t).split("v1=", 1)[1]
     return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+# -- Standard Webhooks (https://www.standardwebhooks.com, spec v1) ------------------------------
+#
+# Besides `Mahnwerk-Signature`, every delivery carries `webhook-id`, `webhook-timestamp` and
+# `webhook-signature`, so a platform can verify it with any Standard Webhooks library. The
+# spec's secret is `whsec_<base64 of the key bytes>`. How MAHNWERK_EVENTS_SECRET maps to it:
+#
+# - a secret already in that form (`whsec_` + valid base64) *is* the Standard Webhooks
+#   secret: the receiver configures the same string in both places;
+# - any other secret's UTF-8 bytes are the key, and the receiver's Standard Webhooks secret
+#   is `whsec_` + base64 of them, which `mahnwerk events-secret` prints.
+#
+# `Mahnwerk-Signature` is unchanged in either case: its HMAC key is the secret string as is.
+
+STANDARD_PREFIX = "whsec_"
+
+
+def standard_key(secret: str) -> bytes:
+    """The Standard Webhooks signing key for MAHNWERK_EVENTS_SECRET (see above)."""
+    if secret.startswith(STANDARD_PREFIX):
+        try:
+            key = base64.b64decode(secret[len(STANDARD_PREFIX) :], validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if key:
+            return key
+    return secret.encode()
+
+
+def standard_secret(secret: str) -> str:
+    """What a receiver passes to a Standard Webhooks library (`Webhook("whsec_…")`)."""
+    return STANDARD_PREFIX + base64.b64encode(standard_key(secret)).decode()
+
+
+def standard_signature(msg_id: str, timestamp: int, body: bytes, secret: str) -> str:
+    """`webhook-signature`: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    mac = hmac.new(standard_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def signature_headers(
+    event_id: str, body: bytes, secret: str, timestamp: int | None = None
+) -> dict[str, str]:
+    """Every signature header of one delivery, both schemes over the same timestamp."""
+    t = int(time.time()) if timestamp is None else timestamp
+    return {
+        "Mahnwerk-Signature": sign(body, secret, t),
+        "Mahnwerk-Event-Id": event_id,
+        "webhook-id": event_id,
+        "webhook-timestamp": str(t),
+        "webhook-signature": standard_signature(event_id, t, body, secret),
+    }
 
 
 def backoff(attempts: int) -> timedelta:
@@ -242,8 +298,7 @@ class EventDispatcher:
         body = json.dumps(row.payload, separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",
-            "Mahnwerk-Signature": sign(body, self.secret),
-            "Mahnwerk-Event-Id": row.event_id,
+            **signature_headers(row.event_id, body, self.secret),
         }
         try:
             resp = await client.post(self.url, content=body, headers=headers)

@@ -113,8 +113,11 @@ class LedgerActivities:
                     # statuses); one already in dunning stays `open`: its claim is real.
                     stalled = st.stalled_until is not None and st.status == "scheduled"
                     row.status = "stalled" if stalled else st.status
+                    ended = getattr(st, "ended", None)
+                    row.ended = _json(asdict(ended)) if ended is not None else None
                     if st.status == "paid" and row.paid_at is None:
                         row.paid_at = datetime.now(UTC)
+                    row.refunded_amount = st.refunded  # issue 12: refunds apart
 
             access = s.get(AccessState, (contract.customer_id, contract.product_id))
             if inp.access != "none" or access is not None:
@@ -152,6 +155,8 @@ class LedgerActivities:
                         after_commit.append(metrics.access_locked)
                     elif fact.type == "contract.handed_off":  # metrics
                         after_commit.append(partial(metrics.handed_off, data.get("route")))
+                    elif fact.type in metrics.ALERT_FACTS:  # metrics: waits on an outage
+                        after_commit.append(partial(metrics.alert, fact.type))
                     s.add(
                         TimelineEvent(
                             contract_id=inp.contract_id,

@@ -33,6 +33,10 @@ Presentation (docs/notices.md): ``salutation``; ``seller`` also has ``legal_name
 ``MAHNWERK_SELLER_IBAN``: {iban, iban_display, bic, account_holder, reference, amount,
 amount_minor, qr: {payload, cid, size} | None}); ``amount_due`` (+ ``_minor``), what the
 notice demands; ``free_of_charge`` (no fees, costs or lump sums).
+Customer messages beyond dunning (issue 12, docs/endings.md): ``message`` (None for every
+other notice; else {kind, at, installment, label, amount, code, failure_class,
+decline_text, reason, reason_text, refund, refund_outside, cancelled, access, next_due,
+next_amount, paid_total}, amounts formatted, each also as ``*_minor``).
 
 Statutory default interest (§ 288 BGB, SPEC.md §2) is computed here, per open claim line,
 with ``domain.interest.claim_interest``: on the line's outstanding ``amount`` from the day
@@ -76,6 +80,7 @@ import babel.numbers
 import jinja2
 import segno
 
+from core import paylink
 from core.seller import account_holder, format_iban, legal_footer, legal_name
 from core.settings import PROJECT_ROOT, Settings
 from domain.claim import Claim
@@ -257,12 +262,18 @@ def line_label(
 
 
 def payment_link(settings: Settings, contract_id: str) -> str:
-    """``MAHNWERK_PAYMENT_LINK_URL`` with ``{contract_id}`` filled in.
+    """``MAHNWERK_PAYMENT_LINK_URL`` with ``{token}`` (a signed, expiring token for
+    Mahnwerk's own page ``/pay/{token}``, core/paylink.py) or ``{contract_id}`` (a page of
+    the platform's) filled in.
 
     Plain substitution rather than ``str.format``: a URL may legitimately contain other
-    braces, and contract ids are URL-safe by construction (``[A-Za-z0-9_.-]``).
+    braces, and contract ids are URL-safe by construction (``[A-Za-z0-9_.-]``), tokens too.
     """
-    return settings.payment_link_url.replace("{contract_id}", contract_id)
+    url = settings.payment_link_url
+    if "{token}" in url:
+        token = paylink.issue(settings.events_secret.get_secret_value(), contract_id)
+        url = url.replace("{token}", token)
+    return url.replace("{contract_id}", contract_id)
 
 
 def _address_lines(address: dict[str, str]) -> list[str]:
@@ -701,6 +712,8 @@ def _build(
         "interest_missing_from": None,
         "interest_until": None,  # claim: the last interest day, in running text
         "claim": None,
+        # a customer message beyond dunning (issue 12): what happened, formatted
+        "message": _message_context(inp, locale, money, day),
     }
     if inp.claim is not None:
         context.update(claim_context(inp.claim, locale, money, numeric_day))
@@ -716,6 +729,98 @@ def _build(
             )
     context["free_of_charge"] = charges_minor(context) == 0
     return context, interest
+
+
+# Why a contract ended or a refund was made, as the customer reads it (issue 12): the
+# cancellation reasons (domain.endings.REASONS) and Stripe's refund reasons.
+_REASON_TEXT: Final[dict[str, tuple[str, str]]] = {
+    "withdrawal": ("Widerruf", "withdrawal"),
+    "cancellation_button": ("Kündigung", "cancellation"),
+    "goodwill": ("Kulanz", "goodwill"),
+    "fraud": ("Betrugsverdacht", "suspected fraud"),
+    "other": ("Vertragsbeendigung", "termination of the contract"),
+    "requested_by_customer": ("auf Ihren Wunsch", "at your request"),
+    "duplicate": ("doppelte Zahlung", "duplicate payment"),
+    "fraudulent": ("Betrugsverdacht", "suspected fraud"),
+    "refunded at Stripe": ("", ""),  # a Dashboard refund gives no reason: none is shown
+}
+# Why a debit failed for good, by failure class (domain.declines), in the customer's words.
+_DECLINE_TEXT: Final[dict[str, tuple[str, str]]] = {
+    "fix_data": (
+        "Die hinterlegten Zahlungsdaten sind nicht mehr gültig oder unvollständig "
+        "(zum Beispiel eine abgelaufene Karte).",
+        "The payment details on file are no longer valid or incomplete "
+        "(for example, an expired card).",
+    ),
+    "never": (
+        "Ihre Bank hat die Zahlung abgelehnt; diese Zahlungsmethode kann nicht mehr belastet "
+        "werden.",
+        "Your bank declined the payment; this payment method can no longer be charged.",
+    ),
+}
+
+
+def _message_context(
+    inp: NoticeInput,
+    locale: str,
+    money: Callable[[int], str],
+    day: Callable[[str | date | datetime], str],
+) -> dict[str, Any] | None:
+    """A customer message's facts (payment failed, payment received, access restored, plan
+    completed, withdrawal or refund confirmed), formatted; None for dunning notices."""
+    m = inp.message
+    if m is None:
+        return None
+    de = locale == "de"
+
+    def text(table: Mapping[str, tuple[str, str]], key: str) -> str:
+        pair = table.get(key)
+        return (pair[0] if de else pair[1]) if pair is not None else key
+
+    label = (
+        line_label(
+            ClaimLine("", m.installment, m.at, 0),
+            inp.product.name,
+            locale,
+            kind=inp.kind or None,
+            count=inp.count,
+        )
+        if m.installment
+        else inp.product.name
+    )
+    return {
+        "kind": m.kind,
+        "at": day(m.at),
+        "installment": m.installment,
+        "label": label,
+        "amount": money(m.amount),
+        "amount_minor": m.amount,
+        "code": m.code,
+        "failure_class": m.failure_class,
+        "decline_text": text(_DECLINE_TEXT, m.failure_class) if m.failure_class else "",
+        "reason": m.reason,
+        "reason_text": text(_REASON_TEXT, m.reason) if m.reason else "",
+        "refund": money(m.refund),
+        "refund_minor": m.refund,
+        "refund_outside": money(m.refund_outside),
+        "refund_outside_minor": m.refund_outside,
+        "cancelled": list(m.cancelled),
+        "access": m.access,
+        "next_due": day(m.next_due) if m.next_due else None,
+        "next_amount": money(m.next_amount),
+        "next_amount_minor": m.next_amount,
+        "paid_total": money(m.paid_total),
+        "paid_total_minor": m.paid_total,
+    }
+
+
+def _message_evidence(inp: NoticeInput) -> dict[str, Any] | None:
+    m = inp.message
+    if m is None:
+        return None
+    out = asdict(m)
+    out["at"] = _iso(m.at)
+    return out
 
 
 def _debit_context(
@@ -794,7 +899,7 @@ def _evidence(
         "payment_link": context["payment_link"],
         "route": context["route"],
         "debit": _debit_evidence(inp, context),
-    }
+    } | ({"message": _message_evidence(inp)} if inp.message is not None else {})
 
 
 def _debit_evidence(inp: NoticeInput, context: dict[str, Any]) -> dict[str, Any] | None:

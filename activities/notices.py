@@ -50,6 +50,7 @@ from activities.mailer import PermanentDeliveryError, sanitized, send_email
 from activities.notice_render import (
     NoticeInputError,
     NoticeTemplateError,
+    RenderedNotice,
     inline_images,
     render_notice,
 )
@@ -193,6 +194,8 @@ class NoticeActivities:
     def _record(self, inp: NoticeInput) -> StoredNotice:
         existing = self._find(inp)
         if existing is not None:
+            if inp.rerender and existing.status == "rendered":
+                return self._rerender(inp, existing)
             return existing
         if not inp.customer.email or "@" not in inp.customer.email:
             raise ApplicationError(
@@ -202,26 +205,7 @@ class NoticeActivities:
             )
         number = notice_number_for(inp.contract_id, inp.case_no, inp.stage)
         settings = self._settings_for(inp.contract_id)
-        try:
-            rendered = render_notice(inp, number, settings)
-        except (NoticeTemplateError, jinja2.TemplateNotFound) as exc:
-            # Named as in workflows.retry_policies.NOTICE: retrying cannot create a file.
-            raise ApplicationError(
-                f"notice template missing: {exc}", type="TemplateNotFound", non_retryable=True
-            ) from exc
-        except NoticeInputError as exc:
-            # The input is fixed in the workflow history: retrying cannot change it.
-            raise ApplicationError(
-                f"notice {number} cannot be rendered: {exc}",
-                type="InvalidInput",
-                non_retryable=True,
-            ) from exc
-        except jinja2.TemplateError as exc:
-            # A broken override (syntax, unknown variable): retried, so fixing the file in
-            # MAHNWERK_TEMPLATE_DIR lets the pending notice go out without a redeploy.
-            raise ApplicationError(
-                f"notice template {inp.template!r} is invalid: {exc}", type="TemplateInvalid"
-            ) from exc
+        rendered = self._render(inp, number, settings)
         row = Notice(
             contract_id=inp.contract_id,
             case_no=inp.case_no,
@@ -254,6 +238,65 @@ class NoticeActivities:
                 reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
                 raise RuntimeError(f"notice {number} could not be recorded: {reason}") from None
             return winner
+
+    def _rerender(self, inp: NoticeInput, existing: StoredNotice) -> StoredNotice:
+        """A re-send of a notice the mail server never took (SMTP down for a day): the
+        recorded text would print an old claim and a last day to pay that has passed, so it
+        is rendered again from this input, under the same notice number. Only while the row
+        is still `rendered` (never marked sent); a concurrent send that marked it wins."""
+        if not inp.customer.email or "@" not in inp.customer.email:
+            raise ApplicationError(
+                f"contract {inp.contract_id}: customer has no usable e-mail address",
+                type="NoticeUndeliverable",
+                non_retryable=True,
+            )
+        settings = self._settings_for(inp.contract_id)
+        rendered = self._render(inp, existing.notice_number, settings)
+        message_id = message_id_for(
+            existing.notice_number,
+            rendered.subject,
+            rendered.text,
+            rendered.html,
+            settings.mail_from,
+        )
+        with transaction(self.sessions) as s:
+            row = s.get(Notice, existing.id, with_for_update=True)
+            if row is None or row.status != "rendered" or row.message_id == message_id:
+                return StoredNotice.of(row) if row is not None else existing
+            row.locale = rendered.locale
+            row.recipient = inp.customer.email
+            row.subject = rendered.subject
+            row.text = rendered.text
+            row.html = rendered.html
+            row.message_id = message_id
+            row.data = rendered.data
+            row.created_at = datetime.now(UTC)
+            s.flush()
+            return StoredNotice.of(row)
+
+    def _render(self, inp: NoticeInput, number: str, settings: Settings) -> RenderedNotice:
+        """Render with `settings`: the contract's seller's (issue 14)."""
+        try:
+            rendered = render_notice(inp, number, settings)
+        except (NoticeTemplateError, jinja2.TemplateNotFound) as exc:
+            # Named as in workflows.retry_policies.NOTICE: retrying cannot create a file.
+            raise ApplicationError(
+                f"notice template missing: {exc}", type="TemplateNotFound", non_retryable=True
+            ) from exc
+        except NoticeInputError as exc:
+            # The input is fixed in the workflow history: retrying cannot change it.
+            raise ApplicationError(
+                f"notice {number} cannot be rendered: {exc}",
+                type="InvalidInput",
+                non_retryable=True,
+            ) from exc
+        except jinja2.TemplateError as exc:
+            # A broken override (syntax, unknown variable): retried, so fixing the file in
+            # MAHNWERK_TEMPLATE_DIR lets the pending notice go out without a redeploy.
+            raise ApplicationError(
+                f"notice template {inp.template!r} is invalid: {exc}", type="TemplateInvalid"
+            ) from exc
+        return rendered
 
     def _find(self, inp: NoticeInput) -> StoredNotice | None:
         with transaction(self.sessions) as s:

@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from core import metrics
 from core.db import transaction
-from core.models import PaymentAttempt
+from core.models import Contract, PaymentAttempt
 from core.sellers import SellerConfigError, SellerDirectory, StripeRoute
 from core.settings import default_stripe_rate_limit
 from domain import declines
@@ -137,6 +137,12 @@ class StripeAccounts:
             (self._platform_key, None): platform
         }
         self._buckets: dict[str, TokenBucket] = {StripeRoute(self._platform_key).limit_key: limiter}
+
+    def for_contract(self, contract_id: str) -> tuple[stripe.StripeClient, TokenBucket]:
+        """`for_seller` of the contract's seller (read from the ledger)."""
+        with self.sellers.sessions() as s:
+            seller_id = s.scalar(select(Contract.seller_id).where(Contract.id == contract_id))
+        return self.for_seller(seller_id)
 
     def for_seller(self, seller_id: str | None) -> tuple[stripe.StripeClient, TokenBucket]:
         """Raises SellerConfigError when the seller is unknown or its key reference names

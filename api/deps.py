@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import stripe
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
@@ -82,6 +83,19 @@ async def get_temporal(state: StateDep) -> Client:
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 
+# The OpenAPI security scheme (an "Authorize" button in /docs, `security` on every operation
+# that needs a key). Documentation only: `auto_error=False` never refuses, the check below
+# (and api.middleware.RequestGuard before it) decides, with the SPEC.md §4 errors.
+BEARER = HTTPBearer(
+    scheme_name="apiKey",
+    bearerFormat="API key",
+    description="`Authorization: Bearer <key>`, a key of MAHNWERK_API_KEYS (`role:name:key`); "
+    "the role (`platform`, `support`, `admin`) decides what the key may do (docs/api-guide.md).",
+    auto_error=False,
+)
+BearerDoc = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
 @dataclass
 class Caller:
     role: str
@@ -120,7 +134,7 @@ def require(*roles: str) -> Callable[..., Caller]:
     seller's contract): every such route gets the check with its role."""
     allowed = set(roles) | {"admin"}
 
-    def dep(request: Request, state: StateDep) -> Caller:
+    def dep(request: Request, state: StateDep, _doc: BearerDoc = None) -> Caller:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
@@ -147,4 +161,6 @@ def require(*roles: str) -> Callable[..., Caller]:
 PlatformCaller = Annotated[Caller, Depends(require("platform"))]
 ReaderCaller = Annotated[Caller, Depends(require("platform", "support"))]
 SupportCaller = Annotated[Caller, Depends(require("support"))]
+# Actions both the platform and support may take (cancel, issue 12)
+PlatformSupportCaller = Annotated[Caller, Depends(require("platform", "support"))]
 AdminCaller = Annotated[Caller, Depends(require("admin"))]

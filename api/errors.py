@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.logging import request_id_var
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
@@ -21,7 +23,14 @@ class ApiError(Exception):
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
+    """The error object; `request_id` is the id of the request being answered (api.middleware
+    sets it; also the `X-Request-Id` header), so a caller can quote it to the operator. An
+    idempotent replay of a support action repeats its first answer, with that request's id."""
+    error: dict[str, Any] = {"code": code, "message": message, "details": details}
+    request_id = request_id_var.get()
+    if request_id is not None:
+        error["request_id"] = request_id
+    return {"error": error}
 
 
 _HTTP_CODES = {

@@ -14,10 +14,12 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from api.responses import Access, ContractStatus, Stage, stage_field
 from domain.durations import Interval, parse_interval
 from domain.schedule import due_instant, installment_due_times
 
@@ -260,6 +262,44 @@ class TermsIn(Strict):
         return v
 
 
+# Consents kept as evidence next to the terms (issue 12; docs/endings.md): for digital content
+# the express consent to begin before the withdrawal period ends and the acknowledgement that
+# the right to withdraw then lapses (§ 356 (5) BGB; § 356 (6) since June 2026), the § 312f BGB
+# confirmation that recorded both on a durable medium, and for a service the express request
+# to begin early (§ 356 (4), § 357a (2) BGB: Wertersatz pro rata on withdrawal).
+CONSENT_KINDS = (
+    "digital_content_early_start",
+    "waiver_acknowledged",
+    "confirmation_sent",
+    "service_early_start",
+)
+MAX_CONSENTS = 10
+
+
+class ConsentIn(Strict):
+    kind: Literal[
+        "digital_content_early_start",
+        "waiver_acknowledged",
+        "confirmation_sent",
+        "service_early_start",
+    ]
+    version: Line = Field(min_length=1, max_length=64, description="version of the text shown")
+    text_hash: str = Field(
+        pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 (hex) of the text the customer saw"
+    )
+    given_at: datetime
+    ip: Line = Field(min_length=3, max_length=64)
+
+    @field_validator("given_at")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("must carry a UTC offset (RFC 3339)")
+        _in_window(v)
+        _not_in_future(v)
+        return v
+
+
 EXAMPLE: dict[str, Any] = {
     "contract_id": "ord-2026-0001",
     "kind": "installments",
@@ -312,6 +352,22 @@ class ContractCreate(Strict):
     terms: TermsIn = Field(
         description="the customer's acceptance of the terms; required as evidence"
     )
+    consents: list[ConsentIn] = Field(
+        default_factory=list,
+        max_length=MAX_CONSENTS,
+        description="consents given at checkout (digital content: § 356 (5) BGB; a service's "
+        "early start: § 357a (2) BGB), kept as evidence next to the terms; one per kind",
+    )
+
+    @field_validator("consents")
+    @classmethod
+    def _one_per_kind(cls, v: list[ConsentIn]) -> list[ConsentIn]:
+        seen: set[str] = set()
+        for consent in v:
+            if consent.kind in seen:
+                raise ValueError(f"kind {consent.kind!r} given more than once")
+            seen.add(consent.kind)
+        return v
 
     @model_validator(mode="after")
     def _one_kind(self) -> ContractCreate:
@@ -457,27 +513,72 @@ class AddressIn(Strict):
     reason: str = Field(default="", max_length=500)
 
 
+CANCEL_REASONS = ("withdrawal", "cancellation_button", "goodwill", "fraud", "other")
+# Reasons that end the contract at once (domain.endings.RULES): `at_period_end` is refused.
+CANCEL_NOW = ("withdrawal", "goodwill", "fraud")
+
+
 class CancelIn(Strict):
+    """End a contract early (issue 12; docs/endings.md). `reason` from a closed list;
+    `note`: free text for the timeline; `refund` (minor units): what to refund (a withdrawal
+    refunds what the policy's `withdrawal.refund` says when it is left out); `at_period_end`
+    (cancellation_button, other: default true) ends the contract at the end of the period
+    paid for instead of now."""
+
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"at_period_end": True, "reason": "Kündigung zum Laufzeitende"}]
+            "examples": [
+                {"reason": "cancellation_button", "at_period_end": True},
+                {"reason": "withdrawal", "note": "Widerruf per E-Mail vom 03.12.2026"},
+                {"reason": "goodwill", "refund": 9900, "note": "Kulanz: Kurs nicht genutzt"},
+            ]
         },
     )
 
-    at_period_end: StrictBool = True
-    reason: Text = Field(min_length=1, max_length=500)
+    reason: Literal["withdrawal", "cancellation_button", "goodwill", "fraud", "other"]
+    at_period_end: StrictBool | None = None
+    refund: StrictInt | None = Field(default=None, ge=0, le=100_000_000, description="minor units")
+    refund_amount: StrictInt | None = Field(
+        default=None, ge=0, le=100_000_000, description="the same as `refund` (an alias)"
+    )
+    note: Text = Field(default="", max_length=500)
+
+    @field_validator("at_period_end")
+    @classmethod
+    def _period(cls, v: bool | None, info: ValidationInfo) -> bool | None:
+        reason = info.data.get("reason")
+        if v and reason in CANCEL_NOW:
+            raise ValueError(f"a cancellation for {reason} takes effect now")
+        return v
+
+    @field_validator("refund_amount")
+    @classmethod
+    def _alias(cls, v: int | None, info: ValidationInfo) -> int | None:
+        refund = info.data.get("refund")
+        if v is not None and refund is not None and v != refund:
+            raise ValueError("differs from refund (give one of them)")
+        return v
+
+    @property
+    def refund_value(self) -> int | None:
+        return self.refund if self.refund is not None else self.refund_amount
 
 
 class ActionOut(BaseModel):
     contract_id: str
-    status: str
-    stage: str
-    access: str
+    status: ContractStatus
+    stage: Stage = stage_field()
+    access: Access
     overdue_amount: int
     message: str
     debits: list[dict[str, Any]] = []
     allocation: dict[str, int] = {}
+    refund: dict[str, Any] | None = Field(
+        default=None,
+        description="cancel only: the refund given — amount, what went back through Stripe "
+        "(`stripe`, with each refund's id), what the seller transfers (`outside_stripe`)",
+    )
 
 
 class AccessOut(BaseModel):
@@ -493,6 +594,12 @@ class ErrorBody(BaseModel):
     details: Any = Field(
         default=None,
         description="e.g. for 422: a list of {field, message}; for 409: the state refusing it",
+    )
+    request_id: str | None = Field(
+        default=None,
+        description="the request's id (also the `X-Request-Id` response header): quote it to "
+        "the operator, who finds the request's log lines by it",
+        examples=["5b0e7c1de0a94f5c9d0f1b2a3c4d5e6f"],
     )
 
 

@@ -211,6 +211,23 @@ def cmd_base_rates(args: argparse.Namespace) -> int:
     return 0 if cov.covered else 1
 
 
+def cmd_events_secret(args: argparse.Namespace) -> int:
+    """Print the Standard Webhooks secret (`whsec_…`) a platform configures to verify the
+    `webhook-signature` of Mahnwerk's events, derived from MAHNWERK_EVENTS_SECRET (read from
+    the environment only; docs/events.md)."""
+    from activities.events import standard_secret
+    from core.settings import DEV_EVENTS_SECRET
+
+    secret = os.environ.get("MAHNWERK_EVENTS_SECRET", "")
+    if not secret:
+        if os.environ.get("MAHNWERK_ENV") != "dev":
+            print("MAHNWERK_EVENTS_SECRET is not set", file=sys.stderr)
+            return 2
+        secret = DEV_EVENTS_SECRET
+    print(standard_secret(secret))
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -254,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=_port, default=None, help="port (default MAHNWERK_API_PORT)")
 
     add("migrate", cmd_migrate, "apply the database migrations")
+
+    add(
+        "events-secret",
+        cmd_events_secret,
+        "print the Standard Webhooks secret (whsec_…) for MAHNWERK_EVENTS_SECRET",
+    )
 
     demo = add("demo", cmd_demo, "create demo contracts against a running stack")
     demo.add_argument(

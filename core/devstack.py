@@ -586,7 +586,7 @@ def child_env(
         "MAHNWERK_SMTP_URL": settings.smtp_url,
         "MAHNWERK_TEMPORAL_UI_URL": plan.ui_url,
         "MAHNWERK_PUBLIC_URL": plan.public_url,
-        "MAHNWERK_PAYMENT_LINK_URL": f"{plan.public_url}/pay/{{contract_id}}",
+        "MAHNWERK_PAYMENT_LINK_URL": f"{plan.public_url}/pay/{{token}}",
         "MAHNWERK_API_PORT": str(plan.api_port),
         # SEPA pre-notifications and case files name the creditor id; this is the format
         # of a German one (DE, check digits, ZZZ, national part) — a placeholder for demos.

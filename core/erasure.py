@@ -42,6 +42,7 @@ from core.customer_keys import shred
 from core.models import (
     AccessState,
     CollectionCase,
+    Consent,
     Contract,
     CustomerErasure,
     Installment,
@@ -135,6 +136,8 @@ class Scrubber:
                     add(f"{address['postal_code']} {address['city']}")
             for terms in (c.terms, (c.request or {}).get("terms")):
                 add((terms or {}).get("ip"))
+            for consent in (c.request or {}).get("consents") or []:
+                add((consent or {}).get("ip"))  # issue 12: consents given at checkout
             for payment in (c.payment, (c.request or {}).get("payment")):
                 payment = payment or {}
                 add(payment.get("stripe_customer"))
@@ -206,6 +209,8 @@ def _anonymised_request(request: dict[str, Any] | None, scrub: Scrubber) -> dict
         request["customer"] = anonymised_customer(request["customer"])
     if "terms" in request:
         request["terms"] = _anonymised_terms(request["terms"])
+    if isinstance(request.get("consents"), list):
+        request["consents"] = [_anonymised_terms(c) for c in request["consents"]]
     if "payment" in request:
         request["payment"] = _anonymised_payment(request["payment"])
     return scrub.json(request)  # type: ignore[no-any-return]
@@ -360,6 +365,8 @@ def _anonymise(
         canonical = json.dumps(c.request, sort_keys=True, separators=(",", ":"))
         c.request_hash = hashlib.sha256(canonical.encode()).hexdigest()
         counts["contracts"] += 1
+    for consent in s.scalars(select(Consent).where(Consent.contract_id.in_(ids))):
+        consent.ip = ERASED  # kind, version, text hash and time stay: the evidence
     for att in s.scalars(select(PaymentAttempt).where(PaymentAttempt.contract_id.in_(ids))):
         att.payment_method = None
         att.message = scrub.text(att.message)
@@ -385,6 +392,8 @@ def _anonymise(
             file["debtor"] = anonymised_customer(file["debtor"])
         if "terms" in file:
             file["terms"] = _anonymised_terms(file["terms"])
+        if isinstance(file.get("consents"), list):
+            file["consents"] = [_anonymised_terms(c) for c in file["consents"]]
         case.file = scrub.json(file)
         case.last_error = scrub.text(case.last_error)
         counts["collection_cases"] += 1

@@ -104,6 +104,26 @@ INTEGRATION_ERRORS = BusinessCounter(
     "is stalled and retried, the customer is not told. Alert on any increase.",
     ["code"],
 )
+# Fact types that mean a contract waits on an outage or a fault someone must look at (issue
+# 13 item 4: every such path ends in a waiting, visible state with an alert). Counted once
+# per recorded fact by activities.ledger.sync_ledger.
+ALERT_FACTS = (
+    "notice.failed",
+    "payment.stalled",
+    "payment.poll_failed",
+    "installment.stalled",
+    "collection.case_file_failed",
+    "collection.delivery_failed",
+    "message.failed",  # a customer message beyond dunning not delivered (issue 12)
+)
+ALERTS = BusinessCounter(
+    "mahnwerk_alerts",
+    "A contract waits on an outage or a fault (a notice the mail server did not take for a "
+    "day, a debit whose status Stripe could not be asked for, a stalled debit, a case file "
+    "not built or not delivered): it is retried, and nothing is lost, but alert on any "
+    "increase. By fact type.",
+    ["type"],
+)
 
 COUNTERS = (
     DEBITS_ATTEMPTED,
@@ -113,6 +133,7 @@ COUNTERS = (
     ACCESS_LOCKS,
     HANDOFFS,
     INTEGRATION_ERRORS,
+    ALERTS,
 )
 
 
@@ -135,6 +156,10 @@ def debit_attempted(status: str, code: str | None = None) -> None:
 
 def integration_error(code: str | None) -> None:
     INTEGRATION_ERRORS.inc(code=code)
+
+
+def alert(fact_type: str) -> None:
+    ALERTS.inc(type=fact_type)
 
 
 def notice_sent(stage: str) -> None:

@@ -55,7 +55,7 @@ class Base(DeclarativeBase):
 
 
 class Seller(Base):
-    """A seller (creditor) of the platform (issue 14, migration 0007; core/sellers.py).
+    """A seller (creditor) of the platform (issue 14, migration 0008; core/sellers.py).
 
     The row ``default`` (``source = settings``) stands for the deployment's own seller: its
     details are the MAHNWERK_SELLER_* settings and its columns stay empty. Secrets are never
@@ -96,7 +96,7 @@ class Seller(Base):
 class Contract(Base):
     __tablename__ = "contracts"
     # The listing (GET /v1/contracts) pages newest first by (created_at, id), optionally
-    # within one status (migration 0003), or within one seller (migration 0007).
+    # within one status (migration 0003), or within one seller (migration 0008).
     __table_args__ = (
         Index("ix_contracts_created", "created_at", "id"),
         Index("ix_contracts_status_created", "status", "created_at", "id"),
@@ -104,7 +104,7 @@ class Contract(Base):
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    # The creditor (issue 14): every contract has one; migration 0007 gave the existing ones
+    # The creditor (issue 14): every contract has one; migration 0008 gave the existing ones
     # to the default seller. No foreign key (SQLite cannot add one to an existing table
     # without copying it); sellers are never deleted and the checkout checks the id.
     seller_id: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
@@ -155,7 +155,33 @@ class Installment(Base):
     # | stalled (due, but Stripe refused our request or was unreachable: not the customer's)
     status: Mapped[str] = mapped_column(String(16), default="scheduled")
     paid_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # How it ended when not simply paid (issue 12): {"how", "reason", "at"} — handed_off,
+    # written_off, cancelled, or paid after a hand-off. None while it runs (or paid).
+    ended: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # What was refunded of it (issue 12: by Mahnwerk or at Stripe; `refunded` when all of it)
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Consent(Base):
+    """A consent the customer gave at checkout, kept as evidence next to the terms (issue 12;
+    migration 0007): for digital content the express consent to begin before the withdrawal
+    period ends and the acknowledgement that the right to withdraw then lapses (§ 356 (5)
+    BGB, § 356 (6) since June 2026), the § 312f BGB confirmation that recorded them, or a
+    service's early start (§ 357a (2) BGB). `text_hash`: SHA-256 of the text the customer
+    saw, `version` its version; `ip` is personal data (erased with the customer)."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("contract_id", "kind", name="uq_consent_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    text_hash: Mapped[str] = mapped_column(String(64))
+    given_at: Mapped[datetime] = mapped_column()
+    ip: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PaymentAttempt(Base):

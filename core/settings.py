@@ -48,7 +48,7 @@ DEV_STRIPE_API_KEY = "sk_test_mahnwerk_dev"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_mahnwerk_dev"
 DEV_STRIPE_CONNECT_WEBHOOK_SECRET = "whsec_mahnwerk_connect_dev"
 DEV_EVENTS_SECRET = "mahnwerk_events_dev_secret"
-DEV_PAYMENT_LINK_URL = "http://127.0.0.1:8000/pay/{contract_id}"
+DEV_PAYMENT_LINK_URL = "http://127.0.0.1:8000/pay/{token}"
 DEV_SELLER_NAME = "Mahnwerk Demo GmbH"
 DEV_SELLER_ADDRESS = "Musterstraße 1, 10115 Berlin"
 DEV_SELLER_EMAIL = "support@mahnwerk.localhost"
@@ -611,7 +611,8 @@ def startup_problem(settings: Settings, process: Process) -> str | None:
         (
             "payment_link_url",
             DEV_PAYMENT_LINK_URL,
-            "the page where customers update their payment method, with {contract_id}",
+            "the page where customers pay, with {token} (Mahnwerk's /pay/{token}) or "
+            "{contract_id} (a page of the platform's)",
         ),
     ):
         checks.append((env_name(field), _secret_problem(settings, field, dev_value, what)))

@@ -17,6 +17,7 @@ from typing import Any, Final, NoReturn
 
 from domain.deadlines import SEND_DAYS, SendWindow, parse_hhmm
 from domain.durations import DURATION_FORM, parse_duration
+from domain.endings import ACCESS_END, ACCESS_MODES, REFUND_FULL, REFUND_MODES
 from domain.fees import (
     FEE_PLAUSIBILITY_CAP,
     first_reminder_index,
@@ -109,6 +110,52 @@ class ResidualConfig:
 
 
 @dataclass
+class WithdrawalConfig:
+    """A withdrawal (Widerruf, § 355 BGB; domain.endings): what is refunded when the request
+    names no amount (``full`` | ``pro_rata`` | ``caller``: the request must name it), and
+    whether the customer keeps access (``end`` | ``keep``)."""
+
+    refund: str = REFUND_FULL
+    access: str = ACCESS_END
+
+
+@dataclass
+class CancellationConfig:
+    """A cancellation for another reason than withdrawal or fraud (``cancellation_button``,
+    ``goodwill``, ``other``): whether access ends when it takes effect (``end``) or the
+    customer keeps it (``keep``). A subscription's access always ends with its last paid
+    period; fraud always ends it."""
+
+    access: str = ACCESS_END
+
+
+# Customer messages beyond dunning (issue 12 item 4), each switchable; all on by default.
+MESSAGE_KINDS: Final = (
+    "payment_failed",
+    "payment_received",
+    "access_restored",
+    "plan_completed",
+    "withdrawal_confirmed",
+    "refund_confirmed",
+)
+
+
+@dataclass
+class MessagesConfig:
+    """Which customer messages beyond dunning are sent (templates `<locale>/<kind>.*`)."""
+
+    payment_failed: bool = True  # a hard decline (fix_data / never): fix it via the link
+    payment_received: bool = True  # a payment closed a dunning case
+    access_restored: bool = True  # a locked access was unlocked
+    plan_completed: bool = True  # the last installment of a plan was paid
+    withdrawal_confirmed: bool = True  # a withdrawal received (§ 356a BGB), with its refund
+    refund_confirmed: bool = True  # a refund outside a withdrawal (support, Stripe Dashboard)
+
+    def enabled(self, kind: str) -> bool:
+        return kind in MESSAGE_KINDS and bool(getattr(self, kind))
+
+
+@dataclass
 class Policy:
     name: str
     retries: RetryConfig
@@ -123,6 +170,10 @@ class Policy:
     # a policy may be combined with contract intervals shorter than a day (api/schemas.py):
     # on any other, `PT1S` × 600 would be 600 real debits in ten minutes.
     demo: bool = False
+    # Ending a contract early and the customer messages beyond dunning (issue 12; docs/endings.md)
+    withdrawal: WithdrawalConfig = field(default_factory=WithdrawalConfig)
+    cancellation: CancellationConfig = field(default_factory=CancellationConfig)
+    messages: MessagesConfig = field(default_factory=MessagesConfig)
 
     def retry_offsets(self) -> list[timedelta]:
         return self.retries.offsets()
@@ -343,6 +394,9 @@ def parse_policy(data: object, file: str, fee_cap: int = FEE_PLAUSIBILITY_CAP) -
             "residual",
             "send_window",
             "demo",
+            "withdrawal",
+            "cancellation",
+            "messages",
         ),
     )
 
@@ -363,6 +417,9 @@ def parse_policy(data: object, file: str, fee_cap: int = FEE_PLAUSIBILITY_CAP) -
     residual = _parse_residual(c, top.get("residual", {}))
     send_window = _parse_send_window(c, top.get("send_window", {}))
     demo = c.boolean(top.get("demo", False), "demo")
+    withdrawal = _parse_withdrawal(c, top.get("withdrawal", {}))
+    cancellation = _parse_cancellation(c, top.get("cancellation", {}))
+    messages = _parse_messages(c, top.get("messages", {}))
     return Policy(
         name=name,
         retries=retries,
@@ -374,6 +431,31 @@ def parse_policy(data: object, file: str, fee_cap: int = FEE_PLAUSIBILITY_CAP) -
         residual=residual,
         send_window=send_window,
         demo=demo,
+        withdrawal=withdrawal,
+        cancellation=cancellation,
+        messages=messages,
+    )
+
+
+def _parse_withdrawal(c: _Checker, value: object) -> WithdrawalConfig:
+    section = c.mapping(value, "withdrawal", required=(), optional=("refund", "access"))
+    return WithdrawalConfig(
+        refund=c.choice(section.get("refund", REFUND_FULL), "withdrawal.refund", REFUND_MODES),
+        access=c.choice(section.get("access", ACCESS_END), "withdrawal.access", ACCESS_MODES),
+    )
+
+
+def _parse_cancellation(c: _Checker, value: object) -> CancellationConfig:
+    section = c.mapping(value, "cancellation", required=(), optional=("access",))
+    return CancellationConfig(
+        access=c.choice(section.get("access", ACCESS_END), "cancellation.access", ACCESS_MODES)
+    )
+
+
+def _parse_messages(c: _Checker, value: object) -> MessagesConfig:
+    section = c.mapping(value, "messages", required=(), optional=MESSAGE_KINDS)
+    return MessagesConfig(
+        **{kind: c.boolean(section.get(kind, True), f"messages.{kind}") for kind in MESSAGE_KINDS}
     )
 
 
@@ -589,6 +671,13 @@ def policy_to_dict(p: Policy) -> dict[str, Any]:
     }
     if p.demo:  # only then: pinned policies of earlier releases stay byte for byte the same
         out["demo"] = True
+    # The same for the sections of issue 12: written only when they differ from the defaults.
+    if p.withdrawal != WithdrawalConfig():
+        out["withdrawal"] = {"refund": p.withdrawal.refund, "access": p.withdrawal.access}
+    if p.cancellation != CancellationConfig():
+        out["cancellation"] = {"access": p.cancellation.access}
+    if p.messages != MessagesConfig():
+        out["messages"] = {kind: getattr(p.messages, kind) for kind in MESSAGE_KINDS}
     return out
 
 
@@ -644,4 +733,14 @@ def policy_from_dict(d: dict[str, Any]) -> Policy:
             days=str(window.get("days", SendWindow.days)),
         ),
         demo=bool(d.get("demo", False)),
+        withdrawal=WithdrawalConfig(
+            refund=str((d.get("withdrawal") or {}).get("refund", REFUND_FULL)),
+            access=str((d.get("withdrawal") or {}).get("access", ACCESS_END)),
+        ),
+        cancellation=CancellationConfig(
+            access=str((d.get("cancellation") or {}).get("access", ACCESS_END))
+        ),
+        messages=MessagesConfig(
+            **{k: bool((d.get("messages") or {}).get(k, True)) for k in MESSAGE_KINDS}
+        ),
     )

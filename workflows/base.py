@@ -80,6 +80,27 @@ PATCH_STRIPE_STRICT = "stripe-strict"
 # the lock has its own step; a court hand-off needs the debtor's address. Decided once per
 # run, at its start (`ContractBase._exact`): contracts started before keep the old sequence.
 PATCH_CLAIM = "claim-exact"
+# Patch id of issue 13 item 4 (no outage fails a contract): a notice the mail server did not
+# take for a whole day (the activity's schedule-to-close) is re-sent later (first after
+# NOTICE_RETRY_FIRST, doubling up to NOTICE_RETRY_MAX) until it is delivered, with an event
+# to the platform each time; while a dunning rung's notice is undelivered the ladder stands
+# still (the customer is never escalated past a Mahnung they did not get), and the time it
+# stood still moves the later rungs like a pause does.
+PATCH_NOTICE_RETRY = "notice-retry"
+NOTICE_RETRY_FIRST = timedelta(hours=1)
+NOTICE_RETRY_MAX = timedelta(days=1)
+# Notices that cannot succeed by waiting (no usable address, a missing template): recorded
+# and announced, not retried; the ladder goes on (a new address or template is a fix support
+# makes, and the next rung's notice asks for the whole claim).
+NOTICE_PERMANENT_ERRORS = ("NoticeUndeliverable", "TemplateNotFound")
+# Patch id of issue 12 items 3–5 (every way a contract ends): customer messages beyond
+# dunning (payment failed, payment received, access restored, plan completed, refund
+# confirmed) sent by the main loop, refunds made at Stripe recorded by their refund id, and a
+# contract cancelled with a refund keeps listening for chargebacks. Decided once per run, at
+# its start (`ContractWorkflow.run`, like PATCH_CLAIM): contracts started before keep the
+# old sequence. The cancel update's new paths need no marker: a history holds their commands
+# only if it holds such an update.
+PATCH_ENDINGS = "contract-endings"
 
 
 class ContractBase:

@@ -29,12 +29,12 @@ with workflow.unsafe.imports_passed_through():
     from domain.claim import RETURN_DEBIT, CostFact, FeeFact, PaymentFact, WaiverFact
     from domain.collection import approved_route
     from domain.durations import parse_interval
+    from domain.endings import REASONS
     from domain.interest import BaseRate
     from domain.schedule import BERLIN, berlin_date, due_instant, installment_due_times, shift
     from workflows import retry_policies as rp
-    from workflows.base import PATCH_CLAIM, TERMINAL, address_missing
-    from workflows.debits import Debits
-    from workflows.dunning import Dunning
+    from workflows.base import PATCH_CLAIM, PATCH_ENDINGS, TERMINAL, address_missing
+    from workflows.endings import Endings
     from workflows.types import (
         ActionOutcome,
         ActionResult,
@@ -102,7 +102,7 @@ def search_attributes(
 
 
 @workflow.defn(name="contract")
-class ContractWorkflow(Debits, Dunning):
+class ContractWorkflow(Endings):
     @workflow.init
     def __init__(self, inp: ContractInput) -> None:
         self.inp = inp
@@ -127,6 +127,7 @@ class ContractWorkflow(Debits, Dunning):
         # PATCH_CLAIM, decided at the start of `run` (a query cannot record a marker); a new
         # contract takes the new path, so that is the default until `run` says otherwise.
         self._exact = True
+        self._endings = True  # PATCH_ENDINGS, decided at the start of `run` like PATCH_CLAIM
         self._claim_cache = None
         self._address_changed = False
         # Started before issue 14 (no seller): SellerId is set to "default" once (_flush)
@@ -137,6 +138,7 @@ class ContractWorkflow(Debits, Dunning):
     @workflow.run
     async def run(self, inp: ContractInput) -> ContractView:
         self._exact = workflow.patched(PATCH_CLAIM)
+        self._endings = workflow.patched(PATCH_ENDINGS)
         if inp.state is None:
             self._sa_last = ("active", "none", 0, False)  # set by the API at start
             if self._exact:
@@ -158,6 +160,9 @@ class ContractWorkflow(Debits, Dunning):
                         self._dirty = False  # from here on, a signal wakes the next sleep
                     await self._process(workflow.now())
                     await self._flush()
+                    if self.s.messages_pending:  # issue 12: customer messages, without the lock
+                        await self._send_messages()
+                        await self._flush()
                 finally:
                     self._loop_owns_lock = False
             if self.s.status in TERMINAL:
@@ -206,7 +211,12 @@ class ContractWorkflow(Debits, Dunning):
             self.s.installments = [inst]
             self.s.generated = 1
         elif inp.kind == "installments":
-            assert inp.interval and inp.count
+            if not (inp.interval and inp.count):  # the API checks it; never an assert here
+                raise ApplicationError(
+                    "an installment plan needs an interval and a count",
+                    type="InvalidInput",
+                    non_retryable=True,
+                )
             dues = installment_due_times(inp.first_due, inp.interval, inp.count)
             self.s.installments = [
                 InstallmentState(seq=i + 1, due_at=d, amount=inp.amount) for i, d in enumerate(dues)
@@ -252,7 +262,10 @@ class ContractWorkflow(Debits, Dunning):
     def _generate_subscription_periods(self, now: datetime) -> None:
         """Subscriptions renew each interval: keep exactly one future period scheduled."""
         inp = self.inp
-        assert inp.interval
+        if not inp.interval:  # the API checks it; never an assert here
+            raise ApplicationError(
+                "a subscription needs an interval", type="InvalidInput", non_retryable=True
+            )
         first = due_instant(inp.first_due)
         interval = parse_interval(inp.interval)
         while not any(i.status == "scheduled" for i in self.s.installments):
@@ -316,6 +329,8 @@ class ContractWorkflow(Debits, Dunning):
             self._auth_notice_pending = False
             await self._flush()
             await self._send_notice("authentication", "authentication_required", workflow.now())
+        if self.s.notice_retries and self.s.status not in TERMINAL:
+            await self._retry_notices(workflow.now())  # SMTP was down for a day
         if self._case_open() and self.s.status not in TERMINAL and not self.s.paused:
             await self._walk_ladder()
         if self._exact and not self.s.paused:
@@ -347,8 +362,10 @@ class ContractWorkflow(Debits, Dunning):
             candidates.append((step[1], f"dunning stage {step[0].stage}"))
         if self.s.paused and self.s.paused_until is not None:
             candidates.append((self.s.paused_until, "the end of the pause"))
-        if self.s.cancel_at is not None:
-            candidates.append((self.s.cancel_at, "the end of the subscription"))
+        if self.s.cancel_at is not None and self.s.cancel_at > workflow.now():
+            # (only ahead: one already passed with something still open would wake the loop
+            # at once, again and again, until the workflow task timed out)
+            candidates.append((self.s.cancel_at, "the end of the contract (cancelled)"))
         reminder = self._next_approval_reminder()
         if reminder is not None:
             candidates.append((reminder, "a reminder to admins: hand-off awaits approval"))
@@ -358,6 +375,9 @@ class ContractWorkflow(Debits, Dunning):
             residual = self._residual_wake()
             if residual is not None:
                 candidates.append(residual)
+        retry = self._notice_retry_wake()
+        if retry is not None:
+            candidates.append(retry)
         if self.s.awaiting_approval:
             why = "an admin's approval of the hand-off (or a payment)"
             return min(candidates, key=lambda c: c[0]) if candidates else (None, why)
@@ -953,6 +973,7 @@ class ContractWorkflow(Debits, Dunning):
             # The dunning clock stood still while the case was open: later rungs move by it.
             start = max(self.s.paused_at, self.s.case_opened_at or self.s.paused_at)
             self.s.ladder_delay_seconds += max(int((now - start).total_seconds()), 0)
+        self._bank_notice_holds(now, count=False)  # held again from now, not during the pause
         self.s.paused = False
         self.s.paused_until = None
         self.s.paused_at = None
@@ -971,6 +992,7 @@ class ContractWorkflow(Debits, Dunning):
             self.s.paused = True
             self.s.paused_until = req.until
             self.s.paused_at = now
+            self._bank_notice_holds(now)  # the pause banks its own time from here
             self._action_fact("contract.paused", req, {"until": req.until})
             until = f" until {req.until.isoformat()}" if req.until else ""
             return f"paused{until}"
@@ -1015,7 +1037,8 @@ class ContractWorkflow(Debits, Dunning):
 
         def apply() -> str:
             now = workflow.now()
-            assert req.until is not None
+            if req.until is None:  # the validator rejects it; never an assert here
+                raise ApplicationError("until is required", type="InvalidInput")
             moved = []
             for inst in self._open():
                 inst.due_at = req.until
@@ -1241,6 +1264,13 @@ class ContractWorkflow(Debits, Dunning):
 
     @workflow.update(name="cancel")
     async def cancel(self, req: SupportAction) -> ActionResult:
+        """End the contract early (issue 12; docs/endings.md): every kind, for a reason from
+        domain.endings.REASONS, with a refund where one is due (workflows/endings.py). A
+        subscription cancelled at the end of its period without a refund keeps the path
+        below (SPEC.md §4: `at_period_end`, never before a minimum term ends)."""
+        if self._ends_contract(req):
+            return await self._cancel_contract(req)
+
         def apply() -> str:
             now = workflow.now()
             future = sorted(
@@ -1255,13 +1285,17 @@ class ContractWorkflow(Debits, Dunning):
             if end is not None and cancel_at < end:
                 cancel_at = end
             self.s.cancel_at = cancel_at
+            if req.reason in REASONS:
+                self.s.ended_reason = req.reason
             for inst in self.s.installments:
                 if inst.status == "scheduled" and inst.due_at >= cancel_at:
                     inst.status = "cancelled"
+                    self._installment_ended(inst, "cancelled", req.reason, now)
             self._action_fact(
                 "contract.cancellation_requested",
                 req,
-                {"effective_at": cancel_at, "at_period_end": req.at_period_end},
+                {"effective_at": cancel_at, "at_period_end": req.at_period_end}
+                | ({"note": req.note} if req.note else {}),
             )
             self._check_completed(now)
             return f"cancelled effective {cancel_at.isoformat()}"
@@ -1271,6 +1305,9 @@ class ContractWorkflow(Debits, Dunning):
     @cancel.validator
     def _validate_cancel(self, req: SupportAction) -> None:
         if self._repeated(req):
+            return
+        if self._ends_contract(req):
+            self._validate_ending(req)
             return
         if self.inp.kind != "subscription":
             raise ApplicationError("only subscriptions can be cancelled", type="InvalidState")

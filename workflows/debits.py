@@ -247,6 +247,7 @@ class Debits(ContractBase):
             f"stalled:{key}:{inst.stalls}",
             now,
             {"installment": inst.seq, "error": error[:500], "retry_at": inst.stalled_until},
+            event="payment.stalled",
         )
         return ChargeResult("stalled", None, message=error[:500])
 
@@ -481,6 +482,7 @@ class Debits(ContractBase):
                 f"notice_failed:{self.inp.contract_id}:0:{stage}",
                 workflow.now(),
                 {"stage": stage, "error": str(err.cause or err)},
+                event="notice.failed",
             )
         inst.announced_attempt = attempt
         inst.announced_amount = amount
@@ -536,6 +538,7 @@ class Debits(ContractBase):
                     "error": str(err.cause or err)[:500],
                     "retry_at": inst.next_poll_at,
                 },
+                event="payment.poll_failed",
             )
             return
         now = workflow.now()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.claim import (
@@ -22,7 +22,16 @@ with workflow.unsafe.imports_passed_through():
     from domain.policy import LadderStep
     from domain.schedule import berlin_date, due_instant
     from workflows import retry_policies as rp
-    from workflows.base import APPROVAL_REMINDER_EVERY, TERMINAL, ContractBase, address_missing
+    from workflows.base import (
+        APPROVAL_REMINDER_EVERY,
+        NOTICE_PERMANENT_ERRORS,
+        NOTICE_RETRY_FIRST,
+        NOTICE_RETRY_MAX,
+        PATCH_NOTICE_RETRY,
+        TERMINAL,
+        ContractBase,
+        address_missing,
+    )
     from workflows.types import (
         CaseFileInput,
         CaseFileResult,
@@ -30,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         NoticeAsked,
         NoticeInput,
         NoticeResult,
+        NoticeRetry,
         ResidualState,
     )
 
@@ -87,6 +97,8 @@ class Dunning(ContractBase):
             return None
         if self.s.awaiting_approval or self.s.needs_address:
             return None  # the hand-off waits for an admin (or an address), durably
+        if self._ladder_held():
+            return None  # a rung's notice is undelivered: no escalation past it
         delay = timedelta(seconds=self.s.ladder_delay_seconds)
         for step in self.policy.ladder:
             if step.stage in self.s.stages_done:
@@ -427,11 +439,160 @@ class Dunning(ContractBase):
             return self._step_deadline(plan[1])
         return deadline_after(now, LAST_NOTICE_DAYS, self.inp.seller_state)
 
+    # -- notices the mail server did not take (issue 13 item 4) --------------------------------
+
+    def _ladder_held(self) -> bool:
+        return any(
+            r.held_since is not None and r.case_no == self.s.case_no for r in self.s.notice_retries
+        )
+
+    def _notice_failed(
+        self, stage: str, template: str, err: ActivityError, started: datetime
+    ) -> None:
+        """The notice failed through every activity retry. Since PATCH_NOTICE_RETRY: an
+        event to the platform (and the alert metric, activities.ledger) each time; a fault
+        that waiting can cure (SMTP down) is re-sent later, and a rung's notice holds the
+        ladder meanwhile. Before: on the timeline only, and the ladder went on."""
+        now = workflow.now()
+        cause = err.cause
+        error = str(cause or err)[:500]
+        cid, case = self.inp.contract_id, self.s.case_no
+        if not workflow.patched(PATCH_NOTICE_RETRY):
+            self._fact(
+                "notice.failed",
+                f"notice_failed:{cid}:{case}:{stage}",
+                now,
+                {"stage": stage, "error": error},
+            )
+            return
+        permanent = isinstance(cause, ApplicationError) and cause.type in NOTICE_PERMANENT_ERRORS
+        known = next((r for r in self.s.notice_retries if r.stage == stage), None)
+        attempts = known.attempts + 1 if known is not None else 1
+        rung = not permanent and stage in self.s.stages_done and self._case_open()
+        if permanent:
+            if known is not None:
+                self.s.notice_retries.remove(known)
+            retry_at = None
+        else:
+            retry_at = now + min(NOTICE_RETRY_FIRST * 2 ** (attempts - 1), NOTICE_RETRY_MAX)
+            if known is None:
+                self.s.notice_retries.append(
+                    NoticeRetry(
+                        stage=stage,
+                        template=template,
+                        case_no=case,
+                        failed_at=now,
+                        retry_at=retry_at,
+                        held_since=started if rung else None,
+                    )
+                )
+            else:
+                known.attempts, known.retry_at, known.error = attempts, retry_at, error
+        known = next((r for r in self.s.notice_retries if r.stage == stage), None)
+        if known is not None:
+            known.error = error
+        self._fact(
+            "notice.failed",
+            f"notice_failed:{cid}:{case}:{stage}" + (f":{attempts}" if attempts > 1 else ""),
+            now,
+            {
+                "stage": stage,
+                "template": template,
+                "error": error,
+                "attempt": attempts,
+                "permanent": permanent,
+                "retry_at": retry_at,
+                "ladder_held": rung,
+            },
+            event="notice.failed",
+        )
+
+    def _notice_moot(self, r: NoticeRetry) -> str | None:
+        """Why a failed notice need not be sent any more, if so."""
+        if self.s.status in TERMINAL:
+            return f"contract {self.s.status}"
+        if r.held_since is not None and (r.case_no != self.s.case_no or not self._case_open()):
+            return "dunning case closed"
+        if r.template == "residual" and (
+            self.s.residual is None or f"residual_{self.s.residual.case_no}" != r.stage
+        ):
+            return "nothing left to claim"
+        if not self._open() and r.template != "residual":
+            return "nothing open"
+        return None
+
+    def _bank_notice_holds(self, now: datetime, *, count: bool = True) -> None:
+        """The ladder stood still from `held_since` until `now`: later rungs move by it
+        (`count`), like a pause (a pause banks its own time: `count=False` at its end)."""
+        for r in self.s.notice_retries:
+            if r.held_since is None:
+                continue
+            if count and self._case_open() and r.case_no == self.s.case_no:
+                self.s.ladder_delay_seconds += max(int((now - r.held_since).total_seconds()), 0)
+            r.held_since = now
+
+    def _notice_retry_wake(self) -> tuple[datetime, str] | None:
+        due = [r for r in self.s.notice_retries if not (self.s.paused and r.held_since)]
+        if not due:
+            return None
+        r = min(due, key=lambda r: r.retry_at)
+        return max(r.retry_at, self._send_time(r.retry_at)), f"re-send the {r.template} notice"
+
+    async def _retry_notices(self, now: datetime) -> None:
+        """Send again what the mail server did not take (PATCH_NOTICE_RETRY), oldest first."""
+        for r in sorted(self.s.notice_retries, key=lambda r: r.retry_at):
+            if r not in self.s.notice_retries or r.retry_at > now:
+                continue
+            why = self._notice_moot(r)
+            if why is not None:
+                self.s.notice_retries.remove(r)
+                self._fact(
+                    "notice.abandoned",
+                    f"notice_abandoned:{self.inp.contract_id}:{r.case_no}:{r.stage}",
+                    now,
+                    {"stage": r.stage, "attempts": r.attempts, "reason": why},
+                )
+                continue
+            if (self.s.paused and r.held_since is not None) or not self._may_send(now):
+                continue
+            # The ladder stood still until now; the notice's last day to pay is counted
+            # from now, and the next rung follows it by the ladder's own gap.
+            self._bank_notice_holds(now)
+            self.s.notice_retries.remove(r)
+            if r.template == "residual" and self.s.residual is not None:
+                self.s.residual.sent_at = None  # _residual_step sends it with a new deadline
+                continue
+            # r stays listed (`_notice_failed` counts on from it if this send fails too),
+            # but does not hold the ladder while it is sent: its deadline is planned anew.
+            self.s.notice_retries.append(r)
+            held, r.held_since = r.held_since, None
+            attempts = r.attempts
+            await self._send_notice(r.stage, r.template, now, rerender=True)
+            if r not in self.s.notice_retries:
+                continue  # failed for good (`_notice_failed` announced it)
+            if r.attempts > attempts:
+                r.held_since = now if held is not None else None  # banked up to `now`
+                continue
+            self.s.notice_retries.remove(r)
+            self._fact(
+                "notice.delivered_late",
+                f"notice_delivered_late:{self.inp.contract_id}:{r.case_no}:{r.stage}",
+                workflow.now(),
+                {"stage": r.stage, "failed_at": r.failed_at, "attempts": r.attempts},
+                event="notice.delivered_late",
+            )
+
     async def _send_notice(
-        self, stage: str, template: str, now: datetime, until: Deadline | None = None
+        self,
+        stage: str,
+        template: str,
+        now: datetime,
+        until: Deadline | None = None,
+        *,
+        rerender: bool = False,
     ) -> None:
         if self._exact:
-            await self._send_notice_exact(stage, template, now, until)
+            await self._send_notice_exact(stage, template, now, until, rerender)
             return
         nxt = self._next_ladder_step()
         deadline = nxt[1] if nxt else now + timedelta(days=7)
@@ -463,24 +624,26 @@ class Dunning(ContractBase):
                         else ("none" if self.policy.interest == "none" else "statutory")
                     ),
                     interest_paid=self.s.interest_paid,
+                    rerender=rerender,
                 ),
                 result_type=NoticeResult,
                 start_to_close_timeout=rp.NOTICE_START_TO_CLOSE,
-                schedule_to_close_timeout=rp.NOTICE_SCHEDULE_TO_CLOSE,
+                schedule_to_close_timeout=(
+                    rp.NOTICE_RESEND_SCHEDULE_TO_CLOSE if rerender else rp.NOTICE_SCHEDULE_TO_CLOSE
+                ),
                 retry_policy=rp.NOTICE,
                 summary=f"send {template} — claim {self._money(self._overdue())}",
             )
         except ActivityError as err:
-            # An undeliverable notice must not stop the ladder; it is on the timeline.
-            self._fact(
-                "notice.failed",
-                f"notice_failed:{self.inp.contract_id}:{self.s.case_no}:{stage}",
-                workflow.now(),
-                {"stage": stage, "error": str(err.cause or err)},
-            )
+            self._notice_failed(stage, template, err, now)
 
     async def _send_notice_exact(
-        self, stage: str, template: str, now: datetime, deadline: Deadline | None
+        self,
+        stage: str,
+        template: str,
+        now: datetime,
+        deadline: Deadline | None,
+        rerender: bool = False,
     ) -> None:
         """A notice whose every amount is the claim of this moment (domain.claim), with the
         last day to pay (domain.deadlines) as typed fields; remembered as what was asked."""
@@ -515,22 +678,19 @@ class Dunning(ContractBase):
                     kind=self.inp.kind,
                     count=self.inp.count if self.inp.kind == "installments" else None,
                     route=self.s.route if template == "handoff" else None,
+                    rerender=rerender,
                 ),
                 result_type=NoticeResult,
                 start_to_close_timeout=rp.NOTICE_START_TO_CLOSE,
-                schedule_to_close_timeout=rp.NOTICE_SCHEDULE_TO_CLOSE,
+                schedule_to_close_timeout=(
+                    rp.NOTICE_RESEND_SCHEDULE_TO_CLOSE if rerender else rp.NOTICE_SCHEDULE_TO_CLOSE
+                ),
                 retry_policy=rp.NOTICE,
                 summary=f"send {template} — claim {self._money(claim.total)}, "
                 f"pay by {deadline.last_day}",
             )
         except ActivityError as err:
-            # An undeliverable notice must not stop the ladder; it is on the timeline.
-            self._fact(
-                "notice.failed",
-                f"notice_failed:{self.inp.contract_id}:{self.s.case_no}:{stage}",
-                workflow.now(),
-                {"stage": stage, "error": str(err.cause or err)},
-            )
+            self._notice_failed(stage, template, err, now)
             return
         if claim.total > 0:
             self.s.last_notice = NoticeAsked(stage, claim.as_of, claim.total, deadline.last_day)

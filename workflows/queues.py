@@ -30,7 +30,9 @@ from temporalio.worker import (
 )
 
 # Every activity that talks to Stripe (and takes a token from the worker's bucket).
-STRIPE_ACTIVITIES = frozenset({"charge", "payment_status", "describe_payment_method"})
+STRIPE_ACTIVITIES = frozenset(
+    {"charge", "payment_status", "describe_payment_method", "refund_payments"}
+)
 
 
 def stripe_queue(task_queue: str) -> str:

@@ -38,6 +38,10 @@ NOTICE = RetryPolicy(
 )
 NOTICE_START_TO_CLOSE = timedelta(seconds=60)
 NOTICE_SCHEDULE_TO_CLOSE = timedelta(days=1)
+# A re-send of a notice that failed for a day (workflows.base PATCH_NOTICE_RETRY) tries for
+# an hour: the workflow waits between re-sends, and each renders the claim and the last day
+# to pay anew, so what reaches the customer is never more than an hour old.
+NOTICE_RESEND_SCHEDULE_TO_CLOSE = timedelta(hours=1)
 
 # The case file is built from the ledger: retry transport faults, never a bad case.
 CASE_FILE = RetryPolicy(

@@ -89,10 +89,22 @@ class InstallmentState:
     # reopens the installment as of that day (interest from the day after, not again from
     # the agreed due date: the seller had the money meanwhile).
     claim_due: str = ""
+    # How it ended when not simply paid (issue 12): handed off, written off, cancelled —
+    # with the reason; shown as `schedule[].ended` and written to `installments.ended`.
+    ended: InstallmentEnd | None = None
 
     @property
     def outstanding(self) -> int:
         return self.amount - self.paid
+
+
+@dataclass
+class InstallmentEnd:
+    """How an installment ended (`schedule[].ended` of GET /v1/contracts/{id})."""
+
+    how: str  # handed_off | written_off | cancelled | paid (after a hand-off)
+    reason: str
+    at: datetime
 
 
 @dataclass
@@ -155,6 +167,63 @@ class ContractState:
     last_notice: NoticeAsked | None = None  # what the last dunning notice asked for
     residual: ResidualState | None = None  # the final notice for what stayed open
     needs_address: bool = False  # a court hand-off waits for the debtor's postal address
+    # Notices the mail server did not take for a day, re-sent later (PATCH_NOTICE_RETRY)
+    notice_retries: list[NoticeRetry] = field(default_factory=list)
+    # -- ending early (issue 12 item 3; workflows/endings.py) ------------------------------
+    ended_reason: str = ""  # the cancellation's reason (domain.endings.REASONS), once asked
+    refunds: list[RefundRecord] = field(default_factory=list)  # every refund, by Stripe id
+    # Customer messages beyond dunning waiting to be sent by the main loop (issue 12 item 4),
+    # and a counter that names the ones that may happen more than once (payment_failed_3)
+    messages_pending: list[MessageAsk] = field(default_factory=list)
+    message_seq: int = 0
+    told_case: int = 0  # the dunning case the customer was told a payment failed in
+
+
+@dataclass
+class NoticeRetry:
+    """A notice whose send failed through every activity retry (SMTP down for a day): sent
+    again at `retry_at`, until delivered or moot (its case closed). A dunning rung's notice
+    holds the ladder from `held_since` (workflows.base PATCH_NOTICE_RETRY)."""
+
+    stage: str
+    template: str
+    case_no: int
+    failed_at: datetime  # the first failure
+    retry_at: datetime
+    attempts: int = 1  # sends that failed so far
+    held_since: datetime | None = None  # the ladder stands still since (rung notices)
+    error: str = ""
+
+
+@dataclass
+class RefundRecord:
+    """A refund given on one installment: by Mahnwerk (a cancellation) or at Stripe (the
+    Dashboard). ``id`` is Stripe's refund id (re_…), or ``outside:<ref>:<seq>`` for money the
+    seller transfers back outside Stripe; each id is recorded once, whichever of the refund
+    activity and the `charge.refunded` webhook tells first."""
+
+    id: str
+    installment: int
+    amount: int
+    source: str  # mahnwerk | stripe | outside (to be transferred by the seller)
+    at: datetime
+    reason: str = ""  # the cancellation's reason, or Stripe's refund reason
+    payment_intent: str | None = None
+    ref: str = ""  # the cancellation's action id (Idempotency-Key) that asked for it
+
+
+@dataclass
+class MessageAsk:
+    """A customer message the main loop sends (once: its `stage` is unique per contract)."""
+
+    kind: str  # domain.policy.MESSAGE_KINDS
+    stage: str  # the notices row's stage, e.g. "payment_failed_3_1"
+    case_no: int = 0
+    installment: int = 0
+    amount: int = 0
+    code: str = ""
+    failure_class: str = ""
+    reason: str = ""
 
 
 @dataclass
@@ -399,6 +468,30 @@ class NoticeInput:
     kind: str = ""  # one_off | installments | subscription ("" before issue 11)
     count: int | None = None  # installments in the plan; None: one-off or subscription
     route: str | None = None  # court | inkasso: the hand-off notice
+    # A re-send of a notice the mail server never took (PATCH_NOTICE_RETRY): its recorded,
+    # unsent text is rendered again from this input (a new claim and last day to pay).
+    rerender: bool = False
+    message: MessageInfo | None = None  # a customer message beyond dunning (issue 12)
+
+
+@dataclass
+class MessageInfo:
+    """What a customer message beyond dunning says (templates `<locale>/<kind>.*`)."""
+
+    kind: str  # payment_failed | payment_received | … (domain.policy.MESSAGE_KINDS)
+    at: datetime  # when it happened (workflow time)
+    installment: int = 0  # the installment concerned (payment_failed, refund_confirmed)
+    amount: int = 0  # the failed debit, or the amount refunded
+    code: str = ""  # payment_failed: Stripe's decline code
+    failure_class: str = ""  # payment_failed: fix_data | never
+    reason: str = ""  # withdrawal / refund: the reason given
+    refund: int = 0  # withdrawal: refunded to the means of payment used (Stripe)
+    refund_outside: int = 0  # withdrawal: to be transferred by the seller
+    cancelled: list[int] = field(default_factory=list)  # installments no longer owed
+    access: str = ""  # the access after it (granted | locked | none)
+    next_due: str = ""  # the next installment's due date (ISO, Berlin), "" if none
+    next_amount: int = 0
+    paid_total: int = 0  # plan_completed: everything paid
 
 
 @dataclass
@@ -445,6 +538,20 @@ class PaymentUpdate:
     # (cumulative, so a redelivered or reordered event is harmless)
     amount: int = 0
     dispute: str | None = None  # the Dispute id (dp_…), to settle each dispute once
+    # refunded: the charge's refunds as Stripe lists them (ids, amounts): each is recorded
+    # once by its id, so a refund Mahnwerk made itself is never counted twice (issue 12)
+    refunds: list[RefundInfo] = field(default_factory=list)
+
+
+@dataclass
+class RefundInfo:
+    """A Stripe refund as the `charge.refunded` webhook (or the refund activity) saw it."""
+
+    id: str  # re_…
+    amount: int
+    status: str = "succeeded"  # succeeded | pending | failed | canceled | requires_action
+    reason: str = ""  # Stripe's: requested_by_customer | duplicate | fraudulent | ""
+    ref: str = ""  # metadata `mahnwerk_refund`: the cancellation that asked for it
 
 
 @dataclass
@@ -487,6 +594,10 @@ class SupportAction:
     address: dict[str, str] | None = None  # set-address: the debtor's postal address
     at_period_end: bool = True  # cancel
     request_id: str = ""
+    # cancel (issue 12): the amount to refund (minor units), None: as the policy says; and a
+    # free-text note (`reason` is then one of domain.endings.REASONS)
+    refund: int | None = None
+    note: str = ""
 
 
 @dataclass
@@ -498,6 +609,8 @@ class ActionResult:
     message: str = ""
     debited: list[ChargeResult] = field(default_factory=list)
     allocation: dict[str, int] = field(default_factory=dict)
+    # cancel: the refund given ({"amount", "stripe", "outside_stripe", "refunds": [...]})
+    refund: dict[str, Any] | None = None
 
 
 def action_response(contract_id: str, res: ActionResult) -> dict[str, Any]:
@@ -520,7 +633,7 @@ def action_response(contract_id: str, res: ActionResult) -> dict[str, Any]:
             for d in res.debited
         ],
         "allocation": dict(res.allocation),
-    }
+    } | ({"refund": res.refund} if res.refund is not None else {})
 
 
 def action_error(status: int, type_: str, message: str) -> dict[str, Any]:
@@ -542,6 +655,37 @@ class ContractView:
     waiting_for: str
     installments: list[InstallmentState]
     claim: Claim | None = None  # the claim as of now (contracts started since PATCH_CLAIM)
+
+
+# -- refunds (issue 12) -------------------------------------------------------------------
+
+
+@dataclass
+class RefundPartInput:
+    installment: int
+    amount: int
+    payment_intent: str
+
+
+@dataclass
+class RefundInput:
+    """Refund these parts through Stripe, each once: the idempotency key of a part is
+    ``refund:{contract}:{ref}:{payment_intent}`` (derived here from the cancellation's action
+    id, never random), and the activity looks for a refund carrying `ref` in its metadata
+    before creating one (Stripe forgets idempotency keys after 24 h)."""
+
+    contract_id: str
+    ref: str  # the cancellation's action id (its Idempotency-Key)
+    reason: str  # domain.endings.REASONS
+    currency: str
+    parts: list[RefundPartInput] = field(default_factory=list)
+
+
+@dataclass
+class RefundResult:
+    refunds: list[RefundInfo] = field(default_factory=list)  # in the order of the parts
+    # parts Stripe refused (e.g. the charge was disputed meanwhile): (payment intent, error)
+    failed: list[list[str]] = field(default_factory=list)
 
 
 # -- hand-off ------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 
-from api.deps import Caller, StateDep, require
+from api.deps import BearerDoc, Caller, StateDep, require
 from api.errors import ApiError, error_body
 from core.codec import (
     CUSTOMER_KEY_PREFIX,
@@ -88,6 +88,23 @@ _EXAMPLE = {
         }
     ]
 }
+# Temporal's `Payloads` in protobuf JSON form (metadata values and data base64).
+_PAYLOADS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "payloads": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "data": {"type": "string"},
+                },
+            },
+        }
+    },
+    "required": ["payloads"],
+}
 _OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -105,7 +122,7 @@ _OPENAPI: dict[str, Any] = {
     "responses": {
         "200": {
             "description": "The payloads, converted, in the same protobuf JSON form.",
-            "content": {"application/json": {"example": _EXAMPLE}},
+            "content": {"application/json": {"schema": _PAYLOADS_SCHEMA, "example": _EXAMPLE}},
         }
     },
 }
@@ -283,7 +300,7 @@ def session_caller(settings: Settings, token: str, now: float | None = None) -> 
     raise invalid
 
 
-def codec_admin(request: Request, state: StateDep) -> Caller:
+def codec_admin(request: Request, state: StateDep, _doc: BearerDoc = None) -> Caller:
     """An admin, by the session cookie of `/codec/login` (the Temporal UI) or by the
     `Authorization: Bearer <admin key>` header (CLI, scripts)."""
     token = request.cookies.get(SESSION_COOKIE)

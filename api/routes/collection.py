@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from api.deps import AdminCaller, StateDep
 from api.errors import ApiError, reject_nul_bytes
+from api.responses import CollectionCaseOut
 from core.models import CollectionCase, Contract
 
 router = APIRouter(
@@ -16,7 +17,12 @@ router = APIRouter(
 )
 
 
-@router.get("/{contract_id}/collection-case", summary="The hand-off case file")
+@router.get(
+    "/{contract_id}/collection-case",
+    summary="The hand-off case file",
+    response_model=CollectionCaseOut,
+    response_model_exclude_unset=True,
+)
 async def get_collection_case(
     contract_id: str, caller: AdminCaller, state: StateDep
 ) -> dict[str, Any]:

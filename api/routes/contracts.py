@@ -35,12 +35,14 @@ from api.claims import claim_as_of, claim_json, today
 from api.deps import (
     AdminCaller,
     PlatformCaller,
+    PlatformSupportCaller,
     ReaderCaller,
     StateDep,
     SupportCaller,
     TemporalDep,
 )
 from api.errors import ApiError, error_body, reject_nul_bytes
+from api.responses import ActionPendingOut, ActionStatusOut, ContractOut, TimelineOut
 from api.schemas import (
     ActionOut,
     AddressIn,
@@ -58,6 +60,7 @@ from api.schemas import (
 )
 from core.db import transaction
 from core.models import (
+    Consent,
     Contract,
     Installment,
     PaymentAttempt,
@@ -89,11 +92,13 @@ router = APIRouter(
 
 
 def _hash(body: ContractCreate, seller_id: str = DEFAULT_SELLER_ID) -> str:
-    """The checkout's digest (a replay must match it). The seller is the one the contract
+    """The checkout's digest (a replay must match it). `consents` (issue 12) only when
+    given: a replayed checkout of a body accepted before the field existed keeps its digest
+    (and is not refused as a different body). The seller (issue 14) is the one the contract
     got (the body's, or the API key's own); the default seller's checkouts hash as before
-    `seller_id` existed, so a checkout replayed across the upgrade still matches."""
-    data = body.model_dump(mode="json")
-    data.pop("seller_id", None)
+    `seller_id` existed."""
+    exclude = {"seller_id"} if body.consents else {"consents", "seller_id"}
+    data = body.model_dump(mode="json", exclude=exclude)
     if seller_id != DEFAULT_SELLER_ID:
         data["seller_id"] = seller_id
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -268,6 +273,18 @@ def _insert(
             )
         )
     s.add_all(attempts)
+    # the consents given at checkout (issue 12): evidence next to the terms
+    s.add_all(
+        Consent(
+            contract_id=inp.contract_id,
+            kind=c.kind,
+            version=c.version,
+            text_hash=c.text_hash.lower(),
+            given_at=c.given_at,
+            ip=c.ip,
+        )
+        for c in body.consents
+    )
     s.flush()  # fills the column defaults the answer shows (created_at, attempted_at, …)
     return contract, insts, attempts
 
@@ -292,7 +309,14 @@ async def _start_workflow(client: Client, settings: Settings, inp: ContractInput
         pass
 
 
-@router.post("", status_code=201, summary="Start a contract")
+@router.post(
+    "",
+    status_code=201,
+    summary="Start a contract",
+    response_model=ContractOut,
+    response_model_exclude_unset=True,
+    responses={200: {"model": ContractOut, "description": "The same body again: the contract"}},
+)
 async def create_contract(
     body: ContractCreate,
     response: Response,
@@ -346,7 +370,7 @@ def _record_checkout(
                 if existing is None:
                     contract, insts, attempts = _insert(s, body, inp, digest)
                     # Answer from the rows just written: no second read.
-                    return True, _view(settings, contract, insts, attempts)
+                    return True, _view(settings, contract, insts, attempts, _consents(s, cid))
                 if existing.request_hash != digest:
                     raise _conflict(cid)
         except IntegrityError:
@@ -361,6 +385,7 @@ def _forget_checkout(sessions: sessionmaker[Session], contract_id: str) -> None:
     with transaction(sessions) as s:
         s.execute(delete(Installment).where(Installment.contract_id == contract_id))
         s.execute(delete(PaymentAttempt).where(PaymentAttempt.contract_id == contract_id))
+        s.execute(delete(Consent).where(Consent.contract_id == contract_id))
         s.execute(delete(Contract).where(Contract.id == contract_id))
 
 
@@ -381,7 +406,34 @@ def _read_view(s: Session, settings: Settings, contract_id: str) -> dict[str, An
         .where(PaymentAttempt.contract_id == contract_id)
         .order_by(PaymentAttempt.installment_seq, PaymentAttempt.attempt, PaymentAttempt.id)
     )
-    return _view(settings, c, list(insts), list(attempts))
+    return _view(settings, c, list(insts), list(attempts), _consents(s, contract_id))
+
+
+def _consents(s: Session, contract_id: str) -> list[Consent]:
+    return list(
+        s.scalars(select(Consent).where(Consent.contract_id == contract_id).order_by(Consent.id))
+    )
+
+
+def consent_json(c: Consent) -> dict[str, Any]:
+    return {
+        "kind": c.kind,
+        "version": c.version,
+        "text_hash": c.text_hash,
+        "given_at": c.given_at.isoformat(),
+        "ip": c.ip,
+    }
+
+
+def _ended(inst: Installment) -> dict[str, Any] | None:
+    """How the installment ended (issue 12): {"how", "reason", "at"} — handed off, written
+    off, cancelled (with the reason), or paid; None while it runs."""
+    if inst.ended:
+        return dict(inst.ended)
+    if inst.status == "paid":
+        at = inst.paid_at.isoformat() if inst.paid_at else None
+        return {"how": "paid", "reason": "paid", "at": at}
+    return None
 
 
 def _stall_detail(inst: Installment, attempts: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -400,6 +452,7 @@ def _view(
     c: Contract,
     insts: Sequence[Installment],
     attempts: Sequence[PaymentAttempt],
+    consents: Sequence[Consent] = (),
 ) -> dict[str, Any]:
     by_seq: dict[int, list[dict[str, Any]]] = {}
     for a in attempts:
@@ -459,23 +512,36 @@ def _view(
                 "status": i.status,
                 "attempts": by_seq.get(i.seq, []),
                 "stalled": _stall_detail(i, by_seq.get(i.seq, [])),
+                "ended": _ended(i),
+                "refunded_amount": i.refunded_amount or 0,
             }
             for i in insts
         ],
         "terms": c.terms,
+        "consents": [consent_json(x) for x in consents],
         "workflow_id": c.workflow_id,
         "temporal_ui": workflow_ui_url(settings, c.workflow_id),
         "created_at": c.created_at.isoformat(),
     }
 
 
-@router.get("/{contract_id}", summary="Read a contract")
+@router.get(
+    "/{contract_id}",
+    summary="Read a contract",
+    response_model=ContractOut,
+    response_model_exclude_unset=True,
+)
 async def get_contract(contract_id: str, caller: ReaderCaller, state: StateDep) -> dict[str, Any]:
     """Status, schedule with each installment's attempts, claim, stage, access, UI link."""
     return contract_out(state.sessions, state.settings, contract_id)
 
 
-@router.get("/{contract_id}/events", summary="The contract's timeline")
+@router.get(
+    "/{contract_id}/events",
+    summary="The contract's timeline",
+    response_model=TimelineOut,
+    response_model_exclude_unset=True,
+)
 async def get_events(contract_id: str, caller: ReaderCaller, state: StateDep) -> dict[str, Any]:
     with state.sessions() as s:
         if s.get(Contract, contract_id) is None:
@@ -526,10 +592,11 @@ IdempotencyKey = Annotated[
 
 _ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {
+        "model": ActionPendingOut,
         "description": "The contract did not answer within MAHNWERK_ACTION_WAIT_SECONDS "
         "(e.g. a debit in flight while Stripe is slow): the action goes on; its answer is at "
         "`status_url` (`GET /v1/contracts/{id}/actions/{key}`), or retry with the same "
-        "Idempotency-Key."
+        "Idempotency-Key.",
     }
 }
 
@@ -560,9 +627,11 @@ def _record_action(
     name: str,
     digest: str,
     actor: str,
+    allow: tuple[str, ...] = (),
 ) -> _ActionRow:
     """The action's row: the one a request with this key wrote before (same request, else
-    422), or a new `pending` one (not for a contract that has ended: 409 as before)."""
+    422), or a new `pending` one (not for a contract that has ended: 409 as before — except
+    the ended statuses in `allow`, where the workflow still listens and decides)."""
     for _ in range(2):
         with sessions() as s:
             c = s.get(Contract, contract_id)
@@ -581,7 +650,7 @@ def _record_action(
                 return _ActionRow(
                     key, False, row.state, row.http_status, row.response, c.workflow_id
                 )
-            if c.status in TERMINAL:
+            if c.status in TERMINAL and c.status not in allow:
                 raise ApiError(
                     409, "conflict", f"contract {contract_id} is {c.status}", {"status": c.status}
                 )
@@ -684,6 +753,7 @@ async def _update(
     body: BaseModel | None,
     actor: str,
     key: str | None,
+    allow: tuple[str, ...] = (),
 ) -> Response:
     if key is not None and not _KEY_CHARS.fullmatch(key):
         raise ApiError(
@@ -695,7 +765,7 @@ async def _update(
     key = key or str(uuid.uuid4())  # without the header: a new action, as before
     sessions = state.sessions
     row = await run_in_threadpool(
-        _record_action, sessions, contract_id, key, name, _digest(name, body), actor
+        _record_action, sessions, contract_id, key, name, _digest(name, body), actor, allow
     )
     if row.state == "done" and row.http_status is not None and row.response is not None:
         return JSONResponse(row.response, status_code=row.http_status)
@@ -744,7 +814,10 @@ async def _update(
 @router.get(
     "/{contract_id}/actions/{key}",
     summary="The answer to a support action, by its Idempotency-Key",
-    responses={202: {"description": "Not answered yet: ask again later."}},
+    response_model=ActionStatusOut,
+    responses={
+        202: {"model": ActionStatusOut, "description": "Not answered yet: ask again later."}
+    },
 )
 async def action_status(
     contract_id: str, key: str, caller: SupportCaller, state: StateDep, client: TemporalDep
@@ -1070,20 +1143,40 @@ async def set_address(
 
 @router.post(
     "/{contract_id}/cancel",
-    summary="Cancel a subscription",
+    summary="End a contract early (withdrawal, cancellation, goodwill, fraud)",
     response_model=ActionOut,
     responses=_ACTION_RESPONSES,
 )
 async def cancel(
     contract_id: str,
     body: CancelIn,
-    caller: SupportCaller,
+    caller: PlatformSupportCaller,
     state: StateDep,
     client: TemporalDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """At the end of the paid period (default) or now; never before a minimum term ends."""
-    req = SupportAction(actor=caller.name, reason=body.reason, at_period_end=body.at_period_end)
+    """Every kind (docs/endings.md). `withdrawal`, `goodwill`, `fraud`: now — nothing unpaid is
+    owed any more, dunning stops, a refund goes back through Stripe (a withdrawal: what the
+    policy's `withdrawal.refund` says, unless `refund` names the amount); also for a
+    completed contract. `cancellation_button`, `other`: at the end of the period paid for
+    (default) or now; what is due stays owed; a subscription never before its minimum term
+    ends. Platform and support (and admin); `Idempotency-Key` makes it safe to retry — one
+    refund, however often it is sent."""
+    req = SupportAction(
+        actor=caller.name,
+        reason=body.reason,
+        at_period_end=True if body.at_period_end is None else body.at_period_end,
+        refund=body.refund_value,
+        note=body.note,
+    )
     return await _update(
-        state, client, contract_id, "cancel", req, body=body, actor=caller.name, key=idempotency_key
+        state,
+        client,
+        contract_id,
+        "cancel",
+        req,
+        body=body,
+        actor=caller.name,
+        key=idempotency_key,
+        allow=("completed",),
     )

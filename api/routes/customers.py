@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import AdminCaller, StateDep
 from api.errors import ApiError, reject_nul_bytes
+from api.responses import ErasureOut
 from core.codec import forget_shredded
 from core.erasure import ErasureRefused, UnknownCustomer, erase_customer
 
@@ -25,7 +26,12 @@ router = APIRouter(
 )
 
 
-@router.post("/{customer_id}/erase", summary="Erase a customer's personal data (GDPR)")
+@router.post(
+    "/{customer_id}/erase",
+    summary="Erase a customer's personal data (GDPR)",
+    response_model=ErasureOut,
+    response_model_exclude_unset=True,
+)
 async def erase(customer_id: str, caller: AdminCaller, state: StateDep) -> dict[str, Any]:
     """Anonymise the customer's personal data in every ledger table (names, e-mail and
     postal addresses, the terms acceptance IP, Stripe customer and payment-method

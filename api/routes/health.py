@@ -11,18 +11,24 @@ from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from api.deps import StateDep
+from api.responses import HealthOut, ReadyOut
 from domain.interest import base_rate_coverage, with_rates
 from domain.schedule import berlin_date
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", summary="Liveness", response_model=HealthOut)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: database and Temporal reachable")
+@router.get(
+    "/readyz",
+    summary="Readiness: database and Temporal reachable",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "The database or Temporal unreachable"}},
+)
 async def readyz(state: StateDep) -> Any:
     checks: dict[str, str] = {}
     try:

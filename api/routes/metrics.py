@@ -29,7 +29,7 @@ _TEXT_EXAMPLE = (
     responses={
         200: {
             "description": "Prometheus text format (OpenMetrics if the scraper asks for it).",
-            "content": {"text/plain": {"example": _TEXT_EXAMPLE}},
+            "content": {"text/plain": {"schema": {"type": "string"}, "example": _TEXT_EXAMPLE}},
         }
     },
 )

@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from api.claims import claim_as_of
 from api.deps import AdminCaller, StateDep, SupportCaller
 from api.errors import ApiError, reject_nul_bytes, reject_unknown_query
+from api.responses import Access, ContractKind, NoticeStatus, Stage, stage_field
 from api.schemas import error_responses
 from core.models import Contract, Installment, Notice
 from core.sellers import SELLER_ID
@@ -50,10 +51,10 @@ CLOSED = ("cancelled", "written_off", "failed")
 
 class ContractSummary(BaseModel):
     contract_id: str
-    kind: str
-    status: str
-    stage: str
-    access: str
+    kind: ContractKind
+    status: Status
+    stage: Stage = stage_field()
+    access: Access
     overdue_amount: int = Field(
         description="minor units: the claim (principal, interest, fees, costs, lump sums) as "
         "of the workflow's last write, less principal whose debit is in flight"
@@ -84,7 +85,7 @@ class NoticeOut(BaseModel):
     html: str
     notice_number: str
     message_id: str
-    status: str = Field(description="rendered (not sent yet) | sent")
+    status: NoticeStatus = Field(description="rendered (not sent yet) | sent")
     sent_at: str | None
     created_at: str
 
@@ -107,6 +108,11 @@ class ReceivablesOut(BaseModel):
         description="days since the oldest open installment fell due (Europe/Berlin days)"
     )
     total: Bucket
+    refunded: Bucket = Field(
+        default_factory=Bucket,
+        description="refunds given (by Mahnwerk or at Stripe), apart from the open claims: "
+        "contracts with a refund and the amount refunded; never part of `total`",
+    )
 
 
 # -- cursor ---------------------------------------------------------------------------------
@@ -265,7 +271,7 @@ async def list_notices(
                 html=n.html,
                 notice_number=n.notice_number,
                 message_id=n.message_id,
-                status=n.status,
+                status=n.status,  # type: ignore[arg-type]
                 sent_at=n.sent_at.isoformat() if n.sent_at else None,
                 created_at=n.created_at.isoformat(),
             )
@@ -292,7 +298,8 @@ async def receivables(
     failed), counted once; amounts in minor units. The amount is the claim as of today
     (domain.claim: principal, interest, fees, costs, lump sums) less principal whose debit is
     in flight; the age is counted in Europe/Berlin days from the due date of the oldest
-    installment with anything open (domain.collection.age_bucket). Contracts started before
+    installment with anything open (domain.collection.age_bucket). `refunded`: the refunds
+    given (issue 12), apart from the claims. Contracts started before
     the claim model count their last overdue amount, aged from the oldest open installment
     (from the opening of the dunning case when only fees are left). A seller-scoped key
     counts its seller's contracts only."""
@@ -323,10 +330,21 @@ async def receivables(
             Contract.currency == "eur",
         )
     )
+    refunds_q = (
+        select(Installment.contract_id, func.sum(Installment.refunded_amount))
+        .join(Contract, Contract.id == Installment.contract_id)
+        .where(Installment.refunded_amount > 0, Contract.currency == "eur")
+        .group_by(Installment.contract_id)
+    )
     for cond in _seller_conditions(caller.seller, seller_id):
         q = q.where(cond)
+        refunds_q = refunds_q.where(cond)
     with state.sessions() as s:
         rows = list(s.execute(q))
+        refunded_rows = list(s.execute(refunds_q))
+    refunded = Bucket(
+        count=len(refunded_rows), amount=sum(int(amount or 0) for _, amount in refunded_rows)
+    )
     today = berlin_date(as_of)
     by_stage: dict[str, Bucket] = {}
     by_age = {name: Bucket() for name, _ in AGE_BUCKETS}
@@ -352,4 +370,5 @@ async def receivables(
         by_stage=dict(sorted(by_stage.items())),
         by_age=by_age,
         total=total,
+        refunded=refunded,
     )

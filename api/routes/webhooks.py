@@ -33,11 +33,12 @@ from temporalio.service import RPCError
 
 from api.deps import StateDep, TemporalDep
 from api.errors import ApiError
+from api.responses import StripeWebhookOut
 from core.db import transaction
 from core.models import Contract, PaymentAttempt, WebhookEvent
 from core.sellers import SELLER_ID, SellerConfigError, resolve_secret
 from workflows.base import TERMINAL
-from workflows.types import MandateUpdate, PaymentMethodRequest, PaymentUpdate
+from workflows.types import MandateUpdate, PaymentMethodRequest, PaymentUpdate, RefundInfo
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -127,7 +128,12 @@ def _verify(payload: bytes, header: str | None, secrets: list[str], tolerance: i
     raise ApiError(400, "bad_signature", "Stripe-Signature verification failed")
 
 
-@router.post("/stripe", summary="Stripe webhook endpoint (signature-verified)")
+@router.post(
+    "/stripe",
+    summary="Stripe webhook endpoint (signature-verified)",
+    response_model=StripeWebhookOut,
+    response_model_exclude_unset=True,
+)
 async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep) -> dict[str, Any]:
     """The platform's endpoint: its own account's events and, signed with the Connect
     endpoint's secret or its own, the events of connected accounts (`account`)."""
@@ -150,6 +156,8 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
 @router.post(
     "/stripe/sellers/{seller_id}",
     summary="Stripe webhook endpoint of a seller with its own Stripe account",
+    response_model=StripeWebhookOut,
+    response_model_exclude_unset=True,
 )
 async def seller_stripe_webhook(
     seller_id: str, request: Request, state: StateDep, client: TemporalDep
@@ -260,14 +268,19 @@ async def _process(
             )
     elif event_type == _REFUNDED:
         charge = event["data"]["object"].to_dict()
+        pi_id = charge.get("payment_intent") or ""
+        # Each refund by its id (issue 12): the workflow records a refund once, whether it
+        # made it itself (metadata `mahnwerk_refund`) or it was made at Stripe.
+        refunds = await run_in_threadpool(_refunds_of, state, source, pi_id, charge)
         await _signal_outcome(
             state,
             client,
             source,
             event_id,
-            {"id": charge.get("payment_intent") or "", "metadata": charge.get("metadata") or {}},
+            {"id": pi_id, "metadata": charge.get("metadata") or {}},
             "refunded",
             amount=int(charge.get("amount_refunded") or 0),
+            refunds=refunds,
         )
     elif event_type == _MANDATE:
         mandate = event["data"]["object"].to_dict()
@@ -288,6 +301,42 @@ def _is_default(state: StateDep, source: Source, pm_id: str, customer: str) -> b
         raise ApiError(503, "unavailable", f"Stripe: {exc}") from None
     settings = getattr(cus, "invoice_settings", None)
     return getattr(settings, "default_payment_method", None) == pm_id
+
+
+def _refunds_of(
+    state: StateDep, source: Source, pi_id: str, charge: dict[str, Any]
+) -> list[RefundInfo]:
+    """The charge's refunds: from the event when it carries them (API versions before
+    2022-11-15 embed `refunds`), else listed at Stripe (`GET /v1/refunds?payment_intent=`).
+    Stripe away: 503, not recorded as processed, so Stripe redelivers."""
+    embedded = (charge.get("refunds") or {}).get("data") if isinstance(charge, dict) else None
+    if isinstance(embedded, list) and embedded:
+        rows: list[Any] = embedded
+    elif not pi_id:
+        return []
+    else:
+        try:
+            # on the account the event came from (issue 14)
+            stripe_client = state.stripe(api_key=source.api_key, account=source.account)
+            page = stripe_client.v1.refunds.list(params={"payment_intent": pi_id, "limit": 100})
+        except stripe.InvalidRequestError:
+            return []  # unknown to Stripe: the charge's cumulative amount is all there is
+        except stripe.StripeError as exc:
+            raise ApiError(503, "unavailable", f"Stripe: {exc}") from None
+        rows = [r.to_dict() for r in page.data]
+    out = []
+    for r in rows:
+        metadata = r.get("metadata") or {}
+        out.append(
+            RefundInfo(
+                id=str(r.get("id") or ""),
+                amount=int(r.get("amount") or 0),
+                status=str(r.get("status") or "succeeded"),
+                reason=str(r.get("reason") or ""),
+                ref=str(metadata.get("mahnwerk_refund") or ""),
+            )
+        )
+    return [r for r in out if r.id]
 
 
 def _seen(state: StateDep, event_id: str) -> bool:
@@ -340,6 +389,7 @@ async def _signal_outcome(
     code: str | None = None,
     amount: int = 0,
     dispute: str | None = None,
+    refunds: list[RefundInfo] | None = None,
 ) -> None:
     pi_id = pi.get("id", "")
     contract_id = (pi.get("metadata") or {}).get("contract_id")
@@ -358,6 +408,7 @@ async def _signal_outcome(
         code=code or (_failure_code(pi) if outcome == "failed" else None),
         amount=amount,
         dispute=dispute,
+        refunds=list(refunds or []),
     )
     try:
         await client.get_workflow_handle(contract.workflow_id).signal("payment_update", update)

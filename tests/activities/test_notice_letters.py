@@ -41,7 +41,14 @@ from tests.activities.test_notices import (  # noqa: F401  (fixtures)
 )
 from tests.activities.test_notices import make_input as smtp_input
 from tests.activities.test_notices import make_settings as smtp_settings
-from workflows.types import ClaimLine, Customer, DebitAnnouncement, NoticeInput, Product
+from workflows.types import (
+    ClaimLine,
+    Customer,
+    DebitAnnouncement,
+    MessageInfo,
+    NoticeInput,
+    Product,
+)
 
 NUMBER = "MW-ord-2026-0001-1-x"
 IBAN = "DE89370400440532013000"  # the ISO 13616 registry's German example
@@ -75,6 +82,16 @@ ASKS_FOR_MONEY = {
     "residual",  # what stayed open once the principal was paid (issue 11)
 }
 NO_MONEY = {"sepa_prenotification"}
+# Customer messages beyond dunning (issue 12): they ask for nothing (a payment failed asks for
+# a new payment method, by link), so no bank block either.
+MESSAGES = {
+    "payment_failed",
+    "payment_received",
+    "access_restored",
+    "plan_completed",
+    "withdrawal_confirmed",
+    "refund_confirmed",
+}
 
 LEGAL = {
     "de": [
@@ -114,7 +131,7 @@ def shipped_notices() -> set[str]:
 
 def test_every_shipped_notice_is_classified() -> None:
     # A new template must decide whether it asks for money (and so needs the bank block).
-    assert shipped_notices() == ASKS_FOR_MONEY | NO_MONEY
+    assert shipped_notices() == ASKS_FOR_MONEY | NO_MONEY | MESSAGES
 
 
 def notice_input(template: str, locale: str, customer_type: str, *, fees: int) -> NoticeInput:
@@ -155,6 +172,17 @@ def notice_input(template: str, locale: str, customer_type: str, *, fees: int) -
         # interest has its own tests; here the bank block must carry whatever total is shown
         interest_mode="none",
         debit=debit,
+        message=MessageInfo(
+            template,
+            datetime(2026, 12, 15, 9, tzinfo=UTC),
+            installment=3,
+            amount=123456,
+            failure_class="never",
+            reason="withdrawal",
+            refund=123456,
+        )
+        if template in MESSAGES
+        else None,
     )
 
 
@@ -165,7 +193,7 @@ def first_sentence_after(text: str, greeting: str) -> str:
 
 @pytest.mark.parametrize("customer_type", ["consumer", "business"])
 @pytest.mark.parametrize("locale", ["de", "en"])
-@pytest.mark.parametrize("template", sorted(ASKS_FOR_MONEY | NO_MONEY))
+@pytest.mark.parametrize("template", sorted(ASKS_FOR_MONEY | NO_MONEY | MESSAGES))
 @pytest.mark.parametrize("fees", [0, 350])
 def test_every_notice_renders_with_bank_details_legal_footer_and_salutation(
     template: str, locale: str, customer_type: str, fees: int
@@ -198,7 +226,7 @@ def test_every_notice_renders_with_bank_details_legal_footer_and_salutation(
         assert word not in text, f"{word!r} in the {locale} text of {template}"
 
     bank = r.data["bank_transfer"]
-    if template in NO_MONEY:
+    if template in NO_MONEY | MESSAGES:
         assert IBAN_DISPLAY not in text and "cid:" not in html
         assert bank is None and r.images == ()
         return

@@ -634,6 +634,7 @@ async def test_history_on_the_server_holds_no_plaintext_and_decode_shows_it(
             "wake-on-signal-during-pass",
             "prompt-support-actions",
             "claim-exact",
+            "contract-endings",
         ), patch_id
     payloads = [
         p

@@ -55,6 +55,7 @@ async def test_collection_case(http: httpx.AsyncClient, sessions: sessionmaker[S
         "code": "not_found",
         "message": "no collection case for this contract",
         "details": None,
+        "request_id": resp.headers["X-Request-Id"],
     }
 
     add_case(sessions, cid, 1, "inkasso")

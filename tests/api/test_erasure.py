@@ -75,6 +75,16 @@ async def _start(stack: Stack, person: dict[str, Any], ip: str, **kw: Any) -> st
     body = contract_body(first_due=await stack.today(), **kw)
     body["customer"] = person
     body["terms"]["ip"] = ip
+    # consent evidence (issue 12): its IP is personal data too
+    body["consents"] = [
+        {
+            "kind": "digital_content_early_start",
+            "version": "consent-2026-10",
+            "text_hash": "cd" * 32,
+            "given_at": "2026-11-27T10:00:05+01:00",
+            "ip": ip,
+        }
+    ]
     resp = await stack.http.post("/v1/contracts", json=body, headers=PLATFORM)
     assert resp.status_code == 201, resp.text
     stack.started.append(body["contract_id"])
@@ -212,6 +222,7 @@ async def test_erasure_anonymises_the_ledger_and_shreds_the_history(
     assert view["status"] == "completed" and view["customer_id"] == erika["id"]
     assert [i["paid_amount"] for i in view["schedule"]] == [4900, 4900]
     assert view["terms"]["ip"] == "[erased]" and view["terms"]["version"] == "agb-2026-10"
+    assert view["consents"][0]["ip"] == "[erased]" and view["consents"][0]["text_hash"] == "cd" * 32
     shown = (await stack.http.get(f"/v1/contracts/{dunned}/notices", headers=SUPPORT)).json()
     assert shown["data"] and all(n["recipient"] == "erased@erased.invalid" for n in shown["data"])
 

@@ -124,8 +124,9 @@ async def test_listing_notices_and_receivables(stack: Stack) -> None:
     assert resp.status_code == 200, resp.text
     notices = resp.json()["data"]
     stages = [n["stage"] for n in notices]
-    assert stages == ["reminder", "mahnung_1", "lock"], stages
-    reminder, mahnung = notices[0], notices[1]
+    # a lost card: the customer is told at once (issue 12), then the ladder's notices
+    assert stages == ["payment_failed_1", "reminder", "mahnung_1", "lock"], stages
+    reminder, mahnung = notices[1], notices[2]
     assert (
         reminder["subject"].startswith("Zahlungserinnerung") and failing[0] in reminder["subject"]
     )

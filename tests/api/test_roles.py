@@ -42,7 +42,7 @@ ROLES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/contracts/{contract_id}/deferral"): {"support"},
     ("POST", "/v1/contracts/{contract_id}/waivers"): {"support"},
     ("POST", "/v1/contracts/{contract_id}/contest"): {"support"},
-    ("POST", "/v1/contracts/{contract_id}/cancel"): {"support"},
+    ("POST", "/v1/contracts/{contract_id}/cancel"): {"platform", "support"},
     ("POST", "/v1/contracts/{contract_id}/address"): {"support"},
     ("POST", "/v1/contracts/{contract_id}/write-off"): {"admin"},
     ("POST", "/v1/contracts/{contract_id}/approve-handoff"): {"admin"},

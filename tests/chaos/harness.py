@@ -242,12 +242,18 @@ class Expect:
         return self.paid if self.debited is None else self.debited
 
 
+# Customer messages beyond dunning (issue 12), exactly once like every notice: a paid plan
+# says so; a hard decline is told at once (case 1). A soft decline recovered by a retry
+# before the reminder says nothing (the customer never heard of the case).
+PLAN_DONE = ("plan_completed",)
+HARD_FAILED = ("payment_failed_1",)
+
 EXPECTATIONS: dict[str, Expect] = {
-    PAID: Expect("completed", (1, 2, 3), (), "granted"),  # paid: as many as the wave has
-    SOFT_RECOVERS: Expect("completed", (1, 2), (), "granted"),
+    PAID: Expect("completed", (1, 2, 3), PLAN_DONE, "granted"),  # paid: as many as the wave has
+    SOFT_RECOVERS: Expect("completed", (1, 2), PLAN_DONE, "granted"),
     SOFT_LADDER: Expect("handed_off", (), (*FULL_LADDER, "handoff"), "locked"),
-    HARD_LADDER: Expect("handed_off", (), (*FULL_LADDER, "handoff"), "locked"),
-    HARD_WRITE_OFF: Expect("written_off", (), FULL_LADDER, "locked"),
+    HARD_LADDER: Expect("handed_off", (), (*HARD_FAILED, *FULL_LADDER, "handoff"), "locked"),
+    HARD_WRITE_OFF: Expect("written_off", (), (*HARD_FAILED, *FULL_LADDER), "locked"),
     SEPA: Expect("completed", (1,), SEPA_NOTICES, "granted"),
 }
 

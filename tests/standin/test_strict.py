@@ -604,13 +604,29 @@ MAHNWERK_CALLS: list[tuple[str, str, str, dict[str, Any]]] = [
             },
         },
     ),
-    # Announced for a later issue (refunds made by Mahnwerk); checked now so the shape is
-    # known to be valid when it lands.
+    # Refunds made by Mahnwerk (issue 12: activities/refunds.py), and the listing that finds
+    # one a cancellation made before (and the refunds of a `charge.refunded` webhook).
     (
-        "refund (later)",
+        "refund_payments",
         "refunds.create",
         "RefundCreateParams",
-        {"payment_intent": "pi_1", "amount": 1200, "metadata": {"contract_id": "c-1"}},
+        {
+            "payment_intent": "pi_1",
+            "amount": 1200,
+            "reason": "requested_by_customer",
+            "metadata": {
+                "contract_id": "c-1",
+                "installment": "2",
+                "cancel_reason": "withdrawal",
+                "mahnwerk_refund": "k-1",
+            },
+        },
+    ),
+    (
+        "refund_payments / webhook charge.refunded",
+        "refunds.list",
+        "RefundListParams",
+        {"payment_intent": "pi_1", "limit": 100},
     ),
     ("charge lookup (later)", "charges.retrieve", "ChargeRetrieveParams", {}),
 ]

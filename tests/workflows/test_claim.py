@@ -30,12 +30,18 @@ STATE = "BE"  # MAHNWERK_SELLER_STATE's default, pinned into every contract
 
 
 def notices(sessions: sessionmaker[Session], cid: str) -> list[Any]:
+    """The dunning notices of a contract (not the customer messages of issue 12, which are
+    no part of the ladder: they go out at once, outside the send window)."""
     from core.models import Notice
 
     with sessions() as s:
-        return list(
-            s.scalars(select(Notice).where(Notice.contract_id == cid).order_by(Notice.created_at))
-        )
+        return [
+            n
+            for n in s.scalars(
+                select(Notice).where(Notice.contract_id == cid).order_by(Notice.created_at)
+            )
+            if "message" not in (n.data or {})
+        ]
 
 
 async def stage_times(stack: Stack, cid: str) -> dict[str, datetime]:
@@ -229,7 +235,12 @@ async def test_paying_the_principal_only_unlocks_and_a_final_notice_claims_the_r
     assert in_send_window(final)
     deadline = date.fromisoformat(final.data["deadline_day"])
     assert deadline >= sent_day(final) + timedelta(days=14)
-    assert [m["Subject"] for m in stack.mails(email)][-1].startswith("Restforderung")
+    subjects = [str(m["Subject"]) for m in stack.mails(email)]
+    assert [x for x in subjects if x.startswith("Restforderung")] == [final.subject], subjects
+    # the thanks for the payment says what is left (issue 12), it does not call it settled
+    (thanks,) = [m for m in stack.mails(email) if str(m["Subject"]).startswith("Zahlung eingeg")]
+    text = thanks.get_body(preferencelist=("plain",)).get_content()
+    assert "gesondert" in text and "ausgeglichen" not in text
 
     # Unpaid by its deadline: it stays on the ledger, in the API and in an event; the
     # contract (all installments paid) completes.

@@ -61,8 +61,11 @@ async def test_soft_decline_in_month_3_recovered_by_second_retry(stack: Stack) -
     times = [datetime.fromisoformat(a["attempted_at"]) for a in third["attempts"]]
     assert round((times[1] - times[0]) / timedelta(hours=1)) == 24
     assert round((times[2] - times[0]) / timedelta(hours=1)) == 72
-    # recovered on the day the reminder was due, retry first: no notice, no lock
-    assert stack.mails(email) == []
+    # recovered on the day the reminder was due, retry first: no notice, no lock — and no
+    # "payment received" for a case the customer never heard of; only the plan's end
+    assert [str(m["Subject"]) for m in stack.mails(email)] == [
+        f"Alle Raten bezahlt – vielen Dank – Vertrag {cid}"
+    ]
     assert contract["access"] == "granted"
 
 
@@ -104,7 +107,8 @@ async def test_hard_decline_reminder_lock_new_method_unlock(stack: Stack) -> Non
     assert contract["status"] == "in_dunning"
     assert contract["dunning"]["stage"] == "mahnung_1"
     assert contract["access"] == "granted"
-    assert len(stack.mails(email)) == 2
+    # the payment-failed message at once (issue 12), the reminder, the first Mahnung
+    assert len(stack.mails(email)) == 3
     await stack.sleep_until(after(ladder["lock"]))
     contract = await stack.contract(cid)
     assert contract["dunning"]["stage"] == "lock"
@@ -121,9 +125,11 @@ async def test_hard_decline_reminder_lock_new_method_unlock(stack: Stack) -> Non
     attempts = contract["schedule"][0]["attempts"]
     assert [a["decline_code"] for a in attempts] == ["lost_card"]  # hard: no retries
     subjects = [m["Subject"] for m in stack.mails(email)]
-    # the reminder, the first Mahnung, and the notice that access is locked: one per step
-    assert len(subjects) == 3, subjects
-    assert subjects[2].startswith("Sperrung Ihres Zugangs"), subjects
+    # payment failed, the reminder, the first Mahnung, and the notice that access is
+    # locked: one per step
+    assert len(subjects) == 4, subjects
+    assert subjects[0].startswith("Zahlung fehlgeschlagen"), subjects
+    assert subjects[3].startswith("Sperrung Ihres Zugangs"), subjects
     assert not stack.debits(cid)
     events = (await stack.http.get(f"/v1/contracts/{cid}/events", headers=PLATFORM)).json()
     types = [e["type"] for e in events["data"]]
@@ -218,8 +224,11 @@ async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> N
     )
     view = await stack.result(handle)  # D+38: the collection rung hands off by itself
     assert view.status == "handed_off"
-    # in order: reminder, 1. Mahnung, access locked, letzte Mahnung, hand-off announcement
+    # in order: payment failed (issue 12), reminder, 1. Mahnung, access locked, letzte
+    # Mahnung, hand-off announcement
     mails = stack.mails(email)
+    assert str(mails[0]["Subject"]).startswith("Zahlung fehlgeschlagen")
+    mails = mails[1:]
     subjects = [str(m["Subject"]) for m in mails]
     assert len(mails) == 5, subjects
     assert subjects[0].startswith("Zahlungserinnerung") and subjects[1].startswith("1. Mahnung")
@@ -259,6 +268,7 @@ async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> N
     assert file["mahnantrag"]["catalogue_number"] == 16  # Lehrgangs-/Unterrichtskosten
     assert file["totals"]["principal"] == 9900
     assert [n["stage"] for n in file["notices"]] == [
+        "payment_failed_1",  # the customer was told at once (issue 12): evidence too
         "reminder",
         "mahnung_1",
         "lock",

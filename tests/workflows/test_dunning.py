@@ -87,8 +87,11 @@ async def test_second_installment_failing_joins_the_open_case(stack: Stack) -> N
     assert [i["seq"] for i in case["file"]["installments"]] == [1, 2]
     assert case["file"]["totals"]["principal"] == 2 * 9900
     # one notice per stage, not per installment: reminder, 1. Mahnung, access locked,
-    # letzte Mahnung, hand-off announcement
-    assert len(stack.mails(email)) == 5
+    # letzte Mahnung, hand-off announcement; and the payment-failed message once per case
+    # (issue 12): installment 2's decline is in the next notice, not in a message of its own
+    subjects = [str(m["Subject"]) for m in stack.mails(email)]
+    assert len(subjects) == 6, subjects
+    assert [s.startswith("Zahlung fehlgeschlagen") for s in subjects].count(True) == 1
 
 
 async def test_partial_settlement_is_allocated_costs_interest_principal(stack: Stack) -> None:
@@ -138,12 +141,18 @@ async def test_worker_dying_between_render_and_send_leaves_one_email(
             stack = Stack(env, http, settings, standin, smtp)
             cid, _ = await stack.start(count=1, payment_method=LOST, email=email)
             await env.sleep(timedelta(days=4))  # the reminder is due at D+3
-            assert len(calls) == 2  # died once, then sent
+            # the first send (the payment-failed message, issue 12) died, then went out;
+            # then the reminder: one e-mail each
+            assert len(calls) == 3
             mails = stack.mails(email)
-            assert len(mails) == 1
+            assert len(mails) == 2
             notices = (await http.get(f"/v1/contracts/{cid}/notices", headers=ADMIN)).json()
-            assert [(n["stage"], n["status"]) for n in notices["data"]] == [("reminder", "sent")]
-            assert notices["data"][0]["message_id"] == str(mails[0]["Message-ID"]).strip()
+            assert [(n["stage"], n["status"]) for n in notices["data"]] == [
+                ("payment_failed_1", "sent"),
+                ("reminder", "sent"),
+            ]
+            for notice, mail in zip(notices["data"], mails, strict=True):
+                assert notice["message_id"] == str(mail["Message-ID"]).strip()
         parts.executor.shutdown(wait=False)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from datetime import date, datetime, timedelta
 from datetime import time as clock
@@ -14,6 +15,7 @@ from typing import Any
 
 import stripe
 
+from core import paylink
 from domain.calendar import add_target_business_days
 from domain.schedule import BERLIN
 from tests.conftest import PLATFORM, SUPPORT
@@ -125,10 +127,12 @@ async def test_sepa_chargeback_in_week_5_reopens_with_costs_and_locks(stack: Sta
     c = await stack.contract(cid)
     assert c["access"] == "locked" and c["dunning"]["stage"] == "lock"
     subjects = [str(m["Subject"]) for m in stack.mails(email)]
-    assert len(subjects) == 4, subjects
-    # the debit was announced first; then reminder, first Mahnung, access locked
+    assert len(subjects) == 5, subjects
+    # the debit was announced first; the plan was complete (issue 12); then reminder, first
+    # Mahnung, access locked
     assert subjects[0].startswith("Ankündigung Ihrer SEPA-Lastschrift über 99,00\u00a0€")
-    assert subjects[3].startswith("Sperrung")
+    assert subjects[1].startswith("Alle Raten bezahlt")
+    assert subjects[4].startswith("Sperrung")
     stack.standin.set_config(sepa_delay=2.0)
 
 
@@ -176,7 +180,9 @@ async def test_authentication_required_sends_a_link_then_a_new_card_pays(stack: 
     subjects = [str(m["Subject"]) for m in stack.mails(email)]
     assert subjects and subjects[0].startswith("Bitte bestätigen Sie Ihre Zahlung"), subjects
     text = stack.mails(email)[0].get_body(preferencelist=("plain",)).get_content()
-    assert f"/pay/{cid}" in text  # the payment link
+    # the payment link: /pay/<signed token> naming this contract (issue 16)
+    token = re.findall(r"/pay/([A-Za-z0-9_.-]+)", text)[0]
+    assert paylink.verify(stack.settings.events_secret.get_secret_value(), token).contract_id == cid
 
     # the customer adds a new card: attached, but not (yet) the default — nothing happens
     new = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
@@ -326,7 +332,9 @@ async def test_sepa_debit_announced_then_succeeds_after_six_business_days(stack:
         c = await stack.contract(cid)
         assert c["status"] == "completed" and c["schedule"][0]["status"] == "paid"
         assert [d["payment_intent"] for d in stack.debits(cid)] == [pi]
-        assert len(stack.mails(email)) == 1  # the announcement only: no dunning notice
+        # the announcement and the plan's end (issue 12): no dunning notice
+        subjects = [str(m["Subject"]) for m in stack.mails(email)]
+        assert len(subjects) == 2 and subjects[1].startswith("Alle Raten bezahlt"), subjects
     finally:
         stack.standin.set_config(sepa_delay=2.0)
 

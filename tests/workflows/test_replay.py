@@ -101,7 +101,7 @@ async def test_record_histories(stack: Stack) -> None:
     cid, handle = await stack.start(kind="subscription", amount=2900)
     await stack.env.sleep(timedelta(days=14 * 31))
     resp = await stack.http.post(
-        f"/v1/contracts/{cid}/cancel", json={"reason": "Kündigung"}, headers=SUPPORT
+        f"/v1/contracts/{cid}/cancel", json={"reason": "cancellation_button"}, headers=SUPPORT
     )
     assert resp.status_code == 200, resp.text
     await stack.result(handle)
@@ -154,5 +154,48 @@ async def test_record_claim_address_history(stack: Stack) -> None:
     assert resp.status_code == 200, resp.text
     await stack.result(stack.temporal.get_workflow_handle(workflow_id_for(cid)))
     path = HISTORIES / "claim-needs-address.json"
+    if not path.exists():
+        await _save(stack, path.stem, cid)
+
+
+@pytest.mark.skipif(not RECORD, reason="set MAHNWERK_RECORD_HISTORIES=1 to record")
+async def test_record_endings_histories(stack: Stack) -> None:
+    """The paths of PATCH_ENDINGS (issue 12), recorded once into files of their own (run with
+    `-k test_record_endings_histories`; existing files are never re-recorded)."""
+    from tests.workflows.test_payments import deliver
+
+    await stack.pin_date(6, 15)
+    # a withdrawal in month 2, refunded through Stripe, its charge.refunded delivered (counted
+    # once); the contract goes on listening for chargebacks
+    cid, handle = await stack.start(count=12, amount=2000, email=unique_email())
+    await stack.env.sleep(timedelta(days=35))
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/cancel",
+        json={"reason": "withdrawal"},
+        headers={**PLATFORM, "Idempotency-Key": f"w-{cid}"},
+    )
+    assert resp.status_code == 200, resp.text
+    pis = {d["payment_intent"] for d in stack.debits(cid)}
+    for event in stack.standin.events("charge.refunded"):
+        if event["data"]["object"]["payment_intent"] in pis:
+            await deliver(stack, event)
+    await stack.env.sleep(timedelta(days=40))
+    path = HISTORIES / "endings-withdrawal.json"
+    if not path.exists():
+        await _save(stack, path.stem, cid)
+    # customer messages: a hard decline (payment failed), the lock, a new card (payment
+    # received, access restored), the last installment (plan completed)
+    cid, handle = await stack.start(
+        count=2, payment_method="pm_card_visa_chargeDeclinedLostCard", email=unique_email()
+    )
+    await stack.env.sleep(timedelta(days=22))
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/payment-method",
+        json={"payment_method": "pm_card_visa"},
+        headers=SUPPORT,
+    )
+    assert resp.status_code == 200, resp.text
+    await stack.result(handle)
+    path = HISTORIES / "endings-messages.json"
     if not path.exists():
         await _save(stack, path.stem, cid)
