@@ -28,6 +28,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.claims import ClaimActivities
 from activities.collection import CollectionActivities
 from activities.events import EventDispatcher
+from activities.invoices import InvoiceActivities
 from activities.ledger import LedgerActivities
 from activities.methods import MethodActivities
 from activities.notices import NoticeActivities
@@ -158,6 +159,8 @@ def build_worker(
     methods = MethodActivities(stripe_client, throttle=payments._throttle, accounts=accounts)
     refunds = RefundActivities(stripe_client, throttle=payments._throttle, accounts=accounts)
     ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)
+    ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake, settings=settings)
+    invoices = InvoiceActivities(settings, sessions, on_events=on_events or dispatcher.wake)
     notices = (
         NoticeActivities(settings, sessions, mailer=mailer)
         if mailer
@@ -182,6 +185,8 @@ def build_worker(
         collection.deliver_case_file,
         claims.base_rates,
         claims.claim_interest,  # legacy: settlements of contracts started before PATCH_CLAIM
+        invoices.issue_invoice,
+        invoices.issue_credit_note,
     ]
     worker = Worker(
         client,

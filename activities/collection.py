@@ -4,8 +4,9 @@
 open installments, every payment attempt and every notice — and freezes it, with the claim
 computed by the pure rules in ``domain/``, into one JSON document in ``collection_cases``:
 
-* principal per unpaid installment (invoice number ``{contract_id}-{seq}``; the invoice date
-  is the due date until invoices are issued separately);
+* principal per unpaid installment with its invoice's number and date (core.invoicing,
+  issue 15); an installment without an issued invoice (invoicing off, or a contract from
+  before issue 15) is named ``{contract_id}-{seq}`` with its due date, as before;
 * statutory default interest per installment (``domain.interest.claim_interest``, § 288 BGB)
   up to and including the as-of day (Europe/Berlin). A base rate the table does not know is
   never guessed: the interest is then 0 with ``status: unavailable`` and the reason, and the
@@ -47,6 +48,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.events import sign
 from core.db import transaction
+from core.invoicing import invoice_numbers
 from core.models import (
     CollectionCase,
     Consent,
@@ -118,8 +120,13 @@ LUMP_SUM_BASIS: Final = "§ 288 Abs. 5 BGB"
 CREDIT_BASIS: Final = "§ 288 Abs. 5 Satz 3 BGB"
 
 
-def invoice_number(contract_id: str, seq: int) -> str:
-    """``{contract_id}-{seq}``: the installment's invoice number in the case file."""
+def invoice_number(
+    contract_id: str, seq: int, issued: dict[int, tuple[str, str]] | None = None
+) -> str:
+    """The installment's invoice number in the case file: the issued invoice's, else
+    ``{contract_id}-{seq}`` (no invoice was issued for it)."""
+    if issued and seq in issued:
+        return issued[seq][0]
     return f"{contract_id}-{seq}"
 
 
@@ -193,7 +200,9 @@ def _exact_sum(texts: list[str]) -> str:
     )
 
 
-def _interest_section(cid: str, claim: Claim) -> dict[str, Any]:
+def _interest_section(
+    cid: str, claim: Claim, issued: dict[int, tuple[str, str]] | None = None
+) -> dict[str, Any]:
     """Interest per installment as the claim has it (§ 288 BGB, exact per day on the
     principal open each day): ``computed`` | ``waived`` (support or policy ``none``) |
     ``unavailable`` (no § 247 rate for any interest day: 0, never a guess). A rate missing
@@ -219,7 +228,7 @@ def _interest_section(cid: str, claim: Claim) -> dict[str, Any]:
         spans = item.interest_periods
         section["items"].append(
             {
-                "invoice_number": invoice_number(cid, item.installment),
+                "invoice_number": invoice_number(cid, item.installment, issued),
                 "principal": item.principal,
                 "due_date": item.due,
                 "from": spans[0].start,
@@ -393,18 +402,20 @@ class CollectionActivities:
 
         installments: list[dict[str, Any]] = []
         invoices: list[Invoice] = []
+        issued = invoice_numbers(s, cid)  # the invoices issued (issue 15)
         for item in claim.items:
             if item.principal <= 0:
                 continue
-            number = invoice_number(cid, item.installment)
+            number = invoice_number(cid, item.installment, issued)
+            invoice_date = issued[item.installment][1] if item.installment in issued else item.due
             invoices.append(
-                Invoice(number=number, date=item.due, due=item.due, amount=item.principal)
+                Invoice(number=number, date=invoice_date, due=item.due, amount=item.principal)
             )
             installments.append(
                 {
                     "seq": item.installment,
                     "invoice_number": number,
-                    "invoice_date": item.due,
+                    "invoice_date": invoice_date,
                     "due_date": item.due,
                     "amount": item.principal,
                     "original_amount": item.amount,
@@ -414,7 +425,7 @@ class CollectionActivities:
             )
         principal = claim.principal
 
-        interest = _interest_section(cid, claim)
+        interest = _interest_section(cid, claim, issued)
         fees, costs, crediting = _costs(claim)
         charges_interest = claim.interest_mode == "statutory"
 

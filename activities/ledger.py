@@ -7,6 +7,7 @@ a key derived from business ids, so a retried activity is a no-op the second tim
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
@@ -31,6 +32,8 @@ from core.models import (
 )
 from workflows.types import LedgerSync
 
+log = logging.getLogger(__name__)
+
 _EVENT_NS = uuid.UUID("6f1c1d0e-8a43-4c52-9a5e-6d61686e7765")
 
 
@@ -50,10 +53,13 @@ def _json(value: Any) -> Any:
 
 
 class LedgerActivities:
-    def __init__(self, session_factory: sessionmaker[Session], on_events: Any = None) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], on_events: Any = None, settings: Any = None
+    ) -> None:
         self.sessions = session_factory
         # Called after commit when platform events were written (wakes the dispatcher).
         self.on_events = on_events
+        self.settings = settings  # core.settings.Settings for credit notes (None: the process's)
 
     @activity.defn(name="sync_ledger")
     def sync_ledger(self, inp: LedgerSync) -> int:
@@ -200,6 +206,41 @@ class LedgerActivities:
                     action.completed_at = datetime.now(UTC)
         for count in after_commit:  # metrics (issue 4 item 7): only what was committed
             count()
+        new_events += self._credit_notes(inp)
         if new_events and self.on_events is not None:
             self.on_events()
         return recorded
+
+    def _credit_notes(self, inp: LedgerSync) -> int:
+        """A refund of an invoiced installment gets its credit note (issue 15): for every
+        `refund.created` fact of this sync — also the ones a retried sync finds recorded
+        already, since the credit note is idempotent by the fact's key. A refund of an
+        installment without an invoice (invoicing off, or a contract from before) has none.
+        The fact's `reason` (withdrawal, cancellation, goodwill, …) names it; default
+        `refund`. Returns how many were issued."""
+        from core.invoicing import CREDIT_REASONS_DE, InvoiceError, issue_credit_note
+
+        issued = 0
+        for fact in inp.facts:
+            if fact.type != "refund.created":
+                continue
+            seq, amount = fact.data.get("installment"), fact.data.get("amount")
+            if not isinstance(seq, int) or not isinstance(amount, int) or amount <= 0:
+                continue
+            reason = fact.data.get("reason")
+            try:
+                note = issue_credit_note(
+                    self.sessions,
+                    contract_id=inp.contract_id,
+                    seq=seq,
+                    amount=amount,
+                    reason=reason if reason in CREDIT_REASONS_DE else "refund",
+                    ref=fact.key,
+                    issued_at=fact.occurred_at,
+                    settings=self.settings,
+                )
+            except InvoiceError as exc:
+                log.info("no credit note for %s: %s", fact.key, exc)
+                continue
+            issued += note.created
+        return issued

@@ -604,15 +604,34 @@ def claim_context(
     }
 
 
+# Installment → (invoice number, invoice date ISO) of the contract's invoices (issue 15)
+Invoices = Mapping[int, tuple[str, str]]
+
+
+def _invoice_of(
+    invoices: Invoices | None, seq: int, day: Callable[[str], str]
+) -> dict[str, str | None]:
+    number, issued = (invoices or {}).get(seq, ("", ""))
+    return {"invoice_number": number or None, "invoice_date": day(issued) if issued else None}
+
+
 def build_context(
-    inp: NoticeInput, notice_number: str, settings: Settings, locale: str
+    inp: NoticeInput,
+    notice_number: str,
+    settings: Settings,
+    locale: str,
+    invoices: Invoices | None = None,
 ) -> dict[str, Any]:
     """Everything a template may use, with amounts and dates already formatted."""
-    return _build(inp, notice_number, settings, locale)[0]
+    return _build(inp, notice_number, settings, locale, invoices)[0]
 
 
 def _build(
-    inp: NoticeInput, notice_number: str, settings: Settings, locale: str
+    inp: NoticeInput,
+    notice_number: str,
+    settings: Settings,
+    locale: str,
+    invoices: Invoices | None = None,
 ) -> tuple[dict[str, Any], NoticeInterest]:
     currency = inp.currency
 
@@ -640,6 +659,8 @@ def _build(
             "due_date": numeric_day(line.due_at),
             "amount": money(line.amount),
             "amount_minor": line.amount,
+            # the invoice of the installment claimed (issue 15): its number and date
+            **_invoice_of(invoices, line.seq, numeric_day),
         }
         for line, label in zip(inp.lines, labels, strict=True)
     ]
@@ -884,6 +905,11 @@ def _evidence(
                 "seq": line.seq,
                 "due_at": _iso(line.due_at),
                 "amount": line.amount,
+                **(
+                    {"invoice_number": shown_line["invoice_number"]}
+                    if shown_line.get("invoice_number")
+                    else {}
+                ),
             }
             for line, shown_line in zip(inp.lines, context["lines"], strict=True)
         ],
@@ -1137,15 +1163,21 @@ def inline_images(data: Mapping[str, Any]) -> tuple[InlineImage, ...]:
     return (InlineImage(bank["qr_cid"], "image/png", epc_qr_png(bank["epc_payload"])),)
 
 
-def render_notice(inp: NoticeInput, notice_number: str, settings: Settings) -> RenderedNotice:
-    """Render notice ``inp.template`` in the customer's locale (fallback ``de``).
+def render_notice(
+    inp: NoticeInput,
+    notice_number: str,
+    settings: Settings,
+    invoices: Invoices | None = None,
+) -> RenderedNotice:
+    """Render notice ``inp.template`` in the customer's locale (fallback ``de``); `invoices`
+    names the invoices of the installments it claims (issue 15).
 
     Raises :class:`NoticeTemplateError` for an unknown notice, :class:`NoticeInputError` for
     an unusable input, and Jinja's errors for a broken template.
     """
     env = environment(settings)
     locale, templates = _load(env, inp.template, normalize_locale(inp.customer.locale))
-    context, interest = _build(inp, notice_number, settings, locale)
+    context, interest = _build(inp, notice_number, settings, locale, invoices)
     # The text part is rendered as a module so that its top-level `{% set show_interest %}`
     # — the template's decision to claim interest — can be recorded with the notice. A first
     # pass reads that decision; the amount due (and the GiroCode's amount) follow from it.

@@ -274,10 +274,18 @@ class NoticeActivities:
             s.flush()
             return StoredNotice.of(row)
 
+    def _invoices(self, contract_id: str) -> dict[int, tuple[str, str]]:
+        """The contract's invoices by installment (issue 15): a notice names the invoice of
+        every installment it claims."""
+        from core.invoicing import invoice_numbers
+
+        with self.sessions() as s:
+            return invoice_numbers(s, contract_id)
+
     def _render(self, inp: NoticeInput, number: str, settings: Settings) -> RenderedNotice:
         """Render with `settings`: the contract's seller's (issue 14)."""
         try:
-            rendered = render_notice(inp, number, settings)
+            rendered = render_notice(inp, number, settings, self._invoices(inp.contract_id))
         except (NoticeTemplateError, jinja2.TemplateNotFound) as exc:
             # Named as in workflows.retry_policies.NOTICE: retrying cannot create a file.
             raise ApplicationError(

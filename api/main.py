@@ -16,6 +16,7 @@ from api.routes import (
     contracts,
     customers,
     health,
+    invoices,
     metrics,
     pay,
     reads,
@@ -74,6 +75,7 @@ def create_app(
     # Before the contracts router: GET /v1/contracts (listing) and …/notices live there.
     app.include_router(reads.router)
     app.include_router(collection.router, responses=error_responses(401, 403, 404))
+    app.include_router(invoices.router, responses=error_responses(401, 403))
     app.include_router(contracts.router, responses=error_responses(401, 403, 404, 409, 422, 503))
     app.include_router(access.router, responses=error_responses(401, 403, 422))
     app.include_router(customers.router, responses=error_responses(401, 403, 404, 409))

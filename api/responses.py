@@ -200,6 +200,26 @@ class InstallmentOut(Out):
     stalled: StalledOut | None = Field(
         description="why a `stalled` installment waits (Stripe's last refusal); else null"
     )
+    ended: EndedOut | None = Field(
+        default=None, description="how the installment ended (docs/endings.md); null while open"
+    )
+    refunded_amount: int = Field(default=0, description="refunded so far (minor units)")
+
+
+class EndedOut(Out):
+    how: str = Field(examples=["paid", "cancelled", "handed_off", "written_off", "refunded"])
+    reason: str | None = Field(default=None, examples=["withdrawal", "paid"])
+    at: str | None = Field(default=None, description="RFC 3339")
+
+
+class ConsentOut(Out):
+    """Consent evidence given at checkout (§ 356 (5), § 312f BGB; docs/endings.md)."""
+
+    kind: str = Field(examples=["digital_content_early_start"])
+    version: str
+    text_hash: str
+    given_at: str = Field(description="RFC 3339")
+    ip: str | None = None
 
 
 class DunningOut(Out):
@@ -235,6 +255,7 @@ class ContractOut(Out):
     claim: ClaimOut
     schedule: list[InstallmentOut]
     terms: TermsOut | None
+    consents: list[ConsentOut] = Field(default_factory=list)
     workflow_id: str = Field(examples=["contract-ord-2026-0001"])
     temporal_ui: str = Field(description="link to the contract's workflow in the Temporal UI")
     created_at: str

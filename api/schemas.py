@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from api.responses import Access, ContractStatus, Stage, stage_field
+from core.seller import parse_vat_id
 from domain.durations import Interval, parse_interval
 from domain.schedule import due_instant, installment_due_times
 
@@ -159,11 +160,39 @@ class CustomerIn(Strict):
     locale: Literal["de", "en"] = "de"
     type: Literal["consumer", "business"] = "consumer"
     address: Address | None = None
+    vat_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z]{2}[A-Za-z0-9 .+*-]{2,20}$",
+        description="a business customer's VAT id (USt-IdNr.): reverse charge within the EU "
+        "(docs/invoices.md)",
+    )
+
+    @field_validator("vat_id")
+    @classmethod
+    def _vat_id(cls, v: str | None) -> str | None:
+        return parse_vat_id(v) if v else None
+
+    @model_validator(mode="after")
+    def _vat_id_for_businesses(self) -> CustomerIn:
+        if self.vat_id and self.type != "business":
+            raise ValueError("vat_id: only a business customer has a VAT id on its invoices")
+        return self
 
 
 class ProductIn(Strict):
     id: str = Field(pattern=EXTERNAL_ID)
     name: Line = Field(min_length=1, max_length=200)
+    tax_category: Literal["standard", "reduced", "education"] | None = Field(
+        default=None,
+        description="VAT of the product (docs/invoices.md): standard 19 %, reduced 7 %, or "
+        "education (exempt under § 4 Nr. 21 UStG where the seller holds the certificate); "
+        "default MAHNWERK_INVOICE_PRODUCT_TAX",
+    )
+    electronic_service: StrictBool | None = Field(
+        default=None,
+        description="an electronically supplied service (§ 3a Abs. 5 UStG: recorded course, "
+        "download); default MAHNWERK_INVOICE_ELECTRONIC_SERVICES",
+    )
 
 
 def _check_due(v: str) -> str:

@@ -181,6 +181,35 @@ class NoticeData(_Data):
     failed_at: str | None = None
 
 
+class InstallmentEndedData(_Data):
+    """How an installment ended when not simply paid (issue 12): `cancelled` (a withdrawal,
+    a cancellation, `stop` at a write-off), `handed_off`, `written_off`, `refunded`."""
+
+    installment: int
+    how: str = Field(examples=["cancelled", "handed_off", "written_off", "refunded"])
+    reason: str | None = Field(default=None, examples=["withdrawal"])
+    amount: int | None = Field(default=None, description="the installment's amount")
+    outstanding: int | None = Field(default=None, description="what was open when it ended")
+    due_at: str | None = None
+    case: int | None = None
+
+
+class RefundRequiredData(_Data):
+    """A refund Mahnwerk cannot make through Stripe (the money came by bank transfer, or
+    Stripe refused a part): the seller transfers it."""
+
+    installment: int
+    amount: int
+    reason: str | None = Field(default=None, examples=["withdrawal"])
+    why: str | None = None
+
+
+class MessageFailedData(_Data):
+    kind: str = Field(examples=["payment_failed", "plan_completed"])
+    stage: str
+    error: str | None = None
+
+
 class ResidualData(_Data):
     case: int
     amount: int
@@ -231,6 +260,15 @@ EVENTS: dict[str, tuple[type[_Data], str]] = {
     "contract.completed": (CompletedData, "Everything was paid."),
     "contract.cancelled": (CancelledData, "Cancelled (subscription ended, refunded purchase)."),
     "refund.created": (RefundData, "A refund made in Stripe was recorded."),
+    "installment.ended": (InstallmentEndedData, "An installment ended other than paid."),
+    "refund.required": (
+        RefundRequiredData,
+        "A refund the seller must make outside Stripe (bank transfer, refused by Stripe).",
+    ),
+    "message.failed": (
+        MessageFailedData,
+        "A customer message (payment received, plan completed, …) could not be sent.",
+    ),
     "notice.failed": (NoticeData, "A notice could not be delivered (retried unless permanent)."),
     "notice.delivered_late": (NoticeData, "A notice that had failed was delivered after all."),
     "claim.residual_claimed": (

@@ -13,6 +13,7 @@ import os
 import runpy
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from core.seller import require_complete_seller
 from core.settings import PROJECT_ROOT, ConfigError, check_startup, load_settings
@@ -231,6 +232,38 @@ def cmd_events_secret(args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------------------
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """The month's bookings as DATEV-importable CSV (core/export.py, docs/invoices.md)."""
+    from datetime import date
+
+    from core.db import make_engine, make_session_factory
+    from core.export import export_month, last_month, parse_accounts
+
+    settings = load_settings()
+    month = args.month or last_month(date.today())
+    try:
+        accounts = parse_accounts(settings.export_accounts)
+        engine = make_engine(settings.database_url)
+        try:
+            with make_session_factory(engine)() as s:
+                text = export_month(s, month=month, seller_id=args.seller, accounts=accounts)
+        finally:
+            engine.dispose()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    data = text.encode(args.encoding, errors="replace")
+    if args.out in (None, "-"):
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        Path(args.out).write_bytes(data)
+        print(
+            f"{text.count(chr(10)) - 1} bookings of {month} written to {args.out}", file=sys.stderr
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mahnwerk",
@@ -298,6 +331,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rates.add_argument("--today", default=None, help="judge coverage on this ISO date")
     rates.add_argument("--json", action="store_true", help="machine-readable output")
+
+    export = add(
+        "export",
+        cmd_export,
+        "write a month's invoices, credit notes, payments, refunds, fees and write-offs as "
+        "DATEV-importable CSV (Buchungsstapel columns)",
+    )
+    export.add_argument("--month", default=None, help="YYYY-MM (default: last month)")
+    export.add_argument("--seller", default="default", help="seller id (default: default)")
+    export.add_argument("--out", default=None, help="file to write (default: stdout)")
+    export.add_argument(
+        "--encoding",
+        default="cp1252",
+        choices=("cp1252", "utf-8"),
+        help="DATEV imports ANSI (cp1252, the default)",
+    )
 
     standin = add("standin", cmd_standin, "run the Stripe stand-in (test mode)")
     standin.add_argument("--host", default="127.0.0.1")

@@ -251,7 +251,35 @@ async def run(api_url: str, api_key: str, support_key: str, standin_url: str | N
     for sc in scs:
         console.print(f"  {(table_rows.get(sc.key) or {}).get('temporal_ui', sc.contract_id)}")
     console.print('Filter in the UI, e.g.: DunningStage = "collection" AND AccessLocked = true')
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        await _save_invoices(http, api_key, scs)
     return 0
+
+
+async def _save_invoices(http: httpx.AsyncClient, api_key: str, scs: list[Scenario]) -> None:
+    """Each contract's invoices (issue 15), saved as PDFs to open: var/invoices/."""
+    from core.settings import PROJECT_ROOT
+
+    folder = PROJECT_ROOT / "var" / "invoices"
+    saved: list[str] = []
+    auth = {"Authorization": f"Bearer {api_key}"}
+    for sc in scs:
+        resp = await http.get(f"/v1/contracts/{sc.contract_id}/invoices", headers=auth)
+        if resp.status_code != 200:
+            continue
+        for inv in resp.json()["data"]:
+            pdf = await http.get(
+                f"/v1/invoices/{inv['number']}", headers={**auth, "Accept": "application/pdf"}
+            )
+            if pdf.status_code == 200:
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"{inv['number']}.pdf"
+                path.write_bytes(pdf.content)
+                saved.append(f"  {path}  ({sc.key}, installment {inv['installment']})")
+    if saved:
+        console.print("Invoices issued (GET /v1/invoices/{number}, Accept: application/pdf):")
+        for line in saved:
+            console.print(line)
 
 
 def _table(scs: list[Scenario], rows: dict[str, dict[str, Any]], elapsed: float) -> Table:

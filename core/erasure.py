@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.customer_keys import shred
@@ -46,11 +46,13 @@ from core.models import (
     Contract,
     CustomerErasure,
     Installment,
+    Invoice,
     Notice,
     OutboxEvent,
     PaymentAttempt,
     TimelineEvent,
 )
+from domain.invoice import document_hash
 from domain.schedule import BERLIN
 
 # Contract statuses after which nothing can happen to the claim any more (SPEC.md §2).
@@ -353,7 +355,7 @@ def _anonymise(
     ids = [c.id for c in contracts]
     counts = dict.fromkeys(
         ("contracts", "payment_attempts", "notices", "timeline_events", "outbox_events",
-         "collection_cases", "access"),
+         "collection_cases", "access", "invoices"),
         0,
     )  # fmt: skip
     for c in contracts:
@@ -397,6 +399,21 @@ def _anonymise(
         case.file = scrub.json(file)
         case.last_error = scrub.text(case.last_error)
         counts["collection_cases"] += 1
+    # Invoices and credit notes (issue 15): kept as documents (numbers, amounts, tax) with
+    # the customer anonymised; the hash is taken again of what is now stored (`erased_on`
+    # says why it changed). A Core UPDATE: the ORM refuses to change an issued invoice.
+    for inv in s.scalars(select(Invoice).where(Invoice.contract_id.in_(ids))):
+        doc = dict(inv.document or {})
+        doc["customer"] = anonymised_customer(doc.get("customer"))
+        doc = scrub.json(doc)
+        doc["erased_on"] = today.isoformat()
+        s.execute(
+            update(Invoice)
+            .where(Invoice.id == inv.id)
+            .values(document=doc, sha256=document_hash(doc))
+            .execution_options(synchronize_session=False)
+        )
+        counts["invoices"] += 1
     for access in s.scalars(
         select(AccessState).where(
             or_(AccessState.customer_id == customer_id, AccessState.contract_id.in_(ids))

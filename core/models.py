@@ -55,7 +55,7 @@ class Base(DeclarativeBase):
 
 
 class Seller(Base):
-    """A seller (creditor) of the platform (issue 14, migration 0008; core/sellers.py).
+    """A seller (creditor) of the platform (issue 14, migration 0009; core/sellers.py).
 
     The row ``default`` (``source = settings``) stands for the deployment's own seller: its
     details are the MAHNWERK_SELLER_* settings and its columns stay empty. Secrets are never
@@ -96,7 +96,7 @@ class Seller(Base):
 class Contract(Base):
     __tablename__ = "contracts"
     # The listing (GET /v1/contracts) pages newest first by (created_at, id), optionally
-    # within one status (migration 0003), or within one seller (migration 0008).
+    # within one status (migration 0003), or within one seller (migration 0009).
     __table_args__ = (
         Index("ix_contracts_created", "created_at", "id"),
         Index("ix_contracts_status_created", "status", "created_at", "id"),
@@ -104,7 +104,7 @@ class Contract(Base):
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    # The creditor (issue 14): every contract has one; migration 0008 gave the existing ones
+    # The creditor (issue 14): every contract has one; migration 0009 gave the existing ones
     # to the default seller. No foreign key (SQLite cannot add one to an existing table
     # without copying it); sellers are never deleted and the checkout checks the id.
     seller_id: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
@@ -384,3 +384,55 @@ class CustomerErasure(Base):
     erased_at: Mapped[datetime] = mapped_column()
     erased_by: Mapped[str] = mapped_column(String(128))
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class InvoiceCounter(Base):
+    """The next number of one gapless series of one seller (issue 15; core/invoicing.py).
+
+    A number is taken in the transaction that stores the invoice: the row is locked
+    (`SELECT … FOR UPDATE` on PostgreSQL; SQLite serialises writers), incremented and the
+    invoice inserted; a failed insert rolls the increment back with it, so a number is
+    never skipped, and never given twice."""
+
+    __tablename__ = "invoice_counters"
+
+    seller_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    series: Mapped[str] = mapped_column(String(32), primary_key=True)  # invoice | credit_note
+    last_value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Invoice(Base):
+    """An issued invoice or credit note (issue 15): immutable once written.
+
+    ``document`` is the whole invoice as issued (domain.invoice.build_document): the PDF and
+    the EN 16931 XML are rendered from it; ``sha256`` is the hash of its canonical JSON
+    (domain.invoice.document_hash), checked whenever it is read. ``key`` makes issuing
+    idempotent: ``invoice:{contract}:{seq}`` (one invoice per installment, period or
+    purchase) and ``credit:{contract}:{seq}:{ref}`` (one credit note per refund)."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        UniqueConstraint("seller_key", "number", name="uq_invoice_number"),
+        UniqueConstraint("seller_key", "series", "sequence", name="uq_invoice_sequence"),
+        Index("ix_invoices_contract", "contract_id", "seq"),
+        Index("ix_invoices_seller_issued", "seller_key", "issue_date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    seller_key: Mapped[str] = mapped_column(String(64))
+    series: Mapped[str] = mapped_column(String(32))
+    sequence: Mapped[int] = mapped_column(BigInteger)  # the counter's value
+    number: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # invoice | credit_note
+    contract_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)  # the installment / period (1 for a purchase)
+    refers_to: Mapped[str | None] = mapped_column(String(64), nullable=True)  # credit notes
+    issue_date: Mapped[str] = mapped_column(String(10))  # ISO date (Europe/Berlin)
+    currency: Mapped[str] = mapped_column(String(3))
+    net: Mapped[int] = mapped_column(BigInteger)
+    tax: Mapped[int] = mapped_column(BigInteger)
+    gross: Mapped[int] = mapped_column(BigInteger)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

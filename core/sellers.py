@@ -8,7 +8,7 @@ support staff see its contracts only. The `sellers` table holds them (core.model
 The **default seller** (id ``default``) is the one a single-seller deployment always had:
 its details are the `MAHNWERK_SELLER_*` settings, read at run time (so they can never drift
 from the environment), and its debits use `STRIPE_API_KEY` on the platform's own account.
-Migration 0008 gave every existing contract to it. It cannot be changed through the API.
+Migration 0009 gave every existing contract to it. It cannot be changed through the API.
 
 Stripe, per seller (docs/sellers.md):
 

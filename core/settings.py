@@ -19,10 +19,12 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.codec import parse_key_ring
+from core.invoice_seller import parse_tax_number
 from core.seller import (
     ACCOUNT_HOLDER_MAX,
     DEMO_SELLER_ENV,
@@ -36,6 +38,8 @@ from core.seller import (
 from domain.calendar import check_state
 from domain.collection import catalogue_for
 from domain.interest import BaseRate, with_rates
+from domain.vat import Rate
+from domain.vat import parse_rates as parse_vat_rates
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -272,6 +276,34 @@ class Settings(BaseSettings):
     seller_managing_directors: str = ""  # all of them, first and last name (owner, board)
     seller_supervisory_board_chair: str = ""  # AG, eG (and a GmbH that has a board)
     seller_vat_id: str = ""  # USt-IdNr., optional on letters; DE + 9 digits (check digit)
+    # -- invoices (issue 15; docs/invoices.md). Not tax advice: the seller decides these. ----
+    # Off when the shop issues its own invoices: Mahnwerk then issues none (pinned into each
+    # contract at checkout, like the timing).
+    invoicing: bool = True
+    # When an installment / period / purchase is invoiced: on its due date, or once paid.
+    invoice_timing: Literal["at_due", "at_payment"] = "at_due"
+    # Invoice numbers: prefix + a gapless counter per seller and series (RE-000001, …).
+    invoice_prefix: str = "RE-"
+    # Credit notes: their own gapless series (with their own prefix) or the invoices' one.
+    credit_note_series: Literal["own", "invoice"] = "own"
+    credit_note_prefix: str = "RK-"
+    # A product's tax category when the checkout names none: standard (19 %), reduced (7 %),
+    # education (exempt under § 4 Nr. 21 UStG when the seller holds the certificate).
+    invoice_product_tax: Literal["standard", "reduced", "education"] = "standard"
+    # Whether products are electronically supplied services (§ 3a Abs. 5 UStG: recorded
+    # courses, downloads) when the checkout does not say: decides the place of supply for
+    # consumers abroad.
+    invoice_electronic_services: bool = True
+    # Standard VAT rates the table in domain/vat.py lacks: `CC:YYYY-MM-DD:bp,…`.
+    vat_rates: str = ""
+    seller_tax_number: str = ""  # Steuernummer; an invoice needs it or the VAT id
+    seller_small_business: bool = False  # § 19 UStG: no VAT charged
+    seller_education_exempt: bool = False  # holds the § 4 Nr. 21 UStG certificate
+    seller_oss: bool = False  # registered for OSS: destination VAT for EU consumers
+    seller_phone: str = ""  # the seller's contact on XRechnung invoices (BR-DE-6)
+    # Accounts of the monthly export (`mahnwerk export`): `key=number,…` over SKR 03
+    # defaults (core/export.py); the accountant's choice.
+    export_accounts: str = ""
     # -- misc ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -324,6 +356,49 @@ class Settings(BaseSettings):
     @classmethod
     def _seller_vat_id(cls, v: str) -> str:
         return parse_vat_id(v) if v.strip() else ""
+
+    @field_validator("seller_tax_number")
+    @classmethod
+    def _seller_tax_number(cls, v: str) -> str:
+        return parse_tax_number(v) if v.strip() else ""
+
+    @field_validator("invoice_prefix", "credit_note_prefix")
+    @classmethod
+    def _number_prefix(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{0,16}", v):
+            raise ValueError("at most 16 letters, digits, '-' or '_' (e.g. RE-)")
+        return v
+
+    @field_validator("export_accounts")
+    @classmethod
+    def _export_accounts(cls, v: str) -> str:
+        from core.export import parse_accounts
+
+        parse_accounts(v)
+        return v
+
+    @field_validator("vat_rates")
+    @classmethod
+    def _vat_rates(cls, v: str) -> str:
+        parse_vat_rates(v)
+        return v
+
+    @field_validator("seller_phone")
+    @classmethod
+    def _seller_phone(cls, v: str) -> str:
+        v = " ".join(v.split())
+        if v and not re.fullmatch(r"\+?[0-9 ()/-]{5,30}", v):
+            raise ValueError("must be a telephone number, e.g. +49 30 1234567")
+        return v
+
+    @model_validator(mode="after")
+    def _credit_note_prefix_differs(self) -> Settings:
+        if self.credit_note_series == "own" and self.credit_note_prefix == self.invoice_prefix:
+            raise ValueError(
+                "MAHNWERK_CREDIT_NOTE_PREFIX: an own credit-note series needs its own prefix "
+                f"(both are {self.invoice_prefix!r}); or MAHNWERK_CREDIT_NOTE_SERIES=invoice"
+            )
+        return self
 
     @field_validator("seller_account_holder")
     @classmethod
@@ -435,6 +510,11 @@ class Settings(BaseSettings):
         return parse_base_rates(self.base_rates)
 
     @property
+    def extra_vat_rates(self) -> tuple[Rate, ...]:
+        """MAHNWERK_VAT_RATES as rows for domain.vat."""
+        return parse_vat_rates(self.vat_rates)
+
+    @property
     def effective_stripe_rate_limit(self) -> float:
         """MAHNWERK_STRIPE_RATE_LIMIT, else Stripe's default for the key's mode."""
         if self.stripe_rate_limit is not None:
@@ -491,8 +571,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "?"
         msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a check across settings: its message names the variables
+            raise ConfigError(f"configuration error: {msg}") from None
+        field = str(err["loc"][0])
         raise ConfigError(f"configuration error: {env_name(field)}: {msg}") from None
 
 
@@ -625,6 +707,9 @@ def startup_problem(settings: Settings, process: Process) -> str | None:
                 "points at this machine; customers must be able to open it",
             )
         )
+    from core.invoice_seller import invoice_problems, invoice_seller  # imports this module
+
+    checks.extend(invoice_problems(invoice_seller(None, settings)))
     events = settings.events_secret.get_secret_value()
     if len(events) < MIN_SECRET_LENGTH and "events_secret" in settings.model_fields_set:
         checks.append(("MAHNWERK_EVENTS_SECRET", f"shorter than {MIN_SECRET_LENGTH} characters"))

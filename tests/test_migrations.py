@@ -29,7 +29,7 @@ def test_migrations_match_the_models(db_url: str) -> None:
     assert diff == [], diff
 
 
-# -- 0008: an existing single-seller database becomes one default seller (issue 14) ----------
+# -- 0009: an existing single-seller database becomes one default seller (issue 14) ----------
 
 
 @contextlib.contextmanager
@@ -58,7 +58,7 @@ def _database_at(revision: str, tmp_path: Path) -> Iterator[str]:
 
 
 def _old_contract(conn: Connection, cid: str, status: str) -> None:
-    """A contract as the schema of 0007 stores it, with an installment, an attempt, a notice
+    """A contract as the schema of 0008 stores it, with an installment, an attempt, a notice
     and a timeline row (what a running single-seller deployment has)."""
     now = datetime(2026, 11, 27, 10, tzinfo=UTC)
     conn.execute(
@@ -88,10 +88,10 @@ def _old_contract(conn: Connection, cid: str, status: str) -> None:
     )
 
 
-def test_migration_0008_gives_every_existing_contract_to_the_default_seller(
+def test_migration_0009_gives_every_existing_contract_to_the_default_seller(
     tmp_path: Path,
 ) -> None:
-    with _database_at("0007", tmp_path) as url:
+    with _database_at("0008", tmp_path) as url:
         engine = make_engine(url)
         try:
             ids = [f"old-{n}" for n in range(5)]
@@ -122,7 +122,7 @@ def test_migration_0008_gives_every_existing_contract_to_the_default_seller(
                 seller = s.get(Seller, "default")
                 assert seller is not None and seller.source == "settings"
             # and down again: the column and the table go, the contracts stay
-            command.downgrade(alembic_config(url), "0007")
+            command.downgrade(alembic_config(url), "0008")
             with engine.connect() as conn:
                 assert "sellers" not in inspect(conn).get_table_names()
                 cols = {c["name"] for c in inspect(conn).get_columns("contracts")}

@@ -101,6 +101,10 @@ NOTICE_PERMANENT_ERRORS = ("NoticeUndeliverable", "TemplateNotFound")
 # old sequence. The cancel update's new paths need no marker: a history holds their commands
 # only if it holds such an update.
 PATCH_ENDINGS = "contract-endings"
+# Patch id of issue 15 (invoices): an installment, period or purchase is invoiced when it
+# falls due (or once paid, ContractInput.invoice_timing) by the activity `issue_invoice`;
+# the number is kept in the state. Contracts started before have no timing and issue none.
+PATCH_INVOICES = "invoices"
 
 
 class ContractBase:

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import retry_policies as rp
     from workflows.base import PATCH_CLAIM, PATCH_ENDINGS, TERMINAL, address_missing
     from workflows.endings import Endings
+    from workflows.invoicing import Invoicing
     from workflows.types import (
         ActionOutcome,
         ActionResult,
@@ -102,7 +103,7 @@ def search_attributes(
 
 
 @workflow.defn(name="contract")
-class ContractWorkflow(Endings):
+class ContractWorkflow(Endings, Invoicing):
     @workflow.init
     def __init__(self, inp: ContractInput) -> None:
         self.inp = inp
@@ -158,7 +159,10 @@ class ContractWorkflow(Endings):
                 try:
                     if workflow.patched(PATCH_WAKE_ON_SIGNAL_DURING_PASS):
                         self._dirty = False  # from here on, a signal wakes the next sleep
+                    # invoices due now exist before their debit, notice or case file (issue 15)
+                    await self._issue_invoices(workflow.now())
                     await self._process(workflow.now())
+                    await self._issue_invoices(workflow.now())  # paid or fallen due meanwhile
                     await self._flush()
                     if self.s.messages_pending:  # issue 12: customer messages, without the lock
                         await self._send_messages()

@@ -58,3 +58,12 @@ DELIVERY = RetryPolicy(
     maximum_interval=timedelta(hours=1),
 )
 DELIVERY_SCHEDULE_TO_CLOSE = timedelta(days=30)
+
+# Invoices (issue 15): the ledger's retries; a refusal that waiting cannot fix (no VAT rate
+# for the customer's country, an unknown seller) is recorded instead.
+INVOICE = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["InvoiceRefused"],
+)

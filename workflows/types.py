@@ -177,6 +177,44 @@ class ContractState:
     messages_pending: list[MessageAsk] = field(default_factory=list)
     message_seq: int = 0
     told_case: int = 0  # the dunning case the customer was told a payment failed in
+    # The invoices issued for the installments this run carries (issue 15, PATCH_INVOICES);
+    # a number "" marks one that could not be issued (recorded, not asked for again).
+    invoices: list[InvoiceRef] = field(default_factory=list)
+
+
+@dataclass
+class InvoiceRef:
+    """An issued invoice as the workflow remembers it (core.invoicing)."""
+
+    seq: int
+    number: str
+    issue_date: str = ""
+
+
+@dataclass
+class InvoiceRequest:
+    """Issue the invoice of installment / period / purchase `seq` (activity `issue_invoice`):
+    idempotent, the same contract and seq always get the same invoice."""
+
+    contract_id: str
+    seq: int
+    amount: int  # gross, minor units
+    due_at: datetime
+    issued_at: datetime  # workflow time: the invoice date is its day in Europe/Berlin
+
+
+@dataclass
+class CreditNoteRequest:
+    """A credit note against the invoice of installment `seq` (activity `issue_credit_note`);
+    one per `ref` (e.g. the refund's id). reason: refund | withdrawal | cancellation |
+    goodwill | write_down | correction."""
+
+    contract_id: str
+    seq: int
+    amount: int  # gross, minor units
+    reason: str
+    ref: str
+    issued_at: datetime
 
 
 @dataclass
@@ -289,6 +327,9 @@ class ContractInput:
     # plus MAHNWERK_BASE_RATES): the workflow never reads the table in code, so a release
     # that adds a row cannot change what a replay computes.
     base_rates: list[BaseRate] = field(default_factory=lambda: list(BASE_RATES))
+    # When invoices are issued (MAHNWERK_INVOICE_TIMING, pinned at checkout): at_due |
+    # at_payment; "" none (invoicing off, or a contract from before issue 15).
+    invoice_timing: str = ""
     state: ContractState | None = None
     # The seller (creditor) of the contract (issue 14, core/sellers.py): whose Stripe account
     # debits it and whose details its notices carry. "" (contracts started before): the

@@ -635,6 +635,7 @@ async def test_history_on_the_server_holds_no_plaintext_and_decode_shows_it(
             "prompt-support-actions",
             "claim-exact",
             "contract-endings",
+            "invoices",
         ), patch_id
     payloads = [
         p

@@ -356,3 +356,50 @@ async def test_an_unknown_query_parameter_is_422_after_auth(
     resp = await http.get("/v1/contracts?status=active&sellerid=x", headers=ADMIN)
     assert resp.status_code == 422 and resp.json()["error"]["message"].startswith("sellerid: ")
     assert (await http.get("/v1/contracts?status=active", headers=ADMIN)).status_code == 200
+
+
+async def test_invoices_and_the_export_are_the_sellers_own(
+    http: httpx.AsyncClient, world: World, sessions: sessionmaker[Session]
+) -> None:
+    """Issue 15's reads under issue 14's scope: an invoice of seller B is 404 to A's key
+    (by its number, which is not secret), and A's key exports A's bookings only."""
+    from core.models import Invoice
+
+    number = f"RE-{uuid.uuid4().hex[:8]}"
+    with transaction(sessions) as s:
+        s.add(
+            Invoice(
+                key=f"inv:{world.contract_b}:1",
+                seller_key=world.seller_b,
+                series="invoice",
+                sequence=1,
+                number=number,
+                kind="invoice",
+                contract_id=world.contract_b,
+                seq=1,
+                issue_date="2026-12-01",
+                currency="eur",
+                net=22200,
+                tax=0,
+                gross=22200,
+                document={},
+                sha256="0" * 64,
+            )
+        )
+    for role in ("support", "admin"):
+        resp = await http.get(f"/v1/invoices/{number}", headers=world.keys[role])
+        assert resp.status_code == 404, resp.text
+        resp = await http.get(
+            f"/v1/invoices/{number}?seller_id={world.seller_b}", headers=world.keys[role]
+        )
+        assert resp.status_code == 404, resp.text
+    admin = world.keys["admin"]
+    other = await http.get(
+        f"/v1/exports/datev?month=2026-12&seller_id={world.seller_b}", headers=admin
+    )
+    assert other.status_code == 404
+    own = await http.get("/v1/exports/datev?month=2026-12", headers=admin)
+    assert (
+        own.status_code == 200
+        and f"buchungen-{world.seller_a}-" in own.headers["content-disposition"]
+    )

@@ -53,6 +53,8 @@ PRODUCTION: dict[str, str] = {
     "MAHNWERK_SELLER_REGISTER_NUMBER": "HRB 123456",
     "MAHNWERK_SELLER_MANAGING_DIRECTORS": "Anna Lernwerk",
     "MAHNWERK_SELLER_IBAN": "DE47701500001234567890",
+    # invoices (issue 15): § 14 Abs. 4 Nr. 2 UStG
+    "MAHNWERK_SELLER_TAX_NUMBER": "143/123/45678",
 }
 
 SECRETS = {
@@ -82,6 +84,7 @@ CASES: list[tuple[str, str | None]] = [
     ("MAHNWERK_SELLER_IBAN", DEMO_SELLER_ENV["MAHNWERK_SELLER_IBAN"]),
     ("MAHNWERK_SELLER_REGISTER_NUMBER", DEMO_SELLER_ENV["MAHNWERK_SELLER_REGISTER_NUMBER"]),
     ("MAHNWERK_SELLER_MANAGING_DIRECTORS", DEMO_SELLER_ENV["MAHNWERK_SELLER_MANAGING_DIRECTORS"]),
+    ("MAHNWERK_SELLER_TAX_NUMBER", None),  # no VAT id either: an invoice needs one
     ("MAHNWERK_PAYMENT_LINK_URL", None),
     ("MAHNWERK_PAYMENT_LINK_URL", DEV_PAYMENT_LINK_URL),
     ("MAHNWERK_PAYMENT_LINK_URL", "http://localhost:8000/pay/{contract_id}"),
@@ -149,6 +152,7 @@ def test_api_refuses_to_start_without_api_keys_but_the_worker_needs_none() -> No
             "seller_email": PRODUCTION["MAHNWERK_SELLER_EMAIL"],
             "mail_from": PRODUCTION["MAHNWERK_MAIL_FROM"],
             "payment_link_url": PRODUCTION["MAHNWERK_PAYMENT_LINK_URL"],
+            "seller_tax_number": PRODUCTION["MAHNWERK_SELLER_TAX_NUMBER"],
             "env": "production",
         }
     )

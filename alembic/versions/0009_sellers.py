@@ -1,7 +1,7 @@
 """sellers: the creditors of a multi-seller platform; every contract names one
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-12 10:00:00
 
 Written by hand (issue 14). The `sellers` table holds each seller's legal and bank details,
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
