@@ -62,7 +62,7 @@ class ContractSummary(BaseModel):
     currency: str
     customer_id: str
     product_id: str
-    seller_id: str
+    seller_id: str = Field(description="the contract's seller (creditor), docs/sellers.md")
     created_at: str
     temporal_ui: str
 
@@ -286,14 +286,7 @@ async def list_notices(
     tags=["reports"],
     responses=error_responses(422),
 )
-async def receivables(
-    caller: AdminCaller,
-    _known: KnownQuery,
-    state: StateDep,
-    seller_id: Annotated[
-        str | None, Query(pattern=SELLER_ID, description="one seller's claims only")
-    ] = None,
-) -> ReceivablesOut:
+async def receivables(caller: AdminCaller, _known: KnownQuery, state: StateDep) -> ReceivablesOut:
     """Every contract with an open claim (overdue amount > 0, not cancelled, written off or
     failed), counted once; amounts in minor units. The amount is the claim as of today
     (domain.claim: principal, interest, fees, costs, lump sums) less principal whose debit is
@@ -336,7 +329,7 @@ async def receivables(
         .where(Installment.refunded_amount > 0, Contract.currency == "eur")
         .group_by(Installment.contract_id)
     )
-    for cond in _seller_conditions(caller.seller, seller_id):
+    for cond in _seller_conditions(caller.seller, None):
         q = q.where(cond)
         refunds_q = refunds_q.where(cond)
     with state.sessions() as s:
