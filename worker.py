@@ -32,11 +32,17 @@ from activities.invoices import InvoiceActivities
 from activities.ledger import LedgerActivities
 from activities.methods import MethodActivities
 from activities.notices import NoticeActivities
-from activities.payments import PaymentActivities, TokenBucket, make_stripe_client
+from activities.payments import (
+    PaymentActivities,
+    StripeAccounts,
+    TokenBucket,
+    make_stripe_client,
+)
 from activities.refunds import RefundActivities
 from core.db import make_engine, make_session_factory
 from core.logging import configure_logging
 from core.metrics import worker_runtime
+from core.sellers import SellerDirectory
 from core.settings import ConfigError, Settings, check_startup, get_settings
 from core.stripe_account import creditor_id_problem
 from core.temporal import connect_client
@@ -139,11 +145,19 @@ def build_worker(
     )
     # Client-side rate limit (MAHNWERK_STRIPE_RATE_LIMIT; Stripe allows 25/s in test mode,
     # 100/s live): shared by all activity threads of this worker.
-    payments = PaymentActivities(
-        stripe_client, sessions, limiter=TokenBucket(settings.effective_stripe_rate_limit)
+    limiter = TokenBucket(settings.effective_stripe_rate_limit)
+    # Each seller's debits on its own Stripe account, each account with its own rate limit
+    # (issue 14; the platform's account uses the bucket above).
+    accounts = StripeAccounts(
+        SellerDirectory(settings, sessions),
+        settings.stripe_api_base,
+        stripe_client,
+        limiter,
+        settings.stripe_rate_limit,
     )
-    methods = MethodActivities(stripe_client, throttle=payments._throttle)
-    refunds = RefundActivities(stripe_client, throttle=payments._throttle)
+    payments = PaymentActivities(stripe_client, sessions, limiter=limiter, accounts=accounts)
+    methods = MethodActivities(stripe_client, throttle=payments._throttle, accounts=accounts)
+    refunds = RefundActivities(stripe_client, throttle=payments._throttle, accounts=accounts)
     ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)
     ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake, settings=settings)
     invoices = InvoiceActivities(settings, sessions, on_events=on_events or dispatcher.wake)

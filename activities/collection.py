@@ -57,6 +57,7 @@ from core.models import (
     Notice,
     PaymentAttempt,
 )
+from core.sellers import SellerConfigError, SellerSettings
 from core.settings import Settings
 from domain.claim import (
     COLLECTION,
@@ -363,6 +364,14 @@ class CollectionActivities:
         self.settings = settings
         self.sessions = session_factory
         self.rates = with_rates(settings.extra_base_rates)
+        # The creditor of a case file is the contract's seller (issue 14).
+        self.sellers = SellerSettings(settings, session_factory)
+
+    def _seller_settings(self, seller_id: str | None) -> Settings:
+        try:
+            return self.sellers.for_seller(seller_id)
+        except SellerConfigError as exc:
+            raise ApplicationError(str(exc), type="SellerMissing") from exc
 
     def _stored(self, contract_id: str, case_no: int) -> CollectionCase | None:
         with self.sessions() as s:
@@ -374,6 +383,7 @@ class CollectionActivities:
 
     def _file(self, s: Session, inp: CaseFileInput, contract: Contract) -> dict[str, Any]:
         cid = contract.id
+        seller = self._seller_settings(contract.seller_id)
         customer = dict(contract.customer or {})
         customer_type = check_customer_type(customer.get("type") or CONSUMER)
         claim = inp.claim
@@ -499,10 +509,11 @@ class CollectionActivities:
             "created_at": datetime.now(UTC).isoformat(),
             "currency": contract.currency,
             "creditor": {
-                "name": self.settings.seller_name,
-                "address": self.settings.seller_address,
-                "email": self.settings.seller_email,
-                "sepa_creditor_id": self.settings.seller_creditor_id or None,
+                "seller_id": contract.seller_id,
+                "name": seller.seller_name,
+                "address": seller.seller_address,
+                "email": seller.seller_email,
+                "sepa_creditor_id": seller.seller_creditor_id or None,
             },
             "debtor": {
                 "id": contract.customer_id,
@@ -589,16 +600,20 @@ class CollectionActivities:
     def deliver_case_file(self, case_id: int) -> bool:
         """POST the stored file to MAHNWERK_COLLECTION_URL; True once acknowledged (2xx),
         False when no URL is configured; raises (and is retried) otherwise."""
-        url = self.settings.collection_url
-        if not url:
-            return False
         with self.sessions() as s:
             row = s.get(CollectionCase, case_id)
             if row is None:
                 raise _invalid(f"collection case {case_id} does not exist")
-            if row.delivered_at is not None:
-                return True
+            contract = s.get(Contract, row.contract_id)
+            seller_id = contract.seller_id if contract is not None else None
+            delivered = row.delivered_at is not None
             file = row.file
+        # the seller's collection partner, else MAHNWERK_COLLECTION_URL (issue 14)
+        url = self._seller_settings(seller_id).collection_url
+        if not url:
+            return False
+        if delivered:
+            return True
         body = json.dumps(file, separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",

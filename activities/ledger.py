@@ -185,6 +185,8 @@ class LedgerActivities:
                                     "type": fact.event,
                                     "created": fact.occurred_at.astimezone(UTC).isoformat(),
                                     "contract_id": inp.contract_id,
+                                    # the contract's seller (issue 14)
+                                    "seller_id": contract.seller_id,
                                     "customer_id": inp.customer_id or contract.customer_id,
                                     "product_id": inp.product_id or contract.product_id,
                                     "data": data,

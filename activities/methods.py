@@ -17,28 +17,53 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import stripe
 from temporalio import activity
 
 from workflows.types import PaymentMethodInfo, PaymentMethodLookup
 
+if TYPE_CHECKING:
+    from activities.payments import StripeAccounts
+
 log = logging.getLogger(__name__)
 
 
 class MethodActivities:
     def __init__(
-        self, stripe_client: stripe.StripeClient, throttle: Callable[[], Any] | None = None
+        self,
+        stripe_client: stripe.StripeClient,
+        throttle: Callable[[], Any] | None = None,
+        accounts: StripeAccounts | None = None,
     ) -> None:
         self.stripe = stripe_client
         # One Stripe request = one token of the worker's client-side rate limit.
         self._throttle = throttle or (lambda: None)
+        # Each seller's Stripe account and its rate limit (issue 14); None: `stripe_client`.
+        self.accounts = accounts
 
     @activity.defn(name="describe_payment_method")
     def describe_payment_method(self, inp: PaymentMethodLookup) -> PaymentMethodInfo:
         if not inp.payment_method:
             return PaymentMethodInfo(payment_method=None, kind="unknown")
+        if self.accounts is not None:
+            # The method lives on the seller's account (Connect): ask there, throttled by
+            # that account's limit. An unusable seller configuration raises (retried).
+            client, limiter = self.accounts.for_seller(inp.seller_id)
+            return _Lookup(client, limiter.acquire).describe(inp)
+        return _Lookup(self.stripe, self._throttle).describe(inp)
+
+
+class _Lookup:
+    """One lookup on one Stripe account."""
+
+    def __init__(self, client: stripe.StripeClient, throttle: Callable[[], Any]) -> None:
+        self.stripe = client
+        self._throttle = throttle
+
+    def describe(self, inp: PaymentMethodLookup) -> PaymentMethodInfo:
+        assert inp.payment_method
         self._throttle()
         try:
             pm = self.stripe.v1.payment_methods.retrieve(inp.payment_method)

@@ -171,7 +171,12 @@ def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
 
 
 def environment(settings: Settings) -> jinja2.Environment:
-    return _environment(tuple(_search_path(settings.template_dir)))
+    """The templates: the seller's own overrides (issue 14), MAHNWERK_TEMPLATE_DIR's, the
+    shipped ones, in that order."""
+    path = _search_path(settings.template_dir)
+    if settings.seller_template_dir is not None:
+        path.insert(0, str(settings.seller_template_dir))
+    return _environment(tuple(path))
 
 
 def normalize_locale(locale: str | None) -> str:

@@ -57,6 +57,7 @@ from activities.notice_render import (
 from core import metrics
 from core.db import transaction
 from core.models import Notice, TimelineEvent
+from core.sellers import SellerConfigError, SellerSettings
 from core.settings import Settings
 from workflows.types import NoticeInput, NoticeResult
 
@@ -158,6 +159,16 @@ class NoticeActivities:
         self.sessions = session_factory
         self.mailer = mailer
         self.resend_suspect_after = resend_suspect_after
+        # Each contract's notices carry its seller's details and sender (issue 14).
+        self.sellers = SellerSettings(settings, session_factory)
+
+    def _settings_for(self, contract_id: str) -> Settings:
+        """The settings with the contract's seller's details (the default seller: as
+        configured). A seller that vanished is an error Temporal retries."""
+        try:
+            return self.sellers.for_contract(contract_id)
+        except SellerConfigError as exc:
+            raise ApplicationError(f"contract {contract_id}: {exc}", type="SellerMissing") from exc
 
     @activity.defn(name="send_notice")
     def send_notice(self, inp: NoticeInput) -> NoticeResult:
@@ -193,7 +204,8 @@ class NoticeActivities:
                 non_retryable=True,
             )
         number = notice_number_for(inp.contract_id, inp.case_no, inp.stage)
-        rendered = self._render(inp, number)
+        settings = self._settings_for(inp.contract_id)
+        rendered = self._render(inp, number, settings)
         row = Notice(
             contract_id=inp.contract_id,
             case_no=inp.case_no,
@@ -206,7 +218,7 @@ class NoticeActivities:
             text=rendered.text,
             html=rendered.html,
             message_id=message_id_for(
-                number, rendered.subject, rendered.text, rendered.html, self.settings.mail_from
+                number, rendered.subject, rendered.text, rendered.html, settings.mail_from
             ),
             data=rendered.data,
             status="rendered",
@@ -238,13 +250,14 @@ class NoticeActivities:
                 type="NoticeUndeliverable",
                 non_retryable=True,
             )
-        rendered = self._render(inp, existing.notice_number)
+        settings = self._settings_for(inp.contract_id)
+        rendered = self._render(inp, existing.notice_number, settings)
         message_id = message_id_for(
             existing.notice_number,
             rendered.subject,
             rendered.text,
             rendered.html,
-            self.settings.mail_from,
+            settings.mail_from,
         )
         with transaction(self.sessions) as s:
             row = s.get(Notice, existing.id, with_for_update=True)
@@ -269,9 +282,10 @@ class NoticeActivities:
         with self.sessions() as s:
             return invoice_numbers(s, contract_id)
 
-    def _render(self, inp: NoticeInput, number: str) -> RenderedNotice:
+    def _render(self, inp: NoticeInput, number: str, settings: Settings) -> RenderedNotice:
+        """Render with `settings`: the contract's seller's (issue 14)."""
         try:
-            rendered = render_notice(inp, number, self.settings, self._invoices(inp.contract_id))
+            rendered = render_notice(inp, number, settings, self._invoices(inp.contract_id))
         except (NoticeTemplateError, jinja2.TemplateNotFound) as exc:
             # Named as in workflows.retry_policies.NOTICE: retrying cannot create a file.
             raise ApplicationError(
@@ -418,10 +432,11 @@ class NoticeActivities:
         raise AssertionError("unreachable")
 
     def _deliver(self, inp: NoticeInput, notice: StoredNotice) -> None:
+        settings = self._settings_for(inp.contract_id)
         headers: Mapping[str, str] = {
             "X-Mahnwerk-Notice": notice.notice_number,
             "X-Mahnwerk-Contract": inp.contract_id,
-            "Reply-To": self.settings.seller_email,
+            "Reply-To": settings.seller_email,
         }
         # The GiroCode is rebuilt from the stored EPC payload: the same code on every retry.
         # Passed only when there is one, so mailers with the older signature keep working.
@@ -429,8 +444,8 @@ class NoticeActivities:
         extra: dict[str, Any] = {"inline_images": images} if images else {}
         try:
             self.mailer(
-                self.settings.smtp_url,
-                self.settings.mail_from,
+                settings.smtp_url,
+                settings.mail_from,
                 formataddr((inp.customer.name, notice.recipient)),
                 notice.subject,
                 notice.text,

@@ -8,6 +8,7 @@ retries them with the same idempotency key, so a retried activity never debits t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -24,7 +25,8 @@ from temporalio.exceptions import ApplicationError
 
 from core import metrics
 from core.db import transaction
-from core.models import PaymentAttempt
+from core.models import Contract, PaymentAttempt
+from core.sellers import SellerConfigError, SellerDirectory, StripeRoute
 from core.settings import default_stripe_rate_limit
 from domain import declines
 from workflows.types import ChargeInput, ChargeResult, PaymentStatusInput
@@ -95,11 +97,67 @@ def _api_key_of(client: stripe.StripeClient) -> str:
     return str(getattr(options, "api_key", None) or "")
 
 
-def make_stripe_client(api_key: str, api_base: str | None) -> stripe.StripeClient:
+def make_stripe_client(
+    api_key: str, api_base: str | None, stripe_account: str | None = None
+) -> stripe.StripeClient:
+    """`stripe_account`: Stripe Connect — every request carries `Stripe-Account`, so it acts
+    on that connected account (its customers, methods, mandates, PaymentIntents)."""
     base: Any = {"api": api_base} if api_base else None
     # SDK-level retries stay off: Temporal's activity retry policy owns transport retries,
     # and the idempotency key makes each retry safe.
-    return stripe.StripeClient(api_key, base_addresses=base, max_network_retries=0)
+    return stripe.StripeClient(
+        api_key, stripe_account=stripe_account, base_addresses=base, max_network_retries=0
+    )
+
+
+class StripeAccounts:
+    """The Stripe client and the rate limit of each seller (issue 14, core/sellers.py).
+
+    A seller on Stripe Connect gets a client whose requests carry its `Stripe-Account`; a
+    seller with its own key a client with that key; everyone else the platform's client.
+    Stripe limits requests per account, so each account has its own token bucket (the
+    platform's is the worker's `limiter`); clients and buckets are made once per account.
+    Temporal's task-queue-wide rate on the Stripe queue still caps the whole deployment
+    (MAHNWERK_STRIPE_CREATE_RATE_LIMIT)."""
+
+    def __init__(
+        self,
+        sellers: SellerDirectory,
+        api_base: str | None,
+        platform: stripe.StripeClient,
+        limiter: TokenBucket,
+        rate: float | None = None,
+    ) -> None:
+        self.sellers = sellers
+        self.api_base = api_base
+        self.rate = rate
+        self._platform_key = _api_key_of(platform)
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str | None], stripe.StripeClient] = {
+            (self._platform_key, None): platform
+        }
+        self._buckets: dict[str, TokenBucket] = {StripeRoute(self._platform_key).limit_key: limiter}
+
+    def for_contract(self, contract_id: str) -> tuple[stripe.StripeClient, TokenBucket]:
+        """`for_seller` of the contract's seller (read from the ledger)."""
+        with self.sellers.sessions() as s:
+            seller_id = s.scalar(select(Contract.seller_id).where(Contract.id == contract_id))
+        return self.for_seller(seller_id)
+
+    def for_seller(self, seller_id: str | None) -> tuple[stripe.StripeClient, TokenBucket]:
+        """Raises SellerConfigError when the seller is unknown or its key reference names
+        no variable of this process."""
+        route = self.sellers.route(seller_id)
+        with self._lock:
+            client = self._clients.get((route.api_key, route.account))
+            if client is None:
+                client = make_stripe_client(route.api_key, self.api_base, route.account)
+                self._clients[(route.api_key, route.account)] = client
+            bucket = self._buckets.get(route.limit_key)
+            if bucket is None:
+                bucket = TokenBucket.for_api_key(route.api_key, self.rate)
+                self._buckets[route.limit_key] = bucket
+        return client, bucket
 
 
 # Stripe refused the request itself (400/404, 401, 403): our integration error, never a
@@ -285,26 +343,44 @@ def _hint(inp: ChargeInput) -> str | None:
     return _SCHEMES.get(inp.method_type) if inp.method_type else None
 
 
+def seller_config_error(exc: SellerConfigError) -> ChargeResult:
+    """The seller's Stripe credentials cannot be used (its key reference names no variable
+    of this worker, or the seller is unknown): nothing was sent, nobody declined — our
+    configuration error, handled as Stripe refusing our request (`integration_error`)."""
+    metrics.integration_error("seller_config")
+    log.error("stripe not called, the seller's configuration is unusable: %s", exc)
+    return ChargeResult("error", code="seller_config", message=str(exc)[:500])
+
+
 class PaymentActivities:
     def __init__(
         self,
         stripe_client: stripe.StripeClient,
         session_factory: sessionmaker[Session],
         limiter: TokenBucket | None = None,
+        accounts: StripeAccounts | None = None,
     ) -> None:
         """`limiter`: the client-side rate limit shared by all activity threads (the worker
         passes `TokenBucket(settings.effective_stripe_rate_limit)`); by default Stripe's
-        limit for the client's key mode."""
+        limit for the client's key mode. `accounts`: each seller's Stripe account (issue
+        14); without it every debit uses `stripe_client`."""
         self.stripe = stripe_client
         self.sessions = session_factory
         self.limiter = limiter or TokenBucket.for_api_key(_api_key_of(stripe_client))
+        self.accounts = accounts
 
-    def _throttle(self) -> None:
-        """Before every Stripe call. Stripe's 429 (RateLimitError), 5xx (APIError) and
-        network faults (APIConnectionError) are never caught in this module: they raise out
-        of the activity and Temporal's CHARGE retry policy retries with backoff, with the
-        same idempotency key."""
-        waited = self.limiter.acquire()
+    def stripe_for(self, seller_id: str | None) -> tuple[stripe.StripeClient, TokenBucket]:
+        """The seller's Stripe client and rate limit (SellerConfigError if unusable)."""
+        if self.accounts is None:
+            return self.stripe, self.limiter
+        return self.accounts.for_seller(seller_id)
+
+    def _throttle(self, limiter: TokenBucket | None = None) -> None:
+        """Before every Stripe call, a token of the account's rate limit. Stripe's 429
+        (RateLimitError), 5xx (APIError) and network faults (APIConnectionError) are never
+        caught in this module: they raise out of the activity and Temporal's CHARGE retry
+        policy retries with backoff, with the same idempotency key."""
+        waited = (limiter or self.limiter).acquire()
         if waited > 0.5:
             log.info("stripe rate limit: waited %.2fs", waited)
 
@@ -390,12 +466,18 @@ class PaymentActivities:
         young = datetime.now(UTC) - _as_utc(info.scheduled_time) < KEY_FRESH_FOR
         return not (same_execution and young)
 
-    def _find_existing(self, key: str) -> Any | None:
+    def _find_existing(
+        self,
+        key: str,
+        client: stripe.StripeClient | None = None,
+        limiter: TokenBucket | None = None,
+    ) -> Any | None:
         """Stripe forgets idempotency keys after 24 h, so look for a PaymentIntent carrying
         the key in its metadata before creating one (DESIGN.md decision 3), whenever
-        `_needs_search` cannot rule out an older request with this key."""
-        self._throttle()
-        found = self.stripe.v1.payment_intents.search(
+        `_needs_search` cannot rule out an older request with this key. On the seller's
+        account: a connected account's PaymentIntents are found there only."""
+        self._throttle(limiter)
+        found = (client or self.stripe).v1.payment_intents.search(
             params={
                 "query": f"metadata['idempotency_key']:'{key}'",
                 "limit": 1,
@@ -452,10 +534,16 @@ class PaymentActivities:
             self._record(inp, res)
             metrics.debit_attempted(res.status, res.code)  # metrics (issue 4 item 7)
             return res
+        try:
+            client, limiter = self.stripe_for(inp.seller_id)
+        except SellerConfigError as exc:
+            res = seller_config_error(exc)
+            self._record(inp, res)
+            return res
         earlier = self._claim_key(inp)
         try:
             existing = (
-                self._find_existing(inp.idempotency_key)
+                self._find_existing(inp.idempotency_key, client, limiter)
                 if self._needs_search(inp, earlier)
                 else None
             )
@@ -470,8 +558,8 @@ class PaymentActivities:
             return res
         params = off_session_debit_params(inp)
         try:
-            self._throttle()
-            pi = self.stripe.v1.payment_intents.create(
+            self._throttle(limiter)
+            pi = client.v1.payment_intents.create(
                 params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": inp.idempotency_key},
             )
@@ -523,9 +611,13 @@ class PaymentActivities:
     @activity.defn(name="payment_status")
     def payment_status(self, inp: PaymentStatusInput) -> ChargeResult:
         """Poll a debit that is still `processing` (fallback when a webhook is lost)."""
-        self._throttle()
         try:
-            pi = self.stripe.v1.payment_intents.retrieve(
+            client, limiter = self.stripe_for(inp.seller_id)
+        except SellerConfigError as exc:
+            return dataclasses.replace(seller_config_error(exc), payment_intent=inp.payment_intent)
+        self._throttle(limiter)
+        try:
+            pi = client.v1.payment_intents.retrieve(
                 inp.payment_intent, params={"expand": ["latest_charge"]}
             )
         except REFUSED as exc:

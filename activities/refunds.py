@@ -24,7 +24,7 @@ import stripe
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.payments import REFUSED
+from activities.payments import REFUSED, StripeAccounts
 from domain.endings import FRAUD
 from workflows.types import RefundInfo, RefundInput, RefundResult
 
@@ -53,15 +53,29 @@ def refund_info(refund: Any) -> RefundInfo:
 
 
 class RefundActivities:
-    def __init__(self, stripe_client: stripe.StripeClient, throttle: Callable[[], None]) -> None:
-        """`throttle`: the worker's Stripe rate limit (PaymentActivities._throttle)."""
+    def __init__(
+        self,
+        stripe_client: stripe.StripeClient,
+        throttle: Callable[[], Any],
+        accounts: StripeAccounts | None = None,
+    ) -> None:
+        """`throttle`: the worker's Stripe rate limit (PaymentActivities._throttle).
+        `accounts`: each seller's Stripe account (issue 14): a payment is refunded on the
+        account it was taken on."""
         self.stripe = stripe_client
         self.throttle = throttle
+        self.accounts = accounts
 
-    def _existing(self, payment_intent: str, ref: str) -> Any | None:
+    def _existing(
+        self,
+        client: stripe.StripeClient,
+        throttle: Callable[[], Any],
+        payment_intent: str,
+        ref: str,
+    ) -> Any | None:
         """A refund of `payment_intent` this cancellation already asked for, if any."""
-        self.throttle()
-        page = self.stripe.v1.refunds.list(params={"payment_intent": payment_intent, "limit": 100})
+        throttle()
+        page = client.v1.refunds.list(params={"payment_intent": payment_intent, "limit": 100})
         for refund in page.data:
             if (getattr(refund, "metadata", None) or {}).get(REF_KEY) == ref:
                 return refund
@@ -72,12 +86,17 @@ class RefundActivities:
         """Refund each part through Stripe, exactly once per (cancellation, PaymentIntent)."""
         result = RefundResult()
         reason = "fraudulent" if inp.reason == FRAUD else "requested_by_customer"
+        client, throttle = self.stripe, self.throttle
+        if self.accounts is not None:
+            # the contract's seller's account (issue 14); unusable: raised, retried
+            client, bucket = self.accounts.for_contract(inp.contract_id)
+            throttle = bucket.acquire
         for part in inp.parts:
             try:
-                found = self._existing(part.payment_intent, inp.ref)
+                found = self._existing(client, throttle, part.payment_intent, inp.ref)
                 if found is None:
-                    self.throttle()
-                    found = self.stripe.v1.refunds.create(
+                    throttle()
+                    found = client.v1.refunds.create(
                         params={
                             "payment_intent": part.payment_intent,
                             "amount": part.amount,

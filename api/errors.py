@@ -86,6 +86,25 @@ def reject_nul_bytes(request: Request) -> None:
             raise _invalid_param(where, name, f"must match {pattern}")
 
 
+def reject_unknown_query(request: Request) -> None:
+    """Router dependency: a query parameter the route does not take is invalid input (422
+    naming it), as an unknown body field is (`extra="forbid"`). A typo such as
+    `?seler_id=` would otherwise widen a report silently to every seller."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known: set[str] = set()
+    stack = [dependant]
+    while stack:
+        dep = stack.pop()
+        known.update(p.alias for p in dep.query_params)
+        stack.extend(dep.dependencies)
+    for name in request.query_params:
+        if name not in known:
+            raise _invalid_param("query", name, "unknown query parameter")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

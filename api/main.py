@@ -20,6 +20,7 @@ from api.routes import (
     metrics,
     pay,
     reads,
+    sellers,
     webhooks,
 )
 from api.schemas import error_responses
@@ -78,6 +79,7 @@ def create_app(
     app.include_router(contracts.router, responses=error_responses(401, 403, 404, 409, 422, 503))
     app.include_router(access.router, responses=error_responses(401, 403, 422))
     app.include_router(customers.router, responses=error_responses(401, 403, 404, 409))
+    app.include_router(sellers.router)
     app.include_router(webhooks.router, responses=error_responses(400))
     app.include_router(codec.router, responses=error_responses(401, 403, 422))
     app.include_router(pay.router)  # the customer's page: HTML, outside the API document

@@ -131,6 +131,11 @@ _WEBHOOK_PATH = "/v1/webhooks/stripe"
 _CODEC_CONVERT = ("/codec/encode", "/codec/decode")
 
 
+def _is_webhook(path: str) -> bool:
+    """Stripe's endpoints: the platform's, and each own-key seller's (issue 14)."""
+    return path == _WEBHOOK_PATH or path.startswith(_WEBHOOK_PATH + "/sellers/")
+
+
 def bearer_matches(header: str, keys: list[ApiKey]) -> ApiKey | None:
     """The configured key the `Authorization: Bearer …` header carries, compared in constant
     time as bytes (a non-ASCII token is an unknown key, not a TypeError → 500)."""
@@ -171,7 +176,7 @@ class RequestGuard:
         path: str = scope.get("path", "")
         if path.startswith("/codec/"):
             limit = settings.max_codec_body_bytes
-        elif path == _WEBHOOK_PATH:
+        elif _is_webhook(path):
             limit = max(settings.max_body_bytes, WEBHOOK_MAX_BODY_BYTES)
         else:
             limit = settings.max_body_bytes
@@ -214,7 +219,7 @@ class RequestGuard:
     @staticmethod
     def _needs_credential(path: str) -> bool:
         if path.startswith("/v1/"):
-            return path != _WEBHOOK_PATH
+            return not _is_webhook(path)
         return path in _CODEC_CONVERT
 
     @staticmethod

@@ -241,6 +241,9 @@ class ContractOut(Out):
     """A contract as the ledger knows it (the workflow writes it on every change)."""
 
     contract_id: str = Field(examples=["ord-2026-0001"])
+    seller_id: str = Field(
+        examples=["default"], description="the contract's seller (creditor), docs/sellers.md"
+    )
     kind: ContractKind
     status: ContractStatus
     policy: str = Field(examples=["default"])

@@ -363,6 +363,12 @@ class ContractCreate(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})  # type: ignore[list-item]
 
     contract_id: str = Field(pattern=ID)
+    seller_id: str | None = Field(
+        default=None,
+        pattern=ID,
+        description="the seller (creditor) of the contract, see /v1/sellers; default: the "
+        "default seller (MAHNWERK_SELLER_* settings), or the API key's own seller",
+    )
     kind: Literal["one_off", "installments", "subscription"]
     policy: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     customer: CustomerIn

@@ -319,6 +319,14 @@ def _envelope(event_type: str, data: type[_Data], meaning: str) -> type[BaseMode
         "type": (Literal[event_type], Field(description=meaning)),  # type: ignore[valid-type]
         "created": (str, Field(description="RFC 3339, UTC: when it happened")),
         "contract_id": (str, Field(examples=["ord-2026-0001"])),
+        "seller_id": (
+            str,
+            Field(
+                description="the contract's seller (docs/sellers.md); `default` for the "
+                "deployment's own",
+                examples=["default"],
+            ),
+        ),
         "customer_id": (str, Field(examples=["cus-42"])),
         "product_id": (str, Field(examples=["course-x"])),
         "data": (data, ...),

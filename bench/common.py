@@ -47,6 +47,7 @@ SEARCH_ATTRIBUTES = {
     "CustomerId": "Keyword",
     "OverdueAmount": "Int",
     "AccessLocked": "Bool",
+    "SellerId": "Keyword",
 }
 
 console = Console()

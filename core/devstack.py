@@ -39,7 +39,14 @@ from urllib.parse import urlsplit
 
 from core.codec import generate_key, parse_key_ring
 from core.seller import DEMO_SELLER_ENV
-from core.settings import PROJECT_ROOT, ConfigError, Settings, load_settings, parse_api_keys
+from core.settings import (
+    DEV_STRIPE_CONNECT_WEBHOOK_SECRET,
+    PROJECT_ROOT,
+    ConfigError,
+    Settings,
+    load_settings,
+    parse_api_keys,
+)
 
 # MAHNWERK_VAR_DIR moves the stack's state (Temporal DB, dev keys, mailbox) elsewhere, so a
 # smoke test can run a second stack without touching the developer's one.
@@ -61,6 +68,7 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     "CustomerId": "Keyword",
     "OverdueAmount": "Int",
     "AccessLocked": "Bool",
+    "SellerId": "Keyword",
 }
 
 _ROLES = ("platform", "support", "admin")
@@ -589,6 +597,7 @@ def child_env(
     }
     if plan.standin_url is not None:
         defaults["STRIPE_API_BASE"] = plan.standin_url
+        defaults["STRIPE_CONNECT_WEBHOOK_SECRET"] = DEV_STRIPE_CONNECT_WEBHOOK_SECRET
         defaults["MAHNWERK_STRIPE_STANDIN_PORT"] = str(plan.standin_port)
     if api_keys:
         defaults["MAHNWERK_API_KEYS"] = api_keys
@@ -891,6 +900,12 @@ def run_dev(
                         f"{plan.api_url}/v1/webhooks/stripe",
                         "--webhook-secret",
                         settings.stripe_webhook_secret.get_secret_value(),
+                        # Stripe Connect: the connected accounts' events (issue 14)
+                        "--connect-webhook-url",
+                        f"{plan.api_url}/v1/webhooks/stripe",
+                        "--connect-webhook-secret",
+                        env.get("STRIPE_CONNECT_WEBHOOK_SECRET")
+                        or DEV_STRIPE_CONNECT_WEBHOOK_SECRET,
                         "--sepa-delay",
                         str(STANDIN_SEPA_DELAY_SECONDS),
                     ],

@@ -54,16 +54,60 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
 
 
+class Seller(Base):
+    """A seller (creditor) of the platform (issue 14, migration 0009; core/sellers.py).
+
+    The row ``default`` (``source = settings``) stands for the deployment's own seller: its
+    details are the MAHNWERK_SELLER_* settings and its columns stay empty. Secrets are never
+    stored: ``stripe_api_key_ref`` and ``stripe_webhook_secret_ref`` name the environment
+    variables that hold them (``env:NAME``)."""
+
+    __tablename__ = "sellers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16), default="api")  # api | settings
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    legal_form: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    address: Mapped[str | None] = mapped_column(Text, nullable=True)
+    seat: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    register_court: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    register_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    managing_directors: Mapped[str | None] = mapped_column(Text, nullable=True)
+    supervisory_board_chair: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    vat_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    iban: Mapped[str | None] = mapped_column(String(34), nullable=True)
+    bic: Mapped[str | None] = mapped_column(String(11), nullable=True)
+    account_holder: Mapped[str | None] = mapped_column(String(70), nullable=True)
+    creditor_id: Mapped[str | None] = mapped_column(String(35), nullable=True)
+    mail_from: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    reply_to: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    locale: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    state: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    policies: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    templates: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    stripe_account: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    stripe_api_key_ref: Mapped[str | None] = mapped_column(String(132), nullable=True)
+    stripe_webhook_secret_ref: Mapped[str | None] = mapped_column(String(132), nullable=True)
+    collection_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class Contract(Base):
     __tablename__ = "contracts"
     # The listing (GET /v1/contracts) pages newest first by (created_at, id), optionally
-    # within one status (migration 0003).
+    # within one status (migration 0003), or within one seller (migration 0009).
     __table_args__ = (
         Index("ix_contracts_created", "created_at", "id"),
         Index("ix_contracts_status_created", "status", "created_at", "id"),
+        Index("ix_contracts_seller_created", "seller_id", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The creditor (issue 14): every contract has one; migration 0009 gave the existing ones
+    # to the default seller. No foreign key (SQLite cannot add one to an existing table
+    # without copying it); sellers are never deleted and the checkout checks the id.
+    seller_id: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     kind: Mapped[str] = mapped_column(String(16))
     policy_name: Mapped[str] = mapped_column(String(64))
     policy: Mapped[dict[str, Any]] = mapped_column(JSON)  # pinned at start

@@ -36,14 +36,45 @@ Nothing here does I/O except ``schwifty``'s bundled bank registry (package data)
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import schwifty
 from schwifty.exceptions import SchwiftyException
 
 if TYPE_CHECKING:
     from core.settings import Settings
+
+
+class SellerDetails(Protocol):
+    """What the functions below read: the `MAHNWERK_SELLER_*` settings (core.settings) or
+    one seller of a multi-seller platform (core.sellers.SellerProfile, issue 14)."""
+
+    @property
+    def seller_name(self) -> str: ...
+    @property
+    def seller_address(self) -> str: ...
+    @property
+    def seller_email(self) -> str: ...
+    @property
+    def seller_iban(self) -> str: ...
+    @property
+    def seller_account_holder(self) -> str: ...
+    @property
+    def seller_legal_form(self) -> str: ...
+    @property
+    def seller_seat(self) -> str: ...
+    @property
+    def seller_register_court(self) -> str: ...
+    @property
+    def seller_register_number(self) -> str: ...
+    @property
+    def seller_managing_directors(self) -> str: ...
+    @property
+    def seller_supervisory_board_chair(self) -> str: ...
+    @property
+    def seller_vat_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -161,6 +192,35 @@ def parse_bic(raw: str) -> str:
         raise ValueError(f"not a valid BIC ({exc})") from None
 
 
+_CREDITOR_ID_RE = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{3}[A-Z0-9]{1,28}")
+
+
+def creditor_id_check_digits(creditor_id: str) -> int:
+    """The check digits of a SEPA creditor identifier: ISO 7064 MOD 97-10 over the national
+    identifier followed by the country code and ``00``, letters as 10..35, with the 3-character
+    business code left out (EPC262-08 "Creditor Identifier Overview"; Bundesbank,
+    "Gläubiger-Identifikationsnummer": ``DE98ZZZ09999999999``)."""
+    national = creditor_id[7:]
+    digits = "".join(str(int(ch, 36)) for ch in national + creditor_id[:2] + "00")
+    return 98 - int(digits) % 97
+
+
+def parse_creditor_id(raw: str) -> str:
+    """A SEPA creditor id (Gläubiger-ID): country, 2 check digits, 3-character business code,
+    national part; German ones have 18 characters; the check digits must match."""
+    v = re.sub(r"\s", "", raw).upper()
+    if not _CREDITOR_ID_RE.fullmatch(v):
+        raise ValueError("must be a SEPA creditor id, e.g. DE98ZZZ09999999999")
+    if v.startswith("DE") and len(v) != 18:
+        raise ValueError(f"a German creditor id has 18 characters, got {len(v)}")
+    expected = creditor_id_check_digits(v)
+    if int(v[2:4]) != expected:
+        raise ValueError(
+            f"{v} fails the check digits (ISO 7064 MOD 97-10: expected {expected:02d})"
+        )
+    return v
+
+
 def _de_vat_check_digit_ok(digits: str) -> bool:
     # The Bundeszentralamt für Steuern's check digit for the USt-IdNr.: ISO/IEC 7064
     # MOD 11,10 over the first 8 digits (the 9th is the check digit).
@@ -208,7 +268,7 @@ ACCOUNT_HOLDER_MAX = 70
 _CITY_RE = re.compile(r"\b\d{4,5}\s+([^,\d][^,]*)$")
 
 
-def seat_of(settings: Settings) -> str | None:
+def seat_of(settings: SellerDetails) -> str | None:
     """MAHNWERK_SELLER_SEAT, else the town of MAHNWERK_SELLER_ADDRESS ("…, 10115 Berlin")."""
     if settings.seller_seat:
         return settings.seller_seat
@@ -216,11 +276,11 @@ def seat_of(settings: Settings) -> str | None:
     return m.group(1).strip() if m else None
 
 
-def legal_form_of(settings: Settings) -> LegalForm | None:
+def legal_form_of(settings: SellerDetails) -> LegalForm | None:
     return LEGAL_FORMS.get(settings.seller_legal_form or "")
 
 
-def legal_name(settings: Settings) -> str:
+def legal_name(settings: SellerDetails) -> str:
     """The firm as on the register: the name, with the legal form appended if the name
     does not already carry it (§ 4 GmbHG, § 19 HGB require it in the firm)."""
     form = legal_form_of(settings)
@@ -230,18 +290,28 @@ def legal_name(settings: Settings) -> str:
     return f"{name} {form.designation}"
 
 
-def account_holder(settings: Settings) -> str:
+def account_holder(settings: SellerDetails) -> str:
     return settings.seller_account_holder or legal_name(settings)
 
 
-def seller_legal_problems(settings: Settings) -> list[str]:
+def _env_var(var: str) -> str:
+    return f"MAHNWERK_SELLER_{var}"
+
+
+def seller_legal_problems(
+    settings: SellerDetails, name: Callable[[str], str] = _env_var
+) -> list[str]:
     """What a production start-up refuses: one line per missing or unusable seller detail,
-    each naming its variable. Empty when the notices can be sent as they are."""
+    each naming its variable. Empty when the notices can be sent as they are.
+
+    `name` maps the detail (``NAME``, ``IBAN``, ``REGISTER_COURT``, …) to what the line names:
+    the environment variable by default, an API field for a seller created through
+    ``/v1/sellers`` (api.schemas.seller_problem_field)."""
     problems: list[str] = []
 
     def need(var: str, value: object, why: str) -> None:
         if not value:
-            problems.append(f"MAHNWERK_SELLER_{var}: not set ({why})")
+            problems.append(f"{name(var)}: not set ({why})")
 
     need("NAME", settings.seller_name.strip(), "the seller's name on every notice")
     need("ADDRESS", settings.seller_address.strip(), "an address for service on every notice")
@@ -278,7 +348,7 @@ def seller_legal_problems(settings: Settings) -> list[str]:
             )
     if len(account_holder(settings)) > ACCOUNT_HOLDER_MAX:
         problems.append(
-            "MAHNWERK_SELLER_ACCOUNT_HOLDER: the account holder "
+            f"{name('ACCOUNT_HOLDER')}: the account holder "
             f"{account_holder(settings)!r} is longer than {ACCOUNT_HOLDER_MAX} characters "
             "(EPC QR code limit); set a shorter one"
         )
@@ -296,7 +366,7 @@ def require_complete_seller(settings: Settings) -> None:
         raise ConfigError("configuration error: " + "; ".join(problems))
 
 
-def legal_footer(settings: Settings, locale: str) -> list[str]:
+def legal_footer(settings: SellerDetails, locale: str) -> list[str]:
     """The business-letter details as footer lines in `locale` (``de`` | ``en``)."""
     de = locale == "de"
     form = legal_form_of(settings)

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import (
     AliasChoices,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -28,6 +29,7 @@ from core.seller import (
     ACCOUNT_HOLDER_MAX,
     DEMO_SELLER_ENV,
     parse_bic,
+    parse_creditor_id,
     parse_iban,
     parse_legal_form,
     parse_register_number,
@@ -48,6 +50,7 @@ _ROLES = ("platform", "support", "admin")
 # need no configuration at all.
 DEV_STRIPE_API_KEY = "sk_test_mahnwerk_dev"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_mahnwerk_dev"
+DEV_STRIPE_CONNECT_WEBHOOK_SECRET = "whsec_mahnwerk_connect_dev"
 DEV_EVENTS_SECRET = "mahnwerk_events_dev_secret"
 DEV_PAYMENT_LINK_URL = "http://127.0.0.1:8000/pay/{token}"
 DEV_SELLER_NAME = "Mahnwerk Demo GmbH"
@@ -67,33 +70,45 @@ def _env(name: str) -> AliasChoices:
 
 
 class ApiKey:
-    """One `role:name:key` entry of MAHNWERK_API_KEYS."""
+    """One `role:name:key` or `role:name:key:seller` entry of MAHNWERK_API_KEYS.
 
-    __slots__ = ("role", "name", "key")
+    `seller` (issue 14): the key sees and acts on that seller's contracts only; other
+    sellers' contracts are 404 to it. None: every seller (the platform's and admins' keys)."""
 
-    def __init__(self, role: str, name: str, key: str) -> None:
+    __slots__ = ("role", "name", "key", "seller")
+
+    def __init__(self, role: str, name: str, key: str, seller: str | None = None) -> None:
         self.role = role
         self.name = name
         self.key = key
+        self.seller = seller
 
     def __repr__(self) -> str:  # never print the secret
-        return f"ApiKey(role={self.role!r}, name={self.name!r})"
+        return f"ApiKey(role={self.role!r}, name={self.name!r}, seller={self.seller!r})"
+
+
+_SELLER_SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def parse_api_keys(raw: str) -> list[ApiKey]:
+    """`role:name:key[:seller],…`. The key itself may not contain `:` since the seller
+    scope (issue 14) is the fourth part; keys are printable tokens (`secrets.token_urlsafe`)."""
     keys: list[ApiKey] = []
     for entry in (e.strip() for e in raw.split(",")):
         if not entry:
             continue
-        parts = entry.split(":", 2)
-        if len(parts) != 3 or not all(parts):
-            raise ValueError(f"entry {entry.split(':')[0]!r}… is not role:name:key")
-        role, name, key = parts
+        parts = entry.split(":")
+        if len(parts) not in (3, 4) or not all(parts):
+            raise ValueError(f"entry {entry.split(':')[0]!r}… is not role:name:key[:seller]")
+        role, name, key = parts[:3]
+        seller = parts[3] if len(parts) == 4 else None
         if role not in _ROLES:
             raise ValueError(f"unknown role {role!r} (expected one of {', '.join(_ROLES)})")
         if len(key) < 8:
             raise ValueError(f"key of {name!r} is shorter than 8 characters")
-        keys.append(ApiKey(role, name, key))
+        if seller is not None and not _SELLER_SCOPE.fullmatch(seller):
+            raise ValueError(f"seller of {name!r} is not a seller id ({_SELLER_SCOPE.pattern})")
+        keys.append(ApiKey(role, name, key, seller))
     return keys
 
 
@@ -148,6 +163,12 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr = Field(
         default=SecretStr(DEV_STRIPE_WEBHOOK_SECRET),
         validation_alias=_env("STRIPE_WEBHOOK_SECRET"),
+    )
+    # Stripe Connect (issue 14): the signing secret of the platform's Connect webhook
+    # endpoint, which receives the connected accounts' events (they carry `account`). It
+    # may post to the same URL as the account endpoint; either secret verifies an event.
+    stripe_connect_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("STRIPE_CONNECT_WEBHOOK_SECRET")
     )
     stripe_api_base: str | None = Field(default=None, validation_alias=_env("STRIPE_API_BASE"))
     stripe_standin_port: int = 12111
@@ -208,6 +229,12 @@ class Settings(BaseSettings):
     smtp_url: str = "smtp://127.0.0.1:1025"
     mail_from: str = DEV_MAIL_FROM
     template_dir: Path | None = None  # overrides, searched before the shipped templates
+    # Sellers' own template overrides (issue 14): a seller's `templates` names a directory
+    # here, searched before template_dir. None: sellers cannot have their own.
+    seller_template_root: Path | None = None
+    # Set per seller by the worker (core.sellers.seller_settings), searched first; not a
+    # setting of the deployment (a private attribute: no environment variable).
+    _seller_template_dir: Path | None = PrivateAttr(default=None)
     policy_dir: Path = PROJECT_ROOT / "policies"
     payment_link_url: str = DEV_PAYMENT_LINK_URL
     seller_name: str = DEV_SELLER_NAME
@@ -301,15 +328,9 @@ class Settings(BaseSettings):
     @classmethod
     def _creditor_id(cls, v: str) -> str:
         # SEPA creditor identifier: country, 2 check digits, 3-character business code, a
-        # national part; German ones have 18 characters (DOMAIN.md §4, Bundesbank).
-        v = v.strip().upper()
-        if not v:
-            return v
-        if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{3}[A-Z0-9]{1,28}", v):
-            raise ValueError("must be a SEPA creditor id, e.g. DE98ZZZ09999999999")
-        if v.startswith("DE") and len(v) != 18:
-            raise ValueError(f"a German creditor id has 18 characters, got {len(v)}")
-        return v
+        # national part; German ones have 18 characters (DOMAIN.md §4, Bundesbank); the check
+        # digits are ISO 7064 MOD 97-10 (core.seller.parse_creditor_id).
+        return parse_creditor_id(v) if v.strip() else ""
 
     @field_validator("seller_iban")
     @classmethod
@@ -458,12 +479,17 @@ class Settings(BaseSettings):
             raise ValueError("must be smtp://host:port (or smtps://, smtp+starttls://)")
         return v
 
-    @field_validator("policy_dir", "template_dir")
+    @field_validator("policy_dir", "template_dir", "seller_template_root")
     @classmethod
     def _dir(cls, v: Path | None) -> Path | None:
         if v is not None and not v.is_dir():
             raise ValueError(f"{v} is not a directory")
         return v
+
+    @property
+    def seller_template_dir(self) -> Path | None:
+        """A seller's own template overrides (core.sellers.seller_settings), or None."""
+        return self._seller_template_dir
 
     @property
     def parsed_api_keys(self) -> list[ApiKey]:
@@ -527,6 +553,7 @@ _ENV_NAMES = {
     "temporal_namespace": "TEMPORAL_NAMESPACE",
     "stripe_api_key": "STRIPE_API_KEY",
     "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
+    "stripe_connect_webhook_secret": "STRIPE_CONNECT_WEBHOOK_SECRET",
     "stripe_api_base": "STRIPE_API_BASE",
 }
 
@@ -622,6 +649,15 @@ def startup_problem(settings: Settings, process: Process) -> str | None:
                 None
                 if settings.parsed_api_keys
                 else "missing: set role:name:key,… (roles platform, support, admin)",
+            )
+        )
+    connect = settings.stripe_connect_webhook_secret
+    if connect is not None and connect.get_secret_value() == DEV_STRIPE_CONNECT_WEBHOOK_SECRET:
+        checks.append(
+            (
+                "STRIPE_CONNECT_WEBHOOK_SECRET",
+                "is the public dev default; set the signing secret (whsec_…) of the Stripe "
+                "Connect webhook endpoint",
             )
         )
     ring = settings.codec_key_ring

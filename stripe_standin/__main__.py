@@ -49,6 +49,24 @@ def _parser(default_port: int) -> argparse.ArgumentParser:
         default=os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_mahnwerk_dev"),
         help="signing secret (default: $STRIPE_WEBHOOK_SECRET or whsec_mahnwerk_dev)",
     )
+    parser.add_argument(
+        "--connect-webhook-url",
+        action="append",
+        default=[],
+        help="Stripe Connect endpoint: connected accounts' events (repeatable)",
+    )
+    parser.add_argument(
+        "--connect-webhook-secret",
+        default=os.environ.get("STRIPE_CONNECT_WEBHOOK_SECRET", "whsec_mahnwerk_connect_dev"),
+        help="its signing secret (default: $STRIPE_CONNECT_WEBHOOK_SECRET or "
+        "whsec_mahnwerk_connect_dev)",
+    )
+    parser.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        help="a connected account to create at start, acct_… (repeatable)",
+    )
     parser.add_argument("--sepa-delay", type=float, default=3.0, help="seconds in processing")
     parser.add_argument("--sepa-long-delay", type=float, default=None)
     parser.add_argument("--dispute-delay", type=float, default=None)
@@ -127,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                 "port": args.port,
                 "webhook_url": args.webhook_url,
                 "webhook_secret": args.webhook_secret,
+                "connect_webhook_url": args.connect_webhook_url,
+                "connect_webhook_secret": args.connect_webhook_secret,
+                "accounts": args.account,
                 "sepa_delay": args.sepa_delay,
                 "sepa_long_delay": args.sepa_long_delay,
                 "dispute_delay": args.dispute_delay,

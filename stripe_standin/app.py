@@ -51,7 +51,7 @@ async def _freeze_gc(engine: Engine, every: float = 1.0, growth: int = 2000) -> 
     frozen_at = 0
     while True:
         await asyncio.sleep(every)
-        size = len(engine.store.objects) + len(engine.events)
+        size = engine.object_count() + len(engine.events)
         if size - frozen_at >= growth or size < frozen_at:
             gc.freeze()
             frozen_at = size

@@ -127,6 +127,7 @@ def book(engine: Engine, pi: Obj, ch: Obj) -> None:
             payment_method_type=pm.get("type", "card"),
             metadata=dict(pi["metadata"]),
             succeeded_at=engine.now(),
+            account=engine.account,
         )
     )
 
@@ -171,15 +172,18 @@ def retrieve_dispute(engine: Engine, call: Call, id: str) -> Obj:
 
 
 def retrieve_account(engine: Engine, call: Call) -> Obj:
-    """`GET /v1/account`: the account the key belongs to, with what Mahnwerk reads of it —
-    the SEPA creditor id Stripe debits under (`settings.sepa_debit_payments.creditor_id`)."""
+    """`GET /v1/account`: the account the key belongs to (or the connected account the
+    `Stripe-Account` header names), with what Mahnwerk reads of it — the SEPA creditor id
+    Stripe debits under (`settings.sepa_debit_payments.creditor_id`)."""
+    acct = engine.accounts[engine.account]
+    creditor_id = engine.config.creditor_id if acct.kind == "platform" else acct.creditor_id
     return {
-        "id": "acct_standin",
+        "id": acct.id,
         "object": "account",
         "type": "standard",
         "country": "DE",
         "default_currency": "eur",
         "charges_enabled": True,
         "payouts_enabled": True,
-        "settings": {"sepa_debit_payments": {"creditor_id": engine.config.creditor_id}},
+        "settings": {"sepa_debit_payments": {"creditor_id": creditor_id}},
     }

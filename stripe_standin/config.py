@@ -36,6 +36,12 @@ class StandinConfig:
     port: int = 12111
     webhook_urls: list[str] = field(default_factory=list)
     webhook_secret: str = "whsec_mahnwerk_dev"
+    # Stripe Connect: the platform's Connect endpoints, which get the events of connected
+    # accounts (each carrying `account`), signed with their own secret.
+    connect_webhook_urls: list[str] = field(default_factory=list)
+    connect_webhook_secret: str = "whsec_mahnwerk_connect_dev"
+    # Connected accounts that exist from the start (more: POST /_standin/accounts).
+    accounts: list[str] = field(default_factory=list)
     # The account's SEPA creditor id (`GET /v1/account` →
     # settings.sepa_debit_payments.creditor_id); None: not set up, as on a fresh account.
     creditor_id: str | None = None
@@ -105,6 +111,7 @@ class StandinConfig:
         """The settings as JSON (the webhook secret included: this is a test tool)."""
         data = dataclasses.asdict(self)
         data["webhook_url"] = list(self.webhook_urls)
+        data["connect_webhook_url"] = list(self.connect_webhook_urls)
         data.pop("fault_seed_generation", None)
         data["effective_sepa_long_delay"] = self.effective_sepa_long_delay
         data["effective_dispute_delay"] = self.effective_dispute_delay
@@ -112,7 +119,13 @@ class StandinConfig:
 
     def updated(self, changes: Mapping[str, Any]) -> StandinConfig:
         """A copy with `changes` applied; raises ValueError naming a bad key or value."""
-        return _apply(dataclasses.replace(self, webhook_urls=list(self.webhook_urls)), changes)
+        copy = dataclasses.replace(
+            self,
+            webhook_urls=list(self.webhook_urls),
+            connect_webhook_urls=list(self.connect_webhook_urls),
+            accounts=list(self.accounts),
+        )
+        return _apply(copy, changes)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> StandinConfig:
@@ -136,7 +149,7 @@ _RATES = ("fault_5xx", "fault_400", "fault_429", "fault_timeout", "webhook_drop"
 _OPTIONAL_STRS = ("creditor_id",)
 _OPTIONAL_FLOATS = ("sepa_long_delay", "dispute_delay", "webhook_retry_max_delay")
 _INTS = ("port", "webhook_max_attempts", "webhook_concurrency")
-_STRS = ("host", "webhook_secret", "api_version")
+_STRS = ("host", "webhook_secret", "connect_webhook_secret", "api_version")
 _BOOLS = ("strict_attach", "freeze_gc", "rate_limit")
 
 
@@ -144,6 +157,13 @@ def _apply(cfg: StandinConfig, values: Mapping[str, Any]) -> StandinConfig:
     for key, value in values.items():
         if key in ("webhook_url", "webhook_urls"):
             cfg.webhook_urls = _urls(value)
+        elif key in ("connect_webhook_url", "connect_webhook_urls"):
+            cfg.connect_webhook_urls = _urls(value)
+        elif key == "accounts":
+            ids = _urls(value)
+            if any(not a.startswith("acct_") for a in ids):
+                raise ValueError("accounts must be acct_… ids")
+            cfg.accounts = ids
         elif key in _FLOATS:
             setattr(cfg, key, _number(key, value))
         elif key in _RATES:

@@ -1,13 +1,19 @@
 """Stand-in extensions under `/_standin/` (JSON, no auth): what tests need to look inside or
 to make time pass, and what real Stripe only offers through its dashboard.
 
-- `GET  /_standin/ledger`              successful debits (`?metadata_key=&metadata_value=`,
-                                       `?customer=`, `?payment_intent=`)
+- `GET  /_standin/ledger`              successful debits of every account, each with its
+                                       `account` (`?metadata_key=&metadata_value=`,
+                                       `?customer=`, `?payment_intent=`, `?account=`)
+- `GET|POST /_standin/accounts`        the accounts; POST creates one: `{"id": "acct_…"?,
+                                       "type": "connected"|"standalone", "api_key" (own key of
+                                       a standalone account), "creditor_id", "webhook_url",
+                                       "webhook_secret" (a standalone account's endpoint)}`
 - `GET|POST /_standin/config`          read or change settings (StandinConfig fields;
                                        `webhook_url` takes a URL, a list or null)
 - `POST /_standin/reset`               forget all state
 - `GET  /_standin/webhooks`            delivery log (`?event=`, `?type=`, `?status=`)
-- `GET  /_standin/events`              every event, oldest first (`?type=`)
+- `GET  /_standin/events`              every event of every account, oldest first (`?type=`,
+                                       `?account=`)
 - `POST /_standin/payment_intents/{id}/dispute`       open a dispute now (`reason`, `amount`)
 - `POST /_standin/payment_intents/{id}/settle`        settle a processing SEPA debit now
                                        (`{"failure_code": null|"insufficient_funds"|...,
@@ -39,8 +45,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .charges import close_dispute, dispute_charge, get_charge, get_pi, open_dispute, revoke_mandate
-from .engine import NO_REQUEST, Engine
+from .engine import NO_REQUEST, Account, Engine
 from .errors import StripeError, invalid_request
+from .http import KEY_PREFIXES
+from .ids import new_id
 from .payments import authenticate, cancel
 from .refunds import refund_charge
 from .sepa import settle_sepa
@@ -71,6 +79,7 @@ async def ledger(request: Request) -> JSONResponse:
     q = request.query_params
     key, value = q.get("metadata_key"), q.get("metadata_value")
     customer, pi = q.get("customer"), q.get("payment_intent")
+    account = q.get("account")
     rows = [
         e.to_json()
         for e in engine.store.ledger
@@ -80,8 +89,44 @@ async def ledger(request: Request) -> JSONResponse:
         )
         and (customer is None or e.customer == customer)
         and (pi is None or e.payment_intent == pi)
+        and (account is None or e.account == account)
     ]
     return JSONResponse(rows)
+
+
+async def accounts(request: Request) -> JSONResponse:
+    """The accounts (GET), or a new one (POST): a *connected* account (Connect: the
+    platform's key with `Stripe-Account`) or a *standalone* one with a key of its own."""
+    engine = _engine(request)
+    if request.method == "POST":
+        try:
+            body = await _json_body(request)
+            kind = body.get("type", "connected")
+            if kind not in ("connected", "standalone"):
+                raise ValueError("type must be connected or standalone")
+            acct_id = body.get("id") or new_id("acct", 16)
+            if not isinstance(acct_id, str) or not acct_id.startswith("acct_"):
+                raise ValueError("id must start with acct_")
+            api_key = body.get("api_key")
+            if api_key is not None and (
+                kind != "standalone" or not str(api_key).startswith(KEY_PREFIXES)
+            ):
+                raise ValueError("api_key: a standalone account's own sk_test_… key")
+            url = body.get("webhook_url")
+            created = engine.add_account(
+                Account(
+                    acct_id,
+                    kind,
+                    api_key=api_key,
+                    creditor_id=body.get("creditor_id"),
+                    webhook_urls=[url] if isinstance(url, str) and url else [],
+                    webhook_secret=body.get("webhook_secret"),
+                )
+            )
+        except ValueError as exc:
+            return _error(str(exc))
+        return JSONResponse(created.to_json())
+    return JSONResponse([a.to_json() for a in engine.accounts.values()])
 
 
 async def config(request: Request) -> JSONResponse:
@@ -89,6 +134,9 @@ async def config(request: Request) -> JSONResponse:
     if request.method == "POST":
         try:
             engine.config = engine.config.updated(await _json_body(request))
+            for acct_id in engine.config.accounts:
+                if acct_id not in engine.accounts:
+                    engine.add_account(Account(acct_id, "connected"))
         except ValueError as exc:
             return _error(str(exc))
     return JSONResponse(engine.config.public())
@@ -114,9 +162,17 @@ async def webhooks(request: Request) -> JSONResponse:
 async def events(request: Request) -> JSONResponse:
     engine = _engine(request)
     wanted = request.query_params.get("type")
-    idx = engine.store.indexes.get(f"event:type:{wanted}" if wanted else "event")
-    ids = list(reversed(list(idx.newest_first()))) if idx is not None else []
-    return JSONResponse([engine.event(i) for i in ids])
+    account = request.query_params.get("account")
+    stores = [engine.stores[account]] if account in engine.stores else []
+    if account is None:
+        stores = list(engine.stores.values())
+    keep: set[str] = set()
+    for store in stores:
+        idx = store.indexes.get(f"event:type:{wanted}" if wanted else "event")
+        if idx is not None:
+            keep.update(idx.newest_first())
+    # `engine.events` is in creation order across accounts
+    return JSONResponse([engine.event(i) for i in engine.events if i in keep])
 
 
 async def scenarios(request: Request) -> JSONResponse:
@@ -136,8 +192,15 @@ async def scenarios(request: Request) -> JSONResponse:
     return JSONResponse({"metadata": match, "outcomes": outcomes})
 
 
-async def dispute(request: Request) -> JSONResponse:
+def _on_owner(request: Request) -> Engine:
+    """The engine, acting (for the rest of this request) on the account holding `{id}`."""
     engine = _engine(request)
+    engine.enter(engine.locate(request.path_params["id"]))
+    return engine
+
+
+async def dispute(request: Request) -> JSONResponse:
+    engine = _on_owner(request)
     try:
         body = await _json_body(request)
         dp = open_dispute(
@@ -151,7 +214,7 @@ async def dispute(request: Request) -> JSONResponse:
 
 
 async def settle(request: Request) -> JSONResponse:
-    engine = _engine(request)
+    engine = _on_owner(request)
     try:
         body = await _json_body(request)
         pi = get_pi(engine, request.path_params["id"])
@@ -167,7 +230,7 @@ async def settle(request: Request) -> JSONResponse:
 
 
 async def authenticate_route(request: Request) -> JSONResponse:
-    engine = _engine(request)
+    engine = _on_owner(request)
     try:
         body = await _json_body(request)
         pi = authenticate(engine, request.path_params["id"], bool(body.get("succeed", True)))
@@ -186,7 +249,7 @@ def _action(fn: Action) -> Callable[[Request], Awaitable[JSONResponse]]:
     Stripe's shape."""
 
     async def handle(request: Request) -> JSONResponse:
-        engine = _engine(request)
+        engine = _on_owner(request)
         try:
             body = await _json_body(request)
             return JSONResponse(fn(engine, request.path_params["id"], body))
@@ -258,9 +321,10 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "ok": True,
-            "objects": len(engine.store.objects),
+            "objects": engine.object_count(),
             "events": len(engine.events),
             "ledger": len(engine.store.ledger),
+            "accounts": len(engine.accounts),
             "timers_pending": engine.scheduler.pending,
             "webhooks_pending": engine.webhooks.pending(),
         }
@@ -269,6 +333,7 @@ async def health(request: Request) -> JSONResponse:
 
 CONTROL_ROUTES = [
     Route("/_standin/ledger", ledger, methods=["GET"]),
+    Route("/_standin/accounts", accounts, methods=["GET", "POST"]),
     Route("/_standin/config", config, methods=["GET", "POST"]),
     Route("/_standin/reset", reset, methods=["POST"]),
     Route("/_standin/webhooks", webhooks, methods=["GET"]),

@@ -104,6 +104,20 @@ def idempotency_in_flight(key: str) -> StripeError:
     )
 
 
+def no_account_access(api_key: str, account: str) -> StripeError:
+    """Stripe's answer to a `Stripe-Account` the key may not act for: a 403 the SDK raises as
+    PermissionError (an unknown account, one not connected to this platform, or a key that
+    is no platform's)."""
+    masked = f"{api_key[:8]}{'*' * 8}{api_key[-4:]}" if len(api_key) > 12 else api_key
+    return StripeError(
+        403,
+        "invalid_request_error",
+        f"The provided key '{masked}' does not have access to account '{account}' (or that "
+        "account does not exist). Application access may have been revoked.",
+        replayable=False,
+    )
+
+
 def authentication(message: str) -> StripeError:
     return StripeError(401, "invalid_request_error", message, replayable=False)
 

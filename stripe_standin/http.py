@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import sdkparams
-from .engine import Engine, RequestRef
-from .errors import StripeError, api_error, authentication, invalid_request
+from .engine import PLATFORM_ACCOUNT, Engine, RequestRef
+from .errors import StripeError, api_error, authentication, invalid_request, no_account_access
 from .faults import rate_limited
 from .formparse import parse_form, parse_pairs
 from .idempotency import request_fingerprint
@@ -77,6 +77,18 @@ def _api_key(header: str | None) -> str:
     return key
 
 
+def _account(engine: Engine, api_key: str, header: str | None) -> str:
+    """The account a request acts on: the `Stripe-Account` header's (Connect: only the
+    platform's keys, only for accounts connected to it), else the key's own account."""
+    own = engine.account_for_key(api_key)
+    if not header:
+        return own
+    acct = engine.accounts.get(header)
+    if own != PLATFORM_ACCOUNT or acct is None or acct.kind not in ("connected", "platform"):
+        raise no_account_access(api_key, header)
+    return acct.id
+
+
 def _json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
@@ -110,12 +122,19 @@ def api(
 
     async def handle(request: Request) -> Response:
         engine: Engine = request.app.state.engine
+        with engine.acting_as(PLATFORM_ACCOUNT):  # `serve` moves on to the request's account
+            return await serve(engine, request)
+
+    async def serve(engine: Engine, request: Request) -> Response:
         request_id = new_id("req", 15)
         version = request.headers.get("stripe-version") or engine.config.api_version
         try:
             api_key = _api_key(request.headers.get("authorization"))
-            account = request.headers.get("stripe-account") or api_key
-            reason = engine.rate_limiter.admit(account, endpoint_key)
+            account = _account(engine, api_key, request.headers.get("stripe-account"))
+            # Limits per account: a connected or standalone account's own; the platform's
+            # keys each count as before (one bucket per key).
+            limited = api_key if account == PLATFORM_ACCOUNT else account
+            reason = engine.rate_limiter.admit(limited, endpoint_key)
             if reason is not None:
                 # Refused before anything ran: safe to retry, the key stays unused.
                 return _response(
@@ -133,7 +152,12 @@ def api(
         except StripeError as err:
             return error_response(err, request_id, version)
 
+        # Everything from here on (the endpoint, the timers it schedules, the events it emits)
+        # happens on `account`.
+        engine.enter(account)
         key = (request.headers.get("idempotency-key") or None) if request.method == "POST" else None
+        # Stripe scopes idempotency keys per account (and key).
+        scope = api_key if account == PLATFORM_ACCOUNT else f"{api_key}|{account}"
         call = Call(
             request.method,
             request.url.path,
@@ -151,7 +175,7 @@ def api(
 
         fingerprint = request_fingerprint(call.method, call.path, data)
         try:
-            saved = engine.idempotency.claim(api_key, key, fingerprint)
+            saved = engine.idempotency.claim(scope, key, fingerprint)
         except StripeError as err:
             return error_response(err, request_id, version)
         if saved is not None:
@@ -167,7 +191,7 @@ def api(
             if replayable:
                 result = (status, body, request_id)
         finally:
-            engine.idempotency.finish(api_key, key, fingerprint, result)
+            engine.idempotency.finish(scope, key, fingerprint, result)
         hint = _retry_hint(echo, status, result is not None)
         return _response(status, body, request_id, version, hint)
 

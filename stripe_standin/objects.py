@@ -426,14 +426,18 @@ def event(
     pending_webhooks: int,
     request: Obj,
     previous_attributes: Obj | None = None,
+    account: str | None = None,
 ) -> Obj:
-    """The event envelope; serialize it at once, it references the live object."""
+    """The event envelope; serialize it at once, it references the live object. `account`:
+    the connected account an event of Stripe Connect happened on (Connect endpoints get it;
+    absent on the platform's own events)."""
     data: Obj = {"object": obj}
     if previous_attributes is not None:
         data["previous_attributes"] = previous_attributes
-    return {
-        "id": new_id("evt"),
-        "object": "event",
+    envelope: Obj = {"id": new_id("evt"), "object": "event"}
+    if account is not None:
+        envelope["account"] = account
+    return envelope | {
         "api_version": api_version,
         "context": None,
         "created": created,

@@ -107,7 +107,7 @@ def list_refunds(engine: Engine, call: Call) -> Obj:
 
 
 def retrieve_event(engine: Engine, call: Call, id: str) -> Obj:
-    evt = engine.event(id)
+    evt = engine.event(id) if id in engine.store.index("event") else None
     if evt is None:
         raise no_such("event", id)
     return evt

@@ -104,6 +104,7 @@ class LedgerEntry:
     amount_refunded: int = 0
     disputed: bool = False
     dispute_status: str | None = None  # needs_response ... won / lost
+    account: str = "acct_standin"  # the Stripe account the money went to (Connect)
 
     def to_json(self) -> Obj:
         return dict(self.__dict__)

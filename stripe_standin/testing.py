@@ -48,6 +48,7 @@ class StandinHandle:
         metadata_value: str | None = None,
         customer: str | None = None,
         payment_intent: str | None = None,
+        account: str | None = None,
     ) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._get(
             "/_standin/ledger",
@@ -55,7 +56,37 @@ class StandinHandle:
             metadata_value=metadata_value,
             customer=customer,
             payment_intent=payment_intent,
+            account=account,
         )
+        return result
+
+    def create_account(
+        self,
+        account_id: str | None = None,
+        *,
+        type: str = "connected",
+        api_key: str | None = None,
+        creditor_id: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+    ) -> dict[str, Any]:
+        """A connected account (Stripe Connect: the platform's key with `Stripe-Account`),
+        or a standalone one reached with its own `api_key`."""
+        body = {
+            "id": account_id,
+            "type": type,
+            "api_key": api_key,
+            "creditor_id": creditor_id,
+            "webhook_url": webhook_url,
+            "webhook_secret": webhook_secret,
+        }
+        result: dict[str, Any] = self._post(
+            "/_standin/accounts", {k: v for k, v in body.items() if v is not None}
+        )
+        return result
+
+    def accounts(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._get("/_standin/accounts")
         return result
 
     def config(self) -> dict[str, Any]:
@@ -73,8 +104,8 @@ class StandinHandle:
         result: list[dict[str, Any]] = self._get("/_standin/webhooks", **filters)
         return result
 
-    def events(self, type: str | None = None) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._get("/_standin/events", type=type)
+    def events(self, type: str | None = None, account: str | None = None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._get("/_standin/events", type=type, account=account)
         return result
 
     def script(self, metadata: dict[str, str], outcomes: list[str]) -> dict[str, Any]:

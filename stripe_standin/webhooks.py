@@ -55,6 +55,7 @@ class Delivery:
     url: str
     body: str
     generation: int
+    secret: str = ""  # the endpoint's signing secret
     attempts: int = 0
     status: str = "pending"  # pending | retrying | succeeded | failed | dropped
     first_attempt_at: float | None = None
@@ -140,13 +141,17 @@ class WebhookDispatcher:
             await self._client.aclose()
             self._client = None
 
-    def enqueue(self, event: Obj) -> None:
-        urls = self._config().webhook_urls
-        if not urls or self._queue is None:
+    def enqueue(self, event: Obj, targets: list[tuple[str, str]] | None = None) -> None:
+        """Deliver `event` to each (url, signing secret); default: the platform's
+        endpoints (`webhook_urls`, `webhook_secret`)."""
+        if targets is None:
+            cfg = self._config()
+            targets = [(url, cfg.webhook_secret) for url in cfg.webhook_urls]
+        if not targets or self._queue is None:
             return
         body = json.dumps(event, indent=2)
-        for url in urls:
-            delivery = Delivery(event["id"], event["type"], url, body, self._generation)
+        for url, secret in targets:
+            delivery = Delivery(event["id"], event["type"], url, body, self._generation, secret)
             self.log.append(delivery)
             self._queue.put_nowait(delivery)
 
@@ -192,7 +197,7 @@ class WebhookDispatcher:
         else:
             headers = {
                 "Content-Type": "application/json; charset=utf-8",
-                "Stripe-Signature": sign(delivery.body, cfg.webhook_secret),
+                "Stripe-Signature": sign(delivery.body, delivery.secret),
             }
             assert self._client is not None
             try:

@@ -34,6 +34,7 @@ SEARCH_ATTRIBUTES = {
     "CustomerId": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     "OverdueAmount": IndexedValueType.INDEXED_VALUE_TYPE_INT,
     "AccessLocked": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    "SellerId": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
 }
 
 
@@ -112,6 +113,7 @@ def settings(db_url: str, standin: Any, smtp: Any, tmp_path: Path) -> Settings:
         stripe_api_base=standin.url,
         stripe_api_key="sk_test_mahnwerk",
         stripe_webhook_secret="whsec_test_mahnwerk",
+        stripe_connect_webhook_secret=CONNECT_WEBHOOK_SECRET,
         smtp_url=f"smtp://{smtp.host}:{smtp.port}",
         task_queue=f"tq-{uuid.uuid4().hex[:8]}",
         api_keys="platform:shop:platform-key-123,support:anna:support-key-123,admin:root:admin-key-123",
@@ -145,6 +147,9 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     async with await start_test_server() as env:
         yield env
 
+
+# The signing secret of the platform's Stripe Connect endpoint in tests (issue 14).
+CONNECT_WEBHOOK_SECRET = "whsec_test_mahnwerk_connect"
 
 # The master key ring of the `stack` fixture (TEST KEY, not a secret).
 STACK_CODEC_KEY = "kstack:" + base64.b64encode(b"mahnwerk test stack master key!!").decode()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
@@ -75,21 +75,31 @@ SA_STAGE = SearchAttributeKey.for_keyword("DunningStage")
 SA_CUSTOMER = SearchAttributeKey.for_keyword("CustomerId")
 SA_OVERDUE = SearchAttributeKey.for_int("OverdueAmount")
 SA_LOCKED = SearchAttributeKey.for_bool("AccessLocked")
+# The contract's seller (issue 14): set by the API at start, never changed; carried over by
+# continue-as-new like CustomerId. Contracts started before it get "default" (PATCH_SELLER_ID).
+SA_SELLER = SearchAttributeKey.for_keyword("SellerId")
+PATCH_SELLER_ID = "seller-id-attribute"
 
 
 def search_attributes(
-    customer_id: str, status: str, stage: str, overdue: int, locked: bool
+    customer_id: str,
+    status: str,
+    stage: str,
+    overdue: int,
+    locked: bool,
+    seller_id: str | None = None,
 ) -> TypedSearchAttributes:
     """The SPEC.md §7 search attributes, also set by the API when it starts a contract."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(SA_CUSTOMER, customer_id),
-            SearchAttributePair(SA_STATUS, status),
-            SearchAttributePair(SA_STAGE, stage),
-            SearchAttributePair(SA_OVERDUE, overdue),
-            SearchAttributePair(SA_LOCKED, locked),
-        ]
-    )
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(SA_CUSTOMER, customer_id),
+        SearchAttributePair(SA_STATUS, status),
+        SearchAttributePair(SA_STAGE, stage),
+        SearchAttributePair(SA_OVERDUE, overdue),
+        SearchAttributePair(SA_LOCKED, locked),
+    ]
+    if seller_id is not None:
+        pairs.append(SearchAttributePair(SA_SELLER, seller_id))
+    return TypedSearchAttributes(pairs)
 
 
 @workflow.defn(name="contract")
@@ -121,6 +131,8 @@ class ContractWorkflow(Endings, Invoicing):
         self._endings = True  # PATCH_ENDINGS, decided at the start of `run` like PATCH_CLAIM
         self._claim_cache = None
         self._address_changed = False
+        # Started before issue 14 (no seller): SellerId is set to "default" once (_flush)
+        self._seller_sa_pending = not inp.seller_id
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -468,6 +480,14 @@ class ContractWorkflow(Endings, Invoicing):
 
     async def _flush(self) -> None:
         """Write state and new facts to the ledger; keep the search attributes current."""
+        if (
+            self._seller_sa_pending
+            and self.inp.search_attributes
+            and workflow.patched(PATCH_SELLER_ID)
+        ):
+            # A contract started before sellers (issue 14) belongs to the default seller.
+            workflow.upsert_search_attributes([SA_SELLER.value_set("default")])
+            self._seller_sa_pending = False
         sa = self._sa_tuple()
         if sa != self._sa_last:
             if self.inp.search_attributes:

@@ -226,6 +226,7 @@ class Debits(ContractBase):
                 attempted_at=now,
                 method_type=method.kind if method is not None else None,
                 mandate=method.mandate if method is not None and method.is_sepa else None,
+                seller_id=self.inp.seller_id,
             ),
             result_type=ChargeResult,
             start_to_close_timeout=rp.CHARGE_START_TO_CLOSE,
@@ -369,7 +370,10 @@ class Debits(ContractBase):
             info: PaymentMethodInfo = await workflow.execute_activity(
                 "describe_payment_method",
                 PaymentMethodLookup(
-                    self.inp.contract_id, self.inp.stripe_customer, self.s.payment_method
+                    self.inp.contract_id,
+                    self.inp.stripe_customer,
+                    self.s.payment_method,
+                    seller_id=self.inp.seller_id,
                 ),
                 result_type=PaymentMethodInfo,
                 start_to_close_timeout=rp.CHARGE_START_TO_CLOSE,
@@ -505,7 +509,12 @@ class Debits(ContractBase):
         try:
             res: ChargeResult = await workflow.execute_activity(
                 "payment_status",
-                PaymentStatusInput(self.inp.contract_id, inst.payment_intent, inst.scheme),
+                PaymentStatusInput(
+                    self.inp.contract_id,
+                    inst.payment_intent,
+                    inst.scheme,
+                    seller_id=self.inp.seller_id,
+                ),
                 result_type=ChargeResult,
                 start_to_close_timeout=rp.CHARGE_START_TO_CLOSE,
                 schedule_to_close_timeout=rp.CHARGE_SCHEDULE_TO_CLOSE if strict else None,

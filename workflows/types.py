@@ -331,6 +331,10 @@ class ContractInput:
     # at_payment; "" none (invoicing off, or a contract from before issue 15).
     invoice_timing: str = ""
     state: ContractState | None = None
+    # The seller (creditor) of the contract (issue 14, core/sellers.py): whose Stripe account
+    # debits it and whose details its notices carry. "" (contracts started before): the
+    # default seller.
+    seller_id: str = ""
 
 
 # -- activities ----------------------------------------------------------------------------
@@ -353,6 +357,7 @@ class ChargeInput:
     # for merchant-initiated charges; None: unknown (automatic methods without redirects).
     method_type: str | None = None
     mandate: str | None = None  # SEPA: the Stripe Mandate the debit is collected under
+    seller_id: str = ""  # whose Stripe account debits it (issue 14); "": the default seller
 
 
 @dataclass
@@ -377,6 +382,7 @@ class PaymentMethodLookup:
     contract_id: str
     stripe_customer: str | None
     payment_method: str | None
+    seller_id: str = ""  # on whose Stripe account the method lives (issue 14)
 
 
 @dataclass
@@ -402,6 +408,7 @@ class PaymentStatusInput:
     contract_id: str
     payment_intent: str
     scheme: str | None = None  # card | sepa, as the workflow knows the debit's method
+    seller_id: str = ""  # on whose Stripe account the debit runs (issue 14)
 
 
 @dataclass

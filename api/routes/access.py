@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from api.deps import PlatformCaller, StateDep
 from api.errors import reject_nul_bytes
 from api.schemas import AccessOut
-from core.models import AccessState
+from core.models import AccessState, Contract
 
 router = APIRouter(prefix="/v1/access", tags=["access"], dependencies=[Depends(reject_nul_bytes)])
 
@@ -18,6 +18,11 @@ async def get_access(
 ) -> AccessOut:
     with state.sessions() as s:
         row = s.get(AccessState, (customer_id, product_id))
+        if row is not None and caller.seller is not None:
+            # a seller-scoped key (issue 14) knows its seller's contracts only
+            contract = s.get(Contract, row.contract_id)
+            if contract is None or contract.seller_id != caller.seller:
+                row = None
     if row is None:
         return AccessOut(
             access="none", contract_id=None, customer_id=customer_id, product_id=product_id

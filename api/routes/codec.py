@@ -47,6 +47,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from google.protobuf import json_format
 from sqlalchemy.orm import Session, sessionmaker
@@ -56,7 +57,14 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from api.deps import BearerDoc, Caller, StateDep, require
 from api.errors import ApiError, error_body
-from core.codec import CodecError, EncryptionCodec, ShreddedKeyError, parse_key_ring
+from core.codec import (
+    CUSTOMER_KEY_PREFIX,
+    KEY_ID_META,
+    CodecError,
+    EncryptionCodec,
+    ShreddedKeyError,
+    parse_key_ring,
+)
 from core.customer_keys import CustomerKeyStore
 from core.settings import ApiKey, Settings
 
@@ -166,7 +174,37 @@ def _answer(payloads: list[Payload]) -> Response:
     return Response(content=text, media_type="application/json")
 
 
-async def _convert(request: Request, state: StateDep, *, encode: bool) -> Response:
+# Marks the note that replaces a payload outside a seller-scoped key's seller (issue 14).
+OUT_OF_SCOPE_META = "mahnwerk-out-of-scope"
+
+
+def _out_of_scope(seller: str) -> Payload:
+    note = {"unreadable": f"not a payload of seller {seller}'s contracts"}
+    return Payload(
+        metadata={"encoding": b"json/plain", OUT_OF_SCOPE_META: b"true"},
+        data=json.dumps(note).encode(),
+    )
+
+
+def _in_scope(sessions: sessionmaker[Session], seller: str, key_ids: set[str]) -> set[str]:
+    """The customer data keys (metadata form) whose customer has a contract of `seller`."""
+    from sqlalchemy import select
+
+    from core.models import Contract, CustomerKey
+
+    bare = {k.removeprefix(CUSTOMER_KEY_PREFIX) for k in key_ids}
+    with sessions() as s:
+        rows = s.execute(
+            select(CustomerKey.id)
+            .join(Contract, Contract.customer_id == CustomerKey.customer_id)
+            .where(CustomerKey.id.in_(bare), Contract.seller_id == seller)
+        )
+        return {CUSTOMER_KEY_PREFIX + r[0] for r in rows}
+
+
+async def _convert(
+    request: Request, state: StateDep, *, encode: bool, caller: Caller | None = None
+) -> Response:
     payloads = _read(await request.body())
     raw_ring = state.settings.codec_key_ring
     if not raw_ring:  # no encryption configured: the UI shows payloads as they are
@@ -175,7 +213,30 @@ async def _convert(request: Request, state: StateDep, *, encode: bool) -> Respon
     try:
         if encode:  # no workflow context here: the master key encrypts
             return _answer(await codec.encode(payloads))
-        return _answer([await _decode_one(codec, p) for p in payloads])
+        if caller is None or caller.seller is None:
+            return _answer([await _decode_one(codec, p) for p in payloads])
+        # A seller-scoped admin (issue 14) reads the payloads of its seller's customers
+        # only: those encrypted with the data key of a customer with a contract of that
+        # seller. Anything else (another seller's customer, the master key) stays closed.
+        ids = {
+            p.metadata[KEY_ID_META].decode("utf-8", "replace")
+            for p in payloads
+            if KEY_ID_META in p.metadata
+        }
+        allowed = await run_in_threadpool(
+            _in_scope,
+            state.sessions,
+            caller.seller,
+            {i for i in ids if i.startswith(CUSTOMER_KEY_PREFIX)},
+        )
+        out = []
+        for p in payloads:
+            key_id = p.metadata.get(KEY_ID_META, b"").decode("utf-8", "replace")
+            if key_id in allowed:
+                out.append(await _decode_one(codec, p))
+            else:
+                out.append(_out_of_scope(caller.seller))
+        return _answer(out)
     except CodecError as exc:
         raise ApiError(422, "undecodable", str(exc)) from None
 
@@ -235,7 +296,7 @@ def session_caller(settings: Settings, token: str, now: float | None = None) -> 
                 raise ApiError(
                     401, "unauthorized", "codec session expired: log in again at /codec/login"
                 )
-            return Caller("admin", key.name)
+            return Caller("admin", key.name, key.seller)
     raise invalid
 
 
@@ -446,7 +507,7 @@ async def logout(request: Request) -> Response:
     openapi_extra=_OPENAPI,
 )
 async def decode(request: Request, caller: CodecAdmin, state: StateDep) -> Response:
-    response = await _convert(request, state, encode=False)
+    response = await _convert(request, state, encode=False, caller=caller)
     log.info(
         "codec decode by %s (namespace %s)", caller.name, request.headers.get("x-namespace", "-")
     )

@@ -67,6 +67,7 @@ from core.models import (
     SupportActionRequest,
     TimelineEvent,
 )
+from core.sellers import DEFAULT_SELLER_ID, SellerDirectory, SellerProfile
 from core.settings import Settings
 from core.temporal import workflow_ui_url
 from domain.interest import with_rates
@@ -90,14 +91,43 @@ router = APIRouter(
 )
 
 
-def _hash(body: ContractCreate) -> str:
-    # `consents` (issue 12) only when given: a replayed checkout of a body accepted before
-    # the field existed keeps its digest (and is not refused as a different body).
-    exclude = None if body.consents else {"consents"}
-    canonical = json.dumps(
-        body.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":")
-    )
+def _hash(body: ContractCreate, seller_id: str = DEFAULT_SELLER_ID) -> str:
+    """The checkout's digest (a replay must match it). `consents` (issue 12) only when
+    given: a replayed checkout of a body accepted before the field existed keeps its digest
+    (and is not refused as a different body). The seller (issue 14) is the one the contract
+    got (the body's, or the API key's own); the default seller's checkouts hash as before
+    `seller_id` existed."""
+    exclude = {"seller_id"} if body.consents else {"consents", "seller_id"}
+    data = body.model_dump(mode="json", exclude=exclude)
+    if seller_id != DEFAULT_SELLER_ID:
+        data["seller_id"] = seller_id
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def checkout_seller(
+    body: ContractCreate, caller_seller: str | None, sellers: SellerDirectory
+) -> SellerProfile:
+    """The seller a checkout names (`seller_id`), else the API key's own seller, else the
+    default seller; a seller that does not exist, or that a seller-scoped key may not use,
+    is a 422 naming `seller_id` (the same answer for both: ids do not leak)."""
+    wanted = body.seller_id or caller_seller or DEFAULT_SELLER_ID
+    found = None
+    if caller_seller is None or caller_seller == wanted:
+        found = sellers.get(wanted)
+    if found is None:
+        msg = f"unknown seller {wanted!r}"
+        raise ApiError(
+            422, "invalid_input", f"seller_id: {msg}", [{"field": "seller_id", "message": msg}]
+        )
+    if not found.allows_policy(body.policy):
+        msg = f"seller {found.id} does not use policy {body.policy!r} (its policies: " + (
+            ", ".join(found.policies) + ")"
+        )
+        raise ApiError(
+            422, "invalid_input", f"policy: {msg}", [{"field": "policy", "message": msg}]
+        )
+    return found
 
 
 def _terms(body: ContractCreate) -> tuple[int, str, str | None, int | None]:
@@ -138,7 +168,12 @@ def cached_policy(name: str, policy_dir: Path) -> Policy:
     return policy
 
 
-def build_input(body: ContractCreate, settings: Settings, now: datetime) -> ContractInput:
+def build_input(
+    body: ContractCreate,
+    settings: Settings,
+    now: datetime,
+    seller: SellerProfile | None = None,
+) -> ContractInput:
     try:
         policy = cached_policy(body.policy, settings.policy_dir)
     except PolicyError as exc:
@@ -180,9 +215,16 @@ def build_input(body: ContractCreate, settings: Settings, now: datetime) -> Cont
         payment_intent=body.payment.payment_intent,
         minimum_term=body.subscription.minimum_term if body.subscription else None,
         sepa_prenotification_by=settings.sepa_prenotification,
-        seller_state=settings.seller_state,
+        seller_state=seller.state if seller is not None else settings.seller_state,
         base_rates=list(with_rates(settings.extra_base_rates)),
-        invoice_timing=settings.invoice_timing if settings.invoicing else "",
+        seller_id=seller.id if seller is not None else DEFAULT_SELLER_ID,
+        # Invoices (issue 15) for the default seller only: the sellers table does not hold
+        # a seller's own tax settings (tax number, small business, OSS) yet.
+        invoice_timing=(
+            settings.invoice_timing
+            if settings.invoicing and (seller is None or seller.is_default)
+            else ""
+        ),
     )
 
 
@@ -191,6 +233,7 @@ def _insert(
 ) -> tuple[Contract, list[Installment], list[PaymentAttempt]]:
     contract = Contract(
         id=body.contract_id,
+        seller_id=inp.seller_id or DEFAULT_SELLER_ID,
         kind=body.kind,
         policy_name=body.policy,
         policy=policy_to_dict(inp.policy),
@@ -264,7 +307,9 @@ async def _start_workflow(client: Client, settings: Settings, inp: ContractInput
             # after the first run has completed.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=search_attributes(inp.customer.id, "active", "none", 0, False),
+            search_attributes=search_attributes(
+                inp.customer.id, "active", "none", 0, False, inp.seller_id or DEFAULT_SELLER_ID
+            ),
             static_summary=f"{inp.kind} {inp.contract_id} — {inp.product.name}",
         )
     except WorkflowAlreadyStartedError:
@@ -289,8 +334,9 @@ async def create_contract(
     """Start a contract at checkout. Replaying the same body returns 200; a different body
     with the same `contract_id` is a 409."""
     settings = state.settings
-    digest = _hash(body)
-    inp = build_input(body, settings, datetime.now(UTC))
+    seller = await run_in_threadpool(checkout_seller, body, caller.seller, state.sellers())
+    digest = _hash(body, seller.id)
+    inp = build_input(body, settings, datetime.now(UTC), seller)
     # The database work (synchronous driver) runs in the threadpool, never on the event
     # loop, in one session; the answer is built there too.
     created, out = await run_in_threadpool(
@@ -447,6 +493,7 @@ def _view(
         }
     return {
         "contract_id": c.id,
+        "seller_id": c.seller_id,
         "kind": c.kind,
         "status": c.status,
         "policy": c.policy_name,

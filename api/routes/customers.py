@@ -41,7 +41,12 @@ async def erase(customer_id: str, caller: AdminCaller, state: StateDep) -> dict[
     409 while a contract is not finished (`details.reason = "contracts_open"`; `handed_off`
     counts as open) or while the retention period runs (`"retention_period"`, with
     `details.retain_until`, set by `MAHNWERK_RETENTION_YEARS`). 404 for an unknown customer.
-    Repeating the request answers 200 with the same result."""
+    Repeating the request answers 200 with the same result. A seller-scoped key may not:
+    a customer's data spans every seller it bought from (issue 14)."""
+    if caller.seller is not None:
+        raise ApiError(
+            403, "forbidden", "a seller-scoped API key cannot erase customers (all sellers')"
+        )
     try:
         result = await run_in_threadpool(
             erase_customer,

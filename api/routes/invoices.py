@@ -138,6 +138,9 @@ async def get_invoice(
         query = select(Invoice).where(Invoice.number == number)
         if seller_id is not None:
             query = query.where(Invoice.seller_key == seller_id)
+        if caller.seller is not None:
+            # a seller-scoped key (issue 14): its seller's invoices only; others are 404
+            query = query.where(Invoice.seller_key == caller.seller)
         rows = list(s.scalars(query.limit(2)))
     if not rows:
         raise ApiError(404, "not_found", f"invoice {number} not found")
@@ -190,6 +193,10 @@ async def datev_export(
     (Europe/Berlin) for one seller, in the columns of a DATEV Buchungsstapel (UTF-8 here;
     `mahnwerk export` writes the ANSI file DATEV imports). docs/invoices.md."""
     _known_query(request, "month", "seller_id")
+    if caller.seller is not None and "seller_id" not in request.query_params:
+        seller_id = caller.seller  # a seller-scoped key exports its own seller (issue 14)
+    if caller.seller is not None and seller_id != caller.seller:
+        raise ApiError(404, "not_found", f"seller {seller_id} not found")
     accounts = parse_accounts(state.settings.export_accounts)
     with state.sessions() as s:
         text = export_month(s, month=month, seller_id=seller_id, accounts=accounts)

@@ -34,6 +34,7 @@ from api.claims import claim_as_of
 from api.deps import StateDep
 from core import paylink
 from core.models import Contract, Notice
+from core.sellers import seller_settings
 from core.settings import PROJECT_ROOT, Settings
 from domain.schedule import berlin_date
 from workflows.types import ClaimLine
@@ -202,7 +203,14 @@ def _load(state: StateDep, link: paylink.PayLink) -> tuple[Contract | None, dict
             return None, {}
         locale = str((contract.customer or {}).get("locale") or "de")
         locale = locale if locale in TEXT else "de"
-        return contract, _view(s, state.settings, contract, locale)
+        return contract, _view(s, _seller_settings(state, contract), contract, locale)
+
+
+def _seller_settings(state: StateDep, contract: Contract | None) -> Settings:
+    """The contract's seller's name, details and bank account (issue 14); the default
+    seller's when the contract is unknown."""
+    profile = state.sellers().get(contract.seller_id) if contract is not None else None
+    return seller_settings(state.settings, profile or state.sellers().default)
 
 
 @router.get("/pay/{token}", include_in_schema=False, response_class=HTMLResponse)
@@ -213,7 +221,8 @@ async def pay_page(token: str, request: Request, state: StateDep) -> HTMLRespons
     except paylink.ExpiredToken as exc:
         contract = await run_in_threadpool(_contract, state, exc.contract_id)
         locale = _locale(contract, request)
-        seller = seller_context(state.settings, locale)
+        seller_of = await run_in_threadpool(_seller_settings, state, contract)
+        seller = seller_context(seller_of, locale)
         return _page(410, "pay_error.html", locale, kind="expired", seller=seller)
     except paylink.InvalidToken:
         locale = _locale(None, request)

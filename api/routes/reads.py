@@ -14,20 +14,24 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from api.claims import claim_as_of
 from api.deps import AdminCaller, StateDep, SupportCaller
-from api.errors import ApiError, reject_nul_bytes
+from api.errors import ApiError, reject_nul_bytes, reject_unknown_query
 from api.responses import Access, ContractKind, NoticeStatus, Stage, stage_field
 from api.schemas import error_responses
 from core.models import Contract, Installment, Notice
+from core.sellers import SELLER_ID
 from core.temporal import workflow_ui_url
 from domain.claim import oldest_open_due
 from domain.collection import AGE_BUCKETS, age_bucket, age_days
 from domain.schedule import berlin_date
 
 router = APIRouter(responses=error_responses(401, 403), dependencies=[Depends(reject_nul_bytes)])
+# After the caller's key and role (dependencies are solved in the order of the parameters):
+# an unknown query parameter is a 422 naming it.
+KnownQuery = Annotated[None, Depends(reject_unknown_query)]
 
 Status = Literal[
     "active", "in_dunning", "completed", "cancelled", "handed_off", "written_off", "failed"
@@ -58,6 +62,7 @@ class ContractSummary(BaseModel):
     currency: str
     customer_id: str
     product_id: str
+    seller_id: str = Field(description="the contract's seller (creditor), docs/sellers.md")
     created_at: str
     temporal_ui: str
 
@@ -137,6 +142,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 # -- routes ---------------------------------------------------------------------------------
 
 
+def _seller_conditions(scope: str | None, wanted: str | None) -> list[ColumnElement[bool]]:
+    """One seller's rows: the key's own seller (issue 14), narrowed by `seller_id` (which a
+    seller-scoped key can only name as its own: anything else lists nothing)."""
+    conds: list[ColumnElement[bool]] = []
+    if scope is not None:
+        conds.append(Contract.seller_id == scope)
+    if wanted is not None:
+        conds.append(Contract.seller_id == wanted)
+    return conds
+
+
 @router.get(
     "/v1/contracts",
     summary="List and filter contracts",
@@ -145,6 +161,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 )
 async def list_contracts(
     caller: SupportCaller,
+    _known: KnownQuery,
     state: StateDep,
     status: Annotated[Status | None, Query(description="contract status")] = None,
     stage: Annotated[
@@ -152,12 +169,16 @@ async def list_contracts(
         Query(pattern=STAGE_PATTERN, description="dunning stage, e.g. `mahnung_1`"),
     ] = None,
     customer_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    seller_id: Annotated[
+        str | None, Query(pattern=SELLER_ID, description="one seller's contracts")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=512, description="`next_cursor` of the previous page")
     ] = None,
 ) -> ContractPage:
-    """Newest first. Filters combine (AND); follow `next_cursor` until it is null."""
+    """Newest first. Filters combine (AND); follow `next_cursor` until it is null. A
+    seller-scoped key lists its seller's contracts only."""
     q = select(
         Contract.id,
         Contract.kind,
@@ -170,7 +191,10 @@ async def list_contracts(
         Contract.product_id,
         Contract.created_at,
         Contract.workflow_id,
+        Contract.seller_id,
     )
+    for cond in _seller_conditions(caller.seller, seller_id):
+        q = q.where(cond)
     if status is not None:
         q = q.where(Contract.status == status)
     if stage is not None:
@@ -202,6 +226,7 @@ async def list_contracts(
             currency=r.currency,
             customer_id=r.customer_id,
             product_id=r.product_id,
+            seller_id=r.seller_id,
             created_at=r.created_at.isoformat(),
             temporal_ui=workflow_ui_url(settings, r.workflow_id),
         )
@@ -218,7 +243,9 @@ async def list_contracts(
     tags=["contracts"],
     responses=error_responses(404, 422),
 )
-async def list_notices(contract_id: str, caller: SupportCaller, state: StateDep) -> NoticesOut:
+async def list_notices(
+    contract_id: str, caller: SupportCaller, _known: KnownQuery, state: StateDep
+) -> NoticesOut:
     """Reminders and Mahnungen with subject, text and HTML exactly as sent, oldest first."""
     with state.sessions() as s:
         if s.get(Contract, contract_id) is None:
@@ -257,8 +284,9 @@ async def list_notices(contract_id: str, caller: SupportCaller, state: StateDep)
     "/v1/reports/receivables",
     summary="Open claims by dunning stage and by age, with totals",
     tags=["reports"],
+    responses=error_responses(422),
 )
-async def receivables(caller: AdminCaller, state: StateDep) -> ReceivablesOut:
+async def receivables(caller: AdminCaller, _known: KnownQuery, state: StateDep) -> ReceivablesOut:
     """Every contract with an open claim (overdue amount > 0, not cancelled, written off or
     failed), counted once; amounts in minor units. The amount is the claim as of today
     (domain.claim: principal, interest, fees, costs, lump sums) less principal whose debit is
@@ -266,7 +294,8 @@ async def receivables(caller: AdminCaller, state: StateDep) -> ReceivablesOut:
     installment with anything open (domain.collection.age_bucket). `refunded`: the refunds
     given (issue 12), apart from the claims. Contracts started before
     the claim model count their last overdue amount, aged from the oldest open installment
-    (from the opening of the dunning case when only fees are left)."""
+    (from the opening of the dunning case when only fees are left). A seller-scoped key
+    counts its seller's contracts only."""
     as_of = datetime.now(UTC)
     oldest = (
         select(
@@ -300,6 +329,9 @@ async def receivables(caller: AdminCaller, state: StateDep) -> ReceivablesOut:
         .where(Installment.refunded_amount > 0, Contract.currency == "eur")
         .group_by(Installment.contract_id)
     )
+    for cond in _seller_conditions(caller.seller, None):
+        q = q.where(cond)
+        refunds_q = refunds_q.where(cond)
     with state.sessions() as s:
         rows = list(s.execute(q))
         refunded_rows = list(s.execute(refunds_q))

@@ -5,11 +5,23 @@ on the raw body, acknowledge the event types we do not act on at once (no databa
 skip event ids already processed, map the PaymentIntent to its contract (metadata, or the
 attempts ledger for PaymentIntents the platform created), and signal the workflow, which
 ignores outcomes it already knows.
+
+**Sellers (issue 14).** An event only ever reaches contracts of the sellers whose Stripe
+account it happened on — its *scope*: a Connect event (signed with
+STRIPE_CONNECT_WEBHOOK_SECRET or STRIPE_WEBHOOK_SECRET, carrying `account`) the sellers on
+that connected account; an event of the platform's own account (no `account`) the sellers
+without an account of their own (the default seller among them); an event posted to
+`/v1/webhooks/stripe/sellers/{id}` (signed with that seller's own secret) that seller.
+A seller controls its own Stripe account and can make it send any event, with any
+metadata: without the scope, a `payment_intent.succeeded` of account B naming a contract of
+seller A in its metadata would mark A's debit paid.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 import stripe
@@ -24,6 +36,7 @@ from api.errors import ApiError
 from api.responses import StripeWebhookOut
 from core.db import transaction
 from core.models import Contract, PaymentAttempt, WebhookEvent
+from core.sellers import SELLER_ID, SellerConfigError, resolve_secret
 from workflows.base import TERMINAL
 from workflows.types import MandateUpdate, PaymentMethodRequest, PaymentUpdate, RefundInfo
 
@@ -82,6 +95,39 @@ def _failure_code(pi: dict[str, Any]) -> str | None:
     return err.get("decline_code") or err.get("code")
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where an event comes from: the sellers it may touch, and how to ask Stripe more."""
+
+    sellers: tuple[str, ...] | None  # None: those of `account` (looked up when needed)
+    api_key: str | None = None  # None: the platform's key
+    account: str | None = None  # Connect: the connected account
+
+    @property
+    def scope(self) -> tuple[str, ...]:
+        assert self.sellers is not None
+        return self.sellers
+
+
+def _verify(payload: bytes, header: str | None, secrets: list[str], tolerance: int) -> Any:
+    """The event, if one of `secrets` signed it (400 otherwise)."""
+    for n, secret in enumerate(secrets):
+        try:
+            return stripe.Webhook.construct_event(
+                payload.decode("utf-8"), header, secret, tolerance=tolerance
+            )
+        except stripe.SignatureVerificationError:
+            if n == len(secrets) - 1:
+                raise ApiError(
+                    400, "bad_signature", "Stripe-Signature verification failed"
+                ) from None
+        except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
+            # AttributeError/TypeError: signed JSON that is no object (`[]`, `null`, …); the
+            # Stripe library assumes a dict and raised them, which answered 500.
+            raise ApiError(400, "bad_request", "body is not a JSON Stripe event") from None
+    raise ApiError(400, "bad_signature", "Stripe-Signature verification failed")
+
+
 @router.post(
     "/stripe",
     summary="Stripe webhook endpoint (signature-verified)",
@@ -89,22 +135,60 @@ def _failure_code(pi: dict[str, Any]) -> str | None:
     response_model_exclude_unset=True,
 )
 async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep) -> dict[str, Any]:
-    payload = await request.body()
-    header = request.headers.get("stripe-signature")
-    try:
-        event = stripe.Webhook.construct_event(
-            payload.decode("utf-8"),
-            header,
-            state.settings.stripe_webhook_secret.get_secret_value(),
-            tolerance=state.settings.stripe_webhook_tolerance,
-        )
-    except stripe.SignatureVerificationError:
-        raise ApiError(400, "bad_signature", "Stripe-Signature verification failed") from None
-    except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
-        # AttributeError/TypeError: signed JSON that is no object (`[]`, `null`, …); the
-        # Stripe library assumes a dict and raised them, which answered 500.
-        raise ApiError(400, "bad_request", "body is not a JSON Stripe event") from None
+    """The platform's endpoint: its own account's events and, signed with the Connect
+    endpoint's secret or its own, the events of connected accounts (`account`)."""
+    settings = state.settings
+    secrets = [settings.stripe_webhook_secret.get_secret_value()]
+    if settings.stripe_connect_webhook_secret is not None:
+        secrets.append(settings.stripe_connect_webhook_secret.get_secret_value())
+    event = _verify(
+        await request.body(),
+        request.headers.get("stripe-signature"),
+        secrets,
+        settings.stripe_webhook_tolerance,
+    )
+    account = event.to_dict().get("account")
+    if account is not None and (not isinstance(account, str) or not account.startswith("acct_")):
+        raise ApiError(400, "bad_request", "`account` of the event is not an account id")
+    return await _process(state, client, event, Source(None, account=account))
 
+
+@router.post(
+    "/stripe/sellers/{seller_id}",
+    summary="Stripe webhook endpoint of a seller with its own Stripe account",
+    response_model=StripeWebhookOut,
+    response_model_exclude_unset=True,
+)
+async def seller_stripe_webhook(
+    seller_id: str, request: Request, state: StateDep, client: TemporalDep
+) -> dict[str, Any]:
+    """For a seller with its own Stripe key (no Connect): its account's endpoint, signed
+    with the secret its `stripe_webhook_secret_ref` names. Its events touch its contracts
+    only."""
+    seller = None
+    if re.fullmatch(SELLER_ID, seller_id):  # never a NUL or such into the database
+        seller = await run_in_threadpool(state.sellers().get, seller_id)
+    if seller is None or not seller.stripe_api_key_ref or not seller.stripe_webhook_secret_ref:
+        # Nobody can sign for it: the same answer as a wrong signature (ids do not leak).
+        raise ApiError(400, "bad_signature", "Stripe-Signature verification failed")
+    try:
+        secret = resolve_secret(seller.stripe_webhook_secret_ref)
+        api_key = resolve_secret(seller.stripe_api_key_ref)
+    except SellerConfigError as exc:
+        # Not recorded: Stripe redelivers once the variable is set.
+        raise ApiError(503, "unavailable", f"seller {seller_id}: {exc}") from None
+    event = _verify(
+        await request.body(),
+        request.headers.get("stripe-signature"),
+        [secret],
+        state.settings.stripe_webhook_tolerance,
+    )
+    return await _process(state, client, event, Source((seller.id,), api_key=api_key))
+
+
+async def _process(
+    state: StateDep, client: TemporalDep, event: Any, source: Source
+) -> dict[str, Any]:
     raw = event.to_dict()
     event_id, event_type = raw.get("id"), raw.get("type")
     data = raw.get("data")
@@ -125,27 +209,32 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
     # the event loop (and every other request) for each round trip.
     if await run_in_threadpool(_seen, state, event_id):
         return {"received": True, "duplicate": True}
+    if source.sellers is None:
+        found = await run_in_threadpool(state.sellers().for_source, source.account or "platform")
+        source = replace(source, sellers=tuple(found))
 
     outcome = _OUTCOMES.get(event_type)
     if outcome is not None:
         pi = event["data"]["object"].to_dict()
-        await _signal_outcome(state, client, event_id, pi, outcome)
+        await _signal_outcome(state, client, source, event_id, pi, outcome)
     elif event_type == _CARD_UPDATED:
         # The card network updated the card (new expiry or number): debit the open amounts
         # of the customer's contracts in dunning again at once.
         pm = event["data"]["object"].to_dict()
-        await _signal_new_method(state, client, pm.get("id") or "", pm.get("customer"))
+        await _signal_new_method(state, client, source, pm.get("id") or "", pm.get("customer"))
     elif event_type == _ATTACHED:
         # A method attached is not yet the one to use: only the customer's *default* is.
         # Usually it becomes the default later (customer.updated, below); if it already is
         # (attached and made default in one step), act now.
         pm = event["data"]["object"].to_dict()
         pm_id, customer = pm.get("id") or "", pm.get("customer")
-        if pm_id and customer and await run_in_threadpool(_is_default, state, pm_id, customer):
-            await _signal_new_method(state, client, pm_id, customer)
+        if pm_id and customer:
+            if await run_in_threadpool(_is_default, state, source, pm_id, customer):
+                await _signal_new_method(state, client, source, pm_id, customer)
     elif event_type == _CUSTOMER_UPDATED:
         cus = event["data"]["object"].to_dict()
-        await _signal_new_method(state, client, _new_default_method(data) or "", cus.get("id"))
+        new_method = _new_default_method(data) or ""
+        await _signal_new_method(state, client, source, new_method, cus.get("id"))
     elif event_type == _DISPUTE:
         # A SEPA refund by the debtor's bank or a card dispute: the money is gone again.
         dispute = event["data"]["object"].to_dict()
@@ -153,6 +242,7 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
         await _signal_outcome(
             state,
             client,
+            source,
             event_id,
             {"id": pi_id, "metadata": {}},
             "disputed",
@@ -168,6 +258,7 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
             await _signal_outcome(
                 state,
                 client,
+                source,
                 event_id,
                 {"id": dispute.get("payment_intent") or "", "metadata": {}},
                 "dispute_won" if won else "dispute_lost",
@@ -180,10 +271,11 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
         pi_id = charge.get("payment_intent") or ""
         # Each refund by its id (issue 12): the workflow records a refund once, whether it
         # made it itself (metadata `mahnwerk_refund`) or it was made at Stripe.
-        refunds = await run_in_threadpool(_refunds_of, state, pi_id, charge)
+        refunds = await run_in_threadpool(_refunds_of, state, source, pi_id, charge)
         await _signal_outcome(
             state,
             client,
+            source,
             event_id,
             {"id": pi_id, "metadata": charge.get("metadata") or {}},
             "refunded",
@@ -192,15 +284,16 @@ async def stripe_webhook(request: Request, state: StateDep, client: TemporalDep)
         )
     elif event_type == _MANDATE:
         mandate = event["data"]["object"].to_dict()
-        await _signal_mandate(state, client, event_id, mandate)
+        await _signal_mandate(state, client, source, event_id, mandate)
 
     await run_in_threadpool(_mark_processed, state, event_id, event_type)
     return {"received": True, "duplicate": False}
 
 
-def _is_default(state: StateDep, pm_id: str, customer: str) -> bool:
+def _is_default(state: StateDep, source: Source, pm_id: str, customer: str) -> bool:
     try:
-        cus = state.stripe().v1.customers.retrieve(customer)
+        stripe_client = state.stripe(api_key=source.api_key, account=source.account)
+        cus = stripe_client.v1.customers.retrieve(customer)
     except stripe.InvalidRequestError:
         return False  # the customer is gone: nothing to debit
     except stripe.StripeError as exc:
@@ -210,7 +303,9 @@ def _is_default(state: StateDep, pm_id: str, customer: str) -> bool:
     return getattr(settings, "default_payment_method", None) == pm_id
 
 
-def _refunds_of(state: StateDep, pi_id: str, charge: dict[str, Any]) -> list[RefundInfo]:
+def _refunds_of(
+    state: StateDep, source: Source, pi_id: str, charge: dict[str, Any]
+) -> list[RefundInfo]:
     """The charge's refunds: from the event when it carries them (API versions before
     2022-11-15 embed `refunds`), else listed at Stripe (`GET /v1/refunds?payment_intent=`).
     Stripe away: 503, not recorded as processed, so Stripe redelivers."""
@@ -221,7 +316,9 @@ def _refunds_of(state: StateDep, pi_id: str, charge: dict[str, Any]) -> list[Ref
         return []
     else:
         try:
-            page = state.stripe().v1.refunds.list(params={"payment_intent": pi_id, "limit": 100})
+            # on the account the event came from (issue 14)
+            stripe_client = state.stripe(api_key=source.api_key, account=source.account)
+            page = stripe_client.v1.refunds.list(params={"payment_intent": pi_id, "limit": 100})
         except stripe.InvalidRequestError:
             return []  # unknown to Stripe: the charge's cumulative amount is all there is
         except stripe.StripeError as exc:
@@ -256,13 +353,17 @@ def _mark_processed(state: StateDep, event_id: str, event_type: str) -> None:
 
 
 def _contract_of(
-    state: StateDep, pi_id: str, contract_id: str | None, outcome: str
+    state: StateDep, sellers: tuple[str, ...], pi_id: str, contract_id: str | None, outcome: str
 ) -> tuple[Contract | None, bool]:
-    """The contract a PaymentIntent belongs to (None: unknown), and whether its workflow
-    already knows the outcome (a card debit the charge activity settled synchronously)."""
+    """The contract a PaymentIntent belongs to (None: unknown, or a contract of a seller
+    outside the event's scope), and whether its workflow already knows the outcome (a card
+    debit the charge activity settled synchronously)."""
     with state.sessions() as s:
         attempt = s.scalar(
-            select(PaymentAttempt).where(PaymentAttempt.payment_intent == pi_id).limit(1)
+            select(PaymentAttempt)
+            .join(Contract, Contract.id == PaymentAttempt.contract_id)
+            .where(PaymentAttempt.payment_intent == pi_id, Contract.seller_id.in_(sellers))
+            .limit(1)
         )
         if attempt is not None:
             final = attempt.status in ("succeeded", "declined") and attempt.attempt > 0
@@ -271,12 +372,16 @@ def _contract_of(
             if final and outcome in ("succeeded", "failed"):
                 return None, True  # settled synchronously (cards): the workflow knows
             contract_id = attempt.contract_id
-        return (s.get(Contract, contract_id) if contract_id else None), False
+        contract = s.get(Contract, contract_id) if contract_id else None
+        if contract is not None and contract.seller_id not in sellers:
+            return None, False  # another seller's contract: never from this account
+        return contract, False
 
 
 async def _signal_outcome(
     state: StateDep,
     client: Any,
+    source: Source,
     event_id: str,
     pi: dict[str, Any],
     outcome: str,
@@ -288,7 +393,9 @@ async def _signal_outcome(
 ) -> None:
     pi_id = pi.get("id", "")
     contract_id = (pi.get("metadata") or {}).get("contract_id")
-    contract, settled = await run_in_threadpool(_contract_of, state, pi_id, contract_id, outcome)
+    contract, settled = await run_in_threadpool(
+        _contract_of, state, source.scope, pi_id, contract_id, outcome
+    )
     if settled:
         return
     if contract is None:
@@ -322,11 +429,15 @@ async def _signal_outcome(
 
 
 async def _signal_new_method(
-    state: StateDep, client: Any, payment_method: str, stripe_customer: str | None
+    state: StateDep,
+    client: Any,
+    source: Source,
+    payment_method: str,
+    stripe_customer: str | None,
 ) -> None:
     if not payment_method or not stripe_customer:
         return
-    workflow_ids = await run_in_threadpool(_in_dunning, state, stripe_customer)
+    workflow_ids = await run_in_threadpool(_in_dunning, state, source.scope, stripe_customer)
     req = PaymentMethodRequest(payment_method=payment_method, actor="stripe")
     await _signal_each(client, workflow_ids, "payment_method_updated", req)
 
@@ -343,20 +454,21 @@ async def _signal_each(client: Any, workflow_ids: list[str], signal: str, arg: A
             raise ApiError(503, "unavailable", f"Temporal: {exc}") from None
 
 
-def _in_dunning(state: StateDep, stripe_customer: str) -> list[str]:
+def _in_dunning(state: StateDep, sellers: tuple[str, ...], stripe_customer: str) -> list[str]:
     with state.sessions() as s:
         return list(
             s.scalars(
                 select(Contract.workflow_id).where(
                     Contract.payment["stripe_customer"].as_string() == stripe_customer,
                     Contract.status == "in_dunning",
+                    Contract.seller_id.in_(sellers),
                 )
             )
         )
 
 
 async def _signal_mandate(
-    state: StateDep, client: Any, event_id: str, mandate: dict[str, Any]
+    state: StateDep, client: Any, source: Source, event_id: str, mandate: dict[str, Any]
 ) -> None:
     """Tell every running contract debiting with the mandate's payment method."""
     mandate_id, status = mandate.get("id") or "", mandate.get("status") or ""
@@ -364,20 +476,21 @@ async def _signal_mandate(
     pm_id = pm if isinstance(pm, str) else (pm or {}).get("id")
     if not mandate_id or not status or not pm_id:
         return
-    workflow_ids = await run_in_threadpool(_using_method, state, pm_id)
+    workflow_ids = await run_in_threadpool(_using_method, state, source.scope, pm_id)
     update = MandateUpdate(
         event_id=event_id, mandate=mandate_id, status=status, payment_method=pm_id
     )
     await _signal_each(client, workflow_ids, "mandate_updated", update)
 
 
-def _using_method(state: StateDep, payment_method: str) -> list[str]:
+def _using_method(state: StateDep, sellers: tuple[str, ...], payment_method: str) -> list[str]:
     with state.sessions() as s:
         return list(
             s.scalars(
                 select(Contract.workflow_id).where(
                     Contract.payment["payment_method"].as_string() == payment_method,
                     Contract.status.not_in(TERMINAL),
+                    Contract.seller_id.in_(sellers),
                 )
             )
         )

@@ -289,6 +289,7 @@ def test_consumer_case_file_itemised(
         (f"{cid}-3", "2025-06-01", "2025-06-01", 9900),
     ]
     assert file["creditor"] == {
+        "seller_id": "default",  # the settings' seller (issue 14)
         "name": "Lernwerk GmbH",
         "address": "Hauptstraße 5, 80331 München",
         "email": "buchhaltung@lernwerk.example",

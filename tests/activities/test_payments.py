@@ -215,9 +215,9 @@ def _count_searches(pay: PaymentActivities, monkeypatch: pytest.MonkeyPatch) -> 
     searched: list[str] = []
     real = pay._find_existing
 
-    def spy(key: str) -> Any:
+    def spy(key: str, *account: Any) -> Any:
         searched.append(key)
-        return real(key)
+        return real(key, *account)
 
     monkeypatch.setattr(pay, "_find_existing", spy)
     return searched

@@ -118,6 +118,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
             SearchAttributeKey.for_keyword("CustomerId"),
             SearchAttributeKey.for_int("OverdueAmount"),
             SearchAttributeKey.for_bool("AccessLocked"),
+            SearchAttributeKey.for_keyword("SellerId"),
         ],
         dev_server_extra_args=[
             "--sqlite-pragma",

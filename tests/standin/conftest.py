@@ -22,6 +22,7 @@ TEST_CONFIG: dict[str, Any] = {
     "webhook_max_attempts": 3,
     "webhook_secret": WEBHOOK_SECRET,
     "webhook_url": None,
+    "connect_webhook_url": None,
     "strict_attach": False,
     "latency": 0.0,
     "idempotency_ttl": 24 * 3600.0,

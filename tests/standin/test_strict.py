@@ -421,6 +421,7 @@ def test_per_endpoint_and_global_rate_limits(
     client: stripe.StripeClient, standin: StandinHandle
 ) -> None:
     cus, pm = _customer_card(client)
+    standin.create_account("acct_other")  # connected to the platform (Stripe Connect)
     standin.set_config(
         rate_limit=True, rate_limit_endpoint=3, rate_limit_search=2, rate_limit_global=6
     )
