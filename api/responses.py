@@ -365,3 +365,33 @@ class StripeWebhookOut(Out):
     received: bool
     duplicate: bool
     ignored: bool | None = None
+
+
+# -- invoices (issue 15, docs/invoices.md) -----------------------------------------------------
+
+
+class InvoiceSummaryOut(Out):
+    number: str = Field(examples=["RE-2026-000001"])
+    kind: Literal["invoice", "credit_note"]
+    seller_id: str = Field(examples=["default"])
+    contract_id: str
+    installment: int | None = Field(description="the installment / period / purchase invoiced")
+    issue_date: str = Field(description="ISO date (Europe/Berlin)")
+    currency: str = Field(examples=["eur"])
+    net: int = Field(description="minor units")
+    tax: int = Field(description="minor units")
+    gross: int = Field(description="minor units")
+    refers_to: str | None = Field(description="a credit note: the invoice it corrects")
+    sha256: str = Field(description="hash of the stored, immutable document")
+
+
+class InvoiceListOut(Out):
+    contract_id: str
+    data: list[InvoiceSummaryOut] = Field(description="in the order issued")
+
+
+class InvoiceOut(InvoiceSummaryOut):
+    document: dict[str, Any] = Field(
+        description="the invoice as issued: seller, buyer, lines, tax breakdown, § 14 UStG "
+        "elements (the PDF and XML are rendered from it)"
+    )

@@ -660,6 +660,12 @@ _ERROR_DOCS: dict[int, tuple[str, str, str, Any]] = {
         "reason: String should have at least 1 character",
         [{"field": "reason", "message": "String should have at least 1 character"}],
     ),
+    406: (
+        "None of the media types in Accept can be served",
+        "not_acceptable",
+        "Accept: none of application/json, application/pdf, application/xml",
+        None,
+    ),
     503: ("Temporal or the database unreachable", "unavailable", "Temporal unreachable", None),
 }
 

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from api.deps import AdminCaller, ReaderCaller, StateDep
 from api.errors import ApiError, reject_nul_bytes
+from api.responses import InvoiceListOut, InvoiceOut
 from api.schemas import EXTERNAL_ID, ID, error_responses
 from core.export import export_month, parse_accounts
 from core.invoice_documents import cii_xml, default_pdf
@@ -56,6 +57,7 @@ def _document(row: Invoice) -> dict[str, Any]:
     "/v1/contracts/{contract_id}/invoices",
     summary="The contract's invoices and credit notes",
     responses=error_responses(404),
+    response_model=InvoiceListOut,
 )
 async def list_invoices(
     contract_id: Annotated[str, Path(pattern=ID)], caller: ReaderCaller, state: StateDep
@@ -103,17 +105,17 @@ def _negotiate(accept: str) -> str:
 @router.get(
     "/v1/invoices/{number}",
     summary="An invoice or credit note: JSON, PDF or EN 16931 XML by Accept",
+    response_class=Response,
     responses={
-        **error_responses(404, 422),
+        **error_responses(404, 406, 422),
         200: {
             "description": "the invoice",
+            "model": InvoiceOut,
             "content": {
-                "application/json": {},
                 "application/pdf": {"schema": {"type": "string", "format": "binary"}},
                 "application/xml": {"schema": {"type": "string"}},
             },
         },
-        406: {"description": "none of the media types in Accept can be served"},
     },
 )
 async def get_invoice(
@@ -175,6 +177,7 @@ async def get_invoice(
 @router.get(
     "/v1/exports/datev",
     summary="A month's bookings as DATEV-importable CSV (admin)",
+    response_class=Response,
     responses={
         **error_responses(422),
         200: {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},

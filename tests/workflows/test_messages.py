@@ -4,9 +4,11 @@ worker sends to (and the notices list, support's view of what was sent)."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
+from core import paylink
 from core.settings import PROJECT_ROOT
 from tests.conftest import SUPPORT
 from tests.stack import Stack, unique_email
@@ -37,7 +39,12 @@ async def test_german_customer_hard_decline_then_new_card_then_plan_completed(
     mail = stack.mails(email)[0]
     text = mail.get_body(preferencelist=("plain",)).get_content()
     assert "99,00\u00a0€" in text and "nicht mehr belastet werden" in text
-    assert stack.settings.payment_link_url.replace("{contract_id}", cid) in text
+    # the signed payment link of this contract (core/paylink.py)
+    prefix = stack.settings.payment_link_url.split("{token}")[0]
+    token = re.search(re.escape(prefix) + r"([A-Za-z0-9_.-]+)", text)
+    assert token is not None, text
+    secret = stack.settings.events_secret.get_secret_value()
+    assert paylink.verify(secret, token.group(1)).contract_id == cid
 
     # The ladder goes on (reminder, Mahnung, lock): still one payment_failed.
     await stack.env.sleep(timedelta(days=22))
