@@ -1,5 +1,5 @@
 # The SDK types response fields as Optional; the tests know which are set.
-# mypy: disable-error-code="union-attr"
+# mypy: disable-error-code="union-attr, index"
 """The payment page's online payment (issue 16 item 1): "pay now" opens a Stripe Checkout
 Session (one per contract and claim as of today, however often it is clicked), the
 customer pays on the stand-in's hosted page, and the webhooks record the payment once
