@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from .checkout import CHECKOUT_PAGE_ROUTES
 from .config import StandinConfig
 from .control import CONTROL_ROUTES
 from .engine import Engine
@@ -38,6 +39,7 @@ def create_app(settings: StandinConfig | None = None) -> Starlette:
         routes=[
             *V1_ROUTES,
             *CONTROL_ROUTES,
+            *CHECKOUT_PAGE_ROUTES,
             Route("/{path:path}", unknown_route, methods=_ALL_METHODS),
         ],
         lifespan=lifespan,

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import sdkparams
-from .engine import PLATFORM_ACCOUNT, Engine, RequestRef
+from .engine import NO_REQUEST, PLATFORM_ACCOUNT, Engine, RequestRef
 from .errors import StripeError, api_error, authentication, invalid_request, no_account_access
 from .faults import rate_limited
 from .formparse import parse_form, parse_pairs
@@ -48,9 +48,12 @@ class Call:
     request_id: str
     idempotency_key: str | None
     stripe_version: str | None
+    base_url: str = ""  # how the client reached the stand-in (hosted pages' URLs)
 
     @property
     def ref(self) -> RequestRef:
+        if not self.request_id:
+            return NO_REQUEST  # an action of the customer on a hosted page
         return RequestRef(self.request_id, self.idempotency_key)
 
 
@@ -166,6 +169,7 @@ def api(
             request_id,
             key,
             request.headers.get("stripe-version"),
+            str(request.base_url).rstrip("/"),
         )
         echo = {"Idempotency-Key": key} if key else None
         if key is None:

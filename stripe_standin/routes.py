@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from starlette.routing import Route
 
-from . import charges, customers, payments, refunds, setup_intents
+from . import charges, checkout, customers, payments, refunds, setup_intents
 from .http import Endpoint, api
 
 
@@ -124,6 +124,15 @@ API_ROUTES = [
         "POST",
         setup_intents.confirm_setup_intent,
         "SetupIntentConfirmParams",
+    ),
+    ApiRoute(
+        "/v1/checkout/sessions", "POST", checkout.create_session, "checkout.SessionCreateParams"
+    ),
+    ApiRoute(
+        "/v1/checkout/sessions/{id}",
+        "GET",
+        checkout.retrieve_session,
+        "checkout.SessionRetrieveParams",
     ),
     ApiRoute("/v1/charges", "GET", charges.list_charges, "ChargeListParams"),
     ApiRoute("/v1/charges/{id}", "GET", charges.retrieve_charge, "ChargeRetrieveParams"),

@@ -29,6 +29,7 @@ answered with the message and `param` only (Stripe sets no `code` on those).
 
 from __future__ import annotations
 
+import decimal
 import functools
 import sys
 import types
@@ -90,14 +91,17 @@ _REQUEST_OPTIONS = frozenset(
         "headers",
     )
 )
-_SCALARS = {str: "str", int: "int", float: "float", bool: "bool"}
+_SCALARS = {str: "str", int: "int", float: "float", bool: "bool", decimal.Decimal: "float"}
 
 
 def sdk_params_type(name: str) -> type:
-    """`PaymentIntentCreateParams` -> the class from `stripe.params`."""
-    import stripe.params
+    """`PaymentIntentCreateParams` -> the class from `stripe.params`;
+    `checkout.SessionCreateParams` -> from `stripe.params.checkout`."""
+    import importlib
 
-    cls = getattr(stripe.params, name, None)
+    package, _, short = name.rpartition(".")
+    module = importlib.import_module("stripe.params" + (f".{package}" if package else ""))
+    cls = getattr(module, short, None)
     if cls is None or not isinstance(cls, type):
         raise LookupError(f"stripe.params has no {name} (stripe {_sdk_version()})")
     return cls

@@ -86,6 +86,12 @@ def start_sepa(
     engine.scheduler.call_later(delay, settle_sepa, engine, pi["id"], profile.failure_code, None)
 
 
+def payment_settled(engine: Engine, pi: Obj, succeeded: bool) -> None:
+    from .checkout import payment_settled as checkout_settled  # checkout imports payments
+
+    checkout_settled(engine, pi, succeeded)
+
+
 def settle_sepa(
     engine: Engine, pi_id: str, failure_code: str | None, dispute: bool | None
 ) -> Obj | None:
@@ -114,6 +120,7 @@ def settle_sepa(
         )
         engine.emit("charge.failed", ch, NO_REQUEST)
         engine.emit("payment_intent.payment_failed", pi, NO_REQUEST)
+        payment_settled(engine, pi, succeeded=False)
         return pi
     ch.update(
         status="succeeded",
@@ -127,6 +134,7 @@ def settle_sepa(
     book(engine, pi, ch)
     engine.emit("charge.succeeded", ch, NO_REQUEST)
     engine.emit("payment_intent.succeeded", pi, NO_REQUEST)
+    payment_settled(engine, pi, succeeded=True)
     profile = engine.store.profiles.get(pm["id"])
     if dispute is None:
         dispute = isinstance(profile, SepaProfile) and profile.outcome == "dispute"

@@ -11,14 +11,18 @@ Read-only: it answers from the ledger like every read (no Temporal call).
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import jinja2
+import stripe
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,11 +38,13 @@ from api.claims import claim_as_of
 from api.deps import StateDep
 from core import paylink
 from core.models import Contract, Notice
-from core.sellers import seller_settings
+from core.sellers import SellerConfigError, seller_settings
 from core.settings import PROJECT_ROOT, Settings
 from domain.schedule import berlin_date
+from workflows.base import TERMINAL
 from workflows.types import ClaimLine
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["pay"])
 
 PAGES = PROJECT_ROOT / "templates" / "pages"
@@ -82,6 +88,18 @@ TEXT: dict[str, dict[str, str]] = {
         "expired_title": "Dieser Link ist abgelaufen",
         "expired_text": "Bitte nutzen Sie den Link aus unserer neuesten E-Mail, oder "
         "schreiben Sie uns.",
+        "online_title": "Online bezahlen",
+        "pay_now": "Jetzt mit Karte oder SEPA-Lastschrift bezahlen",
+        "online_text": "Die Zahlungsmethode wird für künftige Raten gespeichert.",
+        "setup_title": "Zahlungsmethode ändern",
+        "setup_text": "Nur die Zahlungsmethode ersetzen; offene Beträge werden damit eingezogen.",
+        "setup_button": "Neue Zahlungsmethode hinterlegen",
+        "pending_title": "Zahlung in Bearbeitung",
+        "pending_text": "Vielen Dank! Ihre Zahlung wird verarbeitet; diese Seite "
+        "aktualisiert sich.",
+        "saved_text": "Ihre neue Zahlungsmethode ist gespeichert.",
+        "stripe_down": "Die Online-Zahlung ist gerade nicht erreichbar. Bitte versuchen Sie "
+        "es gleich noch einmal oder zahlen Sie per Überweisung.",
     },
     "en": {
         "title": "Payment",
@@ -111,6 +129,17 @@ TEXT: dict[str, dict[str, str]] = {
         "öffnen Sie den Link aus Ihrer letzten E-Mail von uns unverändert.",
         "expired_title": "This link has expired",
         "expired_text": "Please use the link in our latest e-mail, or write to us.",
+        "online_title": "Pay online",
+        "pay_now": "Pay now by card or SEPA Direct Debit",
+        "online_text": "The payment method is saved for future installments.",
+        "setup_title": "Change the payment method",
+        "setup_text": "Only replace the payment method; open amounts are collected with it.",
+        "setup_button": "Add a new payment method",
+        "pending_title": "Payment processing",
+        "pending_text": "Thank you! Your payment is being processed; this page refreshes.",
+        "saved_text": "Your new payment method has been saved.",
+        "stripe_down": "Online payment is not available right now. Please try again in a "
+        "moment or pay by bank transfer.",
     },
 }
 
@@ -184,6 +213,7 @@ def _view(s: Session, settings: Settings, contract: Contract, locale: str) -> di
         bank = bank_context(settings, _reference(s, contract), currency, total, locale)
         if bank is not None and bank.get("qr"):
             qr_svg = epc_qr(bank["qr"]["payload"]).svg_data_uri(scale=4, border=4)
+    online = contract.status not in TERMINAL and bool(_stripe_customer(contract))
     return {
         "seller": seller_context(settings, locale),
         "product": product,
@@ -193,7 +223,18 @@ def _view(s: Session, settings: Settings, contract: Contract, locale: str) -> di
         "as_of": format_day(as_of, locale),
         "bank": bank,
         "qr": qr_svg,
+        "can_pay": online and total > 0,
+        "can_setup": online,
+        # for the Checkout Session (not shown)
+        "total_minor": total,
+        "as_of_day": str(as_of),
+        "currency": currency,
     }
+
+
+def _stripe_customer(contract: Contract) -> str | None:
+    customer = (contract.payment or {}).get("stripe_customer")
+    return customer if isinstance(customer, str) and customer.startswith("cus_") else None
 
 
 def _load(state: StateDep, link: paylink.PayLink) -> tuple[Contract | None, dict[str, Any]]:
@@ -213,27 +254,155 @@ def _seller_settings(state: StateDep, contract: Contract | None) -> Settings:
     return seller_settings(state.settings, profile or state.sellers().default)
 
 
-@router.get("/pay/{token}", include_in_schema=False, response_class=HTMLResponse)
-async def pay_page(token: str, request: Request, state: StateDep) -> HTMLResponse:
+async def _verified(
+    token: str, request: Request, state: StateDep
+) -> tuple[paylink.PayLink | None, HTMLResponse | None]:
+    """The link, or the page that says why it is not one (expired / invalid)."""
     secret = state.settings.events_secret.get_secret_value()
     try:
-        link = paylink.verify(secret, token)
+        return paylink.verify(secret, token), None
     except paylink.ExpiredToken as exc:
         contract = await run_in_threadpool(_contract, state, exc.contract_id)
         locale = _locale(contract, request)
         seller_of = await run_in_threadpool(_seller_settings, state, contract)
         seller = seller_context(seller_of, locale)
-        return _page(410, "pay_error.html", locale, kind="expired", seller=seller)
+        return None, _page(410, "pay_error.html", locale, kind="expired", seller=seller)
     except paylink.InvalidToken:
-        locale = _locale(None, request)
-        seller = seller_context(state.settings, locale)
-        return _page(404, "pay_error.html", locale, kind="invalid", seller=seller)
+        return None, _invalid(state, request)
+
+
+def _invalid(state: StateDep, request: Request) -> HTMLResponse:
+    locale = _locale(None, request)
+    seller = seller_context(state.settings, locale)
+    return _page(404, "pay_error.html", locale, kind="invalid", seller=seller)
+
+
+@router.get("/pay/{token}", include_in_schema=False, response_class=HTMLResponse)
+async def pay_page(
+    token: str, request: Request, state: StateDep, checkout: str | None = None
+) -> HTMLResponse:
+    """`checkout`: the Checkout Session the customer comes back from (its `success_url`);
+    the page then says the payment is processing until the ledger has it (or that the new
+    method is saved)."""
+    link, refused = await _verified(token, request, state)
+    if link is None:
+        assert refused is not None
+        return refused
     contract, view = await run_in_threadpool(_load, state, link)
     if contract is None:  # a genuine link to a contract this database does not hold
-        locale = _locale(None, request)
-        seller = seller_context(state.settings, locale)
-        return _page(404, "pay_error.html", locale, kind="invalid", seller=seller)
+        return _invalid(state, request)
+    view["returned"], view["error"] = None, None
+    view["contract_token_action"] = f"{token}/checkout"  # relative to /pay/
+    if checkout and _SESSION_ID.fullmatch(checkout):
+        session = await run_in_threadpool(_session, state, contract, checkout)
+        if session is not None and session.get("status") == "complete":
+            view["returned"] = "saved" if session.get("mode") == "setup" else "pending"
     return _page(200, "pay.html", _locale(contract, request), **view)
+
+
+@router.post("/pay/{token}/checkout", include_in_schema=False, response_class=HTMLResponse)
+async def start_checkout(token: str, request: Request, state: StateDep) -> Response:
+    """The page's buttons: a Stripe Checkout Session for the claim as of today (mode
+    `payment`, the method saved for later debits) or for a new method only (mode `setup`),
+    then off to Stripe's page (303). A double click gets the same session: the
+    Idempotency-Key is the contract, the mode and the claim as of today."""
+    link, refused = await _verified(token, request, state)
+    if link is None:
+        assert refused is not None
+        return refused
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    mode = (form.get("mode") or [""])[0]
+    contract, view = await run_in_threadpool(_load, state, link)
+    if contract is None:
+        return _invalid(state, request)
+    locale = _locale(contract, request)
+    view["contract_token_action"] = f"{token}/checkout"
+    if mode not in ("payment", "setup"):
+        return _page(422, "pay.html", locale, **view, returned=None, error="mode")
+    allowed = view["can_pay"] if mode == "payment" else view["can_setup"]
+    page_url = str(request.url_for("pay_page", token=token))
+    if not allowed:  # paid meanwhile, or no longer running: the page says how things are
+        return RedirectResponse(page_url, status_code=303)
+    try:
+        url = await run_in_threadpool(
+            create_checkout_session, state, contract, view, mode, page_url, locale
+        )
+    except (stripe.StripeError, SellerConfigError) as exc:
+        log.warning("checkout session for %s failed: %s", contract.id, exc)
+        return _page(503, "pay.html", locale, **view, returned=None, error="stripe_down")
+    return RedirectResponse(url, status_code=303)
+
+
+_SESSION_ID = re.compile(r"cs_(test|live)_[A-Za-z0-9]{1,200}")
+
+
+def _client(state: StateDep, contract: Contract) -> stripe.StripeClient:
+    """The contract's seller's Stripe account (issue 14): Connect, own key, or the
+    platform's."""
+    route = state.sellers().route(contract.seller_id)
+    return state.stripe(api_key=route.api_key, account=route.account)
+
+
+def create_checkout_session(
+    state: StateDep,
+    contract: Contract,
+    view: dict[str, Any],
+    mode: str,
+    page_url: str,
+    locale: str,
+) -> str:
+    """The Checkout Session's `url`. Metadata names the contract (`contract_id`) and marks
+    the session and its PaymentIntent as the payment page's (`mahnwerk_checkout`): the
+    webhook records such a payment as a settlement, never as one of the contract's debits."""
+    marker = {"contract_id": contract.id, "mahnwerk_checkout": mode}
+    params: dict[str, Any] = {
+        "mode": mode,
+        "customer": _stripe_customer(contract),
+        "client_reference_id": contract.id,
+        "allowed_payment_method_types": ["card", "sepa_debit"],
+        "locale": locale,
+        "metadata": marker,
+        "success_url": page_url + "?checkout={CHECKOUT_SESSION_ID}",
+        "cancel_url": page_url,
+    }
+    if mode == "payment":
+        total = int(view["total_minor"])
+        params["line_items"] = [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": view["currency"],
+                    "unit_amount": total,
+                    "product_data": {"name": f"{view['product']} ({contract.id})"},
+                },
+            }
+        ]
+        params["payment_intent_data"] = {
+            # saved for the installments still to come (debited off session)
+            "setup_future_usage": "off_session",
+            "metadata": marker,
+            "description": f"{contract.id}: {view['product']}",
+        }
+        key = f"mahnwerk-checkout:{contract.id}:payment:{view['as_of_day']}:{total}"
+    else:
+        params["currency"] = view["currency"]
+        key = f"mahnwerk-checkout:{contract.id}:setup:{view['as_of_day']}"
+    session = _client(state, contract).v1.checkout.sessions.create(
+        params=params,  # type: ignore[arg-type]
+        options={"idempotency_key": key},
+    )
+    return str(session.url)
+
+
+def _session(state: StateDep, contract: Contract, session_id: str) -> dict[str, Any] | None:
+    """The session the customer returns from, if it is this contract's."""
+    try:
+        session = _client(state, contract).v1.checkout.sessions.retrieve(session_id).to_dict()
+    except (stripe.StripeError, SellerConfigError):
+        return None
+    if (session.get("metadata") or {}).get("contract_id") != contract.id:
+        return None
+    return session
 
 
 def _contract(state: StateDep, contract_id: str) -> Contract | None:

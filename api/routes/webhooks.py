@@ -29,6 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from api.deps import StateDep, TemporalDep
@@ -38,7 +39,14 @@ from core.db import transaction
 from core.models import Contract, PaymentAttempt, WebhookEvent
 from core.sellers import SELLER_ID, SellerConfigError, resolve_secret
 from workflows.base import TERMINAL
-from workflows.types import MandateUpdate, PaymentMethodRequest, PaymentUpdate, RefundInfo
+from workflows.types import (
+    ActionResult,
+    MandateUpdate,
+    PaymentMethodRequest,
+    PaymentUpdate,
+    RefundInfo,
+    SettlementRequest,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -62,6 +70,11 @@ _DISPUTE_REINSTATED = "charge.dispute.funds_reinstated"
 _REFUNDED = "charge.refunded"
 # A SEPA mandate changed status: `inactive` (revoked by the debtor) stops debits.
 _MANDATE = "mandate.updated"
+# The payment page's Checkout Sessions (issue 16): a payment of the claim (mode `payment`;
+# SEPA pays later: `async_payment_succeeded`), or a new payment method only (mode `setup`).
+_CHECKOUT_COMPLETED = "checkout.session.completed"
+_CHECKOUT_ASYNC_PAID = "checkout.session.async_payment_succeeded"
+_CHECKOUT_MARK = "mahnwerk_checkout"  # metadata of the page's sessions and their intents
 # The event types we act on. Everything else (Stripe sends `payment_intent.created` and
 # `charge.succeeded` with every card debit, two of its three events) is acknowledged at once,
 # before any database work: nothing to de-duplicate when nothing is done.
@@ -76,6 +89,8 @@ HANDLED = frozenset(
         _DISPUTE_REINSTATED,
         _REFUNDED,
         _MANDATE,
+        _CHECKOUT_COMPLETED,
+        _CHECKOUT_ASYNC_PAID,
     }
 )
 
@@ -214,9 +229,19 @@ async def _process(
         source = replace(source, sellers=tuple(found))
 
     outcome = _OUTCOMES.get(event_type)
-    if outcome is not None:
+    if outcome is not None and _CHECKOUT_MARK in (data["object"].get("metadata") or {}):
+        # A payment of the payment page: not one of the contract's debits. Succeeded, it is
+        # recorded as the checkout session's settlement (once, whichever event comes
+        # first); failed, the claim simply stays open.
+        pi = event["data"]["object"].to_dict()
+        if outcome == "succeeded":
+            await _checkout_paid(state, client, source, event_id, pi)
+    elif outcome is not None:
         pi = event["data"]["object"].to_dict()
         await _signal_outcome(state, client, source, event_id, pi, outcome)
+    elif event_type in (_CHECKOUT_COMPLETED, _CHECKOUT_ASYNC_PAID):
+        session = event["data"]["object"].to_dict()
+        await _checkout_session(state, client, source, event_id, session)
     elif event_type == _CARD_UPDATED:
         # The card network updated the card (new expiry or number): debit the open amounts
         # of the customer's contracts in dunning again at once.
@@ -494,3 +519,132 @@ def _using_method(state: StateDep, sellers: tuple[str, ...], payment_method: str
                 )
             )
         )
+
+
+# -- the payment page's Checkout Sessions (issue 16) ------------------------------------------
+
+
+def _page_contract(state: StateDep, sellers: tuple[str, ...], metadata: Any) -> Contract | None:
+    """The contract a payment-page session or intent names, if it is in the event's scope."""
+    if not isinstance(metadata, dict) or _CHECKOUT_MARK not in metadata:
+        return None  # not the payment page's: another integration's Checkout
+    contract_id = metadata.get("contract_id")
+    if not isinstance(contract_id, str) or not contract_id:
+        return None
+    with state.sessions() as s:
+        contract = s.get(Contract, contract_id)
+        if contract is None or contract.seller_id not in sellers:
+            return None
+        return contract
+
+
+def _retrieve(state: StateDep, source: Source, kind: str, obj_id: str) -> dict[str, Any]:
+    """A PaymentIntent or SetupIntent the event names, from the account it came from.
+    Stripe away: 503, not recorded as processed, so Stripe redelivers."""
+    try:
+        stripe_client = state.stripe(api_key=source.api_key, account=source.account)
+        service = getattr(stripe_client.v1, kind)
+        found: dict[str, Any] = service.retrieve(obj_id).to_dict()
+        return found
+    except stripe.StripeError as exc:
+        raise ApiError(503, "unavailable", f"Stripe: {exc}") from None
+
+
+def _id_of(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else ""
+
+
+async def _checkout_session(
+    state: StateDep, client: Any, source: Source, event_id: str, session: dict[str, Any]
+) -> None:
+    """`checkout.session.completed` / `…async_payment_succeeded` of the payment page.
+
+    Mode `payment`, paid: the payment is recorded (`_checkout_paid`). Paid later (SEPA:
+    `payment_status` `unpaid` at completion): nothing yet; the PaymentIntent's success or
+    `async_payment_succeeded` records it. Mode `setup`: the new method becomes the
+    contract's (the `payment_method_updated` signal, as for a new default method at
+    Stripe), which debits what is open with it."""
+    contract = await run_in_threadpool(_page_contract, state, source.scope, session.get("metadata"))
+    if contract is None:
+        log.info(
+            "webhook %s: checkout session %s is not the payment page's", event_id, session.get("id")
+        )
+        return
+    if session.get("mode") == "setup":
+        si_id = _id_of(session.get("setup_intent"))
+        if not si_id:
+            return
+        si = await run_in_threadpool(_retrieve, state, source, "setup_intents", si_id)
+        if si.get("status") != "succeeded":
+            return
+        method = _id_of(si.get("payment_method"))
+        if method:
+            req = PaymentMethodRequest(payment_method=method, actor="customer")
+            await _signal_each(client, [contract.workflow_id], "payment_method_updated", req)
+        return
+    if session.get("payment_status") != "paid":
+        return  # SEPA: processing; its success comes as its own event
+    pi_id = _id_of(session.get("payment_intent"))
+    if not pi_id:
+        return
+    pi = await run_in_threadpool(_retrieve, state, source, "payment_intents", pi_id)
+    await _checkout_paid(state, client, source, event_id, pi)
+
+
+async def _checkout_paid(
+    state: StateDep, client: Any, source: Source, event_id: str, pi: dict[str, Any]
+) -> None:
+    """Record a payment made on the payment page as a settlement of the contract (allocated
+    by §§ 366, 367 BGB like any payment received), then make its saved method the
+    contract's (`payment_method_updated`).
+
+    Once per PaymentIntent: the settlement carries `checkout:<pi>` as its request id and
+    Update id, so `checkout.session.completed`, `async_payment_succeeded` and
+    `payment_intent.succeeded` of the same payment, in any order and redelivered, record
+    it once (the workflow remembers the applied id, Temporal the Update id)."""
+    pi_id = _id_of(pi.get("id"))
+    if pi.get("status") != "succeeded" or not pi_id:
+        return
+    contract = await run_in_threadpool(_page_contract, state, source.scope, pi.get("metadata"))
+    if contract is None:
+        log.info("webhook %s: PaymentIntent %s is not the payment page's", event_id, pi_id)
+        return
+    amount = int(pi.get("amount_received") or pi.get("amount") or 0)
+    ref = f"checkout:{pi_id}"
+    req = SettlementRequest(
+        amount=amount, method="stripe", reference=pi_id, actor="customer", request_id=ref
+    )
+    handle = client.get_workflow_handle(contract.workflow_id)
+    try:
+        await handle.execute_update("settle", req, id=ref, result_type=ActionResult)
+    except WorkflowUpdateFailedError as exc:
+        # Refused (the contract ended meanwhile, or was paid otherwise so this exceeds what
+        # is payable): the money is at Stripe and must be handled by a person — never
+        # dropped silently, never retried into a loop.
+        log.error(
+            "payment page: %s of %s for contract %s (PaymentIntent %s) not recorded: %s; "
+            "refund or record it by hand",
+            amount,
+            pi.get("currency"),
+            contract.id,
+            pi_id,
+            exc.cause or exc,
+        )
+        return
+    except RPCError as exc:
+        if "already completed" in str(exc).lower() or "not found" in str(exc).lower():
+            log.error(
+                "payment page: contract %s no longer running; payment %s (%s) not recorded",
+                contract.id,
+                pi_id,
+                amount,
+            )
+            return
+        raise ApiError(503, "unavailable", f"Temporal: {exc}") from None
+    method = _id_of(pi.get("payment_method"))
+    if method and method != (contract.payment or {}).get("payment_method"):
+        # saved with setup_future_usage: the method for the installments still to come
+        req_pm = PaymentMethodRequest(payment_method=method, actor="customer")
+        await _signal_each(client, [contract.workflow_id], "payment_method_updated", req_pm)

@@ -212,6 +212,7 @@ def _sdk_routes() -> dict[tuple[str, str], str]:
         "stripe._refund_service": "RefundService",
         "stripe._event_service": "EventService",
         "stripe._account_service": "AccountService",
+        "stripe.checkout._session_service": "SessionService",
     }
     found: dict[tuple[str, str], str] = {}
     for module, name in modules.items():
@@ -224,7 +225,9 @@ def _sdk_routes() -> dict[tuple[str, str], str]:
             params = re.search(r'params: (?:Optional\[)?"(\w+Params)"', source)
             if route and params:
                 path = re.sub(r"\{\w+\}", "{id}", route.group(2))
-                found[(route.group(1).upper(), path)] = params.group(1)
+                # types outside `stripe.params` itself by their package: `checkout.…`
+                package = module.split(".")[1] + "." if module.count(".") > 1 else ""
+                found[(route.group(1).upper(), path)] = package + params.group(1)
     return found
 
 
