@@ -41,6 +41,7 @@ from core.models import Contract, Notice, SupportActionRequest, TimelineEvent
 from core.sellers import SELLER_ID
 from core.settings import PROJECT_ROOT, ApiKey
 from domain.collection import AGE_BUCKETS
+from domain.schedule import BERLIN
 
 log = logging.getLogger("mahnwerk.console")
 
@@ -54,8 +55,22 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
 )
 _env.filters["money"] = lambda minor, currency="eur": format_money(int(minor or 0), currency, "de")
-_env.filters["when"] = lambda iso: (iso or "")[:16].replace("T", " ")
+_env.filters["when"] = lambda iso: _berlin(iso)
 _env.filters["compact"] = lambda data: json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def _berlin(iso: str | None) -> str:
+    """An RFC 3339 time as Europe/Berlin wall time (`2026-12-03 10:15`), as agents think."""
+    if not iso:
+        return ""
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(BERLIN).strftime("%Y-%m-%d %H:%M")
+
 
 STATUSES = ("active", "in_dunning", "completed", "cancelled", "handed_off", "written_off", "failed")
 # An erased customer's e-mail placeholder (core/erasure.py): not a search term.
