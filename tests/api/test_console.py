@@ -376,3 +376,26 @@ async def test_admin_page_is_for_admins_and_adds_up_to_the_report(
     assert ("collection", "31-60") in stage_age and ("mahnung_1", "0-30") in stage_age
     assert f'<tr data-contract="{waiting}">' in page.text
     assert 'data-action="write-off"' in (await http.get(f"/console/contracts/{waiting}")).text
+
+
+def test_console_actions_have_the_api_routes_roles() -> None:
+    """Each action's roles are its API route's (tests/api/test_roles.py checks those against
+    the running app): the console never lets a role do more, or less, than the API."""
+    from fastapi.routing import APIRoute
+
+    from api.console_actions import ACTIONS
+    from api.routes import contracts
+    from tests.api.test_roles import ROLES
+
+    # the router's own routes (an app's included routers are opaque since FastAPI 0.137)
+    by_endpoint = {r.endpoint: r for r in contracts.router.routes if isinstance(r, APIRoute)}
+    checked = 0
+    for action in ACTIONS.values():
+        if action.route is None:  # the payment link: no API route, support's like a read
+            assert set(action.roles) == {"support"}
+            continue
+        route = by_endpoint[action.route]
+        (method,) = route.methods
+        assert set(action.roles) == ROLES[(method, route.path)], action.name
+        checked += 1
+    assert checked == len(ACTIONS) - 1
