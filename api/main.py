@@ -13,6 +13,7 @@ from api.routes import (
     access,
     codec,
     collection,
+    console,
     contracts,
     customers,
     health,
@@ -83,6 +84,7 @@ def create_app(
     app.include_router(webhooks.router, responses=error_responses(400))
     app.include_router(codec.router, responses=error_responses(401, 403, 422))
     app.include_router(pay.router)  # the customer's page: HTML, outside the API document
+    app.include_router(console.router)  # the support console: HTML, outside the API document
     # Innermost first: bodies are bounded and callers authenticated before anything reads
     # them; CORS headers also on those refusals; the request log outermost.
     app.add_middleware(RequestGuard)

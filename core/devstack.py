@@ -803,6 +803,11 @@ def _panel(
     grid.add_column(overflow="fold")
     grid.add_row("API", plan.api_url)
     grid.add_row("API docs", f"{plan.api_url}/docs")
+    # localhost, as the codec URL: an admin signed in here is signed in to the codec too
+    grid.add_row(
+        "Console",
+        f"http://localhost:{plan.api_port}/console (sign in with the support or admin key)",
+    )
     grid.add_row("Temporal UI", plan.ui_url)
     grid.add_row("Temporal", f"{plan.temporal_address} (namespace {plan.namespace})")
     if plan.standin_url is not None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from api.claims import claim_as_of
-from api.deps import AdminCaller, StateDep, SupportCaller
+from api.deps import AdminCaller, AppState, StateDep, SupportCaller
 from api.errors import ApiError, reject_nul_bytes, reject_unknown_query
 from api.responses import Access, ContractKind, NoticeStatus, Stage, stage_field
 from api.schemas import error_responses
@@ -297,6 +297,29 @@ async def receivables(caller: AdminCaller, _known: KnownQuery, state: StateDep) 
     (from the opening of the dunning case when only fees are left). A seller-scoped key
     counts its seller's contracts only."""
     as_of = datetime.now(UTC)
+    claims, refunded = open_claims(state, caller.seller, as_of)
+    by_stage: dict[str, Bucket] = {}
+    by_age = {name: Bucket() for name, _ in AGE_BUCKETS}
+    total = Bucket()
+    for stage, age, amount in claims:
+        for bucket in (by_stage.setdefault(stage, Bucket()), by_age[age], total):
+            bucket.count += 1
+            bucket.amount += amount
+    return ReceivablesOut(
+        as_of=as_of.isoformat(),
+        currency="eur",
+        by_stage=dict(sorted(by_stage.items())),
+        by_age=by_age,
+        total=total,
+        refunded=refunded,
+    )
+
+
+def open_claims(
+    state: AppState, seller: str | None, as_of: datetime
+) -> tuple[list[tuple[str, str, int]], Bucket]:
+    """Every open claim as (stage, age bucket, amount as of `as_of`), and the refunds given:
+    what the receivables report adds up (and the console's stage x age chart, issue 16)."""
     oldest = (
         select(
             Installment.contract_id.label("contract_id"),
@@ -329,7 +352,7 @@ async def receivables(caller: AdminCaller, _known: KnownQuery, state: StateDep) 
         .where(Installment.refunded_amount > 0, Contract.currency == "eur")
         .group_by(Installment.contract_id)
     )
-    for cond in _seller_conditions(caller.seller, None):
+    for cond in _seller_conditions(seller, None):
         q = q.where(cond)
         refunds_q = refunds_q.where(cond)
     with state.sessions() as s:
@@ -339,9 +362,7 @@ async def receivables(caller: AdminCaller, _known: KnownQuery, state: StateDep) 
         count=len(refunded_rows), amount=sum(int(amount or 0) for _, amount in refunded_rows)
     )
     today = berlin_date(as_of)
-    by_stage: dict[str, Bucket] = {}
-    by_age = {name: Bucket() for name, _ in AGE_BUCKETS}
-    total = Bucket()
+    claims: list[tuple[str, str, int]] = []
     for stage, amount, due_at, case_opened_at, created_at, facts, written in rows:
         if facts:
             claim = claim_as_of(facts, today, written)
@@ -353,15 +374,5 @@ async def receivables(caller: AdminCaller, _known: KnownQuery, state: StateDep) 
         else:
             since: datetime = due_at or case_opened_at or created_at
             oldest_due = berlin_date(since)
-        days = age_days(oldest_due, today)
-        for bucket in (by_stage.setdefault(stage, Bucket()), by_age[age_bucket(days)], total):
-            bucket.count += 1
-            bucket.amount += amount
-    return ReceivablesOut(
-        as_of=as_of.isoformat(),
-        currency="eur",
-        by_stage=dict(sorted(by_stage.items())),
-        by_age=by_age,
-        total=total,
-        refunded=refunded,
-    )
+        claims.append((stage, age_bucket(age_days(oldest_due, today)), amount))
+    return claims, refunded
