@@ -4,13 +4,15 @@ the Stripe stand-in, writes the ledger and sends notices to a real SMTP server."
 
 from __future__ import annotations
 
+import asyncio
+import time as clock
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import httpx
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from core.settings import Settings
@@ -95,6 +97,36 @@ class Stack:
         async with self.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             view: ContractView = await handle.result()
         return view
+
+    async def settled(
+        self, handle: WorkflowHandle[Any, Any], status: str, *, timeout: float = 120.0
+    ) -> ContractView:
+        """Let the test server skip time until the contract shows `status` with nothing in
+        flight: no activity, no workflow task, nothing waiting for the collection partner.
+        For a contract whose workflow goes on after a hand-off (issue 12: the case stays
+        open), where `result` would wait for ever. (Real seconds: `timeout`.)"""
+        give_up = clock.monotonic() + timeout
+        async with self.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            while True:
+                view: ContractView = await handle.query("view", result_type=ContractView)
+                done = (
+                    view.status == status
+                    and not view.deliveries
+                    and (view.case is None or view.case.notice_sent)
+                )
+                if done:
+                    desc = await handle.describe()
+                    raw = desc.raw_description
+                    if desc.status != WorkflowExecutionStatus.RUNNING or (
+                        not raw.pending_activities and not raw.HasField("pending_workflow_task")
+                    ):
+                        return view
+                if clock.monotonic() > give_up:
+                    raise AssertionError(
+                        f"contract not settled in {status!r} after {timeout}s: {view.status}, "
+                        f"waiting for {view.waiting_for}"
+                    )
+                await asyncio.sleep(0.05)
 
     async def contract(self, cid: str) -> dict[str, Any]:
         resp = await self.http.get(f"/v1/contracts/{cid}", headers=PLATFORM)
