@@ -205,8 +205,8 @@ class Collection(ContractBase):
 
     async def _collection_step(self, now: datetime) -> None:
         """What the loop does for a contract after its hand-off: announce it, let later
-        defaults join the case, run the § 498 call-in, deliver what waits for the partner,
-        and close the case once its claim is paid."""
+        defaults join the case, run the § 498 call-in, and close the case once its claim is
+        paid. (What waits for the partner is delivered after each pass: `_deliver_due`.)"""
         case = self._case_at_partner()
         if case is not None and not case.notice_sent and self._may_send(now):
             await self._flush()
@@ -218,7 +218,6 @@ class Collection(ContractBase):
             self._join_defaults(workflow.now())
         await self._call_in_step(workflow.now())
         self._settle_handed_off(workflow.now())
-        await self._deliver_due(workflow.now())
 
     def _file_key(self, case: CaseState, file_no: int) -> str:
         return f"case_file:{case.case_no}:{file_no}"

@@ -174,6 +174,8 @@ class ContractWorkflow(Endings, Invoicing, Collection):
                     await self._issue_invoices(workflow.now())
                     await self._process(workflow.now())
                     await self._issue_invoices(workflow.now())  # paid or fallen due meanwhile
+                    if self._after:  # also once the contract ended: what the partner is owed
+                        await self._deliver_due(workflow.now())
                     await self._flush()
                     if self.s.messages_pending:  # issue 12: customer messages, without the lock
                         await self._send_messages()
@@ -217,11 +219,13 @@ class ContractWorkflow(Endings, Invoicing, Collection):
         """The loop ends (but for the chargeback watch). Since PATCH_AFTER_HANDOFF a handed-off
         or written-off contract goes on while anything is left: installments to debit or in
         flight, the case at the partner, deliveries to it, a call-in, a payment method."""
+        if self._after and (self.s.deliveries or self._case_at_partner() is not None):
+            return False  # something is still owed to the partner, or it holds the case
         if not self._after or self.s.status not in AFTER:
             return self.s.status in TERMINAL
         if any(i.status in ("scheduled", "processing", "open") for i in self.s.installments):
             return False
-        if self._case_at_partner() is not None or self.s.deliveries or self._pm_queue:
+        if self._pm_queue:
             return False
         return self.s.residual is None
 
