@@ -826,12 +826,8 @@ class ContractWorkflow(Endings, Invoicing, Collection):
                 fact.key,
                 req.amount,
                 source,
-                {
-                    "received_on": day,
-                    "method": req.method,
-                    "reference": req.reference,
-                    "allocation": dict(alloc),
-                },
+                # (not the free-text reference: nothing personal goes to the partner)
+                {"received_on": day, "method": req.method, "allocation": dict(alloc)},
             )
         self._check_completed(now)
         res = self._result(f"settlement of {self._money(req.amount)} recorded", alloc=alloc)
