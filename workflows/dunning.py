@@ -319,7 +319,8 @@ class Dunning(ContractBase):
         self.s.status = "handed_off"
         self.s.route = route
         self.s.awaiting_approval = False
-        self.s.needs_address = False
+        if self._after:
+            self.s.needs_address = False
         if self.s.stage == "needs_address":
             self.s.stage = self.s.stages_done[-1] if self.s.stages_done else "none"
         after: dict[str, object] = {}

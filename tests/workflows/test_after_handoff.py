@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowExecutionStatus
@@ -30,10 +32,11 @@ from activities.events import sign
 from core.models import CollectionCase, OutboxEvent
 from core.settings import PROJECT_ROOT
 from domain.schedule import BERLIN, berlin_midnight, installment_due_times
-from tests.conftest import ADMIN, PLATFORM, SUPPORT
+from tests.conftest import ADMIN, PLATFORM, SUPPORT, contract_body
 from tests.partner import Partner, running_partner
 from tests.stack import Stack, unique_email
 from tests.workflows.ladder import after, rungs
+from workflows.types import ContractView, workflow_id_for
 
 LOST = "pm_card_visa_chargeDeclinedLostCard"
 
@@ -461,3 +464,104 @@ async def test_partner_down_for_two_days_the_case_file_waits_and_goes_once(
     c = await stack.contract(cid)
     assert c["collection"]["deliveries_waiting"] == [] and c["status"] == "handed_off"
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_a_business_customers_plan_is_called_in_at_the_hand_off(
+    stack: Stack, partner: Partner, tmp_path: Path
+) -> None:
+    # § 498 BGB protects consumers only: `call_in` calls a business customer's rest in with
+    # the hand-off, and the partner gets it in the hand-off's own case file.
+    await stack.pin_date(6, 15)
+    name = policy(stack, tmp_path, "callinb2b", on_default="call_in")
+    body = contract_body(count=6, payment_method=LOST, policy=name, first_due=await stack.today())
+    body["customer"]["type"] = "business"
+    resp = await stack.http.post("/v1/contracts", json=body, headers=PLATFORM)
+    assert resp.status_code == 201, resp.text
+    cid = body["contract_id"]
+    handle = stack.temporal.get_workflow_handle(workflow_id_for(cid), result_type=ContractView)
+    await stack.settled(handle, "handed_off")
+    c = await stack.contract(cid)
+    assert [i["status"] for i in c["schedule"]] == ["handed_off"] * 6
+    (called,) = await timeline(stack, cid, "contract.called_in")
+    assert called["data"]["installments"] == [3, 4, 5, 6]
+    assert "consumers only" in called["data"]["basis"]
+    assert await timeline(stack, cid, "call_in.noticed") == []  # no § 498 notice
+    (file,) = partner.acknowledged("case_file")
+    assert [i["seq"] for i in file.body["installments"]] == [1, 2, 3, 4, 5, 6]
+    assert file.body["totals"]["principal"] == 6 * 9900
+    assert c["claim"]["principal"] == 6 * 9900
+
+
+async def test_the_customer_pays_through_stripe_after_the_hand_off(
+    stack: Stack, partner: Partner
+) -> None:
+    # A PaymentIntent the platform created for the contract (metadata.contract_id), none of
+    # Mahnwerk's debits: its payment_intent.succeeded is a payment of the claim.
+    cid, handle = await stack.start(count=1, payment_method=LOST)
+    await stack.settled(handle, "handed_off")
+    total = (await stack.contract(cid))["claim"]["total"]
+    event = {
+        "id": "evt_external_payment_1",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "data": {
+            "object": {
+                "id": f"pi_external_{cid.replace('-', '_')}",
+                "object": "payment_intent",
+                "amount": total,
+                "amount_received": total,
+                "currency": "eur",
+                "status": "succeeded",
+                "metadata": {"contract_id": cid},
+            }
+        },
+    }
+    payload = json.dumps(event)
+    t = int(time.time())
+    secret = stack.settings.stripe_webhook_secret.get_secret_value()
+    sig = stripe.WebhookSignature._compute_signature(f"{t}.{payload}", secret)
+    for _ in range(2):  # Stripe delivers at least once
+        resp = await stack.http.post(
+            "/v1/webhooks/stripe",
+            content=payload,
+            headers={"Stripe-Signature": f"t={t},v1={sig}", "Content-Type": "application/json"},
+        )
+        assert resp.status_code == 200, resp.text
+    await stack.env.sleep(timedelta(minutes=5))
+    c = await stack.contract(cid)
+    assert c["status"] == "completed" and c["access"] == "granted"
+    assert c["claim"]["total"] == 0 and c["schedule"][0]["status"] == "paid"
+    (paid,) = [
+        e for e in await timeline(stack, cid, "payment.succeeded") if e["data"].get("source")
+    ]
+    assert paid["data"]["source"] == "customer" and paid["data"]["amount"] == total
+    (told,) = partner.acknowledged("case.payment")
+    assert told.body["data"]["payment"]["source"] == "customer"
+    assert told.body["data"]["claim_after"]["total"] == 0
+
+
+async def test_a_contract_from_before_the_patch_also_waits_out_the_partners_outage(
+    stack: Stack, partner: Partner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A contract started before PATCH_AFTER_HANDOFF ends at its hand-off, as it always did;
+    # since PATCH_DELIVERY_WAITS its case file no longer fails the workflow after 30 days of
+    # a partner's outage: it waits, visibly, and goes once the partner is back.
+    from workflows.contract import ContractWorkflow
+
+    monkeypatch.setattr(ContractWorkflow, "_patch_after_handoff", staticmethod(lambda: False))
+    partner.down = True
+    first = await stack.today()
+    cid, handle = await stack.start(count=1, payment_method=LOST)
+    handed_off = rungs(date.fromisoformat(first))["collection"].at
+    await stack.sleep_until(handed_off + timedelta(days=2))
+    assert (await stack.contract(cid))["status"] == "handed_off"
+    assert len(await timeline(stack, cid, "collection.delivery_failed")) >= 5
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    assert await timeline(stack, cid, "installment.ended") == []  # the old behaviour
+    partner.down = False
+    view = await stack.result(handle)  # the old path ends once the file is delivered
+    assert view.status == "handed_off"
+    (file,) = partner.acknowledged("case_file")
+    assert file.signed and file.body["file_no"] == 0
+    assert len(await timeline(stack, cid, "collection.case_file_delivered")) == 1
