@@ -369,6 +369,9 @@ class ContractBase:
     def _case_at_partner(self) -> CaseState | None:
         raise NotImplementedError
 
+    def _ask_message(self, kind: str, stage: str, **fields: Any) -> None:
+        raise NotImplementedError
+
     async def _send_notice(
         self, stage: str, template: str, now: datetime, until: Deadline | None = None
     ) -> None:

@@ -541,8 +541,18 @@ class Collection(ContractBase):
                 },
                 event="access.unlocked",
             )
+            # the customer messages of issue 12 item 4 (workflows/endings.py; policy switch)
+            self._ask_message(
+                "access_restored", f"access_restored_{case.case_no}", case_no=case.case_no
+            )
         if not paid:
             return
+        self._ask_message(
+            "payment_received",
+            f"payment_received_{case.case_no}",
+            case_no=case.case_no,
+            reason="paid",
+        )
         case.closed = "paid"
         case.closed_at = now
         self._fact(
