@@ -709,11 +709,14 @@ class CollectionActivities:
                     )
         except IntegrityError:
             pass  # a concurrent attempt stored it: deliver what it stored
-        url = self.settings.collection_url
         with self.sessions() as s:
             row = s.scalar(select(CollectionMessage).where(CollectionMessage.key == inp.key))
             if row is None:
                 raise RuntimeError(f"collection message {inp.key} was not stored")
+            contract = s.get(Contract, inp.contract_id)
+            seller_id = contract.seller_id if contract is not None else None
+            # the seller's collection partner, else MAHNWERK_COLLECTION_URL (issue 14)
+            url = self._seller_settings(seller_id).collection_url
             if row.delivered_at is not None:
                 return True
             if not url:

@@ -57,9 +57,12 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("collection_messages")
+    # the follow-up files cannot stay under the old key (one file per contract and case)
+    op.execute("DELETE FROM collection_cases WHERE file_no > 0")
     with op.batch_alter_table("collection_cases") as batch:
         batch.drop_constraint("uq_collection_case", type_="unique")
         batch.create_unique_constraint("uq_collection_case", ["contract_id", "case_no"])
         batch.drop_column("file_no")
-    with op.batch_alter_table("contracts") as batch:
-        batch.drop_column("collection")
+    # Not batch mode: on SQLite it would copy `contracts` and drop the original, which the
+    # foreign keys of installments, notices, … refuse. SQLite ≥ 3.35 drops a plain column.
+    op.drop_column("contracts", "collection")
