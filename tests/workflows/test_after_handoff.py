@@ -190,7 +190,7 @@ async def test_call_in_only_when_498_allows_it_then_the_rest_falls_due(
     assert refused["data"]["consecutive"] == 1 and "Nr. 1 a" in refused["data"]["reasons"][0]
     assert refused["data"]["kept"] == list(range(2, 13))
     assert await timeline(stack, cid, "call_in.noticed") == []
-    assert not [m for m in stack.mails(email) if "498" in str(m["Subject"])]
+    assert not [m for m in stack.mails(email) if "§ 498" in str(m["Subject"])]
     assert c["collection"]["call_in"]["status"] == "not_allowed"
 
     # installment 2 is debited as agreed, fails and joins: now § 498 (1) Nr. 1 holds
@@ -200,7 +200,7 @@ async def test_call_in_only_when_498_allows_it_then_the_rest_falls_due(
     (noticed,) = await timeline(stack, cid, "call_in.noticed")
     assert noticed["data"]["arrears_installments"] == [1, 2]
     assert noticed["data"]["installments"] == list(range(3, 13))
-    (notice,) = [m for m in stack.mails(email) if "498" in str(m["Subject"])]
+    (notice,) = [m for m in stack.mails(email) if "§ 498" in str(m["Subject"])]
     text = " ".join(notice.get_body(preferencelist=("plain",)).get_content().split())
     assert "verlangen wir die gesamte Restschuld (§ 498 Abs. 1 BGB)" in text, text
     assert "die 10 noch nicht fälligen Raten über insgesamt 990,00 €" in text
