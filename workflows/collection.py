@@ -569,6 +569,17 @@ class Collection(ContractBase):
         if any(i.status == "open" for i in self.s.installments):
             self._open_case(now)
         self._check_completed(now)
+        left = ("scheduled", "processing", "open", "stalled")
+        if self.s.status == "active" and not any(i.status in left for i in self.s.installments):
+            # the rest of the plan was stopped (on_default: stop): nothing is left to collect
+            self.s.status = "completed"
+            self._fact(
+                "contract.completed",
+                f"completed:{self.inp.contract_id}",
+                now,
+                {"paid_total": self.s.paid_total, "reason": "the claim handed off was paid"},
+                event="contract.completed",
+            )
 
     # -- admin actions -----------------------------------------------------------------------
 

@@ -886,9 +886,7 @@ class Dunning(ContractBase):
                     event="contract.cancelled",
                 )
             return
-        done: tuple[str, ...] = ("paid", "waived", "refunded")
-        if self._after:  # issue 12: cancelled by on_default: stop after a paid hand-off
-            done += ("cancelled",)
+        done = ("paid", "waived", "refunded")
         if self.s.generated and all(i.status in done for i in self.s.installments):
             self.s.status = "completed"
             self._fact(
