@@ -816,6 +816,8 @@ class ContractWorkflow(Endings, Invoicing, Collection):
             # notice's day, so the interest accrued since is not claimed (issue 11).
             data["paid_as_asked"] = {"stage": asked.stage, "booked_on": booked}
         if self._after:
+            if source == "seller" and req.actor == "customer":
+                source = "customer"  # the payment page's Stripe Checkout (issue 16)
             data["source"] = source
         self._fact(
             "settlement.recorded" if source != "partner" else "collection.payment_received",
