@@ -183,6 +183,7 @@ def build_worker(
         notices.send_notice,
         collection.build_case_file,
         collection.deliver_case_file,
+        collection.deliver_collection_message,
         claims.base_rates,
         claims.claim_interest,  # legacy: settlements of contracts started before PATCH_CLAIM
         invoices.issue_invoice,

@@ -21,13 +21,20 @@ computed by the pure rules in ``domain/``, into one JSON document in ``collectio
   court computes itself, so it is claimed even when our own computation lacks a rate;
 * the limitation end per installment (§§ 195, 199 BGB).
 
-One file per (contract, dunning case): the unique key makes a retried or concurrent
-activity re-read the stored file instead of writing a second one, so the evidence handed
-over never changes once built.
+One file per (contract, dunning case, file number): the unique key makes a retried or
+concurrent activity re-read the stored file instead of writing a second one, so the evidence
+handed over never changes once built. File 0 is the hand-off; when later installments join
+the case (a later default, or the rest of the plan called in, issue 12) a follow-up file
+(1, 2, …) carries the whole claim as of then, names the installments that joined and the
+file it supplements.
 
 ``deliver_case_file`` POSTs the stored file to ``MAHNWERK_COLLECTION_URL`` signed like the
-platform events (SPEC.md §5) with ``Idempotency-Key: case-{id}``; anything but 2xx raises,
-so the workflow's retry policy repeats it until the receiver acknowledges.
+platform events (SPEC.md §5) with ``Idempotency-Key: case-{id}``; anything but 2xx raises.
+``deliver_collection_message`` does the same for the messages that follow a hand-off
+(``case.payment``, ``case.recall``): stored once by their key, POSTed with
+``Idempotency-Key: {key}`` until acknowledged. The workflow retries a failed delivery with
+backoff until it succeeds (never failing the contract) and records each failed round
+(``collection.delivery_failed``, counted by ``mahnwerk_collection_delivery_failures_total``).
 """
 
 from __future__ import annotations
@@ -47,10 +54,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.events import sign
+from core import metrics
 from core.db import transaction
 from core.invoicing import invoice_numbers
 from core.models import (
     CollectionCase,
+    CollectionMessage,
     Consent,
     Contract,
     Installment,
@@ -98,9 +107,10 @@ from domain.interest import (
     with_rates,
 )
 from domain.schedule import berlin_date
-from workflows.types import CaseFileInput, CaseFileResult
+from workflows.types import CaseFileInput, CaseFileResult, CollectionMessageInput
 
 SCHEMA: Final = "mahnwerk.collection_case.v1"
+MESSAGE_SCHEMA: Final = "mahnwerk.collection_message.v1"
 ROUTES: Final = (COURT, INKASSO)
 DELIVERY_TIMEOUT: Final = 20.0  # seconds
 _ERROR_MAX: Final = 2000  # characters of a receiver's answer kept in last_error
@@ -373,11 +383,13 @@ class CollectionActivities:
         except SellerConfigError as exc:
             raise ApplicationError(str(exc), type="SellerMissing") from exc
 
-    def _stored(self, contract_id: str, case_no: int) -> CollectionCase | None:
+    def _stored(self, contract_id: str, case_no: int, file_no: int = 0) -> CollectionCase | None:
         with self.sessions() as s:
             return s.scalar(
                 select(CollectionCase).where(
-                    CollectionCase.contract_id == contract_id, CollectionCase.case_no == case_no
+                    CollectionCase.contract_id == contract_id,
+                    CollectionCase.case_no == case_no,
+                    CollectionCase.file_no == file_no,
                 )
             )
 
@@ -499,11 +511,28 @@ class CollectionActivities:
         ]
         total = claim.total
         ends = [limitation_end(i.due) for i in invoices]
+        follow_up = None
+        if inp.file_no:
+            first = s.scalar(
+                select(CollectionCase.id).where(
+                    CollectionCase.contract_id == cid,
+                    CollectionCase.case_no == inp.case_no,
+                    CollectionCase.file_no == 0,
+                )
+            )
+            follow_up = {
+                "supplements_case_id": first,
+                "joined_installments": sorted(inp.joined),
+                "note": "the whole claim as of this file; the installments named joined the "
+                "case since the previous file",
+            }
         return {
             "schema": SCHEMA,
             "case_id": None,  # set once the row has its id
             "contract_id": cid,
             "case_no": inp.case_no,
+            "file_no": inp.file_no,
+            "follow_up": follow_up,
             "route": inp.route,
             "as_of": as_of,
             "created_at": datetime.now(UTC).isoformat(),
@@ -560,7 +589,7 @@ class CollectionActivities:
         """Build and store the case file of (contract, case) once; later calls return it."""
         if inp.route not in ROUTES:
             raise _invalid(f"route must be one of {', '.join(ROUTES)}, got {inp.route!r}")
-        stored = self._stored(inp.contract_id, inp.case_no)
+        stored = self._stored(inp.contract_id, inp.case_no, inp.file_no)
         if stored is not None:
             if stored.route != inp.route:
                 activity.logger.warning(
@@ -580,6 +609,7 @@ class CollectionActivities:
                 row = CollectionCase(
                     contract_id=inp.contract_id,
                     case_no=inp.case_no,
+                    file_no=inp.file_no,
                     route=inp.route,
                     file=file,
                     created_at=datetime.now(UTC),
@@ -590,10 +620,14 @@ class CollectionActivities:
                 row.file = {**file, "case_id": row.id}
                 result = result_of(row)
         except IntegrityError:
-            stored = self._stored(inp.contract_id, inp.case_no)
+            stored = self._stored(inp.contract_id, inp.case_no, inp.file_no)
             if stored is None:
                 raise
             return result_of(stored)
+        except ApplicationError as exc:
+            if exc.type == "InvalidCaseFile":
+                metrics.collection_delivery_failed("case_file")
+            raise
         return result
 
     @activity.defn(name="deliver_case_file")
@@ -639,8 +673,99 @@ class CollectionActivities:
                 row.last_error = error[:_ERROR_MAX]
         if error is not None:
             activity.logger.warning("collection case %s not delivered: %s", case_id, error)
+            metrics.collection_delivery_failed("case_file")
             raise ApplicationError(
                 f"collection case {case_id} not acknowledged by {url}: {error}",
                 type="CollectionDeliveryFailed",
             )
         return True
+
+    @activity.defn(name="deliver_collection_message")
+    def deliver_collection_message(self, inp: CollectionMessageInput) -> bool:
+        """Store the message once (by its key) and POST it to MAHNWERK_COLLECTION_URL until
+        acknowledged: True once acknowledged (now or before), False when no URL is
+        configured (it stays stored); raises otherwise (the workflow tries again later)."""
+        payload = {
+            "schema": MESSAGE_SCHEMA,
+            "id": inp.key,
+            "type": inp.type,
+            "contract_id": inp.contract_id,
+            "created": _iso(inp.created_at),
+            "data": _jsonable(inp.data),
+        }
+        try:
+            with transaction(self.sessions) as s:
+                row = s.scalar(select(CollectionMessage).where(CollectionMessage.key == inp.key))
+                if row is None:
+                    s.add(
+                        CollectionMessage(
+                            contract_id=inp.contract_id,
+                            key=inp.key,
+                            type=inp.type,
+                            payload=payload,
+                            created_at=datetime.now(UTC),
+                            delivery_attempts=0,
+                        )
+                    )
+        except IntegrityError:
+            pass  # a concurrent attempt stored it: deliver what it stored
+        with self.sessions() as s:
+            row = s.scalar(select(CollectionMessage).where(CollectionMessage.key == inp.key))
+            if row is None:
+                raise RuntimeError(f"collection message {inp.key} was not stored")
+            contract = s.get(Contract, inp.contract_id)
+            seller_id = contract.seller_id if contract is not None else None
+            # the seller's collection partner, else MAHNWERK_COLLECTION_URL (issue 14)
+            url = self._seller_settings(seller_id).collection_url
+            if row.delivered_at is not None:
+                return True
+            if not url:
+                return False
+            stored, row_id = row.payload, row.id
+        body = json.dumps(stored, separators=(",", ":"), sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Mahnwerk-Signature": sign(body, self.settings.events_secret.get_secret_value()),
+            "Idempotency-Key": inp.key,
+            "Mahnwerk-Event-Id": inp.key,
+        }
+        error = _post(url, body, headers)
+        with transaction(self.sessions) as s:
+            message = s.get(CollectionMessage, row_id)
+            if message is not None:
+                message.delivery_attempts += 1
+                if error is None:
+                    message.delivered_at = message.delivered_at or datetime.now(UTC)
+                    message.last_error = None
+                else:
+                    message.last_error = error[:_ERROR_MAX]
+        if error is not None:
+            activity.logger.warning("collection message %s not delivered: %s", inp.key, error)
+            metrics.collection_delivery_failed(inp.type)
+            raise ApplicationError(
+                f"collection message {inp.key} not acknowledged by {url}: {error}",
+                type="CollectionDeliveryFailed",
+            )
+        return True
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> str | None:
+    """POST; None when acknowledged (2xx), else the error."""
+    try:
+        with httpx.Client(timeout=DELIVERY_TIMEOUT) as client:
+            resp = client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if not resp.is_success:
+        return f"HTTP {resp.status_code}: {resp.text[:500]}"
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

@@ -90,6 +90,15 @@ class LedgerActivities:
                     "collecting": list(inp.collecting),
                     "collecting_defaulted": list(inp.collecting_defaulted),
                 }
+            if inp.case is not None or inp.call_in is not None:
+                # issue 12: the case at the partner (GET /v1/contracts/{id} → collection)
+                contract.collection = _json(
+                    {
+                        "case": asdict(inp.case) if inp.case is not None else None,
+                        "call_in": asdict(inp.call_in) if inp.call_in is not None else None,
+                        "deliveries": [asdict(d) for d in inp.deliveries],
+                    }
+                )
             if inp.customer_address is not None:
                 # support recorded the postal address: the case file reads it from here
                 contract.customer = {**(contract.customer or {}), "address": inp.customer_address}

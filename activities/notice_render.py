@@ -26,7 +26,9 @@ interest) and ``total`` (``subtotal`` + ``interest``) — formatted, each also a
 ``*_minor`` int; ``deadline``; ``payment_link``; ``route`` (``court`` | ``inkasso`` |
 None); ``debit`` (SEPA pre-notification only, else
 None: {seq, attempt, amount, amount_minor, date, mandate_reference, creditor_id,
-iban_last4, short_notice, represented}); and the helpers ``money(minor)``, ``date(value)``
+iban_last4, short_notice, represented}); ``call_in`` (the § 498 BGB notice only, else None:
+{arrears, future, installments, remainder} formatted, the amounts also as ``*_minor``); and
+the helpers ``money(minor)``, ``date(value)``
 (running text, "5. Dezember 2026") and ``numeric_date(value)`` (tables, "05.12.2026").
 Presentation (docs/notices.md): ``salutation``; ``seller`` also has ``legal_name`` and
 ``legal_lines`` (the business-letter footer); ``bank`` (None without
@@ -716,6 +718,7 @@ def _build(
         "payment_link": link,
         "route": route,
         "debit": _debit_context(inp, settings, money, day),
+        "call_in": _call_in_context(inp, money),
         "money": money,
         "date": day,
         "numeric_date": numeric_day,
@@ -844,6 +847,23 @@ def _message_evidence(inp: NoticeInput) -> dict[str, Any] | None:
     return out
 
 
+def _call_in_context(inp: NoticeInput, money: Callable[[int], str]) -> dict[str, Any] | None:
+    """The § 498 BGB notice (template ``call_in``): the arrears, the installments not yet
+    due, and the whole remainder that falls due if the deadline passes unpaid."""
+    c = inp.call_in
+    if c is None:
+        return None
+    return {
+        "arrears": money(c.arrears),
+        "arrears_minor": c.arrears,
+        "future": money(c.future),
+        "future_minor": c.future,
+        "installments": c.installments,
+        "remainder": money(c.remainder),
+        "remainder_minor": c.remainder,
+    }
+
+
 def _debit_context(
     inp: NoticeInput,
     settings: Settings,
@@ -925,6 +945,7 @@ def _evidence(
         "payment_link": context["payment_link"],
         "route": context["route"],
         "debit": _debit_evidence(inp, context),
+        "call_in": asdict(inp.call_in) if inp.call_in is not None else None,
     } | ({"message": _message_evidence(inp)} if inp.message is not None else {})
 
 

@@ -82,6 +82,7 @@ def create_app(
     app.include_router(customers.router, responses=error_responses(401, 403, 404, 409))
     app.include_router(sellers.router)
     app.include_router(webhooks.router, responses=error_responses(400))
+    app.include_router(collection.webhook_router, responses=error_responses(400, 404, 409, 422))
     app.include_router(codec.router, responses=error_responses(401, 403, 422))
     app.include_router(pay.router)  # the customer's page: HTML, outside the API document
     app.include_router(console.router)  # the support console: HTML, outside the API document

@@ -128,6 +128,8 @@ _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # request bodies. Unauthenticated (the signature is checked after reading), so still bounded.
 WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 _WEBHOOK_PATH = "/v1/webhooks/stripe"
+# The collection partner's reports (issue 12): signed with Mahnwerk-Signature, no API key.
+COLLECTION_WEBHOOK_PATH = "/v1/webhooks/collection"
 _CODEC_CONVERT = ("/codec/encode", "/codec/decode")
 
 
@@ -156,7 +158,7 @@ class RequestGuard:
     FastAPI reads and parses the body before any dependency (the API-key check among them)
     runs, so without this a 50 MB body was read and parsed for a caller without a key. Here:
 
-    - a request with a body to an authenticated route (`/v1/…` but the Stripe webhook, and
+    - a request with a body to an authenticated route (`/v1/…` but the signed webhooks, and
       `/codec/encode|decode`) needs a known credential first (any role; the route checks the
       role): 401 without reading a byte;
     - a declared `Content-Length` over the limit is 413 at once; a body without one is read
@@ -219,7 +221,7 @@ class RequestGuard:
     @staticmethod
     def _needs_credential(path: str) -> bool:
         if path.startswith("/v1/"):
-            return not _is_webhook(path)
+            return not _is_webhook(path) and path != COLLECTION_WEBHOOK_PATH
         return path in _CODEC_CONVERT
 
     @staticmethod

@@ -237,6 +237,69 @@ class TermsOut(Out):
     text_sha256: str | None = None
 
 
+class CaseFileRefOut(Out):
+    file_no: int = Field(description="0: the hand-off's file; 1, 2, …: follow-up files")
+    installments: list[int] = Field(description="the installments handed over with it")
+    case_id: int | None = Field(description="its collection_cases id, once built")
+    delivered_at: str | None
+
+
+class CaseStatusOut(Out):
+    status: Literal["objection", "enforcement_order", "title", "uncollectible"]
+    on: str = Field(description="ISO date it happened")
+    reference: str
+    note: str
+    actor: str
+    recorded_at: str | None
+
+
+class DeliveryWaitingOut(Out):
+    what: str = Field(examples=["case file 0", "case.payment"])
+    rounds_failed: int
+    last_error: str | None
+    next_try_at: str | None = Field(description="null: in this pass")
+
+
+class LimitationLineOut(Out):
+    installment: int
+    arose: str = Field(description="ISO date the claim arose (fell due)")
+    ends: str = Field(description="ISO date: the last day of the limitation period")
+    basis: str = Field(examples=["§§ 195, 199 Abs. 1 BGB"])
+
+
+class TitleLimitationOut(Out):
+    since: str = Field(description="ISO date the title became final")
+    ends: str
+    basis: str = Field(examples=["§§ 197 Abs. 1 Nr. 3, 201 BGB"])
+
+
+class LimitationOut(Out):
+    regular: list[LimitationLineOut] = Field(description="3 years from the end of the year")
+    title: TitleLimitationOut | None = Field(description="30 years once a title is final")
+    next_end: str | None = Field(description="the earliest last day that still matters")
+
+
+class CollectionOut(Out):
+    """The case at the collection partner (docs/collection.md); null before any hand-off."""
+
+    case_no: int
+    route: Route
+    handed_off_at: str
+    state: Literal["open", "paid", "recalled", "uncollectible"]
+    closed_at: str | None
+    installments: list[int]
+    files: list[CaseFileRefOut]
+    statuses: list[CaseStatusOut]
+    payments_reported: int = Field(description="`case.payment` messages to the partner")
+    deliveries_waiting: list[DeliveryWaitingOut]
+    call_in: dict[str, Any] | None = Field(
+        description="the § 498 BGB call-in (policy on_default: call_in): `status` "
+        "not_allowed | notice_due | noticed | called_in | lapsed | business, with reasons, "
+        "deadline and the installments concerned"
+    )
+    limitation: LimitationOut
+
+
 class ContractOut(Out):
     """A contract as the ledger knows it (the workflow writes it on every change)."""
 
@@ -262,6 +325,9 @@ class ContractOut(Out):
     workflow_id: str = Field(examples=["contract-ord-2026-0001"])
     temporal_ui: str = Field(description="link to the contract's workflow in the Temporal UI")
     created_at: str
+    collection: CollectionOut | None = Field(
+        default=None, description="the case at the collection partner, after a hand-off"
+    )
 
 
 # -- GET /v1/contracts/{id}/events --------------------------------------------------------------
@@ -315,10 +381,29 @@ class ActionStatusOut(Out):
 # -- GET /v1/contracts/{id}/collection-case -----------------------------------------------------
 
 
+class CollectionCaseFileOut(Out):
+    id: int
+    file_no: int
+    created_at: str
+    delivered_at: str | None
+    delivery_attempts: int
+    last_error: str | None
+    installments: list[int]
+    joined_installments: list[int] = Field(description="follow-up files: who joined")
+
+
 class CollectionCaseOut(Out):
     id: int
     contract_id: str
     case_no: int
+    file_no: int = Field(
+        default=0,
+        description="0: the hand-off's file; a follow-up file when later "
+        "installments joined the case (docs/collection.md)",
+    )
+    files: list[CollectionCaseFileOut] = Field(
+        default_factory=list, description="every file of the latest case, oldest first"
+    )
     route: Route
     created_at: str
     delivered_at: str | None = Field(description="acknowledged by MAHNWERK_COLLECTION_URL")

@@ -509,6 +509,73 @@ class ReasonIn(Strict):
     reason: Text = Field(min_length=1, max_length=500)
 
 
+class CaseStatusIn(Strict):
+    """What the collection partner or the court reports (POST …/case-status)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "enforcement_order",
+                    "on": "2027-03-15",
+                    "reference": "AG Wedding 27-1234567-0-3",
+                    "reason": "Vollstreckungsbescheid zugestellt",
+                }
+            ]
+        },
+    )
+
+    status: Literal["objection", "enforcement_order", "title", "uncollectible"] = Field(
+        description="objection (Widerspruch), enforcement_order (Vollstreckungsbescheid), "
+        "title (a title became final: 30-year limitation), uncollectible (written off)"
+    )
+    on: str = Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="ISO date (Europe/Berlin) it happened; not in the future, not before the "
+        "hand-off; for `title`, the day the title became final",
+    )
+    reference: Line = Field(default="", max_length=200, description="court file number etc.")
+    reason: Text = Field(default="", max_length=500, description="a note for the timeline")
+
+    _on = field_validator("on")(_check_due)
+
+
+class PartnerPaymentIn(Strict):
+    """A payment the collection partner received (POST /v1/webhooks/collection, signed)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "case.payment",
+                    "contract_id": "ord-2026-0001",
+                    "payment_id": "ink-7731-1",
+                    "amount": 5000,
+                    "received_at": "2027-02-03T09:30:00+01:00",
+                    "reference": "Teilzahlung an Inkasso",
+                }
+            ]
+        },
+    )
+
+    type: Literal["case.payment"]
+    contract_id: str = Field(pattern=ID)
+    payment_id: str = Field(
+        pattern=r"^[A-Za-z0-9._:~-]{1,200}$",
+        description="the partner's unique id of the payment: a repeated report is recorded once",
+    )
+    amount: Money
+    received_at: datetime | None = None
+    reference: Line = Field(default="collection partner", min_length=1, max_length=200)
+
+    @field_validator("received_at")
+    @classmethod
+    def _received(cls, v: datetime | None) -> datetime | None:
+        return _not_in_future(_aware_in_window(v))
+
+
 class ApproveHandoffIn(Strict):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"route": "inkasso"}]}

@@ -140,6 +140,14 @@ class HandedOffData(_Data):
     principal: int
     fees: int
     claim: ClaimParts | None = None
+    installments: list[int] | None = Field(
+        default=None, description="the installments handed off (docs/collection.md)"
+    )
+    on_default: str | None = Field(
+        default=None,
+        examples=["keep_schedule"],
+        description="what the policy does with the installments not yet due",
+    )
 
 
 class WrittenOffData(_Data):
@@ -148,6 +156,46 @@ class WrittenOffData(_Data):
     principal: int
     reason: str | None = None
     claim: ClaimParts | None = None
+    installments: list[int] | None = Field(default=None, description="those written off")
+    on_default: str | None = None
+
+
+class CallInData(_Data):
+    """The rest of the plan is called in (§ 498 BGB for consumers; docs/collection.md)."""
+
+    case: int
+    installments: list[int] = Field(description="noticed: not yet due; called in: those called")
+    arrears: int | None = Field(default=None, description="noticed: the claim in arrears")
+    arrears_installments: list[int] | None = None
+    remainder: int | None = Field(default=None, description="noticed: what falls due if unpaid")
+    deadline: str | None = Field(default=None, description="the last day to pay the arrears")
+    principal: int | None = Field(default=None, description="called in: principal called in")
+    basis: str | None = None
+
+
+class CaseData(_Data):
+    """The case at the collection partner (docs/collection.md): closed (paid in full),
+    recalled by an admin, or a status the partner or the court reported."""
+
+    case: int
+    route: Literal["court", "inkasso"] | None = None
+    reason: str | None = None
+    status: Literal["objection", "enforcement_order", "title", "uncollectible"] | None = None
+    on: str | None = Field(default=None, description="case-status: the ISO date it happened")
+    reference: str | None = None
+    installments: list[int] | None = None
+    overdue_amount: int | None = None
+
+
+class DeliveryFailedData(_Data):
+    """A round of delivering a case file or message to the collection partner failed: it is
+    tried again at `retry_at` (1 h doubling up to a day) until it succeeds."""
+
+    what: str = Field(examples=["case file 0", "case.payment"])
+    key: str
+    round: int
+    error: str
+    retry_at: str
 
 
 class CompletedData(_Data):
@@ -287,6 +335,18 @@ EVENTS: dict[str, tuple[type[_Data], str]] = {
     ),
     "invoice.issued": (InvoiceData, "An invoice was issued (installment, period, purchase)."),
     "credit_note.issued": (InvoiceData, "A credit note was issued (refund, withdrawal)."),
+    "call_in.noticed": (
+        CallInData,
+        "The § 498 BGB notice went out: pay the arrears in two weeks or the rest falls due.",
+    ),
+    "contract.called_in": (CallInData, "The rest of the plan fell due and joined the case."),
+    "case.closed": (CaseData, "The claim handed off was paid in full: the case is closed."),
+    "case.recalled": (CaseData, "An admin recalled the case from the collection partner."),
+    "case.status_changed": (CaseData, "The partner or the court reported a case status."),
+    "collection.delivery_failed": (
+        DeliveryFailedData,
+        "A case file or message did not reach the collection partner: retried.",
+    ),
     "notice.failed": (NoticeData, "A notice could not be delivered (retried unless permanent)."),
     "notice.delivered_late": (NoticeData, "A notice that had failed was delivered after all."),
     "claim.residual_claimed": (

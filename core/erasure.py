@@ -42,6 +42,7 @@ from core.customer_keys import shred
 from core.models import (
     AccessState,
     CollectionCase,
+    CollectionMessage,
     Consent,
     Contract,
     CustomerErasure,
@@ -355,7 +356,7 @@ def _anonymise(
     ids = [c.id for c in contracts]
     counts = dict.fromkeys(
         ("contracts", "payment_attempts", "notices", "timeline_events", "outbox_events",
-         "collection_cases", "access", "invoices"),
+         "collection_cases", "collection_messages", "access", "invoices"),
         0,
     )  # fmt: skip
     for c in contracts:
@@ -366,6 +367,8 @@ def _anonymise(
         # The hash of the original body would let anyone holding a guess confirm it.
         canonical = json.dumps(c.request, sort_keys=True, separators=(",", ":"))
         c.request_hash = hashlib.sha256(canonical.encode()).hexdigest()
+        if c.collection is not None:  # notes of the case at the partner (issue 12)
+            c.collection = scrub.json(c.collection)
         counts["contracts"] += 1
     for consent in s.scalars(select(Consent).where(Consent.contract_id.in_(ids))):
         consent.ip = ERASED  # kind, version, text hash and time stay: the evidence
@@ -414,6 +417,12 @@ def _anonymise(
             .execution_options(synchronize_session=False)
         )
         counts["invoices"] += 1
+    for message in s.scalars(
+        select(CollectionMessage).where(CollectionMessage.contract_id.in_(ids))
+    ):
+        message.payload = scrub.json(message.payload)
+        message.last_error = scrub.text(message.last_error)
+        counts["collection_messages"] += 1
     for access in s.scalars(
         select(AccessState).where(
             or_(AccessState.customer_id == customer_id, AccessState.contract_id.in_(ids))

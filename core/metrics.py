@@ -3,7 +3,8 @@
 Three sources, two endpoints:
 
 - **Business counters** (`mahnwerk_debits_*`, `mahnwerk_notices_sent_total`,
-  `mahnwerk_access_locks_total`, `mahnwerk_handoffs_total`) are counted where they happen —
+  `mahnwerk_access_locks_total`, `mahnwerk_handoffs_total`,
+  `mahnwerk_collection_delivery_failures_total`) are counted where they happen —
   in the activities, i.e. in the *worker* process. Each `inc` goes to this module's
   prometheus-client `REGISTRY` and, once `worker_runtime()` has built the worker's Temporal
   runtime, to that runtime's metric meter too, so the worker's scrape endpoint
@@ -125,6 +126,14 @@ ALERTS = BusinessCounter(
     ["type"],
 )
 
+COLLECTION_DELIVERY_FAILURES = BusinessCounter(
+    "mahnwerk_collection_delivery_failures",
+    "A case file or message for the collection partner could not be built or was not "
+    "acknowledged (by kind: case_file, case.payment, case.recall): the contract waits and "
+    "tries again with backoff (event collection.delivery_failed). Alert on any increase.",
+    ["kind"],
+)
+
 COUNTERS = (
     DEBITS_ATTEMPTED,
     DEBITS_SUCCEEDED,
@@ -134,6 +143,7 @@ COUNTERS = (
     HANDOFFS,
     INTEGRATION_ERRORS,
     ALERTS,
+    COLLECTION_DELIVERY_FAILURES,
 )
 
 
@@ -160,6 +170,10 @@ def integration_error(code: str | None) -> None:
 
 def alert(fact_type: str) -> None:
     ALERTS.inc(type=fact_type)
+
+
+def collection_delivery_failed(kind: str) -> None:
+    COLLECTION_DELIVERY_FAILURES.inc(kind=kind)
 
 
 def notice_sent(stage: str) -> None:

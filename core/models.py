@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -137,6 +138,9 @@ class Contract(Base):
     # contracts started before the claim model.
     claim_facts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     claim: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The case at the collection partner (issue 12), as the workflow last wrote it: route,
+    # installments, files, statuses reported, deliveries waiting, the § 498 call-in.
+    collection: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -334,20 +338,49 @@ class WebhookEvent(Base):
 class CollectionCase(Base):
     """The hand-off case file of one dunning case (SPEC.md §6), as built and as delivered.
 
-    One row per (contract, dunning case): a retried activity re-reads it instead of building
-    a second one. ``file`` is the evidence, frozen at hand-off; the delivery columns track
-    the POST to ``MAHNWERK_COLLECTION_URL`` (retried until acknowledged). ``route`` is
-    ``court`` or ``inkasso`` (checked by the activity that writes it).
+    One row per (contract, dunning case, file): a retried activity re-reads it instead of
+    building a second one. ``file_no`` 0 is the file of the hand-off; 1, 2, … are follow-up
+    files sent when later installments join the case (issue 12). ``file`` is the evidence,
+    frozen when built; the delivery columns track the POST to ``MAHNWERK_COLLECTION_URL``
+    (retried until acknowledged). ``route`` is ``court`` or ``inkasso`` (checked by the
+    activity that writes it).
     """
 
     __tablename__ = "collection_cases"
-    __table_args__ = (UniqueConstraint("contract_id", "case_no", name="uq_collection_case"),)
+    __table_args__ = (
+        UniqueConstraint("contract_id", "case_no", "file_no", name="uq_collection_case"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
     case_no: Mapped[int] = mapped_column(Integer)
+    file_no: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     route: Mapped[str] = mapped_column(String(16))
     file: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CollectionMessage(Base):
+    """A message to the collection partner besides case files (issue 12): ``case.payment``
+    (a payment the seller or the customer reported after the hand-off) and ``case.recall``.
+
+    Stored once by ``key`` (derived from the payment or the action), then POSTed to
+    ``MAHNWERK_COLLECTION_URL``, signed, with ``Idempotency-Key: {key}``, until acknowledged:
+    the partner hears of each payment exactly once (it de-duplicates a repeated POST by the
+    key). The delivery columns work as in ``collection_cases``.
+    """
+
+    __tablename__ = "collection_messages"
+    __table_args__ = (UniqueConstraint("key", name="uq_collection_message_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), index=True)
+    key: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
     delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -167,6 +167,9 @@ class WaiverFact:
     # ``residual.write_off_below``) must not stop interest on installments that fall into
     # default later. True (a support waiver): no interest after ``on`` at all.
     stop_interest: bool = True
+    # Installments whose open principal is given up (a write-off, issue 12): it bears
+    # interest up to and including ``on``, none afterwards; counted in ``waived.principal``.
+    principal: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -552,7 +555,32 @@ class _Run:
                 alloc.parts.append(AllocationLine("principal", "", inst.seq, part.amount))
         return result.remainder
 
+    def waive_principal(self, inst: _Installment, day: date) -> None:
+        """Give up ``inst``'s open principal on ``day`` (interest on it up to ``day``)."""
+        amount = inst.open
+        if not amount:
+            return
+        new_start = day + timedelta(days=1)
+        if new_start > inst.seg_start:
+            exact, spans = self._segment(
+                inst.seg_amount, inst.seg_start, self._last_interest_day(day)
+            )
+            inst.closed_exact += exact
+            inst.closed_spans += spans
+            inst.seg_start = new_start
+        inst.open = 0
+        inst.seg_amount = 0
+        self.waived.principal += amount
+
     def waive(self, fact: WaiverFact, day: date) -> None:
+        for seq in fact.principal:
+            inst = self.insts.get(seq)
+            if inst is None:
+                raise ValueError(
+                    f"waiver {fact.key!r} names installment {seq}, which is not among the "
+                    "installments"
+                )
+            self.waive_principal(inst, day)
         for line in self.charges:
             give_up = (
                 (fact.fees and line.kind == FEE)

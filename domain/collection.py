@@ -156,6 +156,98 @@ def limitation_end(claim_arose: str) -> str:
     return f"{arose.year + 3:04d}-12-31"
 
 
+# What the partner or the court reports about a case handed off (POST …/case-status), in
+# the order a court procedure usually brings them: the debtor objects to the Mahnbescheid
+# (Widerspruch, § 694 [ZPO]: the case becomes a contested one, § 696 [ZPO]); the court issues
+# the Vollstreckungsbescheid (§ 699 [ZPO], an enforceable title, § 794 (1) Nr. 4 [ZPO]); a
+# title has become final (rechtskräftig: a judgment, or a Vollstreckungsbescheid no longer
+# open to an Einspruch, §§ 700, 339 [ZPO]); the partner gives up (uncollectible).
+OBJECTION: Final = "objection"
+ENFORCEMENT_ORDER: Final = "enforcement_order"
+TITLE: Final = "title"
+UNCOLLECTIBLE: Final = "uncollectible"
+CASE_STATUSES: Final = (OBJECTION, ENFORCEMENT_ORDER, TITLE, UNCOLLECTIBLE)
+
+# § 197 (1) Nr. 3 [BGB]: "rechtskräftig festgestellte Ansprüche" become time-barred in 30
+# years; § 201 [BGB]: counted from the day the decision became final (not from the end of a
+# year), not before the claim arose. § 197 (2) [BGB]: what falls due periodically in the
+# future (interest accruing after the title) keeps the regular period (§ 195).
+TITLE_LIMITATION_YEARS: Final = 30
+REGULAR_LIMITATION_YEARS: Final = 3  # § 195 [BGB]
+REGULAR_BASIS: Final = "§§ 195, 199 Abs. 1 BGB"
+TITLE_BASIS: Final = "§§ 197 Abs. 1 Nr. 3, 201 BGB"
+
+
+def title_limitation_end(final_on: str) -> str:
+    """Last day of the 30-year limitation of a claim established by a title that became
+    final on ``final_on`` (§§ 197 (1) Nr. 3, 201 [BGB]).
+
+    The period starts with an event, so that day does not count (§ 187 (1) [BGB]) and it
+    ends with the day of the 30th year that has the event's date (§ 188 (2) [BGB]); from a
+    29 February, with 28 February (§ 188 (3) [BGB]): ``2027-03-15`` → ``2057-03-15``.
+    Conservative like :func:`limitation_end` (no § 193 shift).
+    """
+    final = iso_date(final_on, "final_on")
+    try:
+        end = final.replace(year=final.year + TITLE_LIMITATION_YEARS)
+    except ValueError:
+        end = final.replace(year=final.year + TITLE_LIMITATION_YEARS, day=28)
+    return end.isoformat()
+
+
+@dataclass
+class LimitationLine:
+    """One claim's limitation: when it arose, its last day, and the rule."""
+
+    installment: int
+    arose: str
+    ends: str
+    basis: str
+
+
+@dataclass
+class Limitation:
+    """The limitation of a claim handed off, as tracked for the admin (GET …/{id}).
+
+    ``regular``: per installment, 3 years from the end of the year it fell due (§§ 195, 199
+    (1) [BGB]); ``title``: 30 years from the day the title became final, for what the title
+    established (§§ 197 (1) Nr. 3, 201 [BGB]), None until a title is recorded. ``next_end``
+    is the earliest last day that still matters: the title's end once there is one (the
+    regular periods no longer bind the titled claim), else the earliest regular end.
+    Suspension by a Mahnbescheid's service (§ 204 (1) Nr. 3 [BGB]) is not modelled: the
+    dates are conservative (the last day the creditor is certainly in time).
+    """
+
+    regular: list[LimitationLine]
+    title: LimitationLine | None
+    next_end: str | None
+
+
+def limitation(arose: Sequence[tuple[int, str]], title_on: str | None) -> Limitation:
+    """``arose``: (installment, the day its claim arose = fell due) for each installment of
+    the case; ``title_on``: the day a title became final, if any."""
+    regular = [
+        LimitationLine(
+            seq,
+            iso_date(day, f"installment {seq} arose").isoformat(),
+            limitation_end(day),
+            REGULAR_BASIS,
+        )
+        for seq, day in sorted(arose)
+    ]
+    title = None
+    if title_on:
+        first = min((line.arose for line in regular), default=title_on)
+        # § 201 sentence 1: not before the claim arose
+        start = max(iso_date(title_on, "title_on").isoformat(), first)
+        title = LimitationLine(0, start, title_limitation_end(start), TITLE_BASIS)
+    if title is not None:
+        next_end: str | None = title.ends
+    else:
+        next_end = min((line.ends for line in regular), default=None)
+    return Limitation(regular=regular, title=title, next_end=next_end)
+
+
 # --------------------------------------------------------------------------- fee tables
 
 

@@ -37,6 +37,23 @@ INTEREST_MODES: Final = ("statutory", "none")
 COLLECT_PRINCIPAL: Final = "principal"
 COLLECT_CLAIM: Final = "claim"
 COLLECT_MODES: Final = (COLLECT_PRINCIPAL, COLLECT_CLAIM)
+# What happens to the installments not yet due when a claim is handed off or written off
+# (issue 12; docs/collection.md): `keep_schedule` debits them on as agreed, each later
+# default joining the case at the partner; `call_in` calls the whole remainder in
+# (Gesamtfälligstellung) — for consumers only where § 498 BGB allows it
+# (domain.call_in), otherwise the schedule is kept; `stop` cancels them, with the reason.
+KEEP_SCHEDULE: Final = "keep_schedule"
+CALL_IN: Final = "call_in"
+STOP: Final = "stop"
+ON_DEFAULT_MODES: Final = (KEEP_SCHEDULE, CALL_IN, STOP)
+# When access locked by the ladder comes back once the claim went to collection (or was
+# written off): `claim_paid` once nothing handed off is claimed any more (paid in full, or
+# written off), `principal_paid` once its principal is paid (what stays open — interest,
+# fees — stays with the partner), `never` (only a new contract or support grants it).
+UNLOCK_CLAIM_PAID: Final = "claim_paid"
+UNLOCK_PRINCIPAL_PAID: Final = "principal_paid"
+UNLOCK_NEVER: Final = "never"
+UNLOCK_MODES: Final = (UNLOCK_CLAIM_PAID, UNLOCK_PRINCIPAL_PAID, UNLOCK_NEVER)
 # dunning.stage values that are not ladder steps (SPEC §2 "Contract status").
 # `needs_address`: a court hand-off waiting for the debtor's postal address (§ 690 (1) Nr. 1
 # ZPO).
@@ -81,6 +98,8 @@ class CollectionConfig:
     write_off_below: int = 0  # minor units of principal; below it: write-off, not hand-off
     route: str = "auto"  # court | inkasso | auto (court unless contested, then inkasso)
     require_approval: bool = False
+    # Access after a hand-off or write-off (UNLOCK_MODES): claim_paid | principal_paid | never
+    unlock: str = UNLOCK_CLAIM_PAID
 
 
 # SEPA Core pre-notification: 14 calendar days before the debit unless the creditor and the
@@ -166,6 +185,8 @@ class Policy:
     collect: str = COLLECT_PRINCIPAL  # principal | claim: what a debit retry collects
     residual: ResidualConfig = field(default_factory=ResidualConfig)
     send_window: SendWindow = field(default_factory=SendWindow)
+    # The installments not yet due at a hand-off or write-off (ON_DEFAULT_MODES)
+    on_default: str = KEEP_SCHEDULE
     # `demo: true` in the file: a policy for demos and tests (durations in seconds). Only such
     # a policy may be combined with contract intervals shorter than a day (api/schemas.py):
     # on any other, `PT1S` × 600 would be 600 real debits in ten minutes.
@@ -393,6 +414,7 @@ def parse_policy(data: object, file: str, fee_cap: int = FEE_PLAUSIBILITY_CAP) -
             "collect",
             "residual",
             "send_window",
+            "on_default",
             "demo",
             "withdrawal",
             "cancellation",
@@ -416,6 +438,7 @@ def parse_policy(data: object, file: str, fee_cap: int = FEE_PLAUSIBILITY_CAP) -
     collect = c.choice(top.get("collect", COLLECT_PRINCIPAL), "collect", COLLECT_MODES)
     residual = _parse_residual(c, top.get("residual", {}))
     send_window = _parse_send_window(c, top.get("send_window", {}))
+    on_default = c.choice(top.get("on_default", KEEP_SCHEDULE), "on_default", ON_DEFAULT_MODES)
     demo = c.boolean(top.get("demo", False), "demo")
     withdrawal = _parse_withdrawal(c, top.get("withdrawal", {}))
     cancellation = _parse_cancellation(c, top.get("cancellation", {}))
@@ -430,6 +453,7 @@ def parse_policy(data: object, file: str, fee_cap: int = FEE_PLAUSIBILITY_CAP) -
         collect=collect,
         residual=residual,
         send_window=send_window,
+        on_default=on_default,
         demo=demo,
         withdrawal=withdrawal,
         cancellation=cancellation,
@@ -617,7 +641,7 @@ def _parse_collection(c: _Checker, value: object) -> CollectionConfig:
         value,
         "collection",
         required=(),
-        optional=("write_off_below", "route", "require_approval"),
+        optional=("write_off_below", "route", "require_approval", "unlock"),
     )
     return CollectionConfig(
         write_off_below=c.integer(
@@ -626,6 +650,9 @@ def _parse_collection(c: _Checker, value: object) -> CollectionConfig:
         route=c.choice(section.get("route", "auto"), "collection.route", ROUTES),
         require_approval=c.boolean(
             section.get("require_approval", False), "collection.require_approval"
+        ),
+        unlock=c.choice(
+            section.get("unlock", UNLOCK_CLAIM_PAID), "collection.unlock", UNLOCK_MODES
         ),
     )
 
@@ -658,6 +685,7 @@ def policy_to_dict(p: Policy) -> dict[str, Any]:
             "write_off_below": p.collection.write_off_below,
             "route": p.collection.route,
             "require_approval": p.collection.require_approval,
+            "unlock": p.collection.unlock,
         },
         "interest": p.interest,
         "sepa": {"pre_notification": p.sepa.pre_notification},
@@ -668,6 +696,7 @@ def policy_to_dict(p: Policy) -> dict[str, Any]:
             "end": p.send_window.end,
             "days": p.send_window.days,
         },
+        "on_default": p.on_default,
     }
     if p.demo:  # only then: pinned policies of earlier releases stay byte for byte the same
         out["demo"] = True
@@ -714,6 +743,7 @@ def policy_from_dict(d: dict[str, Any]) -> Policy:
             write_off_below=int(collection.get("write_off_below", 0)),
             route=str(collection.get("route", "auto")),
             require_approval=bool(collection.get("require_approval", False)),
+            unlock=str(collection.get("unlock", UNLOCK_CLAIM_PAID)),
         ),
         interest=str(d.get("interest", "statutory")),
         sepa=SepaConfig(
@@ -732,6 +762,7 @@ def policy_from_dict(d: dict[str, Any]) -> Policy:
             end=str(window.get("end", SendWindow.end)),
             days=str(window.get("days", SendWindow.days)),
         ),
+        on_default=str(d.get("on_default", KEEP_SCHEDULE)),
         demo=bool(d.get("demo", False)),
         withdrawal=WithdrawalConfig(
             refund=str((d.get("withdrawal") or {}).get("refund", REFUND_FULL)),

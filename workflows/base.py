@@ -15,20 +15,48 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain.claim import Claim, ClaimFacts, InstallmentFact, compute_claim, demanded
-    from domain.deadlines import next_send_time
+    from domain.deadlines import Deadline, next_send_time
     from domain.interest import BaseRate
     from domain.money import format_amount
     from domain.policy import LadderStep, Policy
     from domain.schedule import berlin_date
     from workflows.types import (
+        CaseState,
         ContractInput,
         ContractState,
         Fact,
+        InstallmentEnd,
         InstallmentState,
         PaymentUpdate,
     )
 
 TERMINAL = ("completed", "cancelled", "handed_off", "written_off", "failed")
+# Statuses whose contract no longer takes actions at all (the API answers 409 without asking
+# the workflow). Since PATCH_AFTER_HANDOFF a `handed_off` or `written_off` contract's
+# workflow keeps running while anything is left (a plan debited on, the case at the
+# partner): the workflow decides what it still accepts.
+FINAL = ("completed", "cancelled", "failed")
+# Since PATCH_AFTER_HANDOFF: statuses in TERMINAL whose workflow goes on (see `_terminal`).
+AFTER = ("handed_off", "written_off")
+
+# Patch id of issue 12 (every way a contract ends, parts 1 and 2): at a hand-off or write-off
+# every installment ends with its reason (handed off, written off, cancelled) and the rest of
+# the plan follows the policy's `on_default` (kept, called in by § 498 BGB, or stopped); the
+# workflow keeps running after the hand-off: payments are recorded, allocated and reported
+# to the partner, access unlocks per policy, later defaults join the case in follow-up case
+# files, admins recall a case or record what the partner or the court reports; case files
+# and messages to the partner are delivered by the loop, and a failed delivery waits and is
+# tried again (1 h doubling up to a day) instead of failing the contract (issue 13 item 4).
+# Decided once per run, at its start (`ContractBase._after`).
+PATCH_AFTER_HANDOFF = "after-handoff"
+# Patch id of issue 13 item 4 for contracts started before PATCH_AFTER_HANDOFF that reach the
+# hand-off now: building or delivering the case file never fails the workflow; a failure is
+# recorded (`collection.delivery_failed`), waits and is tried again until it succeeds.
+PATCH_DELIVERY_WAITS = "collection-delivery-waits"
+# A failed round of delivering to the collection partner waits this long, doubling, up to
+# DELIVERY_WAIT_MAX, before the next round (each round retries within DELIVERY_ROUND).
+DELIVERY_WAIT_FIRST = timedelta(hours=1)
+DELIVERY_WAIT_MAX = timedelta(days=1)
 
 # Patch id (workflow.patched) of prompt support actions (issue 13 item 3): the main loop no
 # longer holds the lock across an activity that waits on the outside world (SMTP, Stripe);
@@ -156,6 +184,14 @@ class ContractBase:
     # PATCH_CLAIM for this run (set at the start of `run`; queries and validators read it)
     _exact: bool
     _claim_cache: tuple[tuple[object, ...], Claim] | None
+    # PATCH_AFTER_HANDOFF for this run (set at the start of `run`, with PATCH_CLAIM only)
+    _after: bool
+
+    def _terminal(self) -> bool:
+        """The contract has ended for the loop's purposes: no debits, no actions on its
+        plan. Since PATCH_AFTER_HANDOFF a `handed_off` or `written_off` contract is not: its
+        remaining installments are debited on (policy `on_default`), its case lives on."""
+        return self.s.status in TERMINAL and not (self._after and self.s.status in AFTER)
 
     def _fact(
         self,
@@ -265,10 +301,12 @@ class ContractBase:
                 if part.part == "principal":
                     paid[part.installment] = paid.get(part.installment, 0) + part.amount
         for inst in self.s.installments:
-            if inst.status == "cancelled":
-                continue
+            if inst.status in ("cancelled", "written_off"):
+                continue  # (written off: its principal was waived, not paid)
             inst.paid = paid.get(inst.seq, 0)
-            if inst.outstanding <= 0 and inst.status in ("open", "scheduled"):
+            if inst.outstanding <= 0 and inst.status in ("open", "scheduled", "handed_off"):
+                if inst.status == "handed_off":  # issue 12: paid after the hand-off
+                    inst.ended = InstallmentEnd("paid", "paid after the hand-off", now)
                 inst.status = "paid"
                 inst.next_retry_at = None
                 inst.paid_at = now
@@ -309,4 +347,32 @@ class ContractBase:
         raise NotImplementedError
 
     def _next_ladder_step(self) -> tuple[LadderStep, datetime] | None:
+        raise NotImplementedError
+
+    def _open_partner_case(self, now: datetime, route: str) -> None:
+        raise NotImplementedError
+
+    def _written_off_after(self, now: datetime, reason: str) -> None:
+        raise NotImplementedError
+
+    def _close_stage(self, now: datetime, why: str) -> None:
+        raise NotImplementedError
+
+    def _after_payment(
+        self, now: datetime, key: str, amount: int, source: str, data: dict[str, object]
+    ) -> None:
+        raise NotImplementedError
+
+    async def _deliver_case_file_waiting(self) -> None:
+        raise NotImplementedError
+
+    def _case_at_partner(self) -> CaseState | None:
+        raise NotImplementedError
+
+    def _ask_message(self, kind: str, stage: str, **fields: Any) -> None:
+        raise NotImplementedError
+
+    async def _send_notice(
+        self, stage: str, template: str, now: datetime, until: Deadline | None = None
+    ) -> None:
         raise NotImplementedError

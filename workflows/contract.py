@@ -27,18 +27,27 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from domain.allocation import Claim, Item, allocate
     from domain.claim import RETURN_DEBIT, CostFact, FeeFact, PaymentFact, WaiverFact
-    from domain.collection import approved_route
+    from domain.collection import CASE_STATUSES, UNCOLLECTIBLE, approved_route
     from domain.durations import parse_interval
     from domain.endings import REASONS
     from domain.interest import BaseRate
     from domain.schedule import BERLIN, berlin_date, due_instant, installment_due_times, shift
     from workflows import retry_policies as rp
-    from workflows.base import PATCH_CLAIM, PATCH_ENDINGS, TERMINAL, address_missing
+    from workflows.base import (
+        AFTER,
+        PATCH_AFTER_HANDOFF,
+        PATCH_CLAIM,
+        PATCH_ENDINGS,
+        TERMINAL,
+        address_missing,
+    )
+    from workflows.collection import Collection
     from workflows.endings import Endings
     from workflows.invoicing import Invoicing
     from workflows.types import (
         ActionOutcome,
         ActionResult,
+        CaseStatusEntry,
         ChargeResult,
         ClaimLine,
         ContractInput,
@@ -103,7 +112,7 @@ def search_attributes(
 
 
 @workflow.defn(name="contract")
-class ContractWorkflow(Endings, Invoicing):
+class ContractWorkflow(Endings, Invoicing, Collection):
     @workflow.init
     def __init__(self, inp: ContractInput) -> None:
         self.inp = inp
@@ -129,6 +138,7 @@ class ContractWorkflow(Endings, Invoicing):
         # contract takes the new path, so that is the default until `run` says otherwise.
         self._exact = True
         self._endings = True  # PATCH_ENDINGS, decided at the start of `run` like PATCH_CLAIM
+        self._after = True  # PATCH_AFTER_HANDOFF, likewise
         self._claim_cache = None
         self._address_changed = False
         # Started before issue 14 (no seller): SellerId is set to "default" once (_flush)
@@ -140,6 +150,7 @@ class ContractWorkflow(Endings, Invoicing):
     async def run(self, inp: ContractInput) -> ContractView:
         self._exact = workflow.patched(PATCH_CLAIM)
         self._endings = workflow.patched(PATCH_ENDINGS)
+        self._after = self._exact and self._patch_after_handoff()
         if inp.state is None:
             self._sa_last = ("active", "none", 0, False)  # set by the API at start
             if self._exact:
@@ -163,13 +174,15 @@ class ContractWorkflow(Endings, Invoicing):
                     await self._issue_invoices(workflow.now())
                     await self._process(workflow.now())
                     await self._issue_invoices(workflow.now())  # paid or fallen due meanwhile
+                    if self._after:  # also once the contract ended: what the partner is owed
+                        await self._deliver_due(workflow.now())
                     await self._flush()
                     if self.s.messages_pending:  # issue 12: customer messages, without the lock
                         await self._send_messages()
                         await self._flush()
                 finally:
                     self._loop_owns_lock = False
-            if self.s.status in TERMINAL:
+            if self._finished():
                 watch = self._chargeback_watch_until()
                 if watch is None or watch <= workflow.now():
                     break
@@ -187,7 +200,7 @@ class ContractWorkflow(Endings, Invoicing):
                 continue
             wake, why = self._next_wake()
             await self._sleep_until(wake, why)
-        if self.s.status == "handed_off" and self.s.case_file_id is None:
+        if self.s.status == "handed_off" and self.s.case_file_id is None and not self._after:
             if self._exact:
                 # An admin's approval or support's address may come at any hour: the
                 # announcement still goes out within the send window.
@@ -201,6 +214,26 @@ class ContractWorkflow(Endings, Invoicing):
         workflow.set_current_details(f"Contract **{self.s.status}**.")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.view()
+
+    @staticmethod
+    def _patch_after_handoff() -> bool:
+        """PATCH_AFTER_HANDOFF for this run (a method of its own: tests run a contract as
+        one started before the patch by replacing it)."""
+        return workflow.patched(PATCH_AFTER_HANDOFF)
+
+    def _finished(self) -> bool:
+        """The loop ends (but for the chargeback watch). Since PATCH_AFTER_HANDOFF a handed-off
+        or written-off contract goes on while anything is left: installments to debit or in
+        flight, the case at the partner, deliveries to it, a call-in, a payment method."""
+        if self._after and (self.s.deliveries or self._case_at_partner() is not None):
+            return False  # something is still owed to the partner, or it holds the case
+        if not self._after or self.s.status not in AFTER:
+            return self.s.status in TERMINAL
+        if any(i.status in ("scheduled", "processing", "open") for i in self.s.installments):
+            return False
+        if self._pm_queue:
+            return False
+        return self.s.residual is None
 
     def _start(self, now: datetime) -> None:
         inp = self.inp
@@ -287,23 +320,23 @@ class ContractWorkflow(Endings, Invoicing):
         mandates, self._mandate_updates = self._mandate_updates, []
         for mu in mandates:
             self._mandate_changed(mu, now)
-        while self._pm_queue and self.s.status not in TERMINAL:
+        while self._pm_queue and not self._terminal():
             ref, pm = self._pm_queue.pop(0)
             self._pm_done[ref] = await self._outside(
                 self._use_new_method(pm, "payment method replaced by support"), debit=True
             )
-        if self._new_method is not None and self.s.status not in TERMINAL:
+        if self._new_method is not None and not self._terminal():
             req, self._new_method = self._new_method, None
             await self._outside(
                 self._use_new_method(req, "payment method updated at Stripe"), debit=True
             )
-        if self.inp.kind == "subscription" and self.s.status not in TERMINAL:
+        if self.inp.kind == "subscription" and not self._terminal():
             self._generate_subscription_periods(now)
         if self._exact:
             await self._refresh_rates(now)  # the worker's table, not an outside service
         await self._outside(self._announce_debits(now))  # SMTP: pre-notifications
         for inst in sorted(self.s.installments, key=lambda i: i.seq):
-            if self.s.status in TERMINAL:
+            if self._terminal():
                 return
             if inst.stalled_until is not None and inst.stalled_until > now:
                 continue  # Stripe was unreachable: tried again at stalled_until
@@ -333,15 +366,17 @@ class ContractWorkflow(Endings, Invoicing):
             self._auth_notice_pending = False
             await self._flush()
             await self._send_notice("authentication", "authentication_required", workflow.now())
-        if self.s.notice_retries and self.s.status not in TERMINAL:
+        if self.s.notice_retries and not self._terminal():
             await self._retry_notices(workflow.now())  # SMTP was down for a day
         if self._case_open() and self.s.status not in TERMINAL and not self.s.paused:
             await self._walk_ladder()
         if self._exact and not self.s.paused:
             await self._residual_step(workflow.now())
         self._remind_approval(workflow.now())
+        if self._after:
+            await self._collection_step(workflow.now())
         self._check_completed(workflow.now())
-        if self.inp.kind == "subscription" and self.s.status not in TERMINAL:
+        if self.inp.kind == "subscription" and not self._terminal():
             self._generate_subscription_periods(workflow.now())  # the next renewal
 
     def _next_wake(self) -> tuple[datetime | None, str]:
@@ -382,12 +417,43 @@ class ContractWorkflow(Endings, Invoicing):
         retry = self._notice_retry_wake()
         if retry is not None:
             candidates.append(retry)
+        if self._after:
+            candidates += self._collection_wakes()
         if self.s.awaiting_approval:
             why = "an admin's approval of the hand-off (or a payment)"
             return min(candidates, key=lambda c: c[0]) if candidates else (None, why)
+        case = self._case_at_partner() if self._after else None
+        if case is not None and not candidates:
+            return None, (
+                f"a payment, the partner's report or an admin's action (case {case.case_no} "
+                f"at the {case.route} partner)"
+            )
         if not candidates:
             return None, "a payment or a support action"
         return min(candidates, key=lambda c: c[0])
+
+    def _collection_wakes(self) -> list[tuple[datetime, str]]:
+        """When the after-hand-off part (workflows.collection) has something to do."""
+        out: list[tuple[datetime, str]] = []
+        now = workflow.now()
+        case = self._case_at_partner()
+        if case is not None and not case.notice_sent:
+            out.append((self._send_time(now), "the send window (hand-off announcement)"))
+        nxt = self._next_delivery()
+        if nxt is not None:
+            out.append(nxt)
+        if any(d.next_try_at is None for d in self.s.deliveries):
+            out.append((now, "a delivery to the partner"))
+        ci = self.s.call_in
+        if ci is not None and case is not None:
+            if ci.status == "notice_due":
+                at = max(self._send_time(now), ci.next_step_at or now)
+                out.append((at, "the send window (§ 498 BGB notice)"))
+            elif ci.status == "noticed" and ci.next_step_at is not None:
+                out.append(
+                    (ci.next_step_at, "the § 498 BGB deadline: the rest falls due if unpaid")
+                )
+        return out
 
     async def _sleep_until(self, wake: datetime | None, why: str) -> None:
         if not workflow.patched(PATCH_WAKE_ON_SIGNAL_DURING_PASS):
@@ -428,7 +494,8 @@ class ContractWorkflow(Endings, Invoicing):
         # Paid periods live on in the ledger; the next run carries only what is still open.
         if self._exact:
             self._compact_facts(workflow.now())
-        self.s.installments = [i for i in self.s.installments if i.status != "paid"]
+        ended = ("paid", "cancelled", "written_off") if self._after else ("paid",)
+        self.s.installments = [i for i in self.s.installments if i.status not in ended]
         self.s.run += 1
         inp = self.inp
         inp.state = self.s
@@ -439,7 +506,8 @@ class ContractWorkflow(Endings, Invoicing):
         payments of the installments it carries; paid installments, settled fees and costs,
         and waivers go with this run's history (and stay in the ledger)."""
         day = berlin_date(now)
-        kept = [i for i in self.s.installments if i.status != "paid"]
+        ended = ("paid", "cancelled", "written_off") if self._after else ("paid",)
+        kept = [i for i in self.s.installments if i.status not in ended]
         self.s.claim_payments = [
             PaymentFact(f"carried:{self.s.run}:{i.seq}", day, i.paid, i.seq, self._bump())
             for i in kept
@@ -527,6 +595,9 @@ class ContractWorkflow(Endings, Invoicing):
                 if self._exact
                 else [],
                 customer_address=self._take_address_change(),
+                case=self.s.case,
+                call_in=self.s.call_in,
+                deliveries=self.s.deliveries,
                 paused=self.s.paused,
                 paused_until=self.s.paused_until,
                 contested=self.s.contested,
@@ -583,6 +654,30 @@ class ContractWorkflow(Endings, Invoicing):
             return await self._settle(req, ref)
         finally:
             self._lock.release()
+
+    @workflow.update(name="partner_payment")
+    async def partner_payment(self, req: SettlementRequest) -> ActionResult:
+        """The collection partner reports a payment it received (POST /v1/webhooks/collection,
+        signed): recorded and allocated like a settlement (§ 367 BGB); not reported back."""
+        ref = self._action_ref(req)
+        if ref in self.s.done_actions:
+            return self._result("payment already recorded (same payment id)")
+        await self._acquire(money=True)
+        try:
+            return await self._settle_exact(req, ref, source="partner")
+        finally:
+            self._lock.release()
+
+    @partner_payment.validator
+    def _validate_partner_payment(self, req: SettlementRequest) -> None:
+        if self._repeated(req):
+            return
+        if not self._after or self.s.case is None:
+            raise ApplicationError(
+                "this contract was never handed off to the collection partner",
+                type="InvalidState",
+            )
+        self._validate_settle(req)
 
     async def _settle(self, req: SettlementRequest, ref: str | None) -> ActionResult:
         """Allocate a settlement (§§ 366, 367 BGB). `ref`: the action's Update id — the
@@ -672,7 +767,9 @@ class ContractWorkflow(Endings, Invoicing):
         self._dirty = True
         return res
 
-    async def _settle_exact(self, req: SettlementRequest, ref: str | None) -> ActionResult:
+    async def _settle_exact(
+        self, req: SettlementRequest, ref: str | None, *, source: str = "seller"
+    ) -> ActionResult:
         """A payment received outside Stripe: one more fact of the claim, allocated by
         domain.claim (§§ 366, 367 BGB: costs → interest → principal, oldest first; the rest
         prepays what is not due yet, beyond that it is credit). `ref`: the action's Update
@@ -718,8 +815,12 @@ class ContractWorkflow(Endings, Invoicing):
             # The customer paid exactly what the notice asked, in time: booked as of the
             # notice's day, so the interest accrued since is not claimed (issue 11).
             data["paid_as_asked"] = {"stage": asked.stage, "booked_on": booked}
+        if self._after:
+            if source == "seller" and req.actor == "customer":
+                source = "customer"  # the payment page's Stripe Checkout (issue 16)
+            data["source"] = source
         self._fact(
-            "settlement.recorded",
+            "settlement.recorded" if source != "partner" else "collection.payment_received",
             f"settlement:{self.inp.contract_id}:{fact_ref}",
             now,
             data,
@@ -727,6 +828,15 @@ class ContractWorkflow(Endings, Invoicing):
             actor=req.actor,
         )
         self._settle_case(now)
+        if self._after:
+            self._after_payment(
+                now,
+                fact.key,
+                req.amount,
+                source,
+                # (not the free-text reference: nothing personal goes to the partner)
+                {"received_on": day, "method": req.method, "allocation": dict(alloc)},
+            )
         self._check_completed(now)
         res = self._result(f"settlement of {self._money(req.amount)} recorded", alloc=alloc)
         if ref is not None:
@@ -796,7 +906,7 @@ class ContractWorkflow(Endings, Invoicing):
     def _validate_settle(self, req: SettlementRequest) -> None:
         if self._repeated(req):
             return
-        self._require_active("record a settlement")
+        self._require_reachable("record a settlement")
         if req.amount <= 0:
             raise ApplicationError("amount must be positive", type="InvalidInput")
         if self._exact:
@@ -847,7 +957,7 @@ class ContractWorkflow(Endings, Invoicing):
         req.request_id = req.request_id or ref
         self._pm_queue.append((ref, req))
         self._dirty = True
-        await workflow.wait_condition(lambda: ref in self._pm_done or self.s.status in TERMINAL)
+        await workflow.wait_condition(lambda: ref in self._pm_done or self._terminal())
         await self._acquire(money=True)
         try:
             if ref not in self._pm_done:
@@ -893,7 +1003,7 @@ class ContractWorkflow(Endings, Invoicing):
     def _validate_pm(self, req: PaymentMethodRequest) -> None:
         if self._repeated(req):
             return
-        self._require_active("replace the payment method")
+        self._require_reachable("replace the payment method")
         if not req.payment_method.startswith("pm_"):
             raise ApplicationError("payment_method must be a Stripe pm_… id", type="InvalidInput")
 
@@ -1337,6 +1447,97 @@ class ContractWorkflow(Endings, Invoicing):
                 f"cannot {what}: contract is {self.s.status}", type="ContractNotActive"
             )
 
+    def _require_reachable(self, what: str) -> None:
+        """Since PATCH_AFTER_HANDOFF payments (and a new payment method for the rest of the
+        plan) are taken after a hand-off or write-off too."""
+        if self._terminal():
+            raise ApplicationError(
+                f"cannot {what}: contract is {self.s.status}", type="ContractNotActive"
+            )
+
+    # -- after the hand-off: admin actions on the case at the partner (issue 12) -------------
+
+    def _require_case(self, what: str) -> None:
+        if not self._after or self._case_at_partner() is None:
+            raise ApplicationError(
+                f"cannot {what}: no case of this contract is at the collection partner "
+                f"(contract {self.s.status})",
+                type="InvalidState",
+            )
+
+    @workflow.update(name="recall")
+    async def recall(self, req: SupportAction) -> ActionResult:
+        def apply() -> str:
+            return self._recall(workflow.now(), req.actor, req.reason)
+
+        return await self._act(req, apply, money=True)
+
+    @recall.validator
+    def _validate_recall(self, req: SupportAction) -> None:
+        if self._repeated(req):
+            return
+        self._require_case("recall the case")
+        self._require_reason(req)
+
+    @workflow.update(name="case_status")
+    async def case_status(self, req: SupportAction) -> ActionResult:
+        """What the partner or the court reports: objection (Widerspruch), enforcement
+        order (Vollstreckungsbescheid), title (a final title: 30-year limitation), or
+        uncollectible (the claim is written off)."""
+
+        def apply() -> str:
+            now = workflow.now()
+            case = self._case_at_partner()
+            if case is None or req.case_status is None or req.on is None:
+                return "no case at the partner"  # the validator refused it
+            entry = CaseStatusEntry(
+                req.case_status, req.on, req.reference, req.reason, req.actor, now
+            )
+            case.statuses.append(entry)
+            self._action_fact(
+                "collection.case_status",
+                req,
+                {
+                    "case": case.case_no,
+                    "status": req.case_status,
+                    "on": req.on,
+                    "reference": req.reference,
+                },
+                event="case.status_changed",
+            )
+            if req.case_status == "objection" and not self.s.contested:
+                self.s.contested = True  # the debtor disputes the claim (§ 694 ZPO)
+            if req.case_status == UNCOLLECTIBLE:
+                self._uncollectible(now, req.on, req.actor)
+                return f"case {case.case_no}: uncollectible on {req.on}, written off"
+            return f"case {case.case_no}: {req.case_status} on {req.on} recorded"
+
+        return await self._act(req, apply, money=req.case_status == UNCOLLECTIBLE)
+
+    @case_status.validator
+    def _validate_case_status(self, req: SupportAction) -> None:
+        if self._repeated(req):
+            return
+        self._require_case("record a case status")
+        case = self._case_at_partner()
+        if req.case_status not in CASE_STATUSES:
+            raise ApplicationError(
+                f"status must be one of {', '.join(CASE_STATUSES)}", type="InvalidInput"
+            )
+        on = req.on or ""
+        if len(on) != 10 or not on[:4].isdigit():
+            raise ApplicationError("on must be an ISO date (YYYY-MM-DD)", type="InvalidInput")
+        today = berlin_date(workflow.now())
+        if on > today:
+            raise ApplicationError(
+                f"on must not be in the future (today {today})", type="InvalidInput"
+            )
+        if case is not None and on < berlin_date(case.handed_off_at):
+            raise ApplicationError(
+                f"on must not be before the hand-off ({berlin_date(case.handed_off_at)})",
+                type="InvalidInput",
+            )
+
     def _result(
         self,
         message: str,
@@ -1366,4 +1567,7 @@ class ContractWorkflow(Endings, Invoicing):
             waiting_for=self._waiting_for,
             installments=self.s.installments,
             claim=self._dunning_view(self._claim()) if self._exact else None,
+            case=self.s.case,
+            call_in=self.s.call_in,
+            deliveries=self.s.deliveries,
         )

@@ -27,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
         SEPA_PROCESSING_CAP_BUSINESS_DAYS,
         STALL_FIRST,
         STALL_MAX,
-        TERMINAL,
         ContractBase,
         never_defaulted,
     )
@@ -407,7 +406,7 @@ class Debits(ContractBase):
 
     def _unannounced_debits(self) -> list[tuple[InstallmentState, datetime]]:
         """SEPA debits ahead whose attempt has not been announced yet."""
-        if self.s.status in TERMINAL or not self._announcing() or not self._mahnwerk_announces():
+        if self._terminal() or not self._announcing() or not self._mahnwerk_announces():
             return []
         method = self._current_method()
         if method is None or not method.is_sepa:
@@ -656,9 +655,63 @@ class Debits(ContractBase):
                 None,
             )
             if inst is None:
+                if self._after and pu.external and pu.status == "succeeded":
+                    self._external_payment(pu, now)
                 continue  # already settled (duplicate, or the poll got there first)
             status = "succeeded" if pu.status == "succeeded" else "declined"
             self._outcome(inst, status, pu.code, now, source="webhook")
+
+    def _external_payment(self, pu: PaymentUpdate, now: datetime) -> None:
+        """The customer paid through Stripe outside our debits (a PaymentIntent the platform
+        created for this contract, e.g. a payment link after the hand-off; issue 12): a
+        payment of the claim like a settlement (§ 367 BGB), recorded once per PaymentIntent."""
+        key = f"stripe:{pu.payment_intent}"
+        if (
+            pu.amount <= 0
+            or self._terminal()
+            or any(i.payment_intent == pu.payment_intent for i in self.s.installments)
+        ):
+            return
+        if any(p.key == key for p in self.s.claim_payments):
+            return
+        day = berlin_date(now)
+        fact = PaymentFact(key, day, pu.amount, 0, self._bump())
+        self.s.claim_payments.append(fact)
+        claim = self._claim(now)
+        self._sync_paid(claim, now)
+        allocation = next(p for p in claim.payments if p.key == key)
+        alloc: dict[str, int] = {}
+        for part in allocation.parts:
+            name = {
+                "principal": f"installment_{part.installment}",
+                "interest": f"interest_{part.installment}",
+            }.get(part.part, part.part)
+            alloc[name] = alloc.get(name, 0) + part.amount
+        if allocation.credit:
+            alloc["credit"] = allocation.credit
+        self.s.paid_total += pu.amount
+        self._fact(
+            "payment.succeeded",
+            f"paid:{self.inp.contract_id}:{key}",
+            now,
+            {
+                "amount": pu.amount,
+                "payment_intent": pu.payment_intent,
+                "method": "stripe",
+                "source": "customer",
+                "allocation": alloc,
+            },
+            event="payment.succeeded",
+        )
+        self._settle_case(now)
+        self._after_payment(
+            now,
+            key,
+            pu.amount,
+            "customer",
+            {"received_on": day, "method": "stripe", "allocation": alloc},
+        )
+        self._check_completed(now)
 
     def _dispute_won(self, inst: InstallmentState, pu: PaymentUpdate, now: datetime) -> None:
         """A dispute closed in the seller's favour (`charge.dispute.closed` with status `won`,
@@ -776,7 +829,7 @@ class Debits(ContractBase):
             now,
             {"mandate": mu.mandate, "status": mu.status},
         )
-        if mu.status != "inactive" or self.s.status in TERMINAL:
+        if mu.status != "inactive" or self._terminal():
             return
         if any(i.status in ("scheduled", "open") for i in self.s.installments):
             self._fact(

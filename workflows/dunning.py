@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         NOTICE_PERMANENT_ERRORS,
         NOTICE_RETRY_FIRST,
         NOTICE_RETRY_MAX,
+        PATCH_DELIVERY_WAITS,
         PATCH_NOTICE_RETRY,
         TERMINAL,
         ContractBase,
@@ -318,8 +319,16 @@ class Dunning(ContractBase):
         self.s.status = "handed_off"
         self.s.route = route
         self.s.awaiting_approval = False
+        if self._after:
+            self.s.needs_address = False
         if self.s.stage == "needs_address":
             self.s.stage = self.s.stages_done[-1] if self.s.stages_done else "none"
+        after: dict[str, object] = {}
+        if self._after:  # issue 12: which installments go, and what happens to the rest
+            after = {
+                "installments": [i.seq for i in self.s.installments if i.status == "open"],
+                "on_default": self.policy.on_default,
+            }
         self._fact(
             "contract.handed_off",
             f"handed_off:{self.inp.contract_id}:{self.s.case_no}",
@@ -331,14 +340,21 @@ class Dunning(ContractBase):
                 "fees": self._claim(now).fees if self._exact else self._fees_open(),
                 "route": route,
             }
-            | (self._claim_parts(now) if self._exact else {}),
+            | (self._claim_parts(now) if self._exact else {})
+            | after,
             event="contract.handed_off",
             actor=actor,
         )
+        if self._after:
+            self._open_partner_case(now, route)
 
     async def _deliver_case_file(self) -> None:
         """Build the collection case file (SPEC.md §6) and deliver it to the partner,
-        retried until acknowledged (issue 3)."""
+        retried until acknowledged (issue 3). Since PATCH_DELIVERY_WAITS a failure waits and
+        is tried again instead of failing the workflow (workflows.collection)."""
+        if workflow.patched(PATCH_DELIVERY_WAITS):
+            await self._deliver_case_file_waiting()
+            return
         route = self.s.route or "court"
         fees_open = self._fees_open()
         costs = min(self.s.return_debit_costs, fees_open)
@@ -400,9 +416,18 @@ class Dunning(ContractBase):
         self.s.status = "written_off"
         self.s.awaiting_approval = False
         self.s.needs_address = False
+        after: dict[str, object] = {}
+        if self._after:  # issue 12: which installments are written off, and the rest
+            after = {
+                "installments": [
+                    i.seq for i in self.s.installments if i.status == "open" and i.outstanding
+                ],
+                "on_default": self.policy.on_default,
+            }
         self._fact(
             "contract.written_off",
-            f"written_off:{self.inp.contract_id}",
+            f"written_off:{self.inp.contract_id}"
+            + (f":{self.s.case_no}" if self._after and self.s.case_no > 1 else ""),
             now,
             {
                 "case": self.s.case_no,
@@ -410,10 +435,13 @@ class Dunning(ContractBase):
                 "principal": self._principal(),
                 "reason": reason,
             }
-            | (self._claim_parts(now) if self._exact else {}),
+            | (self._claim_parts(now) if self._exact else {})
+            | after,
             event="contract.written_off",
             actor=actor,
         )
+        if self._after:
+            self._written_off_after(now, reason)
 
     def _claim_parts(self, now: datetime) -> dict[str, object]:
         """The claim's parts for an event or timeline row (as of `now`'s Berlin day)."""
@@ -509,8 +537,10 @@ class Dunning(ContractBase):
 
     def _notice_moot(self, r: NoticeRetry) -> str | None:
         """Why a failed notice need not be sent any more, if so."""
-        if self.s.status in TERMINAL:
+        if self._terminal():
             return f"contract {self.s.status}"
+        if r.template == "handoff" and self._after:  # issue 12: the workflow goes on
+            return None if self._case_at_partner() is not None else "case no longer at partner"
         if r.held_since is not None and (r.case_no != self.s.case_no or not self._case_open()):
             return "dunning case closed"
         if r.template == "residual" and (

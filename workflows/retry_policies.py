@@ -51,7 +51,8 @@ CASE_FILE = RetryPolicy(
     non_retryable_error_types=["InvalidCaseFile"],
 )
 
-# Delivery to the collection partner: retried until acknowledged, for up to 30 days.
+# Delivery to the collection partner: retried until acknowledged, for up to 30 days
+# (contracts started before workflows.base PATCH_AFTER_HANDOFF / PATCH_DELIVERY_WAITS).
 DELIVERY = RetryPolicy(
     initial_interval=timedelta(seconds=10),
     backoff_coefficient=2.0,
@@ -67,3 +68,7 @@ INVOICE = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=["InvoiceRefused"],
 )
+
+# Since those patches one round of building or delivering lasts at most this long; after a
+# failed round the workflow records it and waits (1 h doubling up to a day) before the next.
+DELIVERY_ROUND = timedelta(minutes=10)

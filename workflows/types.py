@@ -180,6 +180,10 @@ class ContractState:
     # The invoices issued for the installments this run carries (issue 15, PATCH_INVOICES);
     # a number "" marks one that could not be issued (recorded, not asked for again).
     invoices: list[InvoiceRef] = field(default_factory=list)
+    # -- after the hand-off (issue 12; workflows.base PATCH_AFTER_HANDOFF) -------------------
+    case: CaseState | None = None  # the case at the collection partner
+    deliveries: list[PartnerDelivery] = field(default_factory=list)  # to the partner, waiting
+    call_in: CallInState | None = None  # the § 498 BGB call-in (policy on_default: call_in)
 
 
 @dataclass
@@ -262,6 +266,84 @@ class MessageAsk:
     code: str = ""
     failure_class: str = ""
     reason: str = ""
+
+
+@dataclass
+class CaseFileRef:
+    """One case file of a case: 0 at the hand-off, then a follow-up per join."""
+
+    file_no: int
+    installments: list[int]  # the installments handed over with this file
+    case_id: int | None = None  # the collection_cases row, once built
+    delivered_at: datetime | None = None
+
+
+@dataclass
+class CaseStatusEntry:
+    """What the partner or the court reported (POST …/case-status), with its date."""
+
+    status: str  # domain.collection.CASE_STATUSES
+    on: str  # ISO date (Berlin) it happened
+    reference: str = ""  # the court's file number or the partner's reference
+    note: str = ""
+    actor: str = ""
+    recorded_at: datetime | None = None
+
+
+@dataclass
+class CaseState:
+    """The claim at the collection partner: what was handed over and what happened since."""
+
+    case_no: int
+    route: str  # court | inkasso
+    handed_off_at: datetime
+    installments: list[int] = field(default_factory=list)  # every installment handed over
+    files: list[CaseFileRef] = field(default_factory=list)
+    statuses: list[CaseStatusEntry] = field(default_factory=list)
+    notice_sent: bool = False  # the hand-off announcement to the customer
+    closed: str = ""  # "" (open) | paid | recalled | uncollectible
+    closed_at: datetime | None = None
+    payments_told: int = 0  # `case.payment` messages queued for the partner
+
+
+@dataclass
+class PartnerDelivery:
+    """Something for the collection partner, delivered until acknowledged: a case file
+    (built, then POSTed) or a message (`case.payment`, `case.recall`). A failure waits and
+    is tried again with backoff (1 h doubling up to a day), never failing the contract."""
+
+    key: str  # unique: case_file:{case}:{file} | payment:{payment key} | recall:{case}
+    kind: str  # case_file | message
+    file_no: int = 0  # case_file
+    message: str = ""  # message: case.payment | case.recall
+    data: dict[str, Any] = field(default_factory=dict)  # message: its data
+    tries: int = 0  # failed rounds so far
+    next_try_at: datetime | None = None  # None: now
+    last_error: str = ""
+
+
+@dataclass
+class CallInState:
+    """Calling in the rest of the plan (policy `on_default: call_in`; domain.call_in).
+
+    `status`: `not_allowed` (§ 498 BGB conditions not met: `reasons`; checked again when
+    another installment falls into default), `noticed` (the two-week notice went out; the
+    rest falls due at `next_step_at` unless the arrears are paid), `called_in`, `lapsed`
+    (the arrears were paid in time, or nothing was left to call in)."""
+
+    case_no: int
+    status: str
+    reasons: list[str] = field(default_factory=list)
+    checked: list[int] = field(default_factory=list)  # installments in default when checked
+    noticed_at: datetime | None = None
+    deadline_day: str = ""  # ISO date: the last day to pay the arrears
+    next_step_at: datetime | None = None
+    arrears: int = 0  # principal in default when noticed (the "rückständige Betrag")
+    arrears_installments: list[int] = field(default_factory=list)
+    remainder: int = 0  # what falls due if unpaid: arrears plus the installments not yet due
+    notice_failures: int = 0
+    called_in_at: datetime | None = None
+    installments: list[int] = field(default_factory=list)  # called in
 
 
 @dataclass
@@ -460,6 +542,10 @@ class LedgerSync:
     collecting_defaulted: list[int] = field(default_factory=list)
     # The customer's postal address, when support changed it (POST …/address).
     customer_address: dict[str, str] | None = None
+    # The case at the collection partner (issue 12): contracts.collection
+    case: CaseState | None = None
+    call_in: CallInState | None = None
+    deliveries: list[PartnerDelivery] = field(default_factory=list)
 
 
 @dataclass
@@ -513,6 +599,7 @@ class NoticeInput:
     # unsent text is rendered again from this input (a new claim and last day to pay).
     rerender: bool = False
     message: MessageInfo | None = None  # a customer message beyond dunning (issue 12)
+    call_in: CallInNotice | None = None  # the § 498 BGB notice (template `call_in`)
 
 
 @dataclass
@@ -533,6 +620,17 @@ class MessageInfo:
     next_due: str = ""  # the next installment's due date (ISO, Berlin), "" if none
     next_amount: int = 0
     paid_total: int = 0  # plan_completed: everything paid
+
+
+@dataclass
+class CallInNotice:
+    """What the § 498 BGB notice says besides the claim: the arrears to pay by the deadline
+    and what falls due at once if they are not paid."""
+
+    arrears: int  # the claim in arrears (principal, interest, fees, costs) as of the notice
+    future: int  # principal of the installments not yet due
+    installments: int  # how many installments are not yet due
+    remainder: int  # arrears + future: what falls due if the deadline passes unpaid
 
 
 @dataclass
@@ -582,6 +680,9 @@ class PaymentUpdate:
     # refunded: the charge's refunds as Stripe lists them (ids, amounts): each is recorded
     # once by its id, so a refund Mahnwerk made itself is never counted twice (issue 12)
     refunds: list[RefundInfo] = field(default_factory=list)
+    # succeeded: a PaymentIntent that is none of our debits (the platform created it for this
+    # contract, metadata.contract_id): a payment of the claim (issue 12); `amount` received
+    external: bool = False
 
 
 @dataclass
@@ -639,6 +740,9 @@ class SupportAction:
     # free-text note (`reason` is then one of domain.endings.REASONS)
     refund: int | None = None
     note: str = ""
+    case_status: str | None = None  # case-status: domain.collection.CASE_STATUSES
+    on: str | None = None  # case-status: the ISO date it happened
+    reference: str = ""  # case-status: the court's file number or the partner's reference
 
 
 @dataclass
@@ -696,6 +800,9 @@ class ContractView:
     waiting_for: str
     installments: list[InstallmentState]
     claim: Claim | None = None  # the claim as of now (contracts started since PATCH_CLAIM)
+    case: CaseState | None = None  # the case at the collection partner (issue 12)
+    call_in: CallInState | None = None
+    deliveries: list[PartnerDelivery] = field(default_factory=list)
 
 
 # -- refunds (issue 12) -------------------------------------------------------------------
@@ -747,6 +854,10 @@ class CaseFileInput:
     # The claim as of the hand-off day (domain.claim): when given, the case file's amounts
     # are read from it, never computed again (issue 11).
     claim: Claim | None = None
+    # issue 12: 0 is the file of the hand-off; a follow-up file (1, 2, …) hands over the
+    # installments in `joined` (later defaults, or the rest called in) with the whole claim.
+    file_no: int = 0
+    joined: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -759,6 +870,18 @@ class CaseFileResult:
     total: int
     route: str
     missing_base_rate: str | None = None  # the 1 Jan / 1 Jul whose § 247 rate is unknown
+
+
+@dataclass
+class CollectionMessageInput:
+    """A message to the collection partner (`case.payment`, `case.recall`): stored once by
+    `key`, POSTed until acknowledged (activities.collection.deliver_collection_message)."""
+
+    contract_id: str
+    key: str
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None  # workflow time
 
 
 @dataclass

@@ -48,6 +48,7 @@ from api.schemas import (
     AddressIn,
     ApproveHandoffIn,
     CancelIn,
+    CaseStatusIn,
     ContractCreate,
     DeferralIn,
     PauseIn,
@@ -70,10 +71,12 @@ from core.models import (
 from core.sellers import DEFAULT_SELLER_ID, SellerDirectory, SellerProfile
 from core.settings import Settings
 from core.temporal import workflow_ui_url
+from domain.collection import limitation
 from domain.interest import with_rates
 from domain.policy import Policy, PolicyError, load_policy, policy_to_dict
 from domain.schedule import due_instant, installment_due_times
-from workflows.contract import TERMINAL, search_attributes
+from workflows.base import FINAL
+from workflows.contract import search_attributes
 from workflows.types import (
     ActionResult,
     ContractInput,
@@ -454,6 +457,54 @@ def _stall_detail(inst: Installment, attempts: list[dict[str, Any]]) -> dict[str
     return {"code": last["decline_code"], "message": last["error"]}
 
 
+def _collection(c: Contract) -> dict[str, Any] | None:
+    """The case at the collection partner (issue 12) with its limitation (domain.collection):
+    None before any hand-off."""
+    data = c.collection
+    if not data or not data.get("case"):
+        return None
+    case = dict(data["case"])
+    facts = (c.claim_facts or {}).get("installments") or []
+    arose = [
+        (int(f["seq"]), str(f["due"])) for f in facts if int(f["seq"]) in set(case["installments"])
+    ]
+    titles = [e["on"] for e in case.get("statuses") or [] if e.get("status") == "title"]
+    lim = limitation(arose, max(titles) if titles else None)
+    return {
+        "case_no": case["case_no"],
+        "route": case["route"],
+        "handed_off_at": case["handed_off_at"],
+        "state": case.get("closed") or "open",
+        "closed_at": case.get("closed_at"),
+        "installments": case["installments"],
+        "files": case.get("files") or [],
+        "statuses": case.get("statuses") or [],
+        "payments_reported": case.get("payments_told", 0),
+        "deliveries_waiting": [
+            {
+                "what": d["message"] or f"case file {d['file_no']}",
+                "rounds_failed": d["tries"],
+                "last_error": d["last_error"] or None,
+                "next_try_at": d["next_try_at"],
+            }
+            for d in data.get("deliveries") or []
+        ],
+        "call_in": data.get("call_in"),
+        "limitation": {
+            "regular": [
+                {"installment": x.installment, "arose": x.arose, "ends": x.ends, "basis": x.basis}
+                for x in lim.regular
+            ],
+            "title": (
+                {"since": lim.title.arose, "ends": lim.title.ends, "basis": lim.title.basis}
+                if lim.title
+                else None
+            ),
+            "next_end": lim.next_end,
+        },
+    }
+
+
 def _view(
     settings: Settings,
     c: Contract,
@@ -524,6 +575,7 @@ def _view(
             }
             for i in insts
         ],
+        "collection": _collection(c),
         "terms": c.terms,
         "consents": [consent_json(x) for x in consents],
         "workflow_id": c.workflow_id,
@@ -657,7 +709,9 @@ def _record_action(
                 return _ActionRow(
                     key, False, row.state, row.http_status, row.response, c.workflow_id
                 )
-            if c.status in TERMINAL and c.status not in allow:
+            # A handed-off or written-off contract may still take payments and case actions
+            # (issue 12): its workflow decides (one that has ended answers 409 below).
+            if c.status in FINAL and c.status not in allow:
                 raise ApiError(
                     409, "conflict", f"contract {contract_id} is {c.status}", {"status": c.status}
                 )
@@ -1141,6 +1195,78 @@ async def set_address(
         client,
         contract_id,
         "set_address",
+        req,
+        body=body,
+        actor=caller.name,
+        key=idempotency_key,
+    )
+
+
+@router.post(
+    "/{contract_id}/recall",
+    summary="Recall the case from the collection partner",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
+@router.post(
+    "/{contract_id}/case/recall",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+    include_in_schema=False,  # the same action under the name of issue 12's brief
+)
+async def recall(
+    contract_id: str,
+    body: ReasonIn,
+    caller: AdminCaller,
+    state: StateDep,
+    client: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """The claim handed off comes back (its unpaid installments are `open` again, the
+    contract `in_dunning`); the partner is told (`case.recall`, signed, to
+    MAHNWERK_COLLECTION_URL). 409 when no case is at the partner."""
+    req = SupportAction(actor=caller.name, reason=body.reason)
+    return await _update(
+        state, client, contract_id, "recall", req, body=body, actor=caller.name, key=idempotency_key
+    )
+
+
+@router.post(
+    "/{contract_id}/case-status",
+    summary="Record what the collection partner or the court reports",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+)
+@router.post(
+    "/{contract_id}/case/status",
+    response_model=ActionOut,
+    responses=_ACTION_RESPONSES,
+    include_in_schema=False,  # the same action under the name of issue 12's brief
+)
+async def case_status(
+    contract_id: str,
+    body: CaseStatusIn,
+    caller: AdminCaller,
+    state: StateDep,
+    client: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """`objection` (Widerspruch: the claim becomes contested), `enforcement_order`
+    (Vollstreckungsbescheid), `title` (final: the 30-year limitation, §§ 197 (1) Nr. 3, 201
+    BGB, shown under `collection.limitation`), `uncollectible` (the claim is written off),
+    each with the day it happened. 409 when no case is at the partner."""
+    req = SupportAction(
+        actor=caller.name,
+        reason=body.reason,
+        case_status=body.status,
+        on=body.on,
+        reference=body.reference,
+    )
+    return await _update(
+        state,
+        client,
+        contract_id,
+        "case_status",
         req,
         body=body,
         actor=caller.name,

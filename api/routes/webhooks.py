@@ -38,7 +38,7 @@ from api.responses import StripeWebhookOut
 from core.db import transaction
 from core.models import Contract, PaymentAttempt, WebhookEvent
 from core.sellers import SELLER_ID, SellerConfigError, resolve_secret
-from workflows.base import TERMINAL
+from workflows.base import FINAL
 from workflows.types import (
     ActionResult,
     MandateUpdate,
@@ -379,10 +379,11 @@ def _mark_processed(state: StateDep, event_id: str, event_type: str) -> None:
 
 def _contract_of(
     state: StateDep, sellers: tuple[str, ...], pi_id: str, contract_id: str | None, outcome: str
-) -> tuple[Contract | None, bool]:
+) -> tuple[Contract | None, bool, bool]:
     """The contract a PaymentIntent belongs to (None: unknown, or a contract of a seller
-    outside the event's scope), and whether its workflow already knows the outcome (a card
-    debit the charge activity settled synchronously)."""
+    outside the event's scope), whether its workflow already knows the outcome (a card debit
+    the charge activity settled synchronously), and whether the PaymentIntent is none of
+    ours (no attempt: the platform's, by metadata)."""
     with state.sessions() as s:
         attempt = s.scalar(
             select(PaymentAttempt)
@@ -395,12 +396,12 @@ def _contract_of(
             # Only a debit's own outcome can be known already; what happens to a settled
             # payment later (disputes, refunds) is always news to the workflow.
             if final and outcome in ("succeeded", "failed"):
-                return None, True  # settled synchronously (cards): the workflow knows
+                return None, True, False  # settled synchronously (cards): the workflow knows
             contract_id = attempt.contract_id
         contract = s.get(Contract, contract_id) if contract_id else None
         if contract is not None and contract.seller_id not in sellers:
-            return None, False  # another seller's contract: never from this account
-        return contract, False
+            return None, False, False  # another seller's contract: never from this account
+        return contract, False, attempt is None
 
 
 async def _signal_outcome(
@@ -418,7 +419,7 @@ async def _signal_outcome(
 ) -> None:
     pi_id = pi.get("id", "")
     contract_id = (pi.get("metadata") or {}).get("contract_id")
-    contract, settled = await run_in_threadpool(
+    contract, settled, external = await run_in_threadpool(
         _contract_of, state, source.scope, pi_id, contract_id, outcome
     )
     if settled:
@@ -426,6 +427,10 @@ async def _signal_outcome(
     if contract is None:
         log.info("webhook %s for unknown PaymentIntent %s ignored", event_id, pi_id)
         return
+    if outcome == "succeeded" and external:
+        # issue 12: the customer paid through a PaymentIntent the platform created for the
+        # contract (metadata.contract_id): a payment of the claim, for what was received.
+        amount = int(pi.get("amount_received") or 0)
     update = PaymentUpdate(
         event_id=event_id,
         payment_intent=pi_id,
@@ -434,6 +439,7 @@ async def _signal_outcome(
         amount=amount,
         dispute=dispute,
         refunds=list(refunds or []),
+        external=outcome == "succeeded" and external,
     )
     try:
         await client.get_workflow_handle(contract.workflow_id).signal("payment_update", update)
@@ -514,7 +520,7 @@ def _using_method(state: StateDep, sellers: tuple[str, ...], payment_method: str
             s.scalars(
                 select(Contract.workflow_id).where(
                     Contract.payment["payment_method"].as_string() == payment_method,
-                    Contract.status.not_in(TERMINAL),
+                    Contract.status.not_in(FINAL),
                     Contract.seller_id.in_(sellers),
                 )
             )

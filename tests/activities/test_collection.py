@@ -440,9 +440,9 @@ def test_race_on_insert_rereads_the_winner(
     real = acts._stored
     calls = {"n": 0}
 
-    def stale_first(contract_id: str, case_no: int) -> CollectionCase | None:
+    def stale_first(contract_id: str, case_no: int, file_no: int = 0) -> CollectionCase | None:
         calls["n"] += 1
-        return None if calls["n"] == 1 else real(contract_id, case_no)
+        return None if calls["n"] == 1 else real(contract_id, case_no, file_no)
 
     monkeypatch.setattr(acts, "_stored", stale_first)
     loser = build(acts, cid, fees=999)

@@ -42,6 +42,7 @@ from tests.activities.test_notices import (  # noqa: F401  (fixtures)
 from tests.activities.test_notices import make_input as smtp_input
 from tests.activities.test_notices import make_settings as smtp_settings
 from workflows.types import (
+    CallInNotice,
     ClaimLine,
     Customer,
     DebitAnnouncement,
@@ -80,6 +81,7 @@ ASKS_FOR_MONEY = {
     "handoff",
     "authentication_required",
     "residual",  # what stayed open once the principal was paid (issue 11)
+    "call_in",  # the § 498 BGB deadline before the rest of the plan falls due (issue 12)
 }
 NO_MONEY = {"sepa_prenotification"}
 # Customer messages beyond dunning (issue 12): they ask for nothing (a payment failed asks for
@@ -183,6 +185,16 @@ def notice_input(template: str, locale: str, customer_type: str, *, fees: int) -
         )
         if template in MESSAGES
         else None,
+        call_in=(
+            CallInNotice(
+                arrears=123456 + fees,
+                future=990000,
+                installments=10,
+                remainder=123456 + fees + 990000,
+            )
+            if template == "call_in"
+            else None
+        ),
     )
 
 

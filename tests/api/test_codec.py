@@ -636,6 +636,8 @@ async def test_history_on_the_server_holds_no_plaintext_and_decode_shows_it(
             "claim-exact",
             "contract-endings",
             "invoices",
+            "after-handoff",
+            "collection-delivery-waits",
         ), patch_id
     payloads = [
         p

@@ -567,10 +567,12 @@ class ChaosStack:
                 return True
             if desc.status != WorkflowExecutionStatus.RUNNING:
                 raise WorkflowBroken(f"{c.cid}: workflow {desc.status}")
-            if c.expect.status in ("handed_off", "written_off"):
-                return False  # a hand-off or write-off ends the workflow: wait for that
+            if c.expect.status == "written_off":
+                return False  # nothing is left of the wave's plans: the workflow ends
             # Paid in full, the workflow sleeps through the chargeback window (or waits for
-            # its next poll of a SEPA debit): settled once nothing is in flight.
+            # its next poll of a SEPA debit); handed off, it waits for payments and the
+            # partner's reports (issue 12: the case stays open) once the announcement and
+            # the case file are out: settled once nothing is in flight.
             raw = desc.raw_description
             return not raw.pending_activities and not raw.HasField("pending_workflow_task")
 

@@ -345,6 +345,39 @@ def test_a_waiver_that_does_not_stop_interest_gives_up_only_what_is_open_then() 
     assert claim.interest_mode == "statutory" and claim.interest_until == "2026-03-31"
 
 
+def test_a_write_off_gives_up_principal_and_everything_open_then() -> None:
+    # issue 12: writing the claim off waives the installment's principal (and, in the same
+    # fact, fees, costs and interest open that day); nothing accrues on it afterwards, and a
+    # later installment is claimed as usual.
+    facts = sepa_case()
+    facts.installments.append(InstallmentFact(2, "2026-04-01", 9_900))
+    facts.waivers = [
+        WaiverFact(
+            "write_off:1",
+            "2026-03-20",
+            fees=True,
+            costs=True,
+            lump_sums=True,
+            interest=True,
+            stop_interest=False,
+            principal=[1],
+        )
+    ]
+    written_off = compute_claim(facts, "2026-03-31")
+    # interest 03-02 … 03-20 = 19 days on 9,900: 32.31 → 32, waived with the principal
+    assert written_off.waived.principal == 9_900 and written_off.waived.interest == 32
+    assert written_off.waived.fees == 250 and written_off.waived.costs == 350
+    # the fee of 03-25 came after the write-off
+    assert written_off.total == 250 and written_off.principal == 0 and written_off.interest == 0
+    # installment 2 falls due and into default as usual: 9,900 × 627 × 10 / 3,650,000 = 17.0
+    later = compute_claim(facts, "2026-04-11")
+    assert later.principal == 9_900 and later.interest == 17
+    assert [item.installment for item in later.items] == [2]
+    facts.waivers[0].principal = [9]
+    with pytest.raises(ValueError, match="installment 9"):
+        compute_claim(facts, "2026-03-31")
+
+
 def test_policy_without_interest() -> None:
     facts = sepa_case()
     facts.interest = "none"

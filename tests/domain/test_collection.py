@@ -321,3 +321,37 @@ def test_age_days() -> None:
     assert age_days("2026-12-10", "2026-12-05") == 0  # not yet due: no negative age
     with pytest.raises(ValueError, match="days must not be negative"):
         age_bucket(-1)
+
+
+# -- limitation after hand-off (issue 12) ------------------------------------------------------
+
+
+def test_a_title_runs_thirty_years_from_the_day_it_became_final() -> None:
+    from domain.collection import title_limitation_end
+
+    assert title_limitation_end("2027-03-15") == "2057-03-15"
+    assert title_limitation_end("2028-02-29") == "2058-02-28"  # § 188 (3) BGB
+    with pytest.raises(ValueError):
+        title_limitation_end("15.03.2027")
+
+
+def test_limitation_of_a_case_regular_then_title() -> None:
+    from domain.collection import REGULAR_BASIS, TITLE_BASIS, limitation
+
+    regular = limitation([(2, "2027-02-01"), (1, "2026-12-01")], None)
+    assert [(x.installment, x.arose, x.ends) for x in regular.regular] == [
+        (1, "2026-12-01", "2029-12-31"),
+        (2, "2027-02-01", "2030-12-31"),
+    ]
+    assert regular.title is None and regular.next_end == "2029-12-31"
+    assert regular.regular[0].basis == REGULAR_BASIS
+    titled = limitation([(1, "2026-12-01")], "2027-06-30")
+    assert titled.title is not None and titled.title.basis == TITLE_BASIS
+    assert (titled.title.arose, titled.title.ends, titled.next_end) == (
+        "2027-06-30",
+        "2057-06-30",
+        "2057-06-30",
+    )
+    # § 201 sentence 1: never before the claim arose
+    early = limitation([(3, "2027-08-01")], "2027-06-30")
+    assert early.title is not None and early.title.arose == "2027-08-01"

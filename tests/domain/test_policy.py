@@ -606,6 +606,8 @@ def test_new_keys_are_read(tmp_path: Path) -> None:
         ("send_window:\n  end: '25:00'\n", "send_window.end", "HH:MM"),
         ("send_window:\n  start: '18:00'\n  end: '08:00'\n", "send_window.end", "after start"),
         ("send_window:\n  days: sundays\n", "send_window.days", "working, weekdays, all"),
+        ("on_default: call\n", "on_default", "must be one of keep_schedule, call_in, stop"),
+        ("on_default: 1\n", "on_default", "must be one of keep_schedule, call_in, stop"),
     ],
 )
 def test_new_keys_are_validated(tmp_path: Path, extra: str, key: str, reason: str) -> None:
@@ -616,11 +618,29 @@ def test_new_keys_are_validated(tmp_path: Path, extra: str, key: str, reason: st
     assert reason in exc.value.reason
 
 
+def test_on_default_and_unlock_are_read(tmp_path: Path) -> None:
+    unlock = VALID.replace("require_approval: false", "require_approval: false\n  unlock: {}")
+    path = write(tmp_path, unlock.format("paid"))
+    with pytest.raises(PolicyError) as exc:
+        load_policy("broken", tmp_path)
+    assert (exc.value.file, exc.value.key) == (str(path), "collection.unlock")
+    assert "must be one of claim_paid, principal_paid, never, got 'paid'" in exc.value.reason
+    write(tmp_path, unlock.format("principal_paid") + "on_default: call_in\n")
+    policy = load_policy("broken", tmp_path)
+    assert policy.on_default == "call_in" and policy.collection.unlock == "principal_paid"
+    assert policy_from_dict(policy_to_dict(policy)) == policy
+    write(tmp_path, VALID)
+    policy = load_policy("broken", tmp_path)
+    assert policy.on_default == "keep_schedule" and policy.collection.unlock == "claim_paid"
+
+
 def test_a_policy_pinned_before_the_new_keys_gets_their_defaults() -> None:
     data = policy_to_dict(load_policy("default", POLICY_DIR))
-    for key in ("collect", "residual", "send_window"):
+    for key in ("collect", "residual", "send_window", "on_default"):
         del data[key]
+    del data["collection"]["unlock"]
     policy = policy_from_dict(data)
+    assert policy.on_default == "keep_schedule" and policy.collection.unlock == "claim_paid"
     assert policy.collect == "principal" and policy.residual.write_off_below == 0
     assert policy.send_window == SendWindow()
 

@@ -77,7 +77,7 @@ async def test_deadlines_end_before_the_next_step_and_move_off_a_sunday(
     due = date.fromisoformat(await stack.today())
     email = unique_email()
     cid, handle = await stack.start(count=1, payment_method=LOST, email=email)
-    assert (await stack.result(handle)).status == "handed_off"
+    assert (await stack.settled(handle, "handed_off")).status == "handed_off"
 
     sent = notices(sessions, cid)
     assert [n.stage for n in sent] == ["reminder", "mahnung_1", "lock", "mahnung_2", "handoff"]
@@ -289,7 +289,7 @@ async def test_a_court_handoff_without_an_address_waits_for_it(
     )
     assert ok.status_code == 200, ok.text
     assert ok.json()["status"] == "handed_off"
-    assert (await stack.result(handle)).status == "handed_off"
+    assert (await stack.settled(handle, "handed_off")).status == "handed_off"
     case = await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)
     assert case.status_code == 200, case.text
     file = case.json()["file"]

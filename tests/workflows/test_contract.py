@@ -222,7 +222,8 @@ async def test_default_ladder_to_court_handoff_with_case_file(stack: Stack) -> N
     cid, handle = await stack.start(
         count=1, payment_method="pm_card_visa_chargeDeclinedLostCard", email=email
     )
-    view = await stack.result(handle)  # D+38: the collection rung hands off by itself
+    # D+38: the collection rung hands off by itself (the workflow goes on: the case is open)
+    view = await stack.settled(handle, "handed_off")
     assert view.status == "handed_off"
     # in order: payment failed (issue 12), reminder, 1. Mahnung, access locked, letzte
     # Mahnung, hand-off announcement

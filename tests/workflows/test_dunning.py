@@ -64,7 +64,7 @@ async def test_policy_requiring_approval_waits_then_hands_off(stack: Stack, tmp_
         f"/v1/contracts/{cid}/approve-handoff", json={"route": "court"}, headers=ADMIN
     )
     assert resp.status_code == 200, resp.text
-    assert (await stack.result(handle)).status == "handed_off"
+    assert (await stack.settled(handle, "handed_off")).status == "handed_off"
     case = (await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)).json()
     assert case["route"] == "court" and case["file"]["mahnantrag"]["catalogue_number"] == 16
 
@@ -81,7 +81,7 @@ async def test_second_installment_failing_joins_the_open_case(stack: Stack) -> N
     assert c["dunning"]["stage"] == "mahnung_2"  # driven by the oldest due date (D+24)
     assert c["claim"]["principal"] == 2 * 9900
     # the hand-off still comes 38 days after the OLDEST due date, with both installments
-    view = await stack.result(handle)
+    view = await stack.settled(handle, "handed_off")
     assert view.status == "handed_off"
     case = (await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)).json()
     assert [i["seq"] for i in case["file"]["installments"]] == [1, 2]

@@ -95,7 +95,7 @@ async def test_record_histories(stack: Stack) -> None:
     assert (
         await stack.http.post(f"/v1/contracts/{cid}/approve-handoff", json={}, headers=ADMIN)
     ).status_code == 200
-    await stack.result(handle)
+    await stack.settled(handle, "handed_off")  # since issue 12 the workflow goes on
     await _save(stack, "contested-approved-handoff", cid)
     # a subscription across continue-as-new, then cancelled at period end
     cid, handle = await stack.start(kind="subscription", amount=2900)
@@ -152,7 +152,7 @@ async def test_record_claim_address_history(stack: Stack) -> None:
         f"/v1/contracts/{cid}/address", json={"address": address}, headers=SUPPORT
     )
     assert resp.status_code == 200, resp.text
-    await stack.result(stack.temporal.get_workflow_handle(workflow_id_for(cid)))
+    await stack.settled(stack.temporal.get_workflow_handle(workflow_id_for(cid)), "handed_off")
     path = HISTORIES / "claim-needs-address.json"
     if not path.exists():
         await _save(stack, path.stem, cid)
@@ -199,3 +199,50 @@ async def test_record_endings_histories(stack: Stack) -> None:
     path = HISTORIES / "endings-messages.json"
     if not path.exists():
         await _save(stack, path.stem, cid)
+
+
+@pytest.mark.skipif(not RECORD, reason="set MAHNWERK_RECORD_HISTORIES=1 to record")
+async def test_record_after_handoff_histories(stack: Stack, tmp_path: Path) -> None:
+    """The paths of PATCH_AFTER_HANDOFF (issue 12), each recorded once into a file of its own
+    (`-k test_record_after_handoff_histories`)."""
+    from core.settings import PROJECT_ROOT
+    from tests.partner import running_partner
+
+    lost = "pm_card_visa_chargeDeclinedLostCard"
+    await stack.pin_date(6, 15)
+    with running_partner(stack.settings.events_secret.get_secret_value()) as partner:
+        stack.settings.collection_url = partner.url
+        # the partner is down at the hand-off (a failed round, then the case file goes),
+        # then the customer pays the seller in full: recorded, unlocked, the partner told
+        partner.down = True
+        cid, handle = await stack.start(count=1, payment_method=lost, email=unique_email())
+        await stack.env.sleep(timedelta(days=40))
+        partner.down = False
+        await stack.settled(handle, "handed_off")
+        total = (await stack.contract(cid))["claim"]["total"]
+        resp = await stack.http.post(
+            f"/v1/contracts/{cid}/settlements",
+            json={"amount": total, "method": "bank_transfer", "reference": "nach Abgabe"},
+            headers=SUPPORT,
+        )
+        assert resp.status_code == 200 and resp.json()["status"] == "completed", resp.text
+        await stack.env.sleep(timedelta(days=1))
+        path = HISTORIES / "after-handoff-paid.json"
+        if not path.exists():
+            await _save(stack, path.stem, cid)
+        # call_in: not allowed at the hand-off (one installment in arrears), the § 498 notice
+        # once the second one fails, then the rest called in
+        text = (PROJECT_ROOT / "policies" / "default.yaml").read_text()
+        text = text.replace("name: default", "name: callin")
+        text = text.replace("on_default: keep_schedule", "on_default: call_in")
+        (tmp_path / "callin.yaml").write_text(text)
+        stack.settings.policy_dir = tmp_path
+        cid, handle = await stack.start(
+            count=4, payment_method=lost, policy="callin", interval="P2M", email=unique_email()
+        )
+        await stack.env.sleep(timedelta(days=92))
+        c = await stack.contract(cid)
+        assert [i["status"] for i in c["schedule"]] == ["handed_off"] * 4, c["schedule"]
+        path = HISTORIES / "after-handoff-call-in.json"
+        if not path.exists():
+            await _save(stack, path.stem, cid)
