@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.codec import parse_key_ring
-from core.invoice_seller import parse_tax_number
+from core.invoice_seller import parse_number_prefix, parse_phone, parse_tax_number
 from core.seller import (
     ACCOUNT_HOLDER_MAX,
     DEMO_SELLER_ENV,
@@ -365,9 +365,7 @@ class Settings(BaseSettings):
     @field_validator("invoice_prefix", "credit_note_prefix")
     @classmethod
     def _number_prefix(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{0,16}", v):
-            raise ValueError("at most 16 letters, digits, '-' or '_' (e.g. RE-)")
-        return v
+        return parse_number_prefix(v)
 
     @field_validator("export_accounts")
     @classmethod
@@ -386,10 +384,7 @@ class Settings(BaseSettings):
     @field_validator("seller_phone")
     @classmethod
     def _seller_phone(cls, v: str) -> str:
-        v = " ".join(v.split())
-        if v and not re.fullmatch(r"\+?[0-9 ()/-]{5,30}", v):
-            raise ValueError("must be a telephone number, e.g. +49 30 1234567")
-        return v
+        return parse_phone(v)
 
     @model_validator(mode="after")
     def _credit_note_prefix_differs(self) -> Settings:
