@@ -251,6 +251,9 @@ class Settings(BaseSettings):
     events_secret: SecretStr = SecretStr(DEV_EVENTS_SECRET)
     # -- worker metrics (Temporal SDK + mahnwerk_* counters for Prometheus; 0 = off) -------
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # The business metrics' `seller` label: the first N sellers a process sees get their
+    # own, the rest `other` (bounded cardinality; core/metrics.py). 0: all `other`.
+    metrics_seller_labels: int = Field(default=20, ge=0, le=1000)
     # -- hand-off (SPEC.md §6) -------------------------------------------------------------
     collection_url: str | None = None  # POST the collection case file here (signed)
     # Extra § 247 BGB base rates, `YYYY-MM-DD:bp,…` (e.g. `2026-07-01:127`), for half-years
