@@ -39,6 +39,7 @@ from activities.payments import (
     make_stripe_client,
 )
 from activities.refunds import RefundActivities
+from core import metrics
 from core.db import make_engine, make_session_factory
 from core.logging import configure_logging
 from core.metrics import worker_runtime
@@ -137,6 +138,7 @@ def build_worker(
 ) -> WorkerParts:
     sessions = session_factory or make_session_factory(make_engine(settings.database_url))
     warn_base_rates(settings)
+    metrics.configure(settings)  # the `seller` label's bound
     dispatcher = EventDispatcher(
         sessions, settings.events_url, settings.events_secret.get_secret_value()
     )

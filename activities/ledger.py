@@ -71,6 +71,7 @@ class LedgerActivities:
             contract = s.get(Contract, inp.contract_id)
             if contract is None:
                 raise RuntimeError(f"contract {inp.contract_id} is not in the ledger")
+            seller = contract.seller_id  # the metrics' `seller` label (issue 14 part 5)
             contract.status = inp.status
             contract.stage = inp.stage
             contract.access = inp.access
@@ -151,7 +152,9 @@ class LedgerActivities:
                 att = s.scalar(select(PaymentAttempt).where(PaymentAttempt.idempotency_key == key))
                 if att is not None:
                     if att.status != status:  # metrics: a SEPA debit's outcome arrived
-                        after_commit.append(partial(metrics.debit_outcome, status, code or None))
+                        after_commit.append(
+                            partial(metrics.debit_outcome, status, code or None, seller)
+                        )
                     att.status = status
                     att.decline_code = code or None
                     if status == "succeeded" and att.settled_at is None:
@@ -167,11 +170,11 @@ class LedgerActivities:
                     recorded += 1
                     data = _json(fact.data)
                     if fact.type == "access.locked":  # metrics
-                        after_commit.append(metrics.access_locked)
+                        after_commit.append(partial(metrics.access_locked, seller))
                     elif fact.type == "contract.handed_off":  # metrics
-                        after_commit.append(partial(metrics.handed_off, data.get("route")))
+                        after_commit.append(partial(metrics.handed_off, data.get("route"), seller))
                     elif fact.type in metrics.ALERT_FACTS:  # metrics: waits on an outage
-                        after_commit.append(partial(metrics.alert, fact.type))
+                        after_commit.append(partial(metrics.alert, fact.type, seller))
                     s.add(
                         TimelineEvent(
                             contract_id=inp.contract_id,

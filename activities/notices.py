@@ -56,7 +56,7 @@ from activities.notice_render import (
 )
 from core import metrics
 from core.db import transaction
-from core.models import Notice, TimelineEvent
+from core.models import Contract, Notice, TimelineEvent
 from core.sellers import SellerConfigError, SellerSettings
 from core.settings import Settings
 from workflows.types import NoticeInput, NoticeResult
@@ -169,6 +169,16 @@ class NoticeActivities:
             return self.sellers.for_contract(contract_id)
         except SellerConfigError as exc:
             raise ApplicationError(f"contract {contract_id}: {exc}", type="SellerMissing") from exc
+
+    def _seller_of(self, contract_id: str) -> str | None:
+        """The contract's seller for the metrics' label; a lookup that fails after the
+        message has left must not fail the activity (it would be retried for a label)."""
+        try:
+            with self.sessions() as s:
+                return s.scalar(select(Contract.seller_id).where(Contract.id == contract_id))
+        except Exception:  # noqa: BLE001 - metrics only
+            log.warning("notice metrics: the seller of %s could not be read", contract_id)
+            return "unknown"
 
     @activity.defn(name="send_notice")
     def send_notice(self, inp: NoticeInput) -> NoticeResult:
@@ -365,7 +375,9 @@ class NoticeActivities:
             log.warning("notice %s sent, recording it failed: retrying", notice.notice_number)
             sent_at = self._record_sent(inp, notice, sent_at, possible_duplicate)
         # metrics (issue 4 item 7), after the COMMIT; pre-notifications by template, not per debit
-        metrics.notice_sent(inp.template if inp.debit is not None else inp.stage)
+        metrics.notice_sent(
+            inp.template if inp.debit is not None else inp.stage, self._seller_of(inp.contract_id)
+        )
         # No recipient: the notice row (GET …/notices, support role) has it.
         log.info(
             "notice sent contract=%s notice=%s message-id=%s",

@@ -311,7 +311,9 @@ def off_session_debit_params(inp: ChargeInput) -> dict[str, Any]:
     return params
 
 
-def integration_error(exc: stripe.StripeError, pi_id: str | None = None) -> ChargeResult:
+def integration_error(
+    exc: stripe.StripeError, pi_id: str | None = None, seller: str | None = None
+) -> ChargeResult:
     """Stripe refused the request itself (400/401/403/404, not a card or bank decline): our
     integration error — a parameter Stripe does not take, SEPA not enabled on the account, a
     method not attached to the customer, a revoked key. Never the customer's fault, so never
@@ -320,7 +322,7 @@ def integration_error(exc: stripe.StripeError, pi_id: str | None = None) -> Char
     code = getattr(exc, "code", None) or type(exc).__name__
     request_id = getattr(exc, "request_id", None)
     status = getattr(exc, "http_status", None)
-    metrics.integration_error(code)
+    metrics.integration_error(code, seller)
     log.error(
         "stripe refused the request (integration error, not a decline): status=%s code=%s "
         "request_id=%s: %s",
@@ -343,11 +345,11 @@ def _hint(inp: ChargeInput) -> str | None:
     return _SCHEMES.get(inp.method_type) if inp.method_type else None
 
 
-def seller_config_error(exc: SellerConfigError) -> ChargeResult:
+def seller_config_error(exc: SellerConfigError, seller: str | None = None) -> ChargeResult:
     """The seller's Stripe credentials cannot be used (its key reference names no variable
     of this worker, or the seller is unknown): nothing was sent, nobody declined — our
     configuration error, handled as Stripe refusing our request (`integration_error`)."""
-    metrics.integration_error("seller_config")
+    metrics.integration_error("seller_config", seller)
     log.error("stripe not called, the seller's configuration is unusable: %s", exc)
     return ChargeResult("error", code="seller_config", message=str(exc)[:500])
 
@@ -532,12 +534,12 @@ class PaymentActivities:
                 message="no payment method on file",
             )
             self._record(inp, res)
-            metrics.debit_attempted(res.status, res.code)  # metrics (issue 4 item 7)
+            metrics.debit_attempted(res.status, res.code, inp.seller_id)  # metrics (issue 4 item 7)
             return res
         try:
             client, limiter = self.stripe_for(inp.seller_id)
         except SellerConfigError as exc:
-            res = seller_config_error(exc)
+            res = seller_config_error(exc, inp.seller_id)
             self._record(inp, res)
             return res
         earlier = self._claim_key(inp)
@@ -548,13 +550,13 @@ class PaymentActivities:
                 else None
             )
         except REFUSED as exc:
-            res = integration_error(exc)
+            res = integration_error(exc, seller=inp.seller_id)
             self._record(inp, res)
             return res
         if existing is not None:
             res = result_from_intent(existing, _hint(inp))
             self._record(inp, res)
-            metrics.debit_attempted(res.status, res.code)  # metrics (issue 4 item 7)
+            metrics.debit_attempted(res.status, res.code, inp.seller_id)  # metrics (issue 4 item 7)
             return res
         params = off_session_debit_params(inp)
         try:
@@ -589,12 +591,12 @@ class PaymentActivities:
                 str(exc), type="IdempotencyConflict", non_retryable=True
             ) from exc
         except REFUSED as exc:
-            res = integration_error(exc)
+            res = integration_error(exc, seller=inp.seller_id)
         if res.status == "error":
             self._record(inp, res)
             return res
         self._record(inp, res)
-        metrics.debit_attempted(res.status, res.code)  # metrics (issue 4 item 7)
+        metrics.debit_attempted(res.status, res.code, inp.seller_id)  # metrics (issue 4 item 7)
         log.info(
             "charge installment=%s attempt=%s status=%s code=%s",
             inp.installment_seq,
@@ -614,12 +616,14 @@ class PaymentActivities:
         try:
             client, limiter = self.stripe_for(inp.seller_id)
         except SellerConfigError as exc:
-            return dataclasses.replace(seller_config_error(exc), payment_intent=inp.payment_intent)
+            return dataclasses.replace(
+                seller_config_error(exc, inp.seller_id), payment_intent=inp.payment_intent
+            )
         self._throttle(limiter)
         try:
             pi = client.v1.payment_intents.retrieve(
                 inp.payment_intent, params={"expand": ["latest_charge"]}
             )
         except REFUSED as exc:
-            return integration_error(exc, inp.payment_intent)
+            return integration_error(exc, inp.payment_intent, inp.seller_id)
         return result_from_intent(pi, inp.scheme)

@@ -25,6 +25,7 @@ from api.routes import (
     webhooks,
 )
 from api.schemas import error_responses
+from core import metrics as core_metrics
 from core.db import make_engine, make_session_factory
 from core.settings import Settings, check_startup, get_settings
 
@@ -68,6 +69,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.mahnwerk = AppState(settings=settings, sessions=sessions)
+    core_metrics.configure(settings)  # the `seller` label's bound
     errors.install(app)
     docs.install(app)
     webhook_events.install(app)

@@ -18,6 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from api.schemas import Email, Line, Strict
+from core.invoice_seller import parse_number_prefix, parse_phone, parse_tax_number
 from core.seller import (
     ACCOUNT_HOLDER_MAX,
     parse_bic,
@@ -100,6 +101,9 @@ Url = Annotated[str, AfterValidator(_url)]
 Holder = Annotated[str, AfterValidator(_holder)]
 State = Annotated[str, AfterValidator(_state)]
 PolicyName = Annotated[str, Field(pattern=POLICY_NAME)]
+TaxNumber = Annotated[str, _checked(parse_tax_number)]
+Phone = Annotated[str, _checked(parse_phone)]
+NumberPrefix = Annotated[str, _checked(parse_number_prefix)]
 
 EXAMPLE: dict[str, Any] = {
     "id": "kursschmiede",
@@ -119,6 +123,9 @@ EXAMPLE: dict[str, Any] = {
     "state": "BY",
     "policies": ["default"],
     "stripe_account": "acct_1KursschmiedeDE",
+    "tax_number": "143/123/45678",
+    "invoice_prefix": "KS-",
+    "credit_note_prefix": "KS-K-",
 }
 
 
@@ -180,6 +187,40 @@ class SellerFields(Strict):
     collection_url: Url | None = Field(
         default=None, max_length=2000, description="its collection partner (hand-off)"
     )
+    # -- tax settings for its invoices (docs/invoices.md; not tax advice: the seller decides)
+    tax_number: TaxNumber | None = Field(
+        default=None,
+        description="Steuernummer (21/815/08150 or 13 digits); an invoice names it or vat_id",
+    )
+    phone: Phone | None = Field(default=None, description="contact on XRechnung (BR-DE-6)")
+    small_business: bool | None = Field(
+        default=None, description="§ 19 UStG: no VAT charged (default false)"
+    )
+    education_exempt: bool | None = Field(
+        default=None,
+        description="holds the § 4 Nr. 21 UStG certificate: `education` products are exempt",
+    )
+    oss: bool | None = Field(
+        default=None,
+        description="registered for OSS (§ 18j UStG): destination VAT for EU consumers; "
+        "needs vat_id",
+    )
+    invoicing: bool | None = Field(
+        default=None,
+        description="false: the seller issues its own invoices (default true; "
+        "MAHNWERK_INVOICING=false turns invoices off for every seller)",
+    )
+    invoice_prefix: NumberPrefix | None = Field(
+        default=None, description="its invoice numbers' prefix; default MAHNWERK_INVOICE_PREFIX"
+    )
+    credit_note_series: Literal["own", "invoice"] | None = Field(
+        default=None,
+        description="own: credit notes in their own series (credit_note_prefix); invoice: "
+        "the invoices' series. Default MAHNWERK_CREDIT_NOTE_SERIES",
+    )
+    credit_note_prefix: NumberPrefix | None = Field(
+        default=None, description="default MAHNWERK_CREDIT_NOTE_PREFIX"
+    )
 
     @field_validator("policies")
     @classmethod
@@ -236,6 +277,15 @@ class SellerOut(BaseModel):
     stripe_webhook_secret_ref: str | None
     webhook_path: str = Field(description="where this seller's Stripe events are posted")
     collection_url: str | None
+    tax_number: str
+    phone: str
+    small_business: bool
+    education_exempt: bool
+    oss: bool
+    invoicing: bool
+    invoice_prefix: str | None = Field(description="null: MAHNWERK_INVOICE_PREFIX")
+    credit_note_series: str | None = Field(description="null: MAHNWERK_CREDIT_NOTE_SERIES")
+    credit_note_prefix: str | None = Field(description="null: MAHNWERK_CREDIT_NOTE_PREFIX")
     created_at: str | None
     updated_at: str | None
 
@@ -278,6 +328,15 @@ def seller_out(p: SellerProfile) -> SellerOut:
         stripe_webhook_secret_ref=p.stripe_webhook_secret_ref,
         webhook_path=path,
         collection_url=p.collection_url,
+        tax_number=p.tax_number,
+        phone=p.phone,
+        small_business=p.small_business,
+        education_exempt=p.education_exempt,
+        oss=p.oss,
+        invoicing=p.invoicing,
+        invoice_prefix=p.invoice_prefix,
+        credit_note_series=p.credit_note_series,
+        credit_note_prefix=p.credit_note_prefix,
         created_at=p.created_at,
         updated_at=p.updated_at,
     )

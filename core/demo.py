@@ -5,6 +5,12 @@ It talks to a running stack only from the outside: the HTTP API (as the platform
 support agent) and the Stripe API of the stand-in (to create a SEPA payment method and to
 script one soft decline). It follows the contracts and prints their state until they
 settle.
+
+Two more sellers join the default one (issue 14, docs/sellers.md): `demo-kursschmiede` and
+`demo-yogaraum`, each on its own connected account of the stand-in with its own bank details
+and tax settings, and a contract each, debited on its account and invoiced in its own
+series; the Yogaraum's customer withdraws (`POST …/cancel`, reason `withdrawal`,
+docs/endings.md) after the first installment is paid and gets the policy's refund.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class Scenario:
     actions: list[tuple[float, str, Any]] = field(default_factory=list)
     contract_id: str = ""
     stripe_customer: str | None = None
+    seller: str | None = None  # a seller of DEMO_SELLERS; None: the default seller
 
 
 def _body(sc: Scenario, stamp: str) -> dict[str, Any]:
@@ -71,6 +78,8 @@ def _body(sc: Scenario, stamp: str) -> dict[str, Any]:
             "text_sha256": "ab" * 32,
         },
     }
+    if sc.seller is not None:
+        body["seller_id"] = sc.seller
     if sc.kind == "one_off":
         body["one_off"] = {"amount": sc.amount}
     else:
@@ -151,6 +160,98 @@ def scenarios(stripe_client: stripe.StripeClient | None) -> list[Scenario]:
     return out
 
 
+# Two sellers of the platform: different connected accounts, bank details and tax settings.
+DEMO_SELLERS: list[dict[str, Any]] = [
+    {
+        "id": "demo-kursschmiede",
+        "name": "Kursschmiede",
+        "legal_form": "GmbH",
+        "address": "Hauptstraße 5, 80331 München",
+        "register_court": "Amtsgericht München",
+        "register_number": "HRB 123456",
+        "managing_directors": "Erika Beispiel",
+        "vat_id": "DE999999995",
+        "tax_number": "143/123/45678",
+        "iban": "DE89370400440532013000",
+        "bic": "COBADEFFXXX",
+        "creditor_id": "DE98ZZZ09999999999",
+        "mail_from": "Kursschmiede <billing@kursschmiede.example>",
+        "reply_to": "support@kursschmiede.example",
+        "state": "BY",
+        "stripe_account": "acct_DemoKursschmiede",
+        "invoice_prefix": "KS-",
+        "credit_note_prefix": "KS-K-",
+    },
+    {
+        "id": "demo-yogaraum",
+        "name": "Yogaraum Jana Beispiel",
+        "legal_form": "Einzelunternehmen",
+        "address": "Lindenallee 7, 50667 Köln",
+        "managing_directors": "Jana Beispiel",
+        "tax_number": "2181508150",
+        "small_business": True,
+        "iban": "DE02120300000000202051",
+        "mail_from": "Yogaraum <kurse@yogaraum.example>",
+        "reply_to": "jana@yogaraum.example",
+        "state": "NW",
+        "stripe_account": "acct_DemoYogaraum",
+        "invoice_prefix": "YR-",
+        "credit_note_series": "invoice",
+    },
+]
+
+
+def seller_scenarios(
+    stripe_key: str, standin_url: str, http: httpx.Client, api_key: str
+) -> list[Scenario]:
+    """The two demo sellers (their connected accounts at the stand-in, then
+    `POST /v1/sellers`) and a contract each, its card on the seller's own account."""
+    out: list[Scenario] = []
+    plans = {
+        "demo-kursschmiede": (
+            "seller_a",
+            "Kursschmiede (own account, own invoices KS-…): 2 installments paid",
+            [],
+        ),
+        "demo-yogaraum": (
+            "seller_b",
+            "Yogaraum (§ 19, invoices YR-…): 1st paid, then withdrawal → refund",
+            [(25, "withdrawal", None)],
+        ),
+    }
+    for seller in DEMO_SELLERS:
+        account = seller["stripe_account"]
+        # exists already after an earlier run: the answer does not matter
+        httpx.post(
+            f"{standin_url}/_standin/accounts",
+            json={"id": account, "type": "connected", "creditor_id": seller.get("creditor_id")},
+        )
+        resp = http.post("/v1/sellers", json=seller, headers={"Authorization": f"Bearer {api_key}"})
+        if resp.status_code not in (200, 201, 409):  # 409: created before with other details
+            console.print(f"[yellow]seller {seller['id']}: {resp.status_code} {resp.text[:300]}")
+            continue
+        # as the platform's checkout does it: on the connected account (Stripe-Account)
+        on_account = stripe.StripeClient(
+            stripe_key, stripe_account=account, base_addresses={"api": standin_url}
+        )
+        customer = on_account.v1.customers.create(params={"email": "erika@example.org"})
+        pm = on_account.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+        key, title, actions = plans[seller["id"]]
+        out.append(
+            Scenario(
+                key,
+                title,
+                pm.id,
+                count=2 if key == "seller_a" else 3,
+                amount=14900 if key == "seller_a" else 4900,
+                actions=list(actions),
+                stripe_customer=customer.id,
+                seller=seller["id"],
+            )
+        )
+    return out
+
+
 def sepa_mandate(client: stripe.StripeClient, iban: str) -> tuple[str, str]:
     """A customer with a SEPA method and its mandate, set up as a platform does at checkout
     (SetupIntent): (customer id, payment method id)."""
@@ -182,12 +283,16 @@ def sepa_mandate(client: stripe.StripeClient, iban: str) -> tuple[str, str]:
 async def run(api_url: str, api_key: str, support_key: str, standin_url: str | None) -> int:
     stamp = datetime.now(UTC).strftime("%H%M%S")
     stripe_client = None
+    stripe_key = os.environ.get("STRIPE_API_KEY", "sk_test_mahnwerk_dev")
     if standin_url:
-        stripe_client = stripe.StripeClient(
-            os.environ.get("STRIPE_API_KEY", "sk_test_mahnwerk_dev"),
-            base_addresses={"api": standin_url},
-        )
+        stripe_client = stripe.StripeClient(stripe_key, base_addresses={"api": standin_url})
     scs = scenarios(stripe_client)
+    if stripe_client is not None and standin_url:
+        try:
+            with httpx.Client(base_url=api_url, timeout=30) as sync_http:
+                scs += seller_scenarios(stripe_key, standin_url, sync_http, api_key)
+        except (stripe.StripeError, httpx.HTTPError) as exc:
+            console.print(f"[yellow]seller scenarios skipped: {exc}")
     started = time.monotonic()
     async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
         for sc in scs:
@@ -222,6 +327,16 @@ async def run(api_url: str, api_key: str, support_key: str, standin_url: str | N
                             await http.post(
                                 f"/v1/contracts/{sc.contract_id}/payment-method",
                                 json={"payment_method": arg},
+                                headers=hdr,
+                            )
+                        elif action == "withdrawal":
+                            # the customer withdraws (§ 355 BGB): support records it
+                            await http.post(
+                                f"/v1/contracts/{sc.contract_id}/cancel",
+                                json={
+                                    "reason": "withdrawal",
+                                    "note": "Widerruf per E-Mail (demo)",
+                                },
                                 headers=hdr,
                             )
                         elif action == "settle":
@@ -268,14 +383,17 @@ async def _save_invoices(http: httpx.AsyncClient, api_key: str, scs: list[Scenar
         if resp.status_code != 200:
             continue
         for inv in resp.json()["data"]:
+            # numbers are unique per seller: name the seller
             pdf = await http.get(
-                f"/v1/invoices/{inv['number']}", headers={**auth, "Accept": "application/pdf"}
+                f"/v1/invoices/{inv['number']}?seller_id={inv['seller_id']}",
+                headers={**auth, "Accept": "application/pdf"},
             )
             if pdf.status_code == 200:
                 folder.mkdir(parents=True, exist_ok=True)
-                path = folder / f"{inv['number']}.pdf"
+                path = folder / f"{inv['seller_id']}-{inv['number']}.pdf"
                 path.write_bytes(pdf.content)
-                saved.append(f"  {path}  ({sc.key}, installment {inv['installment']})")
+                what = "credit note" if inv["kind"] == "credit_note" else "invoice"
+                saved.append(f"  {path}  ({sc.key}: {what}, installment {inv['installment']})")
     if saved:
         console.print("Invoices issued (GET /v1/invoices/{number}, Accept: application/pdf):")
         for line in saved:

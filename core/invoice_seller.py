@@ -1,10 +1,11 @@
 """The seller as an invoice names it, and the seller's tax settings (issue 15).
 
 One accessor, :func:`invoice_seller`, for everything the invoices read about the seller:
-today the `MAHNWERK_SELLER_*` and invoice settings (core/settings.py) for the one default
-seller; a multi-seller platform (issue 14) backs it with its sellers table by `seller_id`,
-so nothing else in invoicing reads seller settings directly. Invoice numbers are counted
-per seller key (`default` for the settings' seller).
+the `MAHNWERK_SELLER_*` and invoice settings (core/settings.py) for the default seller, the
+seller's row of the `sellers` table (issue 14, core/sellers.py: its legal and bank details
+and its tax settings, migration 0010) for any other, so nothing else in invoicing reads
+seller settings directly. Invoice numbers are counted per seller key (the seller id,
+`default` for the settings' seller), each seller in its own series.
 
 Not tax advice: whether the seller is a small business, holds the § 4 Nr. 21 certificate or
 is registered for OSS is the seller's configuration (docs/invoices.md).
@@ -13,6 +14,7 @@ is registered for OSS is the seller's configuration (docs/invoices.md).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -20,6 +22,9 @@ from core.seller import legal_footer, legal_name, seat_of
 from domain.vat import SellerTax
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from core.sellers import SellerProfile
     from core.settings import Settings
 
 DEFAULT_SELLER: Final = "default"
@@ -37,6 +42,36 @@ def parse_tax_number(raw: str) -> str:
     if not 10 <= len(digits) <= 13:
         raise ValueError(f"a tax number has 10 to 13 digits, got {len(digits)}")
     return v
+
+
+NUMBER_PREFIX = r"[A-Za-z0-9_-]{0,16}"
+
+
+def parse_number_prefix(raw: str) -> str:
+    """The prefix of an invoice or credit-note number (``RE-``): it is part of the number,
+    which the API reads in a path (``/v1/invoices/RE-000001``)."""
+    if not re.fullmatch(NUMBER_PREFIX, raw):
+        raise ValueError("at most 16 letters, digits, '-' or '_' (e.g. RE-)")
+    return raw
+
+
+def parse_phone(raw: str) -> str:
+    """The seller's telephone number for XRechnung invoices (BR-DE-6), spaces collapsed."""
+    v = " ".join(raw.split())
+    if v and not re.fullmatch(r"\+?[0-9 ()/-]{5,30}", v):
+        raise ValueError("must be a telephone number, e.g. +49 30 1234567")
+    return v
+
+
+def credit_note_prefix_problem(series: str, invoice_prefix: str, credit_prefix: str) -> str | None:
+    """An own credit-note series needs a prefix of its own: the numbers of two gapless
+    series must not look alike."""
+    if series == "own" and credit_prefix == invoice_prefix:
+        return (
+            f"an own credit-note series needs its own prefix (both are {invoice_prefix!r}); "
+            "or credit-note series `invoice`"
+        )
+    return None
 
 
 _POSTAL_RE = re.compile(r"^(?P<street>.+?),\s*(?P<postal>\d{4,5})\s+(?P<city>[^,]+)$")
@@ -99,69 +134,114 @@ class InvoiceSeller:
         return INVOICE_SERIES, self.invoice_prefix
 
 
-def invoice_seller(seller_id: str | None = None, settings: Settings | None = None) -> InvoiceSeller:
-    """The seller `seller_id` (None: the default seller) as its invoices name it.
-
-    Only the default seller exists until the sellers table (issue 14) backs this function;
-    another id raises LookupError."""
+def invoice_seller(
+    seller_id: str | None = None,
+    settings: Settings | None = None,
+    sessions: sessionmaker[Session] | None = None,
+) -> InvoiceSeller:
+    """The seller `seller_id` (None or ``default``: the settings' seller) as its invoices
+    name it; any other seller is read from the `sellers` table through `sessions`.
+    LookupError when there is no such seller."""
     if settings is None:
         from core.settings import get_settings
 
         settings = get_settings()
+    from core.sellers import DEFAULT_SELLER_ID, SellerProfile
+
     key = seller_id or DEFAULT_SELLER
-    if key != DEFAULT_SELLER:
-        raise LookupError(f"unknown seller {key!r}")
-    address = {**split_address(settings.seller_address), "country": "DE"}
+    if key == DEFAULT_SELLER_ID:
+        return invoice_seller_of(SellerProfile.from_settings(settings), settings)
+    if sessions is None:
+        raise LookupError(f"unknown seller {key!r} (no sellers table to read)")
+    from core.models import Seller
+
+    with sessions() as s:
+        row = s.get(Seller, key)
+        if row is None:
+            raise LookupError(f"unknown seller {key!r}")
+        profile = SellerProfile.from_row(row)
+    return invoice_seller_of(profile, settings)
+
+
+def invoice_seller_of(profile: SellerProfile, settings: Settings) -> InvoiceSeller:
+    """`profile` (the settings' seller or a row of `sellers`) as its invoices name it. The
+    timing, the products' default tax category and whether they are electronic services
+    are the platform's (settings); everything about the seller is the seller's."""
+    address = {**split_address(profile.address), "country": "DE"}
     if not address["city"]:
-        address["city"] = seat_of(settings) or ""
+        address["city"] = seat_of(profile) or ""
+    name = legal_name(profile)
+    series = profile.credit_note_series or settings.credit_note_series
     return InvoiceSeller(
-        key=key,
-        name=legal_name(settings),
+        key=profile.id,
+        name=name,
         address=address,
-        vat_id=settings.seller_vat_id,
-        tax_number=settings.seller_tax_number,
-        email=settings.seller_email,
-        phone=settings.seller_phone,
-        iban=settings.seller_iban,
-        bic=settings.seller_bic,
-        account_holder=settings.seller_account_holder or legal_name(settings),
-        footer_de=tuple(legal_footer(settings, "de")),
-        footer_en=tuple(legal_footer(settings, "en")),
+        vat_id=profile.vat_id,
+        tax_number=profile.tax_number,
+        email=profile.reply_to,
+        phone=profile.phone,
+        iban=profile.iban,
+        bic=profile.bic,
+        account_holder=profile.account_holder or name,
+        footer_de=tuple(legal_footer(profile, "de")),
+        footer_en=tuple(legal_footer(profile, "en")),
         tax=SellerTax(
-            small_business=settings.seller_small_business,
-            education_certificate=settings.seller_education_exempt,
-            oss=settings.seller_oss,
+            small_business=profile.small_business,
+            education_certificate=profile.education_exempt,
+            oss=profile.oss,
         ),
         invoice_timing=settings.invoice_timing,
-        invoicing=settings.invoicing,
-        invoice_prefix=settings.invoice_prefix,
-        credit_note_series=settings.credit_note_series,
-        credit_note_prefix=settings.credit_note_prefix,
+        invoicing=settings.invoicing and profile.invoicing,
+        invoice_prefix=(
+            profile.invoice_prefix
+            if profile.invoice_prefix is not None
+            else settings.invoice_prefix
+        ),
+        credit_note_series=series,
+        credit_note_prefix=(
+            profile.credit_note_prefix
+            if profile.credit_note_prefix is not None
+            else settings.credit_note_prefix
+        ),
         product_tax=settings.invoice_product_tax,
         electronic_services=settings.invoice_electronic_services,
     )
 
 
-def invoice_problems(seller: InvoiceSeller) -> list[tuple[str, str]]:
+# What invoice_problems names: the settings' variables (the default seller) or the fields
+# of /v1/sellers (a seller of the platform).
+SETTINGS_NAMES: Final = {
+    "tax_number": "MAHNWERK_SELLER_TAX_NUMBER",
+    "vat_id": "MAHNWERK_SELLER_VAT_ID",
+    "address": "MAHNWERK_SELLER_ADDRESS",
+    "invoicing": "MAHNWERK_INVOICING",
+}
+
+
+def invoice_problems(
+    seller: InvoiceSeller, name: Callable[[str], str] = SETTINGS_NAMES.__getitem__
+) -> list[tuple[str, str]]:
     """What keeps the seller's invoices from being complete (§ 14 Abs. 4 UStG), as
-    (variable, reason); empty when invoicing is off."""
+    (variable or field, reason); empty when invoicing is off. `name` maps ``tax_number``,
+    ``vat_id``, ``address`` and ``invoicing`` to what a problem names."""
     if not seller.invoicing:
         return []
     problems: list[tuple[str, str]] = []
+    off = "=false" if name("invoicing").isupper() else ": false"
     if not (seller.vat_id or seller.tax_number):
         problems.append(
             (
-                "MAHNWERK_SELLER_TAX_NUMBER",
-                "missing, and no MAHNWERK_SELLER_VAT_ID: an invoice names one "
-                "(§ 14 Abs. 4 Nr. 2 UStG); or MAHNWERK_INVOICING=false",
+                name("tax_number"),
+                f"missing, and no {name('vat_id')}: an invoice names one "
+                f"(§ 14 Abs. 4 Nr. 2 UStG); or {name('invoicing')}{off}",
             )
         )
     if seller.tax.oss and not seller.vat_id:
-        problems.append(("MAHNWERK_SELLER_VAT_ID", "missing: OSS registration goes with one"))
+        problems.append((name("vat_id"), "missing: OSS registration goes with one"))
     if not (seller.address.get("postal_code") and seller.address.get("city")):
         problems.append(
             (
-                "MAHNWERK_SELLER_ADDRESS",
+                name("address"),
                 "an invoice needs street, postal code and town ('Musterstraße 1, 10115 Berlin')",
             )
         )

@@ -345,7 +345,7 @@ def issue_invoice(
         if contract is None:
             raise InvoiceError(f"contract {contract_id} is not in the ledger")
         s.expunge(contract)
-    seller = invoice_seller(getattr(contract, "seller_id", None), settings)
+    seller = invoice_seller(getattr(contract, "seller_id", None), settings, sessions)
     customer = customer_party(contract.customer or {})
     locale = "en" if customer["locale"] == "en" else "de"
     start, end = _period(contract, due_at, seq)
@@ -475,7 +475,7 @@ def issue_credit_note(
         raise InvoiceError(
             f"credit of {amount} exceeds what invoice {original.number} has left to credit ({left})"
         )
-    seller = invoice_seller(original.seller_key, settings)
+    seller = invoice_seller(original.seller_key, settings, sessions)
     locale = invoice.get("locale", "de")
     words = CREDIT_REASONS_DE if locale == "de" else CREDIT_REASONS_EN
     title = "Rechnungskorrektur zu" if locale == "de" else "Correction of invoice"

@@ -16,6 +16,12 @@ Three sources, two endpoints:
   failures…) are exported by the SDK's core on the worker's endpoint
   (`temporalio.runtime.PrometheusConfig`).
 
+Every business counter and the open-claim gauge carry a `seller` label (issue 14 part 5):
+the seller id for the first `MAHNWERK_METRICS_SELLER_LABELS` (default 20) sellers a process
+sees, `other` for the rest (`SellerLabels`), so a platform with thousands of sellers does not
+make thousands of series per counter; contracts from before sellers are `default`'s. The
+per-seller detail is in `GET /v1/reports/receivables?seller_id=…`.
+
 The API's `/metrics` shows the counters of the API process too (zero in production, where
 the API runs no activities; the real numbers in a test that runs worker and API in one
 process). Scrape both: `job="mahnwerk-api"` for the ledger, `job="mahnwerk-worker"` for the
@@ -28,6 +34,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
@@ -53,18 +60,59 @@ log = logging.getLogger("mahnwerk.metrics")
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 _UNKNOWN = "unknown"
+OTHER_SELLERS: Final = "other"
+DEFAULT_SELLER_LABELS: Final = 20
+
+
+class SellerLabels:
+    """The `seller` label of a seller id, with bounded cardinality: the first `limit` sellers
+    seen get their own id, every later one `other` (0: every seller is `other`). The choice
+    lasts for the process's life, so a seller's series never changes its label."""
+
+    def __init__(self, limit: int = DEFAULT_SELLER_LABELS) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._seen: dict[str, None] = {}
+
+    def configure(self, limit: int) -> None:
+        with self._lock:
+            self.limit = limit
+
+    def label(self, seller_id: str | None) -> str:
+        sid = seller_id or "default"  # "": a contract started before sellers (issue 14)
+        with self._lock:
+            if sid in self._seen:
+                return sid
+            if len(self._seen) < self.limit:
+                self._seen[sid] = None
+                return sid
+        return OTHER_SELLERS
+
+    def reset(self) -> None:
+        """Forget the sellers seen (tests)."""
+        with self._lock:
+            self._seen.clear()
+
+
+SELLER_LABELS = SellerLabels()
+
+
+def configure(settings: Settings) -> None:
+    """Apply MAHNWERK_METRICS_SELLER_LABELS to this process's seller labels."""
+    SELLER_LABELS.configure(settings.metrics_seller_labels)
 
 
 class BusinessCounter:
     """A prometheus-client counter, mirrored to the Temporal runtime's meter when bound.
 
-    `name` is the Prometheus base name; both exporters show it as `<name>_total`.
+    `name` is the Prometheus base name; both exporters show it as `<name>_total`. Every
+    counter has the `seller` label (`SellerLabels`) besides its own `labels`.
     """
 
     def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:
         self.name = name
         self.documentation = documentation
-        self.labels = tuple(labels)
+        self.labels = (*labels, "seller")
         self._prom = Counter(name, documentation, self.labels, registry=REGISTRY)
         self._temporal: MetricCounter | None = None
 
@@ -72,14 +120,12 @@ class BusinessCounter:
         # PrometheusConfig(counters_total_suffix=False) exports custom names as given.
         self._temporal = meter.create_counter(f"{self.name}_total", self.documentation)
 
-    def inc(self, **labels: str | None) -> None:
-        values = {k: (labels.get(k) or _UNKNOWN) for k in self.labels}
-        if self.labels:
-            self._prom.labels(**values).inc()
-        else:
-            self._prom.inc()
+    def inc(self, seller: str | None = None, **labels: str | None) -> None:
+        values = {k: (labels.get(k) or _UNKNOWN) for k in self.labels if k != "seller"}
+        values["seller"] = SELLER_LABELS.label(seller)
+        self._prom.labels(**values).inc()
         if self._temporal is not None:
-            self._temporal.add(1, values or None)
+            self._temporal.add(1, values)
 
 
 DEBITS_ATTEMPTED = BusinessCounter(
@@ -150,42 +196,42 @@ COUNTERS = (
 # -- helpers for the places where things happen -----------------------------------------------
 
 
-def debit_outcome(status: str, code: str | None = None) -> None:
+def debit_outcome(status: str, code: str | None = None, seller: str | None = None) -> None:
     """A final debit outcome: `succeeded` or `declined` (anything else is not final yet)."""
     if status == "succeeded":
-        DEBITS_SUCCEEDED.inc()
+        DEBITS_SUCCEEDED.inc(seller)
     elif status == "declined":
-        DEBITS_FAILED.inc(code=code)
+        DEBITS_FAILED.inc(seller, code=code)
 
 
-def debit_attempted(status: str, code: str | None = None) -> None:
+def debit_attempted(status: str, code: str | None = None, seller: str | None = None) -> None:
     """The `charge` activity got an answer: count the attempt and, if final, its outcome."""
-    DEBITS_ATTEMPTED.inc()
-    debit_outcome(status, code)
+    DEBITS_ATTEMPTED.inc(seller)
+    debit_outcome(status, code, seller)
 
 
-def integration_error(code: str | None) -> None:
-    INTEGRATION_ERRORS.inc(code=code)
+def integration_error(code: str | None, seller: str | None = None) -> None:
+    INTEGRATION_ERRORS.inc(seller, code=code)
 
 
-def alert(fact_type: str) -> None:
-    ALERTS.inc(type=fact_type)
+def alert(fact_type: str, seller: str | None = None) -> None:
+    ALERTS.inc(seller, type=fact_type)
 
 
-def collection_delivery_failed(kind: str) -> None:
-    COLLECTION_DELIVERY_FAILURES.inc(kind=kind)
+def collection_delivery_failed(kind: str, seller: str | None = None) -> None:
+    COLLECTION_DELIVERY_FAILURES.inc(seller, kind=kind)
 
 
-def notice_sent(stage: str) -> None:
-    NOTICES_SENT.inc(stage=stage)
+def notice_sent(stage: str, seller: str | None = None) -> None:
+    NOTICES_SENT.inc(seller, stage=stage)
 
 
-def access_locked() -> None:
-    ACCESS_LOCKS.inc()
+def access_locked(seller: str | None = None) -> None:
+    ACCESS_LOCKS.inc(seller)
 
 
-def handed_off(route: str | None) -> None:
-    HANDOFFS.inc(route=route)
+def handed_off(route: str | None, seller: str | None = None) -> None:
+    HANDOFFS.inc(seller, route=route)
 
 
 # -- ledger gauges, computed on scrape ---------------------------------------------------------
@@ -202,8 +248,9 @@ class LedgerCollector(Collector):
         return (
             GaugeMetricFamily(
                 "mahnwerk_open_claim_amount",
-                "Overdue amount of contracts in dunning, in minor units (cents).",
-                labels=["currency"],
+                "Overdue amount of contracts in dunning, in minor units (cents), by currency "
+                "and seller (the first MAHNWERK_METRICS_SELLER_LABELS sellers, then `other`).",
+                labels=["currency", "seller"],
             ),
             GaugeMetricFamily(
                 "mahnwerk_events_pending", "Platform events in the outbox not yet acknowledged."
@@ -219,9 +266,14 @@ class LedgerCollector(Collector):
         try:
             with self.sessions() as s:
                 rows = s.execute(
-                    select(Contract.currency, func.coalesce(func.sum(Contract.overdue_amount), 0))
+                    select(
+                        Contract.currency,
+                        Contract.seller_id,
+                        func.coalesce(func.sum(Contract.overdue_amount), 0),
+                    )
                     .where(Contract.status == "in_dunning")
-                    .group_by(Contract.currency)
+                    .group_by(Contract.currency, Contract.seller_id)
+                    .order_by(Contract.currency, Contract.seller_id)
                 ).all()
                 waiting = s.scalar(
                     select(func.count())
@@ -233,8 +285,12 @@ class LedgerCollector(Collector):
             # missing (absent() alerts on them) instead of the whole scrape failing.
             log.warning("metrics: ledger unavailable: %s", type(exc).__name__)
             return
-        for currency, amount in rows:
-            claims.add_metric([currency], float(amount))
+        sums: dict[tuple[str, str], float] = {}
+        for currency, seller_id, amount in rows:
+            key = (currency, SELLER_LABELS.label(seller_id))
+            sums[key] = sums.get(key, 0.0) + float(amount)
+        for (currency, seller), total in sums.items():
+            claims.add_metric([currency, seller], total)
         pending.add_metric([], float(waiting or 0))
         yield claims
         yield pending

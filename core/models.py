@@ -22,7 +22,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -90,6 +92,24 @@ class Seller(Base):
     stripe_api_key_ref: Mapped[str | None] = mapped_column(String(132), nullable=True)
     stripe_webhook_secret_ref: Mapped[str | None] = mapped_column(String(132), nullable=True)
     collection_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Its tax settings, for its invoices (issue 15; migration 0010; core/invoice_seller.py).
+    tax_number: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    small_business: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), nullable=False
+    )
+    education_exempt: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), nullable=False
+    )
+    oss: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), nullable=False
+    )
+    invoicing: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true(), nullable=False
+    )
+    invoice_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    credit_note_series: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    credit_note_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -86,6 +86,16 @@ class SellerProfile:
     stripe_api_key_ref: str | None = None
     stripe_webhook_secret_ref: str | None = None
     collection_url: str | None = None
+    # -- tax settings, for its invoices (issue 15; core.invoice_seller, migration 0010) ----
+    tax_number: str = ""
+    phone: str = ""
+    small_business: bool = False  # § 19 UStG
+    education_exempt: bool = False  # holds the § 4 Nr. 21 UStG certificate
+    oss: bool = False  # registered for the One-Stop-Shop (§ 18j UStG)
+    invoicing: bool = True  # False: the seller issues its own invoices
+    invoice_prefix: str | None = None  # None: MAHNWERK_INVOICE_PREFIX
+    credit_note_series: str | None = None  # own | invoice; None: MAHNWERK_CREDIT_NOTE_SERIES
+    credit_note_prefix: str | None = None  # None: MAHNWERK_CREDIT_NOTE_PREFIX
     created_at: str | None = None
     updated_at: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -181,6 +191,15 @@ class SellerProfile:
             reply_to=settings.seller_email,
             state=settings.seller_state,
             collection_url=settings.collection_url,
+            tax_number=settings.seller_tax_number,
+            phone=settings.seller_phone,
+            small_business=settings.seller_small_business,
+            education_exempt=settings.seller_education_exempt,
+            oss=settings.seller_oss,
+            invoicing=settings.invoicing,
+            invoice_prefix=settings.invoice_prefix,
+            credit_note_series=settings.credit_note_series,
+            credit_note_prefix=settings.credit_note_prefix,
         )
 
     @classmethod
@@ -211,6 +230,15 @@ class SellerProfile:
             stripe_api_key_ref=row.stripe_api_key_ref,
             stripe_webhook_secret_ref=row.stripe_webhook_secret_ref,
             collection_url=row.collection_url,
+            tax_number=row.tax_number or "",
+            phone=row.phone or "",
+            small_business=bool(row.small_business),
+            education_exempt=bool(row.education_exempt),
+            oss=bool(row.oss),
+            invoicing=row.invoicing is not False,
+            invoice_prefix=row.invoice_prefix,
+            credit_note_series=row.credit_note_series,
+            credit_note_prefix=row.credit_note_prefix,
             created_at=row.created_at.isoformat() if row.created_at else None,
             updated_at=row.updated_at.isoformat() if row.updated_at else None,
         )
@@ -241,11 +269,32 @@ SELLER_FIELDS: Final = (
     "stripe_api_key_ref",
     "stripe_webhook_secret_ref",
     "collection_url",
+    "tax_number",
+    "phone",
+    "small_business",
+    "education_exempt",
+    "oss",
+    "invoicing",
+    "invoice_prefix",
+    "credit_note_series",
+    "credit_note_prefix",
 )
+# Flags: `null` in a PATCH sets them back to their default.
+SELLER_FLAGS: Final = {
+    "small_business": False,
+    "education_exempt": False,
+    "oss": False,
+    "invoicing": True,
+}
+# Number prefixes: "" is a prefix (none), not a missing value.
+SELLER_PREFIXES: Final = ("invoice_prefix", "credit_note_prefix")
 
 
 def profile_with(profile: SellerProfile, changes: dict[str, Any]) -> SellerProfile:
     values = dict(changes)
+    for flag, default in SELLER_FLAGS.items():
+        if flag in values and values[flag] is None:
+            values[flag] = default
     if "policies" in values:
         values["policies"] = tuple(values["policies"] or ())
     return replace(profile, **values)

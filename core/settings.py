@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.codec import parse_key_ring
-from core.invoice_seller import parse_tax_number
+from core.invoice_seller import parse_number_prefix, parse_phone, parse_tax_number
 from core.seller import (
     ACCOUNT_HOLDER_MAX,
     DEMO_SELLER_ENV,
@@ -251,6 +251,9 @@ class Settings(BaseSettings):
     events_secret: SecretStr = SecretStr(DEV_EVENTS_SECRET)
     # -- worker metrics (Temporal SDK + mahnwerk_* counters for Prometheus; 0 = off) -------
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # The business metrics' `seller` label: the first N sellers a process sees get their
+    # own, the rest `other` (bounded cardinality; core/metrics.py). 0: all `other`.
+    metrics_seller_labels: int = Field(default=20, ge=0, le=1000)
     # -- hand-off (SPEC.md §6) -------------------------------------------------------------
     collection_url: str | None = None  # POST the collection case file here (signed)
     # Extra § 247 BGB base rates, `YYYY-MM-DD:bp,…` (e.g. `2026-07-01:127`), for half-years
@@ -365,9 +368,7 @@ class Settings(BaseSettings):
     @field_validator("invoice_prefix", "credit_note_prefix")
     @classmethod
     def _number_prefix(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{0,16}", v):
-            raise ValueError("at most 16 letters, digits, '-' or '_' (e.g. RE-)")
-        return v
+        return parse_number_prefix(v)
 
     @field_validator("export_accounts")
     @classmethod
@@ -386,10 +387,7 @@ class Settings(BaseSettings):
     @field_validator("seller_phone")
     @classmethod
     def _seller_phone(cls, v: str) -> str:
-        v = " ".join(v.split())
-        if v and not re.fullmatch(r"\+?[0-9 ()/-]{5,30}", v):
-            raise ValueError("must be a telephone number, e.g. +49 30 1234567")
-        return v
+        return parse_phone(v)
 
     @model_validator(mode="after")
     def _credit_note_prefix_differs(self) -> Settings:

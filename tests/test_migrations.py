@@ -130,3 +130,42 @@ def test_migration_0009_gives_every_existing_contract_to_the_default_seller(
                 assert conn.execute(text("SELECT count(*) FROM contracts")).scalar_one() == 5
         finally:
             engine.dispose()
+
+
+def test_migration_0011_keeps_existing_sellers_without_invoices(tmp_path: Path) -> None:
+    """A seller created before sellers had tax settings keeps `invoicing = false` (its
+    invoices would name no tax number); the default seller's flag is the settings' own."""
+    with _database_at("0010", tmp_path) as url:
+        engine = make_engine(url)
+        try:
+            now = datetime(2026, 12, 1, 10, tzinfo=UTC)
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO sellers (id, source, name, created_at, updated_at) "
+                        "VALUES ('old-seller', 'api', 'Alt', :now, :now)"
+                    ),
+                    {"now": now},
+                )
+            command.upgrade(alembic_config(url), "head")
+            with engine.connect() as conn:
+                diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            assert diff == [], diff
+            sessions = make_session_factory(engine)
+            with sessions() as s, s.begin():
+                old = s.get(Seller, "old-seller")
+                assert old is not None and old.invoicing is False
+                assert old.small_business is False and old.tax_number is None
+                default = s.get(Seller, "default")
+                assert default is not None and default.invoicing is True
+                s.add(Seller(id="new-seller", source="api", name="Neu"))
+            with sessions() as s:
+                new = s.get(Seller, "new-seller")
+                assert new is not None and new.invoicing is True and new.oss is False
+            command.downgrade(alembic_config(url), "0010")
+            with engine.connect() as conn:
+                cols = {c["name"] for c in inspect(conn).get_columns("sellers")}
+                assert "tax_number" not in cols and "invoicing" not in cols
+                assert conn.execute(text("SELECT count(*) FROM sellers")).scalar_one() == 3
+        finally:
+            engine.dispose()

@@ -221,11 +221,11 @@ def build_input(
         seller_state=seller.state if seller is not None else settings.seller_state,
         base_rates=list(with_rates(settings.extra_base_rates)),
         seller_id=seller.id if seller is not None else DEFAULT_SELLER_ID,
-        # Invoices (issue 15) for the default seller only: the sellers table does not hold
-        # a seller's own tax settings (tax number, small business, OSS) yet.
+        # Invoices (issue 15) in the seller's own series with its tax settings
+        # (core.invoice_seller), unless the platform or the seller turned them off.
         invoice_timing=(
             settings.invoice_timing
-            if settings.invoicing and (seller is None or seller.is_default)
+            if settings.invoicing and (seller is None or seller.invoicing)
             else ""
         ),
     )

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, and_, func, or_, select
 
@@ -22,7 +23,7 @@ from api.errors import ApiError, reject_nul_bytes, reject_unknown_query
 from api.responses import Access, ContractKind, NoticeStatus, Stage, stage_field
 from api.schemas import error_responses
 from core.models import Contract, Installment, Notice
-from core.sellers import SELLER_ID
+from core.sellers import DEFAULT_SELLER_ID, SELLER_ID
 from core.temporal import workflow_ui_url
 from domain.claim import oldest_open_due
 from domain.collection import AGE_BUCKETS, age_bucket, age_days
@@ -100,9 +101,23 @@ class Bucket(BaseModel):
     amount: int = Field(default=0, description="minor units")
 
 
+class SellerReceivables(BaseModel):
+    """One seller's part of the receivables report (issue 14 part 5)."""
+
+    by_stage: dict[str, Bucket]
+    by_age: dict[str, Bucket]
+    total: Bucket
+    refunded: Bucket
+
+
 class ReceivablesOut(BaseModel):
     as_of: str
     currency: Literal["eur"]
+    seller_id: str | None = Field(
+        default=None,
+        description="the seller the report counts (`?seller_id=`, or a seller-scoped key's "
+        "own); null: every seller",
+    )
     by_stage: dict[str, Bucket]
     by_age: dict[str, Bucket] = Field(
         description="days since the oldest open installment fell due (Europe/Berlin days)"
@@ -112,6 +127,11 @@ class ReceivablesOut(BaseModel):
         default_factory=Bucket,
         description="refunds given (by Mahnwerk or at Stripe), apart from the open claims: "
         "contracts with a refund and the amount refunded; never part of `total`",
+    )
+    by_seller: dict[str, SellerReceivables] | None = Field(
+        default=None,
+        description="the same per seller (contracts from before sellers: `default`); only "
+        "for a key that spans every seller and names none",
     )
 
 
@@ -280,13 +300,52 @@ async def list_notices(
     )
 
 
+class _Tally:
+    """The buckets of one report (all sellers, or one)."""
+
+    def __init__(self) -> None:
+        self.by_stage: dict[str, Bucket] = {}
+        self.by_age = {name: Bucket() for name, _ in AGE_BUCKETS}
+        self.total = Bucket()
+        self.refunded = Bucket()
+
+    def add(self, stage: str, age: str, amount: int) -> None:
+        for bucket in (self.by_stage.setdefault(stage, Bucket()), self.by_age[age], self.total):
+            bucket.count += 1
+            bucket.amount += amount
+
+    def refund(self, amount: int) -> None:
+        self.refunded.count += 1
+        self.refunded.amount += amount
+
+    def out(self) -> SellerReceivables:
+        return SellerReceivables(
+            by_stage=dict(sorted(self.by_stage.items())),
+            by_age=self.by_age,
+            total=self.total,
+            refunded=self.refunded,
+        )
+
+
 @router.get(
     "/v1/reports/receivables",
-    summary="Open claims by dunning stage and by age, with totals",
+    summary="Open claims by dunning stage and by age, with totals, per seller",
     tags=["reports"],
-    responses=error_responses(422),
+    responses=error_responses(404, 422),
 )
-async def receivables(caller: AdminCaller, _known: KnownQuery, state: StateDep) -> ReceivablesOut:
+async def receivables(
+    caller: AdminCaller,
+    _known: KnownQuery,
+    state: StateDep,
+    seller_id: Annotated[
+        str | None,
+        Query(
+            pattern=SELLER_ID,
+            description="one seller's receivables (404 if there is no such seller, or it is "
+            "not the seller-scoped key's own)",
+        ),
+    ] = None,
+) -> ReceivablesOut:
     """Every contract with an open claim (overdue amount > 0, not cancelled, written off or
     failed), counted once; amounts in minor units. The amount is the claim as of today
     (domain.claim: principal, interest, fees, costs, lump sums) less principal whose debit is
@@ -294,32 +353,52 @@ async def receivables(caller: AdminCaller, _known: KnownQuery, state: StateDep) 
     installment with anything open (domain.collection.age_bucket). `refunded`: the refunds
     given (issue 12), apart from the claims. Contracts started before
     the claim model count their last overdue amount, aged from the oldest open installment
-    (from the opening of the dunning case when only fees are left). A seller-scoped key
-    counts its seller's contracts only."""
+    (from the opening of the dunning case when only fees are left).
+
+    Per seller (issue 14 part 5): `?seller_id=` counts one seller's contracts; a
+    seller-scoped key counts its own seller's only (another seller's id is a 404, as an
+    unknown one is); a key spanning every seller that names none gets `by_seller` too."""
+    if seller_id is not None:
+        if caller.seller is not None and seller_id != caller.seller:
+            raise ApiError(404, "not_found", f"seller {seller_id} not found")
+        directory = state.sellers()
+        directory.invalidate(seller_id)
+        if await run_in_threadpool(directory.get, seller_id) is None:
+            raise ApiError(404, "not_found", f"seller {seller_id} not found")
+    scope = seller_id or caller.seller
     as_of = datetime.now(UTC)
-    claims, refunded = open_claims(state, caller.seller, as_of)
-    by_stage: dict[str, Bucket] = {}
-    by_age = {name: Bucket() for name, _ in AGE_BUCKETS}
-    total = Bucket()
-    for stage, age, amount in claims:
-        for bucket in (by_stage.setdefault(stage, Bucket()), by_age[age], total):
-            bucket.count += 1
-            bucket.amount += amount
+    claims, refunded_rows = claim_rows(state, scope, as_of)
+    everyone = _Tally()
+    sellers: dict[str, _Tally] = {}
+
+    def tally(seller: str | None) -> _Tally:
+        return sellers.setdefault(seller or DEFAULT_SELLER_ID, _Tally())
+
+    for seller, _, amount in refunded_rows:
+        everyone.refund(int(amount or 0))
+        tally(seller).refund(int(amount or 0))
+    for seller, stage, age, amount in claims:
+        everyone.add(stage, age, amount)
+        tally(seller).add(stage, age, amount)
+    whole = everyone.out()
     return ReceivablesOut(
         as_of=as_of.isoformat(),
         currency="eur",
-        by_stage=dict(sorted(by_stage.items())),
-        by_age=by_age,
-        total=total,
-        refunded=refunded,
+        seller_id=scope,
+        by_stage=whole.by_stage,
+        by_age=whole.by_age,
+        total=whole.total,
+        refunded=whole.refunded,
+        by_seller=({sid: t.out() for sid, t in sorted(sellers.items())} if scope is None else None),
     )
 
 
-def open_claims(
-    state: AppState, seller: str | None, as_of: datetime
-) -> tuple[list[tuple[str, str, int]], Bucket]:
-    """Every open claim as (stage, age bucket, amount as of `as_of`), and the refunds given:
-    what the receivables report adds up (and the console's stage x age chart, issue 16)."""
+def claim_rows(
+    state: AppState, scope: str | None, as_of: datetime
+) -> tuple[list[tuple[str | None, str, str, int]], list[tuple[str | None, str, int]]]:
+    """Every open claim as (seller, stage, age bucket, amount as of `as_of`), and the refunds
+    given as (seller, contract, amount): what the receivables report adds up (and the
+    console's stage x age chart, issue 16). `scope`: one seller's contracts only."""
     oldest = (
         select(
             Installment.contract_id.label("contract_id"),
@@ -331,6 +410,7 @@ def open_claims(
     )
     q = (
         select(
+            Contract.seller_id,
             Contract.stage,
             Contract.overdue_amount,
             oldest.c.due_at,
@@ -347,23 +427,25 @@ def open_claims(
         )
     )
     refunds_q = (
-        select(Installment.contract_id, func.sum(Installment.refunded_amount))
+        select(
+            Contract.seller_id,
+            Installment.contract_id,
+            func.sum(Installment.refunded_amount),
+        )
         .join(Contract, Contract.id == Installment.contract_id)
         .where(Installment.refunded_amount > 0, Contract.currency == "eur")
-        .group_by(Installment.contract_id)
+        .group_by(Contract.seller_id, Installment.contract_id)
     )
-    for cond in _seller_conditions(seller, None):
+    for cond in _seller_conditions(scope, None):
         q = q.where(cond)
         refunds_q = refunds_q.where(cond)
     with state.sessions() as s:
         rows = list(s.execute(q))
         refunded_rows = list(s.execute(refunds_q))
-    refunded = Bucket(
-        count=len(refunded_rows), amount=sum(int(amount or 0) for _, amount in refunded_rows)
-    )
     today = berlin_date(as_of)
-    claims: list[tuple[str, str, int]] = []
-    for stage, amount, due_at, case_opened_at, created_at, facts, written in rows:
+    today = berlin_date(as_of)
+    claims: list[tuple[str | None, str, str, int]] = []
+    for seller, stage, amount, due_at, case_opened_at, created_at, facts, written in rows:
         if facts:
             claim = claim_as_of(facts, today, written)
             amount = claim.total
@@ -374,5 +456,14 @@ def open_claims(
         else:
             since: datetime = due_at or case_opened_at or created_at
             oldest_due = berlin_date(since)
-        claims.append((stage, age_bucket(age_days(oldest_due, today)), amount))
-    return claims, refunded
+        claims.append((seller, stage, age_bucket(age_days(oldest_due, today)), amount))
+    return claims, [(seller, cid, int(amount or 0)) for seller, cid, amount in refunded_rows]
+
+
+def open_claims(
+    state: AppState, seller: str | None, as_of: datetime
+) -> tuple[list[tuple[str, str, int]], Bucket]:
+    """(stage, age bucket, amount) of every open claim and the refunds given (the console)."""
+    claims, refunds = claim_rows(state, seller, as_of)
+    refunded = Bucket(count=len(refunds), amount=sum(amount for _, _, amount in refunds))
+    return [(stage, age, amount) for _, stage, age, amount in claims], refunded

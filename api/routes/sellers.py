@@ -29,12 +29,14 @@ from api.seller_schemas import (
     seller_problem_field,
 )
 from core.db import transaction
+from core.invoice_seller import credit_note_prefix_problem, invoice_problems, invoice_seller_of
 from core.models import Seller, utcnow
 from core.seller import seller_legal_problems
 from core.sellers import (
     DEFAULT_SELLER_ID,
     SELLER_FIELDS,
     SELLER_ID,
+    SELLER_PREFIXES,
     SellerDirectory,
     SellerProfile,
     profile_with,
@@ -85,6 +87,7 @@ def check_profile(profile: SellerProfile, settings: Settings) -> None:
             missing,
             "an own Stripe key needs its webhook signing secret too (both env:NAME)",
         )
+    check_invoicing(profile, settings)
     from api.routes.contracts import cached_policy
 
     for n, name in enumerate(profile.policies):
@@ -102,6 +105,21 @@ def check_profile(profile: SellerProfile, settings: Settings) -> None:
             )
 
 
+def check_invoicing(profile: SellerProfile, settings: Settings) -> None:
+    """The seller's invoices can be complete (§ 14 Abs. 4 UStG) — the checks a production
+    start makes of the settings' seller (core.settings.startup_problem) — and its two
+    number series do not look alike."""
+    invoicing = invoice_seller_of(profile, settings)
+    problem = credit_note_prefix_problem(
+        invoicing.credit_note_series, invoicing.invoice_prefix, invoicing.credit_note_prefix
+    )
+    if problem is not None:
+        raise _invalid("credit_note_prefix", problem)
+    problems = invoice_problems(invoicing, name=str)
+    if problems:
+        raise _invalid(*problems[0])
+
+
 def _directory(state: StateDep) -> SellerDirectory:
     return state.sellers()
 
@@ -113,7 +131,7 @@ def _visible(caller: Caller, seller_id: str) -> bool:
 def _row_values(profile: SellerProfile) -> dict[str, Any]:
     values = {name: getattr(profile, name) for name in SELLER_FIELDS}
     values["policies"] = list(profile.policies)
-    return {k: (v if v != "" else None) for k, v in values.items()}
+    return {k: (v if v != "" or k in SELLER_PREFIXES else None) for k, v in values.items()}
 
 
 def _create(sessions: sessionmaker[Session], profile: SellerProfile) -> tuple[bool, SellerProfile]:
@@ -154,8 +172,18 @@ async def create_seller(
     if caller.seller is not None:
         raise ApiError(403, "forbidden", "a seller-scoped API key cannot create sellers")
     fields = body.model_dump(exclude={"id"})
+    settings = state.settings
     profile = profile_with(
-        SellerProfile(id=body.id, source="api", mail_from=state.settings.mail_from),
+        # the settings' sender and number series unless the body names its own: pinned
+        # with the seller, so changing the settings later never renames its series
+        SellerProfile(
+            id=body.id,
+            source="api",
+            mail_from=settings.mail_from,
+            invoice_prefix=settings.invoice_prefix,
+            credit_note_series=settings.credit_note_series,
+            credit_note_prefix=settings.credit_note_prefix,
+        ),
         {k: v for k, v in fields.items() if v is not None},
     )
     check_profile(profile, state.settings)

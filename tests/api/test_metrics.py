@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -75,7 +75,10 @@ async def _scrape(http: httpx.AsyncClient) -> dict[tuple[str, frozenset[tuple[st
 
 
 def _value(samples: dict[Any, float], name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    """The sum of `name`'s samples with `labels` (over the labels not named: the `seller`
+    label unless a test names it)."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
 def _contract(
@@ -84,6 +87,7 @@ def _contract(
     status: str = "in_dunning",
     overdue: int = 0,
     currency: str = "eur",
+    seller_id: str = "default",
 ) -> str:
     cid = f"met-{uuid.uuid4().hex[:10]}"
     with transaction(sessions) as s:
@@ -105,6 +109,7 @@ def _contract(
                 workflow_id=f"contract-{cid}",
                 status=status,
                 overdue_amount=overdue,
+                seller_id=seller_id,
             )
         )
     return cid
@@ -199,6 +204,87 @@ async def test_debits_count_attempts_successes_and_failures_by_code(
     assert delta("mahnwerk_debits_succeeded_total") == 1
     assert delta("mahnwerk_debits_failed_total", code="insufficient_funds") == 1
     assert delta("mahnwerk_debits_failed_total", code="payment_method_missing") == 1
+
+
+@pytest.fixture
+def seller_labels() -> Iterator[metrics.SellerLabels]:
+    """The process's seller labels, forgotten before and after the test."""
+    metrics.SELLER_LABELS.reset()
+    try:
+        yield metrics.SELLER_LABELS
+    finally:
+        metrics.SELLER_LABELS.reset()
+        metrics.SELLER_LABELS.configure(metrics.DEFAULT_SELLER_LABELS)
+
+
+async def test_the_seller_label_names_the_first_sellers_and_then_other(
+    settings: Settings, sessions: sessionmaker[Session], seller_labels: metrics.SellerLabels
+) -> None:
+    """Issue 14 part 5: counters and the open-claim gauge by seller, with at most
+    MAHNWERK_METRICS_SELLER_LABELS sellers of their own (here 2), the rest `other`."""
+    bounded = settings.model_copy(update={"metrics_seller_labels": 2})
+    tag = uuid.uuid4().hex[:6]
+    sellers = [f"s{n}-{tag}" for n in range(4)]
+    pay = PaymentActivities(
+        make_stripe_client(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base),
+        sessions,
+    )
+    async with api_client(create_app(bounded, sessions)) as http:
+        assert seller_labels.limit == 2
+        # the counters only: a scrape of /metrics would label the sellers of the contracts
+        # in dunning first, and the first two sellers seen are the ones this test charges
+        before = _samples(generate_latest(metrics.REGISTRY).decode())
+        for seller_id in sellers:
+            cid = _contract(sessions, seller_id=seller_id)
+            res = pay.charge(
+                ChargeInput(
+                    contract_id=cid,
+                    installment_seq=1,
+                    attempt=1,
+                    idempotency_key=f"{cid}:1:1",
+                    amount=9900,
+                    currency="eur",
+                    stripe_customer=None,
+                    payment_method=None,
+                    description="metrics test",
+                    seller_id=seller_id,
+                )
+            )
+            assert res.code == "payment_method_missing"
+        # contracts in dunning of a seller with a label and of one without
+        _contract(sessions, overdue=700, currency="xsu", seller_id=sellers[0])
+        _contract(sessions, overdue=300, currency="xsu", seller_id=sellers[3])
+        after = await _scrape(http)
+
+    def delta(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    failed = "mahnwerk_debits_failed_total"
+    assert delta(failed, seller=sellers[0]) == 1
+    assert delta(failed, seller=sellers[1]) == 1
+    assert delta(failed, seller="other") == 2
+    assert _value(after, failed, seller=sellers[2]) == 0  # no series of its own
+    assert delta("mahnwerk_debits_attempted_total", seller="other") == 2
+    labels = {
+        dict(ls)["seller"]
+        for (name, ls), _ in after.items()
+        if name.startswith("mahnwerk_") and "seller" in dict(ls)
+    }
+    assert sellers[0] in labels and sellers[1] in labels and "other" in labels
+    assert sellers[2] not in labels and sellers[3] not in labels, labels
+    claim = "mahnwerk_open_claim_amount"
+    assert _value(after, claim, currency="xsu", seller=sellers[0]) >= 700
+    assert _value(after, claim, currency="xsu", seller=sellers[3]) == 0
+    assert _value(after, claim, currency="xsu", seller="other") >= 300
+
+
+def test_seller_labels_are_stable_and_bounded() -> None:
+    labels = metrics.SellerLabels(limit=1)
+    assert labels.label("") == "default"  # a contract from before sellers
+    assert labels.label("a") == "other"
+    assert labels.label(None) == "default" and labels.label("default") == "default"
+    none = metrics.SellerLabels(limit=0)
+    assert none.label("default") == "other"
 
 
 async def test_ledger_counts_locks_handoffs_and_late_sepa_outcomes_once(

@@ -344,14 +344,52 @@ async def test_the_codec_decodes_the_sellers_own_customers_only(
 async def test_an_unknown_query_parameter_is_422_after_auth(
     http: httpx.AsyncClient, world: World
 ) -> None:
-    """`?seller_id=` (which the report does not take) must not silently count every
-    seller."""
-    assert (await http.get("/v1/reports/receivables?seller_id=x")).status_code == 401
-    resp = await http.get("/v1/reports/receivables?seller_id=x", headers=ADMIN)
-    assert resp.status_code == 422 and resp.json()["error"]["message"].startswith("seller_id: ")
+    """A misspelt `?seller_id=` must not silently count every seller."""
+    assert (await http.get("/v1/reports/receivables?sellerid=x")).status_code == 401
+    resp = await http.get("/v1/reports/receivables?sellerid=x", headers=ADMIN)
+    assert resp.status_code == 422 and resp.json()["error"]["message"].startswith("sellerid: ")
     resp = await http.get("/v1/contracts?status=active&sellerid=x", headers=ADMIN)
     assert resp.status_code == 422 and resp.json()["error"]["message"].startswith("sellerid: ")
     assert (await http.get("/v1/contracts?status=active", headers=ADMIN)).status_code == 200
+
+
+async def test_the_receivables_report_per_seller(http: httpx.AsyncClient, world: World) -> None:
+    """Issue 14 part 5: `?seller_id=` counts one seller's receivables; a seller-scoped key
+    its own only (another seller's id is the 404 an unknown one gets); an unscoped admin
+    also gets the report broken down `by_seller`."""
+    admin = world.keys["admin"]
+    url = "/v1/reports/receivables"
+    own = await http.get(f"{url}?seller_id={world.seller_a}", headers=admin)
+    assert own.status_code == 200, own.text
+    assert own.json()["seller_id"] == world.seller_a and own.json()["by_seller"] is None
+    assert own.json()["total"] == {"count": 1, "amount": 11100}
+    assert sum(b["amount"] for b in own.json()["by_age"].values()) == 11100
+    implicit = (await http.get(url, headers=admin)).json()
+    assert implicit["seller_id"] == world.seller_a and implicit["by_seller"] is None
+    theirs = await http.get(f"{url}?seller_id={world.seller_b}", headers=admin)
+    unknown = await http.get(f"{url}?seller_id=no-such-{world.seller_b}", headers=admin)
+    assert theirs.status_code == unknown.status_code == 404
+    assert theirs.json()["error"]["code"] == unknown.json()["error"]["code"] == "not_found"
+    assert world.seller_b in theirs.json()["error"]["message"]
+    # an admin of the whole platform: any one seller, or all with the breakdown
+    only_b = (await http.get(f"{url}?seller_id={world.seller_b}", headers=ADMIN)).json()
+    assert only_b["seller_id"] == world.seller_b and only_b["by_seller"] is None
+    assert only_b["total"] == {"count": 1, "amount": 22200}
+    assert only_b["by_stage"] == {"mahnung_1": {"count": 1, "amount": 22200}}, only_b
+    everyone = (await http.get(url, headers=ADMIN)).json()
+    assert everyone["seller_id"] is None
+    per_seller = everyone["by_seller"]
+    assert per_seller[world.seller_a]["total"] == {"count": 1, "amount": 11100}
+    assert per_seller[world.seller_b]["total"] == {"count": 1, "amount": 22200}
+    for field in ("count", "amount"):
+        assert sum(p["total"][field] for p in per_seller.values()) == everyone["total"][field]
+    for age, bucket in everyone["by_age"].items():
+        assert sum(p["by_age"][age]["amount"] for p in per_seller.values()) == bucket["amount"]
+    missing = await http.get(f"{url}?seller_id=no-such-seller-{world.seller_a}", headers=ADMIN)
+    assert missing.status_code == 404
+    bad = await http.get(f"{url}?seller_id=a%20b", headers=ADMIN)
+    assert bad.status_code == 422 and bad.json()["error"]["message"].startswith("seller_id")
+    assert (await http.get(url, headers=world.keys["support"])).status_code == 403
 
 
 async def test_invoices_and_the_export_are_the_sellers_own(

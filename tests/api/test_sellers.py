@@ -135,6 +135,19 @@ async def test_create_read_list_and_replay(
         ({"id": "default"}, "body", "default"),
         ({"id": "a b"}, "id", "pattern"),
         ({"surprise": 1}, "surprise", "Extra inputs"),
+        # its tax settings, with the checks the MAHNWERK_SELLER_* / invoice settings get
+        ({"tax_number": "12/34"}, "tax_number", "10 to 13 digits"),
+        ({"tax_number": "21-815-08150"}, "tax_number", "digits and '/'"),
+        ({"phone": "call me"}, "phone", "telephone number"),
+        ({"invoice_prefix": "RE/"}, "invoice_prefix", "at most 16"),
+        ({"credit_note_prefix": "x" * 17}, "credit_note_prefix", "at most 16"),
+        ({"credit_note_series": "mixed"}, "credit_note_series", "'own' or 'invoice'"),
+        ({"invoice_prefix": "KS-", "credit_note_prefix": "KS-"}, "credit_note_prefix",
+         "own prefix"),
+        ({"small_business": "yes please"}, "small_business", "boolean"),
+        ({"vat_id": None}, "tax_number", "§ 14 Abs. 4 Nr. 2 UStG"),
+        ({"vat_id": None, "tax_number": "21/815/08150", "oss": True}, "vat_id", "OSS"),
+        ({"address": "Hauptstraße 5 in München", "seat": "München"}, "address", "postal code"),
     ],
 )  # fmt: skip
 async def test_bad_details_are_422_naming_the_field(
@@ -192,6 +205,60 @@ async def test_patch_changes_details_and_keeps_the_seller_complete(
     # the platform creates sellers but cannot redirect their money
     platform = await http.patch(f"/v1/sellers/{sid}", json={"iban": None}, headers=PLATFORM)
     assert platform.status_code == 403
+
+
+async def test_tax_settings_are_stored_shown_and_kept_complete(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    body = seller_body(
+        vat_id=None,
+        tax_number="21 / 815 / 08150",
+        phone="+49  89 123456",
+        small_business=True,
+        education_exempt=True,
+        invoice_prefix="KS-",
+        credit_note_series="invoice",
+    )
+    resp = await http.post("/v1/sellers", json=body, headers=PLATFORM)
+    assert resp.status_code == 201, resp.text
+    out = resp.json()
+    assert (out["tax_number"], out["phone"]) == ("21/815/08150", "+49 89 123456")
+    assert out["small_business"] and out["education_exempt"] and not out["oss"]
+    assert out["invoicing"] is True
+    assert (out["invoice_prefix"], out["credit_note_series"]) == ("KS-", "invoice")
+    # not named: the settings' prefix, pinned with the seller
+    assert out["credit_note_prefix"] == settings.credit_note_prefix
+    sid = body["id"]
+    # the tax number is the only tax id: it cannot go unless invoicing does
+    cleared = await http.patch(f"/v1/sellers/{sid}", json={"tax_number": None}, headers=ADMIN)
+    assert cleared.status_code == 422 and cleared.json()["error"]["message"].startswith(
+        "tax_number: missing, and no vat_id"
+    ), cleared.text
+    own = await http.patch(
+        f"/v1/sellers/{sid}", json={"tax_number": None, "invoicing": False}, headers=ADMIN
+    )
+    assert own.status_code == 200, own.text
+    assert own.json()["tax_number"] == "" and own.json()["invoicing"] is False
+    # null sets a flag back to its default
+    flags = await http.patch(
+        f"/v1/sellers/{sid}",
+        json={"small_business": None, "invoicing": None, "vat_id": "DE999999995"},
+        headers=ADMIN,
+    )
+    assert flags.status_code == 200, flags.text
+    assert flags.json()["small_business"] is False and flags.json()["invoicing"] is True
+    series = await http.patch(
+        f"/v1/sellers/{sid}",
+        json={"credit_note_series": "own", "credit_note_prefix": "KS-"},
+        headers=ADMIN,
+    )
+    assert series.status_code == 422
+    assert series.json()["error"]["details"][0]["field"] == "credit_note_prefix"
+    # the default seller shows the settings' tax settings
+    default = (await http.get("/v1/sellers/default", headers=PLATFORM)).json()
+    assert default["tax_number"] == settings.seller_tax_number
+    assert default["invoice_prefix"] == settings.invoice_prefix
+    assert default["invoicing"] is settings.invoicing
 
 
 async def test_checkout_names_a_seller_that_exists_and_a_policy_it_uses(

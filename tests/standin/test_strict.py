@@ -575,6 +575,12 @@ MAHNWERK_CALLS: list[tuple[str, str, str, dict[str, Any]]] = [
         {},
     ),
     (
+        "core/demo.py seller_scenarios (on the seller's connected account)",
+        "payment_methods.attach",
+        "PaymentMethodAttachParams",
+        {"customer": "cus_1"},
+    ),
+    (
         "core/demo.py sepa_mandate",
         "customers.create",
         "CustomerCreateParams",

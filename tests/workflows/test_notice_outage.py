@@ -29,8 +29,13 @@ LOST = "pm_card_visa_chargeDeclinedLostCard"
 
 
 def _alerts(kind: str) -> float:
-    value = metrics.REGISTRY.get_sample_value("mahnwerk_alerts_total", {"type": kind})
-    return value or 0.0
+    """The alerts of `kind`, summed over the `seller` label (issue 14 part 5)."""
+    return sum(
+        sample.value
+        for family in metrics.REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == "mahnwerk_alerts_total" and sample.labels.get("type") == kind
+    )
 
 
 async def _timeline(stack: Stack, cid: str) -> list[dict[str, Any]]:
