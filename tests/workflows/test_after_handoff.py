@@ -83,12 +83,16 @@ def dues(first: str, count: int, interval: str = "P1M") -> list[datetime]:
 
 
 async def metric(stack: Stack, name: str, **labels: str) -> float:
+    """The counter's samples with these labels, summed over the others (e.g. `seller`)."""
     text = (await stack.http.get("/metrics")).text
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    total = 0.0
     for line in text.splitlines():
-        if line.startswith(f"{name}{{{want}}}") or (not labels and line.startswith(f"{name} ")):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+        if not (line.startswith(f"{name}{{") or line.startswith(f"{name} ")):
+            continue
+        if all(w in line.split("}")[0] for w in want):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 # -- the rest of the plan ------------------------------------------------------------------------
