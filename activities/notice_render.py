@@ -23,7 +23,9 @@ Template context (also the contract for overriding templates):
 [{label, seq, due_date, amount, amount_minor}]; ``principal``, ``fees``, ``costs``,
 ``interest``, ``interest_paid``, ``subtotal`` (principal + fees + costs, without
 interest) and ``total`` (``subtotal`` + ``interest``) — formatted, each also as
-``*_minor`` int; ``deadline``; ``payment_link``; ``route`` (``court`` | ``inkasso`` |
+``*_minor`` int; ``deadline``; ``payment_link``; ``invoices_link`` (the payment page's list
+of the contract's invoices, ``payment_link#invoices``, when the contract has invoices and the
+link is Mahnwerk's own page; else None); ``route`` (``court`` | ``inkasso`` |
 None); ``debit`` (SEPA pre-notification only, else
 None: {seq, attempt, amount, amount_minor, date, mandate_reference, creditor_id,
 iban_last4, short_notice, represented}); ``call_in`` (the § 498 BGB notice only, else None:
@@ -617,6 +619,16 @@ def _invoice_of(
     return {"invoice_number": number or None, "invoice_date": day(issued) if issued else None}
 
 
+def invoices_link(settings: Settings, link: str, invoices: Invoices | None) -> str | None:
+    """Where the customer finds the contract's invoices (issue 15 item 4): the invoice list
+    of Mahnwerk's payment page (``/pay/{token}#invoices``, each invoice a PDF download
+    authorised by the same token). None without invoices, or when the payment link is a
+    page of the platform's (``{contract_id}``), which Mahnwerk cannot vouch lists them."""
+    if not invoices or "{token}" not in settings.payment_link_url:
+        return None
+    return f"{link}#invoices"
+
+
 def build_context(
     inp: NoticeInput,
     notice_number: str,
@@ -716,6 +728,7 @@ def _build(
         # § 193 BGB moved the deadline off a weekend or holiday: why ("Sonntag", …), or ""
         "deadline_shift_reason": inp.deadline_shift_reason,
         "payment_link": link,
+        "invoices_link": invoices_link(settings, link, invoices),
         "route": route,
         "debit": _debit_context(inp, settings, money, day),
         "call_in": _call_in_context(inp, money),

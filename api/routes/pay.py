@@ -3,8 +3,10 @@
 Public (no API key): the signed, expiring token (core/paylink.py) is the credential. The page
 is server-rendered (Jinja2, `templates/pages/pay.html`), German or English by the contract's
 locale, and shows the seller, what is open (the claim broken down as of today, as the API's
-`claim`), and how to pay by bank transfer (IBAN, reference, GiroCode). A tampered or unknown
-link and an expired one get a page that says so (404 / 410), never a stack trace.
+`claim`), how to pay by bank transfer (IBAN, reference, GiroCode), and the contract's
+invoices and credit notes (issue 15 item 4), each a PDF at
+`/pay/{token}/invoices/{number}.pdf` with the same token. A tampered or unknown link and an
+expired one get a page that says so (404 / 410), never a stack trace.
 
 Read-only: it answers from the ledger like every read (no Temporal call).
 """
@@ -37,9 +39,12 @@ from activities.notice_render import (
 from api.claims import claim_as_of
 from api.deps import StateDep
 from core import paylink
-from core.models import Contract, Notice
+from core.invoice_documents import default_pdf
+from core.invoicing import invoices_of, verified
+from core.models import Contract, Invoice, Notice
 from core.sellers import SellerConfigError, seller_settings
 from core.settings import PROJECT_ROOT, Settings
+from domain.invoice import INVOICE
 from domain.schedule import berlin_date
 from workflows.base import TERMINAL
 from workflows.types import ClaimLine
@@ -100,6 +105,13 @@ TEXT: dict[str, dict[str, str]] = {
         "saved_text": "Ihre neue Zahlungsmethode ist gespeichert.",
         "stripe_down": "Die Online-Zahlung ist gerade nicht erreichbar. Bitte versuchen Sie "
         "es gleich noch einmal oder zahlen Sie per Überweisung.",
+        "invoices_title": "Ihre Rechnungen",
+        "invoice": "Rechnung",
+        "credit_note": "Rechnungskorrektur",
+        "invoice_number": "Nummer",
+        "invoice_date": "Datum",
+        "invoice_gross": "Betrag (brutto)",
+        "download": "PDF herunterladen",
     },
     "en": {
         "title": "Payment",
@@ -140,6 +152,13 @@ TEXT: dict[str, dict[str, str]] = {
         "saved_text": "Your new payment method has been saved.",
         "stripe_down": "Online payment is not available right now. Please try again in a "
         "moment or pay by bank transfer.",
+        "invoices_title": "Your invoices",
+        "invoice": "Invoice",
+        "credit_note": "Credit note",
+        "invoice_number": "Number",
+        "invoice_date": "Date",
+        "invoice_gross": "Amount (gross)",
+        "download": "Download PDF",
     },
 }
 
@@ -148,6 +167,16 @@ TEXT: dict[str, dict[str, str]] = {
 class Line:
     label: str
     amount: str
+
+
+@dataclass
+class InvoiceLine:
+    """One of the contract's invoices or credit notes as the page lists it."""
+
+    number: str
+    kind: str  # the word: Rechnung / Rechnungskorrektur
+    date: str
+    gross: str
 
 
 def _locale(contract: Contract | None, request: Request) -> str:
@@ -214,6 +243,15 @@ def _view(s: Session, settings: Settings, contract: Contract, locale: str) -> di
         if bank is not None and bank.get("qr"):
             qr_svg = epc_qr(bank["qr"]["payload"]).svg_data_uri(scale=4, border=4)
     online = contract.status not in TERMINAL and bool(_stripe_customer(contract))
+    invoices = [
+        InvoiceLine(
+            row.number,
+            TEXT[locale]["invoice" if row.kind == INVOICE else "credit_note"],
+            format_day(row.issue_date, locale, numeric=True),
+            format_money(row.gross, row.currency, locale),
+        )
+        for row in invoices_of(s, contract.id)
+    ]
     return {
         "seller": seller_context(settings, locale),
         "product": product,
@@ -225,6 +263,7 @@ def _view(s: Session, settings: Settings, contract: Contract, locale: str) -> di
         "qr": qr_svg,
         "can_pay": online and total > 0,
         "can_setup": online,
+        "invoices": invoices,
         # for the Checkout Session (not shown)
         "total_minor": total,
         "as_of_day": str(as_of),
@@ -237,14 +276,19 @@ def _stripe_customer(contract: Contract) -> str | None:
     return customer if isinstance(customer, str) and customer.startswith("cus_") else None
 
 
-def _load(state: StateDep, link: paylink.PayLink) -> tuple[Contract | None, dict[str, Any]]:
+def _load(
+    state: StateDep, link: paylink.PayLink, token: str
+) -> tuple[Contract | None, dict[str, Any]]:
     with state.sessions() as s:
         contract = s.get(Contract, link.contract_id)
         if contract is None:
             return None, {}
         locale = str((contract.customer or {}).get("locale") or "de")
         locale = locale if locale in TEXT else "de"
-        return contract, _view(s, _seller_settings(state, contract), contract, locale)
+        view = _view(s, _seller_settings(state, contract), contract, locale)
+        view["contract_token_action"] = f"{token}/checkout"  # relative to /pay/
+        view["invoice_base"] = f"{token}/invoices/"  # relative to /pay/
+        return contract, view
 
 
 def _seller_settings(state: StateDep, contract: Contract | None) -> Settings:
@@ -288,11 +332,10 @@ async def pay_page(
     if link is None:
         assert refused is not None
         return refused
-    contract, view = await run_in_threadpool(_load, state, link)
+    contract, view = await run_in_threadpool(_load, state, link, token)
     if contract is None:  # a genuine link to a contract this database does not hold
         return _invalid(state, request)
     view["returned"], view["error"] = None, None
-    view["contract_token_action"] = f"{token}/checkout"  # relative to /pay/
     if checkout and _SESSION_ID.fullmatch(checkout):
         session = await run_in_threadpool(_session, state, contract, checkout)
         if session is not None and session.get("status") == "complete":
@@ -312,11 +355,10 @@ async def start_checkout(token: str, request: Request, state: StateDep) -> Respo
         return refused
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     mode = (form.get("mode") or [""])[0]
-    contract, view = await run_in_threadpool(_load, state, link)
+    contract, view = await run_in_threadpool(_load, state, link, token)
     if contract is None:
         return _invalid(state, request)
     locale = _locale(contract, request)
-    view["contract_token_action"] = f"{token}/checkout"
     if mode not in ("payment", "setup"):
         return _page(422, "pay.html", locale, **view, returned=None, error="mode")
     allowed = view["can_pay"] if mode == "payment" else view["can_setup"]
@@ -331,6 +373,56 @@ async def start_checkout(token: str, request: Request, state: StateDep) -> Respo
         log.warning("checkout session for %s failed: %s", contract.id, exc)
         return _page(503, "pay.html", locale, **view, returned=None, error="stripe_down")
     return RedirectResponse(url, status_code=303)
+
+
+_NUMBER = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _invoice_pdf(state: StateDep, contract_id: str, number: str) -> tuple[str, bytes] | None:
+    """The PDF of invoice or credit note `number` if it is `contract_id`'s (None if not:
+    another customer's invoice is as unknown as a made-up number), checked against the hash
+    it was issued with and rendered as `GET /v1/invoices/{number}` renders it."""
+    with state.sessions() as s:
+        row = s.scalar(
+            select(Invoice)
+            .where(Invoice.contract_id == contract_id, Invoice.number == number)
+            .limit(1)
+        )
+        if row is None:
+            return None
+        return row.number, default_pdf(verified(row), None)
+
+
+@router.get(
+    "/pay/{token}/invoices/{number}.pdf",
+    include_in_schema=False,
+    response_class=Response,
+    name="pay_invoice_pdf",
+)
+async def invoice_pdf(token: str, number: str, request: Request, state: StateDep) -> Response:
+    """One of the contract's invoices or credit notes as PDF (issue 15 item 4), for the
+    customer: the page's token is the credential; an invoice of another contract, or none,
+    is 404 (the invalid-link page), an expired link 410 as on the page."""
+    link, refused = await _verified(token, request, state)
+    if link is None:
+        assert refused is not None
+        return refused
+    if not _NUMBER.fullmatch(number):
+        return _invalid(state, request)
+    found = await run_in_threadpool(_invoice_pdf, state, link.contract_id, number)
+    if found is None:
+        return _invalid(state, request)
+    filename, data = found
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}.pdf"',
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "X-Robots-Tag": "noindex",
+        },
+    )
 
 
 _SESSION_ID = re.compile(r"cs_(test|live)_[A-Za-z0-9]{1,200}")

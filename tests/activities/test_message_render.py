@@ -104,3 +104,23 @@ def test_message_renders_in_the_customers_language(
     assert other not in rendered.text
     assert rendered.data["message"]["kind"] == kind
     assert rendered.data["message"]["at"] == AT.isoformat()
+
+
+@pytest.mark.parametrize("locale", ["de", "en"])
+@pytest.mark.parametrize("kind", ["payment_received", "plan_completed"])
+def test_confirmations_link_the_invoices(settings: Settings, kind: str, locale: str) -> None:
+    """Issue 15 item 4: the payment confirmation and the plan's completion link the payment
+    page's invoice list when the contract has invoices, and say nothing of invoices when
+    it has none."""
+    invoices = {1: ("RE-000001", "2027-06-01"), 2: ("RE-000002", "2027-07-01")}
+    rendered = render_notice(_input(kind, locale), f"MW-ord-1-0-{kind}", settings, invoices)
+    word = "Ihre Rechnungen: " if locale == "de" else "Your invoices: "
+    found = [line for line in rendered.text.splitlines() if line.startswith(word)]
+    assert len(found) == 1, rendered.text
+    link = found[0].removeprefix(word)
+    assert "/pay/" in link and link.endswith("#invoices") and "ord-1" not in link
+    assert f'href="{link}"' in rendered.html
+    # the signature stays a paragraph of its own
+    assert f"{link}\n\n" in rendered.text
+    none = render_notice(_input(kind, locale), f"MW-ord-1-0-{kind}", settings)
+    assert word.strip() not in none.text and "#invoices" not in none.html

@@ -702,3 +702,32 @@ def test_a_business_notice_shows_the_lump_sum_and_what_was_credited() -> None:
         text = plain(render_notice(inp, NUMBER, make_settings()).text)
         assert lump in text and credit in text, text
         assert ("139,84 €" if locale == "de" else "€139.84") in text  # 99 + 0,84 + 40
+
+
+INVOICES = {3: ("RE-000007", "2026-12-01"), 4: ("RE-000009", "2027-01-01")}
+
+
+@pytest.mark.parametrize("stage", ["reminder", "mahnung_1", "mahnung_2", "handoff"])
+@pytest.mark.parametrize("locale", ["de", "en"])
+def test_notices_link_the_payment_pages_invoice_list(stage: str, locale: str) -> None:
+    """Issue 15 item 4: a notice that claims invoiced installments links the payment page's
+    invoice list (the same signed link, `#invoices`); without invoices, or with a payment
+    link of the platform's own, there is no such line."""
+    own = make_settings().model_copy(
+        update={"payment_link_url": "https://mahnwerk.lernwerk.example/pay/{token}"}
+    )
+    r = render_notice(make_input(stage, locale=locale), NUMBER, own, INVOICES)
+    word = "Ihre Rechnungen:" if locale == "de" else "Your invoices:"
+    lines = [line for line in r.text.splitlines() if line.startswith(word)]
+    assert len(lines) == 1, r.text
+    link = lines[0].removeprefix(word).strip()
+    pay = r.data["payment_link"]
+    assert pay.startswith("https://mahnwerk.lernwerk.example/pay/")
+    assert link == f"{pay}#invoices"
+    assert f'href="{escape(link)}"' in r.html and html_has(r.html, word)
+    assert "RE-000007" in r.text  # the claim still names the invoice of each line
+
+    bare = render_notice(make_input(stage, locale=locale), NUMBER, own)
+    assert word not in bare.text and "#invoices" not in bare.html
+    platform = render_notice(make_input(stage, locale=locale), NUMBER, make_settings(), INVOICES)
+    assert word not in platform.text and "#invoices" not in platform.html

@@ -6,6 +6,7 @@ invoice, and the Mahnungen and the case file name the invoices they claim."""
 from __future__ import annotations
 
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -155,6 +156,22 @@ async def test_mahnungen_and_the_case_file_name_the_invoices(stack: Stack) -> No
     # claim that by its invoice too
     assert all(named(first, t) for t in texts)
     assert any(named(second, t) for t in texts)
+    # ... and links the payment page's invoice list (issue 15 item 4), whose PDFs open with
+    # the notice's own signed link
+    links = [
+        re.findall(r"^Ihre Rechnungen: \S+/pay/([A-Za-z0-9_.-]+)#invoices$", t, re.M) for t in texts
+    ]
+    assert all(len(found) == 1 for found in links), texts
+    token = links[-1][0]
+    page = await stack.http.get(f"/pay/{token}")
+    assert page.status_code == 200 and 'id="invoices"' in page.text
+    for inv in (first, second):
+        assert f'href="{token}/invoices/{inv["number"]}.pdf"' in page.text
+    pdf = await stack.http.get(f"/pay/{token}/invoices/{first['number']}.pdf")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert first["number"] in "\n".join(
+        p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages
+    )
     case = (await stack.http.get(f"/v1/contracts/{cid}/collection-case", headers=ADMIN)).json()
     items = case["file"]["installments"]
     assert [(i["invoice_number"], i["invoice_date"]) for i in items] == [
