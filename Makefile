@@ -27,8 +27,11 @@ help:
 run: install
 	$(BIN)/mahnwerk dev $(DEV_ARGS)
 
+# The suite runs in parallel worker processes (pytest-xdist; one per core, at most 4): on
+# the 2-core CI machine it takes about 6 minutes instead of 10. PYTEST_XDIST= runs it in one.
+PYTEST_XDIST ?= -n auto --maxprocesses=4
 test: install
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
