@@ -122,6 +122,13 @@ def scenarios(stripe_client: stripe.StripeClient | None) -> list[Scenario]:
             count=1,
         ),
         Scenario(
+            "paid_after_handoff",
+            "whole ladder → hand-off → the customer pays the seller: recorded, partner told",
+            "pm_card_chargeCustomerFail",
+            count=1,
+            actions=[(0, "settle_after_handoff", None)],
+        ),
+        Scenario(
             "auth",
             "authentication required → link e-mail, no retries → new card pays",
             "pm_card_authenticationRequired",
@@ -321,6 +328,9 @@ async def run(api_url: str, api_key: str, support_key: str, standin_url: str | N
                     for at, action, arg in sc.actions:
                         if action == "script" or (sc.key, at) in done or elapsed < at:
                             continue
+                        row = table_rows.get(sc.key) or {}
+                        if action == "settle_after_handoff" and row.get("status") != "handed_off":
+                            continue  # issue 12: a payment once the case is at the partner
                         done.add((sc.key, at))
                         hdr = {"Authorization": f"Bearer {support_key}"}
                         if action == "payment_method":
@@ -339,7 +349,7 @@ async def run(api_url: str, api_key: str, support_key: str, standin_url: str | N
                                 },
                                 headers=hdr,
                             )
-                        elif action == "settle":
+                        elif action in ("settle", "settle_after_handoff"):
                             c = table_rows.get(sc.key) or {}
                             total = (c.get("claim") or {}).get("total") or sc.amount
                             await http.post(
@@ -359,7 +369,15 @@ async def run(api_url: str, api_key: str, support_key: str, standin_url: str | N
                         table_rows[sc.key] = resp.json()
                 live.update(_table(scs, table_rows, elapsed))
                 terminal = ("completed", "handed_off", "written_off", "failed", "cancelled")
-                if all((table_rows.get(sc.key) or {}).get("status") in terminal for sc in scs):
+                waiting = {  # a payment after the hand-off is still to come
+                    sc.key
+                    for sc in scs
+                    if any(a == "settle_after_handoff" for _, a, _ in sc.actions)
+                    and not any((sc.key, at) in done for at, _, _ in sc.actions)
+                }
+                if not waiting and all(
+                    (table_rows.get(sc.key) or {}).get("status") in terminal for sc in scs
+                ):
                     break
                 await asyncio.sleep(1)
     console.print("Each contract's story in the Temporal UI:")
