@@ -133,6 +133,37 @@ async def test_a_refund_at_stripe_gets_a_credit_note(stack: Stack) -> None:
     assert doc["document"]["type_code"] == "381"
 
 
+async def test_a_withdrawal_gets_a_credit_note_referring_to_the_invoice(stack: Stack) -> None:
+    """Issue 15: a withdrawal (issue 12, `POST …/cancel`) refunds what was paid through
+    Stripe; the refund gets a credit note naming the invoice it corrects."""
+    cid, _ = await stack.start(count=3)
+    await stack.env.sleep(timedelta(hours=1))
+    (debit,) = stack.debits(cid)  # installment 1 paid at checkout
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/cancel",
+        json={"reason": "withdrawal", "note": "Widerruf per E-Mail"},
+        headers=SUPPORT | {"Idempotency-Key": "withdraw-1"},
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["refund"]["stripe"] == debit["amount"]
+    await stack.env.sleep(timedelta(hours=1))
+    invoices = await _invoices(stack, cid)
+    assert [(i["kind"], i["installment"]) for i in invoices] == [
+        ("invoice", 1),
+        ("credit_note", 1),
+    ]
+    invoice, note = invoices
+    assert note["refers_to"] == invoice["number"]
+    assert note["gross"] == invoice["gross"] == debit["amount"]  # the whole payment back
+    assert (note["net"], note["tax"]) == (invoice["net"], invoice["tax"])
+    doc = (await stack.http.get(f"/v1/invoices/{note['number']}", headers=PLATFORM)).json()
+    assert doc["document"]["refers_to"]["number"] == invoice["number"]
+    assert doc["document"]["type_code"] == "381"
+    # the later installments were never invoiced: they ended cancelled, not due
+    c = await stack.contract(cid)
+    assert [s["ended"]["how"] for s in c["schedule"][1:]] == ["cancelled", "cancelled"]
+
+
 async def test_mahnungen_and_the_case_file_name_the_invoices(stack: Stack) -> None:
     await stack.pin_date(6, 15)  # no holiday moves the rungs for the next six weeks
     email = unique_email()
