@@ -329,6 +329,29 @@ class ContractBase:
     def _principal_overdue(self, claim: Claim) -> int:
         return self._dunning_view(claim).principal
 
+    def _installment_ended(
+        self, inst: InstallmentState, how: str, reason: str, now: datetime
+    ) -> None:
+        """Record how `inst` ended (`schedule[].ended`) with an `installment.ended` fact and
+        event (issue 12): the one record the hand-off, write-off, cancel and refund paths
+        share — never silently."""
+        inst.ended = InstallmentEnd(how, reason, now)
+        self._fact(
+            "installment.ended",
+            f"ended:{self.inp.contract_id}:{inst.seq}:{how}:{self.s.case_no}",
+            now,
+            {
+                "installment": inst.seq,
+                "how": how,
+                "reason": reason,
+                "amount": inst.amount,
+                "outstanding": inst.outstanding,
+                "due_at": inst.due_at,
+                "case": self.s.case_no,
+            },
+            event="installment.ended",
+        )
+
     # Defined by the other part (Debits / Dunning / the workflow); declared for each part.
 
     def _open_case(self, now: datetime) -> None:

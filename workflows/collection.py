@@ -56,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
         CaseState,
         ClaimLine,
         CollectionMessageInput,
-        InstallmentEnd,
         InstallmentState,
         NoticeInput,
         NoticeResult,
@@ -75,22 +74,7 @@ class Collection(ContractBase):
         `installment.ended` fact with its event — never silently."""
         inst.status = how
         inst.next_retry_at = None
-        inst.ended = InstallmentEnd(how, reason, now)
-        self._fact(
-            "installment.ended",
-            f"ended:{self.inp.contract_id}:{inst.seq}:{how}:{self.s.case_no}",
-            now,
-            {
-                "installment": inst.seq,
-                "how": how,
-                "reason": reason,
-                "amount": inst.amount,
-                "outstanding": inst.outstanding,
-                "due_at": inst.due_at,
-                "case": self.s.case_no,
-            },
-            event="installment.ended",
-        )
+        self._installment_ended(inst, how, reason, now)
 
     def _future(self) -> list[InstallmentState]:
         """The installments not yet due (not in flight): the rest of the plan."""

@@ -51,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import (
         ActionResult,
         ChargeResult,
-        InstallmentEnd,
         InstallmentState,
         MessageAsk,
         MessageInfo,
@@ -359,28 +358,6 @@ class Endings(Debits, Dunning):
         inst.paid_at = inst.paid_at or now
         self._installment_ended(inst, "paid", f"{reason}: the unpaid rest cancelled", now)
         return cut
-
-    def _installment_ended(
-        self, inst: InstallmentState, how: str, reason: str, now: datetime
-    ) -> None:
-        """Record how `inst` ended (`schedule[].ended`) with an `installment.ended` fact and
-        event — the same record the hand-off path keeps (issue 12 item 5)."""
-        inst.ended = InstallmentEnd(how, reason, now)
-        self._fact(
-            "installment.ended",
-            f"ended:{self.inp.contract_id}:{inst.seq}:{how}:{self.s.case_no}",
-            now,
-            {
-                "installment": inst.seq,
-                "how": how,
-                "reason": reason,
-                "amount": inst.amount,
-                "outstanding": inst.outstanding,
-                "due_at": inst.due_at,
-                "case": self.s.case_no,
-            },
-            event="installment.ended",
-        )
 
     def _end_dunning(self, now: datetime, reason: str, ref: str) -> dict[str, int]:
         """Dunning stops: the case closes (without unlocking: access follows the policy),
