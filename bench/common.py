@@ -484,7 +484,10 @@ class Stack:
         return env
 
     def env(self, **extra: str) -> dict[str, str]:
+        from core.seller import DEMO_SELLER_ENV
+
         env = self.pyenv()
+        env.update(DEMO_SELLER_ENV)  # `mahnwerk api`/`worker` refuse to start without them
         env.update(
             {
                 "PYTHONUNBUFFERED": "1",
