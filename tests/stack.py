@@ -150,3 +150,21 @@ class Stack:
 
 def unique_email() -> str:
     return f"kunde-{uuid.uuid4().hex[:8]}@example.org"
+
+
+async def activities_run(handle: Any) -> list[tuple[str, str | None]]:
+    """The activities a workflow ran, in history order: (type, task queue), the queue None
+    for a local activity (a marker in the history, PATCH_LEAN)."""
+    import json
+
+    out: list[tuple[str, str | None]] = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attrs = event.activity_task_scheduled_event_attributes
+            out.append((attrs.activity_type.name, attrs.task_queue.name))
+        elif event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_local_activity":
+                data = json.loads(marker.details["data"].payloads[0].data)
+                out.append((data["activity_type"], None))
+    return out

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         PATCH_AFTER_HANDOFF,
         PATCH_CLAIM,
         PATCH_ENDINGS,
+        PATCH_LEAN,
         TERMINAL,
         address_missing,
     )
@@ -148,8 +149,11 @@ class ContractWorkflow(Endings, Invoicing, Collection):
 
     @workflow.run
     async def run(self, inp: ContractInput) -> ContractView:
-        self._exact = workflow.patched(PATCH_CLAIM)
-        self._endings = workflow.patched(PATCH_ENDINGS)
+        # First, before any other patch is asked: a run that records PATCH_LEAN takes every
+        # older patch without a marker of its own (ContractBase._patched).
+        self._lean = workflow.patched(PATCH_LEAN)
+        self._exact = self._patched(PATCH_CLAIM)
+        self._endings = self._patched(PATCH_ENDINGS)
         self._after = self._exact and self._patch_after_handoff()
         if inp.state is None:
             self._sa_last = ("active", "none", 0, False)  # set by the API at start
@@ -168,7 +172,7 @@ class ContractWorkflow(Endings, Invoicing, Collection):
             async with self._lock:
                 self._loop_owns_lock = True
                 try:
-                    if workflow.patched(PATCH_WAKE_ON_SIGNAL_DURING_PASS):
+                    if self._patched(PATCH_WAKE_ON_SIGNAL_DURING_PASS):
                         self._dirty = False  # from here on, a signal wakes the next sleep
                     # invoices due now exist before their debit, notice or case file (issue 15)
                     await self._issue_invoices(workflow.now())
@@ -215,11 +219,10 @@ class ContractWorkflow(Endings, Invoicing, Collection):
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.view()
 
-    @staticmethod
-    def _patch_after_handoff() -> bool:
+    def _patch_after_handoff(self) -> bool:
         """PATCH_AFTER_HANDOFF for this run (a method of its own: tests run a contract as
         one started before the patch by replacing it)."""
-        return workflow.patched(PATCH_AFTER_HANDOFF)
+        return self._patched(PATCH_AFTER_HANDOFF)
 
     def _finished(self) -> bool:
         """The loop ends (but for the chargeback watch). Since PATCH_AFTER_HANDOFF a handed-off
@@ -456,7 +459,7 @@ class ContractWorkflow(Endings, Invoicing, Collection):
         return out
 
     async def _sleep_until(self, wake: datetime | None, why: str) -> None:
-        if not workflow.patched(PATCH_WAKE_ON_SIGNAL_DURING_PASS):
+        if not self._patched(PATCH_WAKE_ON_SIGNAL_DURING_PASS):
             self._dirty = False  # before the patch: a signal during the pass was slept through
         if wake is None:
             self._waiting_for = why
@@ -523,15 +526,19 @@ class ContractWorkflow(Endings, Invoicing, Collection):
         published it), at most once a Berlin day. The answer is recorded in the history, so
         replays compute the same claim."""
         day = berlin_date(now)
-        if self.s.rates_checked_on == day or not self._claim(now).missing_base_rate:
+        claim = self._claim(now)
+        if self.s.rates_checked_on == day or not claim.missing_base_rate:
+            return
+        if self._lean and not any(item.due < claim.as_of for item in claim.items):
+            # Since PATCH_LEAN: asked only when interest runs (something open since before
+            # today); the table's gap matters to no claim before that.
             return
         self.s.rates_checked_on = day
         try:
-            rates: list[BaseRate] = await workflow.execute_activity(
+            rates: list[BaseRate] = await self._ledger_activity(
                 "base_rates",
                 day,
                 result_type=list[BaseRate],
-                start_to_close_timeout=rp.LEDGER_START_TO_CLOSE,
                 retry_policy=rp.LEDGER,
                 summary="look up § 247 BGB base rates (one is missing)",
             )
@@ -551,7 +558,7 @@ class ContractWorkflow(Endings, Invoicing, Collection):
         if (
             self._seller_sa_pending
             and self.inp.search_attributes
-            and workflow.patched(PATCH_SELLER_ID)
+            and self._patched(PATCH_SELLER_ID)
         ):
             # A contract started before sellers (issue 14) belongs to the default seller.
             workflow.upsert_search_attributes([SA_SELLER.value_set("default")])
@@ -577,7 +584,7 @@ class ContractWorkflow(Endings, Invoicing, Collection):
         outcomes, self._outcomes = self._outcomes, []
         actions, self._action_outcomes = self._action_outcomes, []
         summary = ", ".join(dict.fromkeys(f.type for f in facts)) or "state"
-        await workflow.execute_activity(
+        await self._ledger_activity(
             "sync_ledger",
             LedgerSync(
                 contract_id=self.inp.contract_id,
@@ -609,7 +616,6 @@ class ContractWorkflow(Endings, Invoicing, Collection):
                 actions=actions,
             ),
             result_type=int,
-            start_to_close_timeout=rp.LEDGER_START_TO_CLOSE,
             retry_policy=rp.LEDGER,
             summary=f"record {summary}",
         )

@@ -103,7 +103,7 @@ class Debits(ContractBase):
             if method is None:
                 return self._stall(inst, now, key, "payment method lookup failed")
             if method.is_sepa and method.mandate_status == "inactive":
-                if workflow.patched(PATCH_STRIPE_STRICT):
+                if self._patched(PATCH_STRIPE_STRICT):
                     return self._mandate_inactive(inst, now, key, method, scheduled)
             if method.is_sepa and self._mahnwerk_announces():
                 if inst.announced_attempt != attempt:
@@ -113,9 +113,7 @@ class Debits(ContractBase):
                 # part of this debit; they stay open for the next one).
                 fee_part = min(fee_part, max(inst.announced_amount - inst.outstanding, 0))
         amount = inst.outstanding + fee_part
-        if amount < stripe_minimum_charge(self.inp.currency) and workflow.patched(
-            PATCH_STRIPE_STRICT
-        ):
+        if amount < stripe_minimum_charge(self.inp.currency) and self._patched(PATCH_STRIPE_STRICT):
             return self._below_minimum(inst, now, amount)
         summary = f"charge {self._money(amount)} — {self._label(inst)}, attempt {attempt}"
         if fee_part:
@@ -353,7 +351,7 @@ class Debits(ContractBase):
     # -- SEPA pre-notification (DOMAIN.md §4) ------------------------------------------------
 
     def _announcing(self) -> bool:
-        return workflow.patched(PATCH_PRE_NOTIFICATION)
+        return self._patched(PATCH_PRE_NOTIFICATION)
 
     def _current_method(self) -> PaymentMethodInfo | None:
         m = self.s.method
@@ -365,8 +363,13 @@ class Debits(ContractBase):
         current = self._current_method()
         if current is not None:
             return current
+        # Since PATCH_LEAN a local activity: a read (the method and its mandate, through the
+        # worker's own Stripe rate limit), not a debit — the Stripe queue's deployment-wide
+        # rate stays the debits' (workflows/queues.py), and the contract's first workflow
+        # task needs no second one.
+        execute = workflow.execute_local_activity if self._lean else workflow.execute_activity
         try:
-            info: PaymentMethodInfo = await workflow.execute_activity(
+            info: PaymentMethodInfo = await execute(  # type: ignore[operator]
                 "describe_payment_method",
                 PaymentMethodLookup(
                     self.inp.contract_id,
@@ -504,7 +507,7 @@ class Debits(ContractBase):
     async def _poll(self, inst: InstallmentState) -> None:
         if inst.payment_intent is None:
             return
-        strict = workflow.patched(PATCH_STRIPE_STRICT)
+        strict = self._patched(PATCH_STRIPE_STRICT)
         try:
             res: ChargeResult = await workflow.execute_activity(
                 "payment_status",

@@ -352,7 +352,7 @@ class Dunning(ContractBase):
         """Build the collection case file (SPEC.md §6) and deliver it to the partner,
         retried until acknowledged (issue 3). Since PATCH_DELIVERY_WAITS a failure waits and
         is tried again instead of failing the workflow (workflows.collection)."""
-        if workflow.patched(PATCH_DELIVERY_WAITS):
+        if self._patched(PATCH_DELIVERY_WAITS):
             await self._deliver_case_file_waiting()
             return
         route = self.s.route or "court"
@@ -485,7 +485,7 @@ class Dunning(ContractBase):
         cause = err.cause
         error = str(cause or err)[:500]
         cid, case = self.inp.contract_id, self.s.case_no
-        if not workflow.patched(PATCH_NOTICE_RETRY):
+        if not self._patched(PATCH_NOTICE_RETRY):
             self._fact(
                 "notice.failed",
                 f"notice_failed:{cid}:{case}:{stage}",

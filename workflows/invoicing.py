@@ -46,13 +46,13 @@ class Invoicing(ContractBase):
         owed = self._invoices_owed(now)
         carried = {i.seq for i in self.s.installments}
         self.s.invoices = [r for r in self.s.invoices if r.seq in carried]
-        if not owed or not workflow.patched(PATCH_INVOICES):
+        if not owed or not self._patched(PATCH_INVOICES):
             return
         by_seq = {i.seq: i for i in self.s.installments}
         for seq in owed:
             inst = by_seq[seq]
             try:
-                ref: InvoiceRef = await workflow.execute_activity(
+                ref: InvoiceRef = await self._ledger_activity(
                     "issue_invoice",
                     InvoiceRequest(
                         contract_id=self.inp.contract_id,
@@ -62,7 +62,6 @@ class Invoicing(ContractBase):
                         issued_at=workflow.now(),
                     ),
                     result_type=InvoiceRef,
-                    start_to_close_timeout=rp.LEDGER_START_TO_CLOSE,
                     retry_policy=rp.INVOICE,
                     summary=f"invoice {self._label(inst)} ({self._money(inst.amount)})",
                 )

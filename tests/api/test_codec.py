@@ -638,7 +638,30 @@ async def test_history_on_the_server_holds_no_plaintext_and_decode_shows_it(
             "invoices",
             "after-handoff",
             "collection-delivery-waits",
+            "lean-history",
         ), patch_id
+    # Local activities (PATCH_LEAN, issue 17): the SDK's core writes the marker's `data`
+    # (sequence, attempt, activity type, times) past the codec — checked to hold nothing
+    # else, then left out below; the result is the activity's, through the codec.
+    local = [
+        e.marker_recorded_event_attributes
+        for e in raw.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    assert local, "the ledger's writes run as local activities"
+    for marker in local:
+        (data,) = marker.details["data"].payloads
+        assert set(json.loads(data.data)) <= {
+            "seq",
+            "attempt",
+            "activity_id",
+            "activity_type",
+            "complete_time",
+            "backoff",
+            "original_schedule_time",
+            "activation_index",
+        }
     payloads = [
         p
         for e in raw.events
@@ -647,6 +670,11 @@ async def test_history_on_the_server_holds_no_plaintext_and_decode_shows_it(
             and e.marker_recorded_event_attributes.marker_name == "core_patch"
         )
         for p in _all_payloads(e, skip)
+        if not (
+            e.HasField("marker_recorded_event_attributes")
+            and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+            and p[1] in e.marker_recorded_event_attributes.details["data"].payloads
+        )
     ]
     assert len(payloads) > 5
     key_ids = set()

@@ -19,7 +19,7 @@ from core import paylink
 from domain.calendar import add_target_business_days
 from domain.schedule import BERLIN
 from tests.conftest import PLATFORM, SUPPORT
-from tests.stack import Stack, unique_email
+from tests.stack import Stack, activities_run, unique_email
 from tests.workflows.ladder import interest
 
 
@@ -215,18 +215,20 @@ async def test_authentication_required_sends_a_link_then_a_new_card_pays(stack: 
 async def test_debits_run_from_the_stripe_queue(stack: Stack) -> None:
     """Stripe's activities are scheduled on the internal `<queue>-stripe` queue
     (workflows/queues.py), so a debit waiting for the rate limit never holds one of the
-    slots the ledger writes need; the ledger stays on the public queue."""
+    slots the ledger writes need. Since PATCH_LEAN (issue 17) the ledger's writes and the
+    payment method's lookup are local activities of the workflow's worker: no queue, a
+    marker each in the history."""
     cid, handle = await stack.start(count=1, email=unique_email())
     await stack.env.sleep(timedelta(hours=1))
     assert len(stack.debits(cid)) == 1
-    queues: dict[str, set[str]] = {}
-    async for event in handle.fetch_history_events():
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            attrs = event.activity_task_scheduled_event_attributes
-            queues.setdefault(attrs.activity_type.name, set()).add(attrs.task_queue.name)
+    queues: dict[str, set[str | None]] = {}
+    for name, queue in await activities_run(handle):
+        queues.setdefault(name, set()).add(queue)
     main = stack.settings.task_queue
     assert queues["charge"] == {f"{main}-stripe"}
-    assert queues["sync_ledger"] == {main}
+    assert queues["sync_ledger"] == {None}  # local
+    assert queues["describe_payment_method"] == {None}
+    assert queues["issue_invoice"] == {None}
 
 
 # -- SEPA pre-notification, the 14-business-day cap, Visa's cap ------------------------------
@@ -488,12 +490,6 @@ async def test_the_payment_method_is_looked_up_once_per_method(stack: Stack) -> 
     assert len(stack.debits(cid)) == 3
 
     async def lookups() -> list[str]:
-        names = []
-        async for event in handle.fetch_history_events():
-            if event.HasField("activity_task_scheduled_event_attributes"):
-                attrs = event.activity_task_scheduled_event_attributes
-                if attrs.activity_type.name == "describe_payment_method":
-                    names.append(attrs.activity_type.name)
-        return names
+        return [n for n, _ in await activities_run(handle) if n == "describe_payment_method"]
 
     assert len(await lookups()) == 1
