@@ -19,6 +19,7 @@ seller A in its metadata would mark A's debit paid.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass, replace
@@ -404,6 +405,32 @@ def _contract_of(
         return contract, False, attempt is None
 
 
+# A card debit's outcome reaches us twice: as the answer to the charge activity's request
+# (which the workflow acts on) and as Stripe's webhook, which often arrives first, while the
+# activity is still writing the answer to the ledger. Signalled then, it cost the workflow a
+# task of its own to learn nothing (issue 17: 31 of 50 workflows in a due wave). So a
+# webhook for an attempt still `submitting` waits for the ledger, briefly: once the activity
+# recorded a final outcome the workflow knows it; still in flight after the wait (the
+# activity slow or gone), the signal goes as before — it is never lost, only not repeated.
+IN_FLIGHT_WAITS = (0.02, 0.04, 0.08, 0.15, 0.3, 0.5, 0.5, 0.5, 0.5, 0.5)  # seconds: ~3 s
+
+
+def _attempt_status(state: StateDep, idempotency_key: str) -> str | None:
+    with state.sessions() as s:
+        return s.scalar(
+            select(PaymentAttempt.status).where(PaymentAttempt.idempotency_key == idempotency_key)
+        )
+
+
+async def _await_recorded(state: StateDep, idempotency_key: str) -> None:
+    """Wait (up to ~3 s) while the charge activity of this key has not recorded its answer."""
+    for pause in IN_FLIGHT_WAITS:
+        status = await run_in_threadpool(_attempt_status, state, idempotency_key)
+        if status != "submitting":
+            return
+        await asyncio.sleep(pause)
+
+
 async def _signal_outcome(
     state: StateDep,
     client: Any,
@@ -419,6 +446,9 @@ async def _signal_outcome(
 ) -> None:
     pi_id = pi.get("id", "")
     contract_id = (pi.get("metadata") or {}).get("contract_id")
+    key = (pi.get("metadata") or {}).get("idempotency_key")
+    if key and outcome in ("succeeded", "failed"):
+        await _await_recorded(state, str(key))
     contract, settled, external = await run_in_threadpool(
         _contract_of, state, source.scope, pi_id, contract_id, outcome
     )

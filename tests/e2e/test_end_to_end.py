@@ -239,6 +239,45 @@ async def test_card_contract_is_debited(e2e: E2E) -> None:
     assert e2e.receiver.bad_signatures == 0
 
 
+async def test_a_card_debits_own_webhook_costs_its_workflow_nothing(e2e: E2E) -> None:
+    """Stripe reports a card debit twice: as the answer to the charge activity (which the
+    workflow acts on) and as `payment_intent.succeeded`, delivered to the API, often while
+    the activity is still recording the answer. That webhook is answered, and the workflow
+    gets no signal (no workflow task) for what it already knows (issue 17)."""
+    body = contract_body(count=1, first_due=berlin_date(datetime.now(UTC)))
+    resp = await e2e.http.post("/v1/contracts", json=body, headers=PLATFORM)
+    assert resp.status_code == 201, resp.text
+    cid = body["contract_id"]
+
+    async def paid() -> bool:
+        return (await e2e.contract(cid))["schedule"][0]["status"] == "paid"
+
+    await e2e.until("installment 1 paid", paid)
+
+    def delivered() -> list[dict[str, Any]]:
+        events = [
+            e
+            for e in e2e.standin.events(type="payment_intent.succeeded")
+            if e["data"]["object"]["metadata"].get("contract_id") == cid
+        ]
+        return [
+            w
+            for e in events
+            for w in e2e.standin.webhooks(event=e["id"])
+            if w["status"] == "succeeded" and w["http_status"] == 200
+        ]
+
+    (webhook,) = await e2e.until("payment_intent.succeeded delivered", delivered)
+    assert webhook["url"].endswith("/v1/webhooks/stripe")
+    handle = e2e.temporal.get_workflow_handle(f"contract-{cid}")
+    signals = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in (await handle.fetch_history()).events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert signals == []
+
+
 async def test_failing_contract_reminds_locks_and_settlement_unlocks(e2e: E2E) -> None:
     email = f"e2e-{os.getpid()}-{time.time_ns()}@example.org"
     body = contract_body(
