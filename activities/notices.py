@@ -334,6 +334,11 @@ class NoticeActivities:
         age = datetime.now(UTC) - notice.created_at
         possible_duplicate = attempt > 1 or age > self.resend_suspect_after
         delivered = False
+        # Before the claim: while this thread holds its connection and the row's lock, it
+        # must not ask the pool for another one (the seller's details are read from the
+        # ledger) — with every connection held by a sender in a wave of notices, each waited
+        # for a second one until the pool's timeout (issue 17).
+        settings = self._settings_for(inp.contract_id)
         try:
             with transaction(self.sessions) as s:
                 # Claim: a no-op write that locks the row until COMMIT, so a concurrent attempt
@@ -362,7 +367,7 @@ class NoticeActivities:
                         int(age.total_seconds()),
                         notice.message_id,
                     )
-                self._deliver(inp, notice)
+                self._deliver(inp, notice, settings)
                 sent_at = datetime.now(UTC)
                 delivered = True
                 self._mark_sent(s, inp, notice, sent_at, possible_duplicate)
@@ -443,8 +448,7 @@ class NoticeActivities:
                 time.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _deliver(self, inp: NoticeInput, notice: StoredNotice) -> None:
-        settings = self._settings_for(inp.contract_id)
+    def _deliver(self, inp: NoticeInput, notice: StoredNotice, settings: Settings) -> None:
         headers: Mapping[str, str] = {
             "X-Mahnwerk-Notice": notice.notice_number,
             "X-Mahnwerk-Contract": inp.contract_id,

@@ -790,3 +790,27 @@ def test_log_lines_are_redacted_as_a_net() -> None:
     assert "<e-mail>" in line and "<IBAN>" in line
     assert "MAHN-2026-000001-1.0123456789abcdef@lernwerk.example" in line
     assert redact_personal("IBAN DE89370400440532013000.") == "IBAN <IBAN>."
+
+
+def test_sending_needs_one_database_connection_at_a_time(
+    catcher: Catcher, sessions: sessionmaker[Session]
+) -> None:
+    """A send holds its notice row (the claim) until it is recorded as sent; nothing in
+    between may ask the pool for a second connection. In a wave of notices every connection
+    was held by a sender waiting for another one, and the worker stood still until the
+    pool's timeout (issue 17). With a pool of one connection the send must go through."""
+    from sqlalchemy import create_engine
+
+    bind = sessions.kw["bind"]
+    url = bind.url.render_as_string(hide_password=False)
+    extra: dict[str, Any] = (
+        {"connect_args": {"check_same_thread": False}} if url.startswith("sqlite") else {}
+    )
+    single = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=2, **extra)
+    one = make_session_factory(single.execution_options(**bind.get_execution_options()))
+    try:
+        result = run(NoticeActivities(make_settings(catcher.url), one), make_input())
+    finally:
+        single.dispose()
+    assert result.already_sent is False
+    assert len(catcher.store.messages()) == 1
