@@ -353,7 +353,7 @@ async def bare_park(stk: Stack, args: argparse.Namespace, max_cached: int) -> Pa
     workers = stk.start_bare_workers(args.workers, tq, max_cached)
     res = Park("bare", n, workers)
     client = await Client.connect(stk.temporal_address)
-    bare_lead = args.bare_lead if args.bare_lead is not None else 60 + n / 100
+    bare_lead = args.bare_lead if args.bare_lead is not None else 60 + n / 50
     due = (datetime.now(UTC) + timedelta(seconds=bare_lead)).replace(microsecond=0)
     console.print(
         f"[bold]Bare Temporal, {plural(args.workers, 'worker')}[/bold]: parking {n} workflows "
@@ -621,7 +621,7 @@ def main() -> None:
         "--bare-lead",
         type=float,
         default=None,
-        help="seconds from the bare park's start to its T2 (default 60 + N/100)",
+        help="seconds from the bare park's start to its T2 (default 60 + N/50)",
     )
     parser.add_argument(
         "--concurrency", type=int, default=16, help="contracts (and bare workflows) started at once"
