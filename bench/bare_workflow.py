@@ -20,6 +20,12 @@ class BareInput:
     upsert: bool = True
 
 
+@dataclass
+class BareResult:
+    woke: float  # workflow.now() of the task after the timer (Mahnwerk: attempted_at)
+    done: float  # the second activity's clock (Mahnwerk: installments.paid_at)
+
+
 @activity.defn(name="bare_first")
 def bare_first(seq: int) -> float:
     return time.time()
@@ -33,15 +39,16 @@ def bare_second(seq: int) -> float:
 @workflow.defn(name=WORKFLOW)
 class BareWorkflow:
     @workflow.run
-    async def run(self, inp: BareInput) -> float:
+    async def run(self, inp: BareInput) -> BareResult:
         due = datetime.fromisoformat(inp.due)
         delta = due - workflow.now()
         if delta > timedelta(0):
             await workflow.sleep(delta)
+        woke = workflow.now().timestamp()
         await workflow.execute_activity(bare_first, 1, start_to_close_timeout=timedelta(seconds=60))
         if inp.upsert:
             workflow.upsert_search_attributes([SA_STATUS.value_set("completed")])
         done: float = await workflow.execute_activity(
             bare_second, 2, start_to_close_timeout=timedelta(seconds=60)
         )
-        return done
+        return BareResult(woke, done)

@@ -50,7 +50,8 @@ SEARCH_ATTRIBUTES = {
     "SellerId": "Keyword",
 }
 
-console = Console()
+# Piped to a file, rich would wrap the tables at 80 columns; COLUMNS still wins.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
 
 def add_stack_options(parser: argparse.ArgumentParser) -> None:
@@ -203,10 +204,14 @@ class CpuMeter:
     backends connected to that database (found through pg_stat_activity at each sample, so
     backends opened during the window count too; one that closes between two samples loses
     at most its last second).
+
+    `sums` names sets of those processes (e.g. K worker processes) whose CPU is also shown
+    summed (`cpu_rows`) and whose RSS is summed per sample (the peak of the sum).
     """
 
     pids: dict[str, int]
     pg_url: str | None = None
+    sums: dict[str, list[str]] = field(default_factory=dict)
     interval: float = 1.0
     _first: dict[str, dict[int, float]] = field(default_factory=dict)
     _last: dict[str, dict[int, float]] = field(default_factory=dict)
@@ -239,6 +244,9 @@ class CpuMeter:
             rss = rss_mib(pid)
             if rss is not None:
                 self._peak_rss[name] = max(self._peak_rss.get(name, 0.0), rss)
+        for total, names in self.sums.items():
+            summed = sum(rss_mib(self.pids[n]) or 0.0 for n in names if n in self.pids)
+            self._peak_rss[total] = max(self._peak_rss.get(total, 0.0), summed)
         if self.pg_url is not None:
             pg: dict[int, float] = {}
             for pid in self._pg_pids():
@@ -285,13 +293,21 @@ class CpuMeter:
 
 
 def cpu_rows(meter: CpuMeter) -> list[tuple[str, str, str]]:
-    """(process, CPU s, cores busy on average) rows, plus ours and the machine's total."""
+    """(process, CPU s, cores busy on average) rows, plus ours and the machine's total; the
+    meter's `sums` (several processes of one kind) as an extra row, not counted twice."""
     wall = max(meter.wall, 1e-9)
     rows = []
     ours = 0.0
-    for name, sec in meter.seconds().items():
+    seconds = meter.seconds()
+    for name, sec in seconds.items():
         ours += sec
         rows.append((name, f"{sec:.1f}", f"{sec / wall:.2f}"))
+    for total, names in meter.sums.items():
+        if len(names) > 1:
+            sec = sum(seconds.get(n, 0.0) for n in names)
+            rows.append(
+                (f"{total} (sum of the {len(names)} above)", f"{sec:.1f}", f"{sec / wall:.2f}")
+            )
     busy = meter.machine_busy()
     rows.append(("all of the above", f"{ours:.1f}", f"{ours / wall:.2f}"))
     rows.append(("whole machine (incl. others' jobs)", f"{busy:.1f}", f"{busy / wall:.2f}"))
@@ -384,8 +400,13 @@ class Stack:
     # False: run our processes with PYTHONDONTWRITEBYTECODE=1 and no .pyc files, as the
     # Docker image does; True: give them a bytecode cache outside the work tree.
     bytecode_cache: bool = True
-    # MAHNWERK_STRIPE_RATE_LIMIT for the worker (None: its default, 25/s for a test key)
+    # MAHNWERK_STRIPE_RATE_LIMIT *and* MAHNWERK_STRIPE_CREATE_RATE_LIMIT for the workers
+    # (None: their defaults, 25/s each for a test key): the per-process token bucket and the
+    # deployment-wide activity rate of the Stripe queue, min(create, rate) (core/settings.py
+    # `effective_stripe_activity_rate`). Lifting only the first left the second at 25/s.
     stripe_rate_limit: float | None = None
+    # MAHNWERK_STRIPE_CREATE_RATE_LIMIT alone (None: the same as stripe_rate_limit)
+    stripe_create_rate_limit: float | None = None
     _catcher: Any = None
 
     # Temporal ---------------------------------------------------------------------------
@@ -505,8 +526,19 @@ class Stack:
         )
         if self.stripe_rate_limit is not None:
             env["MAHNWERK_STRIPE_RATE_LIMIT"] = f"{self.stripe_rate_limit:g}"
+        create = (
+            self.stripe_create_rate_limit
+            if self.stripe_create_rate_limit is not None
+            else self.stripe_rate_limit
+        )
+        if create is not None:
+            env["MAHNWERK_STRIPE_CREATE_RATE_LIMIT"] = f"{create:g}"
         env.update(extra)
         return env
+
+    def stripe_rates(self) -> StripeRates:
+        """The Stripe limits the workers run with (as core.settings computes them)."""
+        return stripe_rates(self.stripe_rate_limit, self.stripe_create_rate_limit)
 
     def start_worker(self, name: str = "mahnwerk worker", **extra: str) -> Proc:
         argv = [sys.executable, "-m", "core.cli", "worker"]
@@ -516,6 +548,40 @@ class Stack:
         if not proc.alive():
             raise RuntimeError(f"{name} exited:\n{proc.tail()}")
         return proc
+
+    def start_workers(self, k: int, **extra: str) -> list[str]:
+        """K `mahnwerk worker` processes on the same task queue (as docker-compose runs
+        replicas); returns their names ("mahnwerk worker" for one, else "… 1".."… K")."""
+        names = worker_names("mahnwerk worker", k)
+        for name in names:
+            self.start_worker(name, **extra)
+        return names
+
+    def start_bare_workers(self, k: int, task_queue: str, max_cached: int) -> list[str]:
+        """K `python -m bench.bare` processes polling `task_queue`."""
+        names = worker_names("bare worker", k)
+        for name in names:
+            argv = [
+                sys.executable,
+                "-m",
+                "bench.bare",
+                "--address",
+                self.temporal_address,
+                "--task-queue",
+                task_queue,
+                "--max-cached-workflows",
+                str(max_cached),
+            ]
+            self.procs[name] = spawn(name.replace(" ", "-"), argv, self.workdir, self.pyenv())
+        return names
+
+    def sqlite_bytes(self) -> int:
+        """The dev server's SQLite database: the file and its write-ahead log."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += (self.workdir / f"temporal.db{suffix}").stat().st_size
+        return total
 
     def start_api(self, port: int | None = None) -> Proc:
         port = port or free_port()
@@ -544,6 +610,190 @@ class Stack:
         for p in self.procs.values():
             if not p.alive():
                 raise RuntimeError(f"{p.name} exited:\n{p.tail()}")
+
+
+def worker_names(base: str, k: int) -> list[str]:
+    return [base] if k == 1 else [f"{base} {i}" for i in range(1, k + 1)]
+
+
+def parse_workers(raw: str) -> list[int]:
+    """`--workers 2` or `--workers 1,2`: worker process counts, each ≥ 1."""
+    try:
+        ks = [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or comma list: {raw!r}") from None
+    if not ks or any(k < 1 for k in ks):
+        raise argparse.ArgumentTypeError(f"worker counts must be ≥ 1: {raw!r}")
+    return ks
+
+
+def plural(k: int, word: str) -> str:
+    return f"{k} {word}" if k == 1 else f"{k} {word}s"
+
+
+@dataclass(frozen=True)
+class StripeRates:
+    """What the workers are configured with, per core/settings.py."""
+
+    requests: float  # MAHNWERK_STRIPE_RATE_LIMIT or the key's default: each process's bucket
+    create: float  # MAHNWERK_STRIPE_CREATE_RATE_LIMIT or 25/s
+    activities: float  # min of both: the Stripe queue's rate, for the whole deployment
+
+    def describe(self) -> str:
+        return (
+            f"{self.activities:g} Stripe activities/s for the whole deployment (the Stripe "
+            f"queue's task-queue rate = min(MAHNWERK_STRIPE_CREATE_RATE_LIMIT {self.create:g}, "
+            f"MAHNWERK_STRIPE_RATE_LIMIT {self.requests:g})); each worker process also "
+            f"throttles itself to {self.requests:g} requests/s"
+        )
+
+
+def stripe_rates(requests: float | None, create: float | None) -> StripeRates:
+    from core.settings import STRIPE_CREATE_RATE_LIMIT, default_stripe_rate_limit
+
+    req = requests if requests is not None else default_stripe_rate_limit("sk_test_bench")
+    if create is None:
+        create = requests if requests is not None else STRIPE_CREATE_RATE_LIMIT
+    return StripeRates(req, create, min(req, create))
+
+
+async def task_queue_info(client: Any, task_queue: str, activities: bool = False) -> dict[str, Any]:
+    """The server's view of a task queue: approximate backlog and, for an activity queue,
+    the rate limit in effect (None where the server does not say)."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    kind = (
+        TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+        if activities
+        else TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+    )
+    resp = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=kind,
+            report_stats=True,
+            report_config=True,
+        )
+    )
+    out: dict[str, Any] = {"pollers": len(resp.pollers), "backlog": None, "rate": None}
+    if resp.HasField("stats"):
+        out["backlog"] = int(resp.stats.approximate_backlog_count)
+    if resp.HasField("effective_rate_limit"):
+        out["rate"] = float(resp.effective_rate_limit.requests_per_second)
+    return out
+
+
+# -- a receiver for Mahnwerk's platform events ---------------------------------------------------
+
+
+@dataclass
+class Delivery:
+    event_id: str  # the `webhook-id` header, else the body's `id`
+    body_id: str
+    at: float
+    signed: bool  # Mahnwerk-Signature checks out with the dev secret
+
+
+class EventReceiver:
+    """MAHNWERK_EVENTS_URL for the workers: a stdlib HTTP server in a thread of the driver,
+    answering 200 at once and recording every delivery (SPEC.md §5: each event has an `id`,
+    sent as Standard Webhooks' `webhook-id` header too). HTTP/1.1 keep-alive, a thread per
+    connection (the dispatcher posts to many contracts at once)."""
+
+    def __init__(self, secret: str | None = None) -> None:
+        import http.server
+        import json
+        import threading
+
+        from activities.events import verify
+        from core.settings import DEV_EVENTS_SECRET
+
+        self.secret = secret or DEV_EVENTS_SECRET
+        self.deliveries: list[Delivery] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                try:
+                    body_id = str(json.loads(body).get("id", ""))
+                except (ValueError, AttributeError):
+                    body_id = ""
+                header = self.headers.get("webhook-id") or ""
+                signed = verify(body, self.headers.get("Mahnwerk-Signature") or "", receiver.secret)
+                receiver.deliveries.append(
+                    Delivery(header or body_id, body_id, time.time(), signed)
+                )
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 256
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/events"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def report(self, outbox: dict[str, bool]) -> dict[str, Any]:
+        """Deliveries against the ledger's outbox (`outbox`: event_id → delivered_at set)."""
+        from collections import Counter
+
+        seen = Counter(d.event_id for d in self.deliveries)
+        dup_ids = [e for e, c in seen.items() if c > 1]
+        delivered = {e for e, ok in outbox.items() if ok}
+        return {
+            "received": len(self.deliveries),
+            "distinct": len(seen),
+            "duplicate_ids": len(dup_ids),
+            "extra_deliveries": len(self.deliveries) - len(seen),
+            "max_per_id": max(seen.values(), default=0),
+            "no_id": sum(1 for d in self.deliveries if not d.event_id),
+            "header_body_differ": sum(
+                1 for d in self.deliveries if d.body_id and d.event_id != d.body_id
+            ),
+            "bad_signature": sum(1 for d in self.deliveries if not d.signed),
+            "outbox": len(outbox),
+            "outbox_delivered": len(delivered),
+            "outbox_pending": len(outbox) - len(delivered),
+            "unknown": len(set(seen) - set(outbox)),
+            "delivered_not_received": len(delivered - set(seen)),
+            "received_not_marked": len((set(seen) & set(outbox)) - delivered),
+            "dup_examples": dup_ids[:3],
+        }
+
+
+def log_problems(stk: Stack, names: Sequence[str]) -> dict[str, str]:
+    """Per process: "E errors / W warnings" — lines of its log at level error (or a
+    traceback) and at level warning (the worker logs logfmt, `level=…`)."""
+    out: dict[str, str] = {}
+    for name in names:
+        proc = stk.procs.get(name)
+        if proc is None:
+            continue
+        try:
+            lines = proc.log.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        errors = sum(1 for x in lines if "level=error" in x or x.startswith("Traceback"))
+        warnings = sum(1 for x in lines if "level=warning" in x)
+        out[name] = f"{errors} / {warnings}"
+    return out
 
 
 def reset_database(url: str) -> None:

@@ -1,17 +1,23 @@
-"""Due-date wave (issue 6, benchmark 1): N installments due at the same instant.
+"""Due-date wave (issue 6, benchmark 1; issue 17): N installments due at the same instant.
 
     python -m bench.due_wave --n 2000
+    python -m bench.due_wave --n 2000 --workers 1,2 --stripe-rate-limit 1000
 
-One run, one Temporal dev server (WAL, search attributes, fresh database file):
+For each worker count K of `--workers` (default 1), on a fresh Temporal dev server (WAL,
+search attributes, fresh database file) and a freshly migrated PostgreSQL database:
 
 1. Mahnwerk: the API creates N installment contracts (count 1, `pm_card_visa`) all due at
-   the instant T; the worker debits them through the Stripe stand-in when T comes.
-   Measured from T: installments debited per second and the lateness of each debit
+   the instant T; K `mahnwerk worker` processes on the same task queue (as docker-compose
+   runs replicas) debit them through the Stripe stand-in when T comes. Measured from T:
+   installments debited per second and the lateness of each debit
    (PaymentAttempt.settled_at, written right after the stand-in confirmed; the stand-in's
    own ledger only has whole seconds) and of each ledger write (Installment.paid_at,
-   written by `sync_ledger`, the last activity of a paid installment).
+   written by `sync_ledger`, the last activity of a paid installment). The workers deliver
+   their platform events to a receiver in this driver (MAHNWERK_EVENTS_URL): events
+   received, distinct ids, ids delivered more than once, against the outbox. PaymentIntent
+   creates per second against the configured Stripe rate.
 2. Bare Temporal on the same server: N workflows of `bench.bare_workflow` (timer until T2,
-   activity, search-attribute upsert, activity) on their own worker process with the same
+   activity, search-attribute upsert, activity) on K bare worker processes with the same
    settings; completions per second and lateness the same way (the second activity's
    clock).
 
@@ -23,9 +29,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
+import math
+import os
+import statistics
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,19 +46,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from bench.common import (
     PLATFORM,
     CpuMeter,
+    EventReceiver,
     Stack,
     add_stack_options,
     append_results,
     console,
     cpu_rows,
+    free_port,
     loadavg,
+    log_problems,
     markdown_table,
+    parse_workers,
     percentile,
+    plural,
     reset_database,
     run_benchmark,
-    spawn,
     stack,
+    stripe_rates,
     table,
+    task_queue_info,
 )
 
 # -- creating contracts through the API ----------------------------------------------------------
@@ -184,10 +199,10 @@ class Wave:
         late = self.lateness()
         return len(late) / max(max(late), 1e-9) if late else 0.0
 
-    def row(self) -> list[str]:
+    def row(self, name: str | None = None) -> list[str]:
         late = self.lateness()
         return [
-            self.name,
+            name or self.name,
             f"{len(late)}/{self.n}",
             f"{self.rate():.1f}",
             f"{percentile(late, 50):.2f}",
@@ -204,8 +219,10 @@ async def monitor(
     timeout: float,
     label: str,
     stk: Stack,
+    every: Any = None,
 ) -> float:
-    """Sample CPU every second from just before `due` until `count()` reaches n."""
+    """Sample CPU every second from just before `due` until `count()` reaches n
+    (`every()`, if given, runs after each sample)."""
     wait = due.timestamp() - time.time() - 1.0
     if wait > 0:
         console.print(f"  waiting {wait:.0f} s for the due instant {due:%H:%M:%S} UTC …")
@@ -226,6 +243,8 @@ async def monitor(
             await asyncio.sleep(1.0)
             meter.sample()
             done = await count()
+            if every is not None:
+                await every(done)
             progress.update(task, completed=done)
             if done >= n:
                 break
@@ -234,15 +253,104 @@ async def monitor(
     return float(done)
 
 
+# -- the Stripe rate ----------------------------------------------------------------------------
+
+
+def per_second(times: list[float]) -> dict[str, float]:
+    """How a series of instants spreads over time: the most in any 1-second window
+    ([t, t + 1) for every t), the average rate from the first to the last, and the counts
+    per whole second between them (the first and the last, partial, second left out)."""
+    ts = sorted(times)
+    nan = float("nan")
+    if not ts:
+        return {
+            "n": 0,
+            "max_window": 0,
+            "avg": nan,
+            "min": nan,
+            "median": nan,
+            "max": nan,
+            "seconds": 0,
+            "span": nan,
+        }
+    best, j = 0, 0
+    for i, t in enumerate(ts):
+        while t - ts[j] >= 1.0:
+            j += 1
+        best = max(best, i - j + 1)
+    span = ts[-1] - ts[0]
+    counts = Counter(math.floor(t) for t in ts)
+    first, last = math.floor(ts[0]), math.floor(ts[-1])
+    inner = [counts.get(sec, 0) for sec in range(first + 1, last)]
+    if not inner:  # everything within two seconds
+        inner = [counts.get(sec, 0) for sec in range(first, last + 1)]
+    return {
+        "n": len(ts),
+        "max_window": best,
+        "avg": (len(ts) - 1) / span if span > 0 else nan,
+        "min": min(inner),
+        "median": statistics.median(inner),
+        "max": max(inner),
+        "seconds": len(inner),
+        "span": span,
+    }
+
+
+# -- the outbox and the receiver ------------------------------------------------------------------
+
+
+async def drain_outbox(conn: psycopg.Connection[Any], timeout: float) -> float:
+    """Wait until the dispatchers delivered every outbox row (or `timeout`); seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        pending = scalar(conn, "select count(*) from outbox_events where delivered_at is null")
+        if not pending:
+            break
+        await asyncio.sleep(1)
+    return time.monotonic() - t0
+
+
+def outbox_state(conn: psycopg.Connection[Any]) -> dict[str, bool]:
+    rows = conn.execute("select event_id, delivered_at is not null from outbox_events").fetchall()
+    return {str(r[0]): bool(r[1]) for r in rows}
+
+
+# -- the Mahnwerk wave -----------------------------------------------------------------------------
+
+
+@dataclass
+class MahnwerkResult:
+    debit: Wave
+    recorded: Wave
+    created: Created
+    workers: list[str]
+    stripe: dict[str, float]
+    stripe_standin_max: int
+    stripe_server_rate: float | None
+    events: dict[str, Any] | None
+    events_drain_s: float
+    worker_log_errors: dict[str, str]
+
+
 async def mahnwerk_wave(
-    stk: Stack, n: int, lead: float, concurrency: int, timeout: float
-) -> tuple[Wave, Created]:
+    stk: Stack,
+    n: int,
+    lead: float,
+    concurrency: int,
+    timeout: float,
+    workers: list[str],
+    receiver: EventReceiver | None,
+    drain_timeout: float,
+) -> MahnwerkResult:
     conn = pg(stk.db_url)
     due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
     due_s = due.isoformat().replace("+00:00", "Z")
     tag = f"wave-{uuid.uuid4().hex[:6]}"
     bodies = [wave_body(due_s, tag, i) for i in range(n)]
-    console.print(f"[bold]Mahnwerk[/bold]: creating {n} contracts due {due_s} …")
+    console.print(
+        f"[bold]Mahnwerk, {plural(len(workers), 'worker')}[/bold]: creating {n} contracts "
+        f"due {due_s} …"
+    )
     created = await create_contracts(stk.api_url, bodies, concurrency, "POST /v1/contracts")
     console.print(
         f"  created in {created.seconds:.1f} s ({n / created.seconds:.1f}/s), "
@@ -251,7 +359,7 @@ async def mahnwerk_wave(
     if created.errors:
         console.print(f"  [red]first error: {created.errors[0]}[/red]")
     # Each contract's first workflow task writes the ledger (contract.started): let the
-    # worker finish those before T, so the wave measures the wave only.
+    # workers finish those before T, so the wave measures the wave only.
     deadline = due.timestamp() - 1
     while time.time() < deadline:
         started = scalar(conn, STARTED_SQL)
@@ -269,7 +377,8 @@ async def mahnwerk_wave(
     async def paid() -> int:
         return int(scalar(conn, "select count(*) from installments where status = 'paid'"))
 
-    meter = CpuMeter(stk.pids(), pg_url=stk.db_url)
+    pids = {**stk.pids(), "bench driver (events receiver)": os.getpid()}
+    meter = CpuMeter(pids, pg_url=stk.db_url, sums={"mahnwerk workers": workers})
     await monitor(meter, due, paid, n, timeout, "installments paid", stk)
     rows = conn.execute(
         "select pa.settled_at, i.paid_at from installments i join payment_attempts pa "
@@ -279,7 +388,28 @@ async def mahnwerk_wave(
     debited = [r[0].timestamp() for r in rows if r[0] is not None]
     recorded = [r[1].timestamp() for r in rows if r[1] is not None]
     attempts = scalar(conn, "select count(*) from payment_attempts")
+    # every settled debit (one PaymentIntent create each, the activity's first try)
+    settled = [
+        r[0].timestamp()
+        for r in conn.execute(
+            "select settled_at from payment_attempts where settled_at is not null"
+        ).fetchall()
+    ]
+    drain_s = 0.0
+    events = None
+    if receiver is not None:
+        drain_s = await drain_outbox(conn, drain_timeout)
+        events = receiver.report(outbox_state(conn))
     conn.close()
+    from temporalio.client import Client
+
+    from workflows.queues import stripe_queue
+
+    client = await Client.connect(stk.temporal_address)
+    try:
+        server_rate = (await task_queue_info(client, stripe_queue(stk.task_queue), True))["rate"]
+    except Exception:  # an older server: not reported
+        server_rate = None
     ledger = httpx.get(f"{stk.standin_url}/_standin/ledger", timeout=120).json()
     ours = [e for e in ledger if str(e["metadata"].get("contract_id", "")).startswith(tag)]
     per_contract: dict[str, int] = {}
@@ -288,6 +418,7 @@ async def mahnwerk_wave(
         per_contract[cid] = per_contract.get(cid, 0) + 1
     twice = sum(1 for v in per_contract.values() if v > 1)
     standin_late = [e["succeeded_at"] - due.timestamp() for e in ours]
+    standin_max = max(Counter(e["succeeded_at"] for e in ours).values(), default=0)
     webhooks = httpx.get(f"{stk.standin_url}/_standin/webhooks", timeout=120).json()
     extra = {
         "stand-in ledger": f"{len(ours)} debits for {len(per_contract)} contracts, "
@@ -295,50 +426,34 @@ async def mahnwerk_wave(
         "stand-in succeeded_at (whole s)": f"p50 {percentile(standin_late, 50):.0f} s, "
         f"p99 {percentile(standin_late, 99):.0f} s after T",
         "payment attempts": str(attempts),
-        "webhook deliveries": str(len(webhooks)),
+        "webhook deliveries (stand-in → API)": str(len(webhooks)),
         "contracts started before T": f"{started}/{n} ({idle_margin:.0f} s to spare)",
     }
-    from temporalio.client import Client
-
-    client = await Client.connect(stk.temporal_address)
     sample = [f"contract-{tag}-{i:06d}" for i in range(0, n, max(1, n // 50))][:50]
     extra.update(await audit(client, sample, "Mahnwerk"))
-    debit = Wave("Mahnwerk: debited (charge done)", n, due, debited, meter, extra)
-    wave = Wave("Mahnwerk: recorded (sync_ledger done)", n, due, recorded, meter, extra)
-    wave.extra["_debit_row"] = "|".join(debit.row())
-    return wave, created
+    return MahnwerkResult(
+        debit=Wave("Mahnwerk: debited (charge done)", n, due, debited, meter, extra),
+        recorded=Wave("Mahnwerk: recorded (sync_ledger done)", n, due, recorded, meter, extra),
+        created=created,
+        workers=workers,
+        stripe=per_second(settled),
+        stripe_standin_max=standin_max,
+        stripe_server_rate=server_rate,
+        events=events,
+        events_drain_s=drain_s,
+        worker_log_errors=log_problems(stk, workers),
+    )
 
 
-async def bare_wave(
-    stk: Stack, n: int, concurrency: int, timeout: float, max_cached: int
-) -> tuple[Wave, float]:
-    from temporalio.client import Client
+# -- the bare wave ---------------------------------------------------------------------------------
 
+
+async def start_bare(
+    client: Any, ids: list[str], due: datetime, task_queue: str, concurrency: int
+) -> float:
+    """Start the bare workflows (`concurrency` calls at a time); returns the seconds taken."""
     from bench.bare_workflow import WORKFLOW, BareInput
 
-    tq = f"bare-{uuid.uuid4().hex[:6]}"
-    worker = spawn(
-        "bare-worker",
-        [
-            sys.executable,
-            "-m",
-            "bench.bare",
-            "--address",
-            stk.temporal_address,
-            "--task-queue",
-            tq,
-            "--max-cached-workflows",
-            str(max_cached),
-        ],
-        stk.workdir,
-        stk.pyenv(),
-    )
-    stk.procs["bare worker"] = worker
-    client = await Client.connect(stk.temporal_address)
-    # start_workflow runs at a few hundred per second: 20 s + N/50 s is plenty
-    due = (datetime.now(UTC) + timedelta(seconds=20 + n / 50)).replace(microsecond=0)
-    console.print(f"[bold]Bare Temporal[/bold]: starting {n} workflows due {due:%H:%M:%S} …")
-    ids = [f"{tq}-{i:06d}" for i in range(n)]
     queue: asyncio.Queue[str] = asyncio.Queue()
     for wid in ids:
         queue.put_nowait(wid)
@@ -349,175 +464,449 @@ async def bare_wave(
                 wid = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await client.start_workflow(WORKFLOW, BareInput(due.isoformat()), id=wid, task_queue=tq)
+            await client.start_workflow(
+                WORKFLOW, BareInput(due.isoformat()), id=wid, task_queue=task_queue
+            )
 
     t0 = time.monotonic()
     await asyncio.gather(*(starter() for _ in range(concurrency)))
-    start_s = time.monotonic() - t0
+    return time.monotonic() - t0
+
+
+async def bare_results(client: Any, ids: list[str]) -> list[Any]:
+    """The finished bare workflows' results (BareResult), 32 fetches at a time."""
+    from bench.bare_workflow import BareResult
+
+    sem = asyncio.Semaphore(32)
+
+    async def result(wid: str) -> BareResult | None:
+        async with sem:
+            try:
+                handle = client.get_workflow_handle(wid, result_type=BareResult)
+                return await asyncio.wait_for(handle.result(), 30)
+            except Exception:
+                return None
+
+    return [r for r in await asyncio.gather(*(result(w) for w in ids)) if r is not None]
+
+
+async def bare_completed(client: Any, task_queue: str) -> int:
+    from bench.bare_workflow import WORKFLOW
+
+    resp = await client.count_workflows(
+        f"WorkflowType = '{WORKFLOW}' AND ExecutionStatus = 'Completed' "
+        f"AND TaskQueue = '{task_queue}'"
+    )
+    return int(resp.count)
+
+
+async def bare_wave(
+    stk: Stack, n: int, k: int, concurrency: int, timeout: float, max_cached: int
+) -> tuple[Wave, float, list[str]]:
+    from temporalio.client import Client
+
+    tq = f"bare-{uuid.uuid4().hex[:6]}"
+    workers = stk.start_bare_workers(k, tq, max_cached)
+    client = await Client.connect(stk.temporal_address)
+    # start_workflow runs at a few hundred per second: 20 s + N/50 s is plenty
+    due = (datetime.now(UTC) + timedelta(seconds=20 + n / 50)).replace(microsecond=0)
+    console.print(
+        f"[bold]Bare Temporal, {plural(k, 'worker')}[/bold]: starting {n} workflows due "
+        f"{due:%H:%M:%S} …"
+    )
+    ids = [f"{tq}-{i:06d}" for i in range(n)]
+    start_s = await start_bare(client, ids, due, tq, concurrency)
     console.print(
         f"  started in {start_s:.1f} s ({n / start_s:.0f}/s), "
         f"{due.timestamp() - time.time():.0f} s before T"
     )
 
     async def completed() -> int:
-        resp = await client.count_workflows(
-            f"WorkflowType = '{WORKFLOW}' AND ExecutionStatus = 'Completed' AND TaskQueue = '{tq}'"
-        )
-        return resp.count
+        return await bare_completed(client, tq)
 
-    server = stk.procs["temporal server"].pid
-    meter = CpuMeter({"temporal server": server, "bare worker": worker.pid})
+    pids = {"temporal server": stk.procs["temporal server"].pid}
+    pids.update({name: stk.procs[name].pid for name in workers})
+    meter = CpuMeter(pids, sums={"bare workers": workers})
     await monitor(meter, due, completed, n, timeout, "bare workflows completed", stk)
-    sem = asyncio.Semaphore(32)
-
-    async def result(wid: str) -> float | None:
-        async with sem:
-            try:
-                handle = client.get_workflow_handle(wid, result_type=float)
-                return float(await asyncio.wait_for(handle.result(), 30))
-            except Exception:
-                return None
-
-    done = [r for r in await asyncio.gather(*(result(w) for w in ids)) if r is not None]
+    done = [r.done for r in await bare_results(client, ids)]
     sample = ids[:: max(1, n // 50)][:50]
     extra = await audit(client, sample, "bare")
     wave = Wave("Bare Temporal: completed (2nd activity done)", n, due, done, meter, extra)
-    return wave, n / start_s
+    for name in workers:
+        stk.stop(name)
+    return wave, n / start_s, workers
 
 
-async def main_async(args: argparse.Namespace) -> None:
+# -- one run per worker count ----------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    k: int
+    mw: MahnwerkResult
+    bare: Wave
+    bare_start_rate: float
+    bare_workers: list[str]
+    load_before: str
+    load_after: str
+    bare_max_cached: int
+
+    def ratio(self) -> float:
+        return self.mw.recorded.rate() / self.bare.rate() if self.bare.rate() else float("nan")
+
+    def ratio_debit(self) -> float:
+        return self.mw.debit.rate() / self.bare.rate() if self.bare.rate() else float("nan")
+
+
+def default_cache() -> int:
+    """Mahnwerk's worker's own max_cached_workflows (MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS)."""
+    from core.settings import Settings
+
+    return int(Settings.model_fields["worker_max_cached_workflows"].default)
+
+
+async def one_run(args: argparse.Namespace, k: int) -> Run:
     n = args.n
     lead = args.lead if args.lead is not None else 60 + n / 25
     timeout = args.timeout if args.timeout is not None else max(180.0, n / 4)
     load_before = loadavg()
-    console.print(f"load average before: {load_before}")
+    console.rule(f"{plural(k, 'worker')} (load average {load_before})")
     reset_database(args.database_url)
-    with stack(args.database_url, args.keep, args.bytecode_cache) as stk:
-        stk.task_queue = f"mahnwerk-bench-{uuid.uuid4().hex[:6]}"
-        stk.stripe_rate_limit = args.stripe_rate_limit
-        stk.start_temporal()
-        await stk.wait_temporal_ready()
-        stk.start_smtp()
-        from bench.common import free_port
+    receiver = EventReceiver() if args.events else None
+    try:
+        with stack(args.database_url, args.keep, args.bytecode_cache) as stk:
+            stk.task_queue = f"mahnwerk-bench-{uuid.uuid4().hex[:6]}"
+            stk.stripe_rate_limit = args.stripe_rate_limit
+            stk.stripe_create_rate_limit = args.stripe_create_rate_limit
+            stk.start_temporal()
+            await stk.wait_temporal_ready()
+            stk.start_smtp()
+            api_port = free_port()
+            stk.start_standin(
+                f"http://127.0.0.1:{api_port}/v1/webhooks/stripe" if args.webhooks else None
+            )
+            extra = {}
+            if args.worker_max_cached is not None:
+                extra["MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS"] = str(args.worker_max_cached)
+            if receiver is not None:
+                extra["MAHNWERK_EVENTS_URL"] = receiver.url
+            workers = stk.start_workers(k, **extra)
+            stk.start_api(api_port)
+            mw = await mahnwerk_wave(
+                stk, n, lead, args.concurrency, timeout, workers, receiver, args.events_drain
+            )
+            # the bare wave runs alone on the same server: stop Mahnwerk's processes
+            for name in ("mahnwerk api", *workers, "stripe stand-in"):
+                stk.stop(name)
+            max_cached = (
+                args.max_cached
+                if args.max_cached is not None
+                else (
+                    args.worker_max_cached
+                    if args.worker_max_cached is not None
+                    else default_cache()
+                )
+            )
+            bare, start_rate, bare_workers = await bare_wave(stk, n, k, 16, timeout, max_cached)
+    finally:
+        if receiver is not None:
+            receiver.close()
+    return Run(k, mw, bare, start_rate, bare_workers, load_before, loadavg(), max_cached)
 
-        api_port = free_port()
-        stk.start_standin(
-            f"http://127.0.0.1:{api_port}/v1/webhooks/stripe" if args.webhooks else None
-        )
-        extra = {}
-        if args.worker_max_cached is not None:
-            extra["MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS"] = str(args.worker_max_cached)
-        stk.start_worker(**extra)
-        stk.start_api(api_port)
-        mw, created = await mahnwerk_wave(stk, n, lead, args.concurrency, timeout)
-        worker_rss = mw.meter.peak_rss().get("mahnwerk worker", 0.0)
-        # the bare wave runs alone on the same server: stop Mahnwerk's processes
-        for name in ("mahnwerk api", "mahnwerk worker", "stripe stand-in"):
-            stk.stop(name)
-        bare, start_rate = await bare_wave(stk, n, 16, timeout, args.max_cached)
-        bare_rss = bare.meter.peak_rss().get("bare worker", 0.0)
-        server_rss = bare.meter.peak_rss().get("temporal server", 0.0)
-    load_after = loadavg()
-    console.print(f"load average after: {load_after}")
 
-    cols = ["wave", "done", "per s", "p50 late s", "p99 late s", "max late s"]
-    debit_row = mw.extra.pop("_debit_row").split("|")
-    rows = [debit_row, mw.row(), bare.row()]
-    ratio = mw.rate() / bare.rate() if bare.rate() else float("nan")
-    ratio_debit = float(debit_row[2]) / bare.rate() if bare.rate() else float("nan")
-    console.print(table(f"Due-date wave, N = {n}", cols, rows))
-    verdict = "met" if ratio >= 0.7 else "MISSED"
-    console.print(
-        f"ratio Mahnwerk/bare: {ratio:.2f} (recorded), {ratio_debit:.2f} (debited) — "
-        f"target ≥ 0.7 {verdict}"
+# -- the report ------------------------------------------------------------------------------------
+
+
+def worker_cpu_ms(meter: CpuMeter, names: list[str], n: int) -> float:
+    sec = meter.seconds()
+    return 1000 * sum(sec.get(x, 0.0) for x in names) / max(n, 1)
+
+
+def events_row(run: Run) -> list[str]:
+    e = run.mw.events
+    label = f"Mahnwerk, {plural(run.k, 'worker')}"
+    if e is None:
+        return [label, "off", "", "", "", "", ""]
+    dups = f"{e['duplicate_ids']} ids ({e['extra_deliveries']} extra posts)"
+    if e["duplicate_ids"]:
+        dups += f", at most {e['max_per_id']} per id, e.g. {', '.join(e['dup_examples'])}"
+    notes = (
+        f"{e['bad_signature']} bad signatures, {e['no_id']} without id; drained "
+        f"{run.mw.events_drain_s:.0f} s after the wave"
     )
+    if e["header_body_differ"]:
+        notes += f"; {e['header_body_differ']} with webhook-id ≠ body id"
+    return [
+        label,
+        str(e["received"]),
+        str(e["distinct"]),
+        dups,
+        f"{e['outbox']} ({e['outbox_delivered']} delivered, {e['outbox_pending']} pending)",
+        f"{e['unknown']} / {e['delivered_not_received']} / {e['received_not_marked']}",
+        notes,
+    ]
+
+
+def stripe_row(run: Run, configured: float) -> list[str]:
+    s = run.mw.stripe
+    server = run.mw.stripe_server_rate
+    return [
+        f"Mahnwerk, {plural(run.k, 'worker')}",
+        f"{configured:g}" + (f" (server: {server:g})" if server is not None else ""),
+        f"{s['max_window']}",
+        f"{s['avg']:.1f}",
+        f"{s['min']:.0f} / {s['median']:.0f} / {s['max']:.0f} over {s['seconds']} s",
+        f"{run.mw.stripe_standin_max}",
+        f"{s['n']} in {s['span']:.1f} s",
+    ]
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    n = args.n
+    ks: list[int] = args.workers
+    runs: list[Run] = []
+    failed: list[str] = []
+    for k in ks:
+        try:
+            runs.append(await one_run(args, k))
+        except Exception as exc:  # report the worker counts that did run
+            console.print_exception()
+            failed.append(f"{plural(k, 'worker')}: {type(exc).__name__}: {str(exc)[:300]}")
+    if not runs:
+        raise SystemExit("no run finished: " + "; ".join(failed))
+    for f in failed:
+        console.print(f"[red]failed, not in the tables: {f}[/red]")
+    load_first, load_last = runs[0].load_before, runs[-1].load_after
+
+    cols = [
+        "wave",
+        "done",
+        "per s",
+        "p50 late s",
+        "p99 late s",
+        "max late s",
+        "worker CPU ms/inst",
+        "ratio to bare",
+    ]
+    rows: list[list[str]] = []
+    for r in runs:
+        rows.append(
+            r.mw.recorded.row(f"Mahnwerk, {plural(r.k, 'worker')} (recorded)")
+            + [f"{worker_cpu_ms(r.mw.recorded.meter, r.mw.workers, n):.0f}", f"{r.ratio():.2f}"]
+        )
+    for r in runs:
+        rows.append(
+            r.mw.debit.row(f"Mahnwerk, {plural(r.k, 'worker')} (debited)")
+            + ["", f"{r.ratio_debit():.2f}"]
+        )
+    for r in runs:
+        rows.append(
+            r.bare.row(f"bare, {plural(r.k, 'worker')}")
+            + [f"{worker_cpu_ms(r.bare.meter, r.bare_workers, n):.0f}", ""]
+        )
+    console.rule("results")
+    console.print(table(f"Due-date wave, N = {n}", cols, rows))
+    for r in runs:
+        verdict = "met" if r.ratio() >= 0.9 else "missed"
+        console.print(
+            f"{plural(r.k, 'worker')}: ratio Mahnwerk/bare {r.ratio():.2f} (recorded), "
+            f"{r.ratio_debit():.2f} (debited) — issue 17's ≥ 0.9 {verdict}"
+        )
+
+    rates = stripe_rates(args.stripe_rate_limit, args.stripe_create_rate_limit)
+    stripe_cols = [
+        "run",
+        "configured creates/s",
+        "most creates in any 1 s",
+        "average first→last /s",
+        "per second min / median / max",
+        "stand-in: most in one whole second",
+        "debits",
+    ]
+    stripe_table = [stripe_row(r, rates.activities) for r in runs]
+    console.print(
+        table("PaymentIntent creates (payment_attempts.settled_at)", stripe_cols, stripe_table)
+    )
+    ev_cols = [
+        "run",
+        "posts received",
+        "distinct ids",
+        "delivered more than once",
+        "outbox rows",
+        "unknown / marked not received / received not marked",
+        "notes",
+    ]
+    ev_table = [events_row(r) for r in runs]
+    console.print(table("Platform events (MAHNWERK_EVENTS_URL → the driver)", ev_cols, ev_table))
+
     cpu_cols = ["process", "CPU s", "cores"]
-    mw_cpu = cpu_rows(mw.meter)
-    bare_cpu = cpu_rows(bare.meter)
-    console.print(table(f"CPU over the Mahnwerk wave ({mw.meter.wall:.0f} s)", cpu_cols, mw_cpu))
-    console.print(table(f"CPU over the bare wave ({bare.meter.wall:.0f} s)", cpu_cols, bare_cpu))
-    info = [
-        ("N", str(n)),
-        (
-            "contract creation (API)",
-            f"{created.seconds:.1f} s, {n / created.seconds:.1f}/s at "
-            f"{args.concurrency} clients, {len(created.errors)} errors",
-        ),
-        ("bare start_workflow", f"{start_rate:.0f}/s at 16 concurrent calls"),
-        (
-            "peak RSS",
-            f"Mahnwerk worker {worker_rss:.0f} MiB, bare worker {bare_rss:.0f} MiB, "
-            f"server {server_rss:.0f} MiB",
-        ),
+    cpu_sections: list[tuple[str, str]] = []
+    for r in runs:
+        mw_cpu = cpu_rows(r.mw.recorded.meter)
+        bare_cpu = cpu_rows(r.bare.meter)
+        wall = r.mw.recorded.meter.wall
+        t1 = f"CPU over the Mahnwerk wave, {plural(r.k, 'worker')} ({wall:.0f} s)"
+        t2 = f"CPU over the bare wave, {plural(r.k, 'worker')} ({r.bare.meter.wall:.0f} s)"
+        console.print(table(t1, cpu_cols, mw_cpu))
+        console.print(table(t2, cpu_cols, bare_cpu))
+        cpu_sections += [
+            (t1, markdown_table(cpu_cols, mw_cpu)),
+            (t2, markdown_table(cpu_cols, bare_cpu)),
+        ]
+
+    info: list[tuple[str, str]] = [("N", str(n)), ("worker processes", ", ".join(map(str, ks)))]
+    for r in runs:
+        c = r.mw.created
+        p = f"{plural(r.k, 'worker')}: "
+        mw_peak = r.mw.recorded.meter.peak_rss()
+        bare_peak = r.bare.meter.peak_rss()
+        info += [
+            (
+                p + "contract creation (API)",
+                f"{c.seconds:.1f} s, {n / c.seconds:.1f}/s at {args.concurrency} clients, "
+                f"{len(c.errors)} errors",
+            ),
+            (p + "bare start_workflow", f"{r.bare_start_rate:.0f}/s at 16 concurrent calls"),
+            (
+                p + "peak RSS",
+                "Mahnwerk worker(s) "
+                + ", ".join(f"{mw_peak.get(w, 0):.0f}" for w in r.mw.workers)
+                + " MiB; bare worker(s) "
+                + ", ".join(f"{bare_peak.get(w, 0):.0f}" for w in r.bare_workers)
+                + f" MiB; server {bare_peak.get('temporal server', 0):.0f} MiB",
+            ),
+            (
+                p + "worker logs: error / warning lines",
+                "; ".join(f"{w}: {c}" for w, c in r.mw.worker_log_errors.items()) or "-",
+            ),
+            (p + "bare max_cached_workflows", str(r.bare_max_cached)),
+            (p + "load average", f"before {r.load_before}, after {r.load_after}"),
+        ]
+        info += [(p + key, val) for key, val in r.mw.recorded.extra.items()]
+        info += [(p + key, val) for key, val in r.bare.extra.items()]
+    info += [
         (
             "webhooks",
             "on (the stand-in posts its events to the API: 3 per card debit)"
             if args.webhooks
             else "off",
         ),
+        (
+            "platform events",
+            "on: MAHNWERK_EVENTS_URL = a receiver in the driver (answers 200 at once)"
+            if args.events
+            else "off (MAHNWERK_EVENTS_URL unset: the outbox is not delivered)",
+        ),
         ("bytecode cache", BYTECODE[args.bytecode_cache]),
         (
-            "Stripe client-side rate limit (worker)",
-            f"{args.stripe_rate_limit:g}/s (MAHNWERK_STRIPE_RATE_LIMIT)"
-            if args.stripe_rate_limit is not None
-            else "the worker's default: 25 requests/s for a test key (2 per debit)",
+            "Stripe limits (workers)",
+            rates.describe()
+            + (
+                ""
+                if args.stripe_rate_limit is not None or args.stripe_create_rate_limit is not None
+                else " — the defaults for a test key"
+            ),
         ),
-        *mw.extra.items(),
-        *bare.extra.items(),
-        ("load average", f"before {load_before}, after {load_after}"),
     ]
     console.print(table("Details", ["", "value"], info))
     if args.no_record:
         return
+    ratios = "; ".join(
+        f"{plural(r.k, 'worker')}: **{r.ratio():.2f}** recorded, {r.ratio_debit():.2f} debited"
+        for r in runs
+    )
     append_results(
-        f"Due-date wave, N = {n}",
+        f"Due-date wave, N = {n}, workers {','.join(map(str, ks))}",
         [
             ("", markdown_table(cols, rows)),
+            ("", f"Ratio Mahnwerk/bare (same worker count): {ratios} — issue 17's target ≥ 0.9."),
             (
-                "",
-                f"Ratio Mahnwerk/bare: **{ratio:.2f}** on ledger-recorded installments "
-                f"(both activities done), {ratio_debit:.2f} on debits — target ≥ 0.7: {verdict}.",
+                "PaymentIntent creates (payment_attempts.settled_at)",
+                markdown_table(stripe_cols, stripe_table),
             ),
             (
-                f"CPU over the Mahnwerk wave ({mw.meter.wall:.0f} s wall)",
-                markdown_table(cpu_cols, mw_cpu),
+                "Platform events (MAHNWERK_EVENTS_URL → a receiver in the driver)",
+                markdown_table(ev_cols, ev_table),
             ),
-            (
-                f"CPU over the bare wave ({bare.meter.wall:.0f} s wall)",
-                markdown_table(cpu_cols, bare_cpu),
-            ),
+            *cpu_sections,
             ("", markdown_table(["", "value"], info)),
         ],
         [
-            "Rates are N / (last done − T); lateness is done − T. Shared machine: other "
-            "engineers' test suites ran at the same time (load average above).",
+            "Rates are N / (last done − T); lateness is done − T. Each worker count ran on a "
+            "fresh dev server and a freshly migrated database. Load average: before "
+            f"{load_first}, after {load_last}.",
+            *[f"Failed, not in the tables: {f}" for f in failed],
+            "Creates per second: `payment_attempts.settled_at`, written by `charge` right "
+            "after the stand-in answered its one PaymentIntent create (a first try creates "
+            "without a search); the stand-in's own `succeeded_at` has whole seconds only.",
         ],
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.due_wave", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.due_wave",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--n", type=int, default=2000, help="installments in the wave")
+    parser.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=[1],
+        help="worker processes: K, or a comma list (1,2) for one run per K, each on a fresh "
+        "server and database; K `mahnwerk worker` and K bare workers (default 1)",
+    )
     parser.add_argument(
         "--lead", type=float, default=None, help="seconds from now to T (default 60 + N/25)"
     )
     parser.add_argument("--concurrency", type=int, default=8, help="API clients creating")
     parser.add_argument("--timeout", type=float, default=None, help="per wave, seconds")
     parser.add_argument(
-        "--max-cached", type=int, default=500, help="bare worker's cache (as Mahnwerk's default)"
+        "--max-cached",
+        type=int,
+        default=None,
+        help="bare workers' cache (default: the Mahnwerk workers' own, "
+        "--worker-max-cached or MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS's default)",
     )
     parser.add_argument(
         "--worker-max-cached",
         type=int,
         default=None,
-        help="MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS for Mahnwerk's worker (default: its own, 500)",
+        help="MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS for Mahnwerk's workers (default: their own)",
     )
-    parser.add_argument("--no-webhooks", dest="webhooks", action="store_false")
+    parser.add_argument(
+        "--no-webhooks",
+        dest="webhooks",
+        action="store_false",
+        help="the stand-in posts no webhooks to the API",
+    )
+    parser.add_argument(
+        "--no-events",
+        dest="events",
+        action="store_false",
+        help="leave MAHNWERK_EVENTS_URL unset (the outbox is not delivered; as before issue 17)",
+    )
+    parser.add_argument(
+        "--events-drain",
+        type=float,
+        default=120,
+        help="after the wave, wait up to this long for the outbox to be delivered (s)",
+    )
     parser.add_argument(
         "--stripe-rate-limit",
         type=float,
         default=None,
-        help="MAHNWERK_STRIPE_RATE_LIMIT for the worker (default: its own, 25/s for test keys)",
+        help="sets both MAHNWERK_STRIPE_RATE_LIMIT (each worker's token bucket) and "
+        "MAHNWERK_STRIPE_CREATE_RATE_LIMIT (with it, the deployment-wide Stripe activity "
+        "rate: min of the two) for the workers; default: 25/s each for a test key",
+    )
+    parser.add_argument(
+        "--stripe-create-rate-limit",
+        type=float,
+        default=None,
+        help="MAHNWERK_STRIPE_CREATE_RATE_LIMIT alone (default: --stripe-rate-limit's value), "
+        "e.g. --stripe-rate-limit 100 --stripe-create-rate-limit 25 for a live key's defaults",
     )
     add_stack_options(parser)
     run_benchmark(parser, main_async)
