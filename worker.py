@@ -38,6 +38,7 @@ from activities.payments import (
     TokenBucket,
     make_stripe_client,
 )
+from activities.ratelimit import SharedRate
 from activities.refunds import RefundActivities
 from core import metrics
 from core.db import make_engine, make_session_factory
@@ -157,7 +158,14 @@ def build_worker(
         limiter,
         settings.stripe_rate_limit,
     )
-    payments = PaymentActivities(stripe_client, sessions, limiter=limiter, accounts=accounts)
+    payments = PaymentActivities(
+        stripe_client,
+        sessions,
+        limiter=limiter,
+        accounts=accounts,
+        # PaymentIntent creates per second and Stripe account, all workers together
+        create_rate=SharedRate(sessions, settings.effective_stripe_activity_rate),
+    )
     methods = MethodActivities(stripe_client, throttle=payments._throttle, accounts=accounts)
     refunds = RefundActivities(stripe_client, throttle=payments._throttle, accounts=accounts)
     ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)

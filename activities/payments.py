@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.ratelimit import SharedRate
 from core import metrics
 from core.db import transaction
 from core.models import Contract, PaymentAttempt
@@ -70,6 +71,9 @@ class TokenBucket:
         self._lock = threading.Lock()
         self._tokens = self.burst
         self._updated = clock()
+        # The Stripe account the bucket limits (StripeRoute.limit_key): the key of its
+        # deployment-wide PaymentIntent create rate (activities/ratelimit.py)
+        self.key = "platform"
 
     def acquire(self) -> float:
         """Take one token, sleeping until one is free; returns the seconds waited."""
@@ -136,7 +140,8 @@ class StripeAccounts:
         self._clients: dict[tuple[str, str | None], stripe.StripeClient] = {
             (self._platform_key, None): platform
         }
-        self._buckets: dict[str, TokenBucket] = {StripeRoute(self._platform_key).limit_key: limiter}
+        limiter.key = StripeRoute(self._platform_key).limit_key
+        self._buckets: dict[str, TokenBucket] = {limiter.key: limiter}
 
     def for_contract(self, contract_id: str) -> tuple[stripe.StripeClient, TokenBucket]:
         """`for_seller` of the contract's seller (read from the ledger)."""
@@ -156,6 +161,7 @@ class StripeAccounts:
             bucket = self._buckets.get(route.limit_key)
             if bucket is None:
                 bucket = TokenBucket.for_api_key(route.api_key, self.rate)
+                bucket.key = route.limit_key
                 self._buckets[route.limit_key] = bucket
         return client, bucket
 
@@ -361,15 +367,19 @@ class PaymentActivities:
         session_factory: sessionmaker[Session],
         limiter: TokenBucket | None = None,
         accounts: StripeAccounts | None = None,
+        create_rate: SharedRate | None = None,
     ) -> None:
         """`limiter`: the client-side rate limit shared by all activity threads (the worker
         passes `TokenBucket(settings.effective_stripe_rate_limit)`); by default Stripe's
         limit for the client's key mode. `accounts`: each seller's Stripe account (issue
-        14); without it every debit uses `stripe_client`."""
+        14); without it every debit uses `stripe_client`. `create_rate`: the PaymentIntent
+        creates per second per Stripe account across every worker (issue 17; the worker
+        passes MAHNWERK_STRIPE_CREATE_RATE_LIMIT's, shared through the ledger database)."""
         self.stripe = stripe_client
         self.sessions = session_factory
         self.limiter = limiter or TokenBucket.for_api_key(_api_key_of(stripe_client))
         self.accounts = accounts
+        self.create_rate = create_rate
 
     def stripe_for(self, seller_id: str | None) -> tuple[stripe.StripeClient, TokenBucket]:
         """The seller's Stripe client and rate limit (SellerConfigError if unusable)."""
@@ -561,6 +571,10 @@ class PaymentActivities:
         params = off_session_debit_params(inp)
         try:
             self._throttle(limiter)
+            if self.create_rate is not None:
+                waited = self.create_rate.acquire(limiter.key)
+                if waited > 0.5:
+                    log.info("stripe create rate: waited %.2fs", waited)
             pi = client.v1.payment_intents.create(
                 params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": inp.idempotency_key},

@@ -345,6 +345,16 @@ class SupportActionRequest(Base):
     completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
+class RateSlot(Base):
+    """The next free instant of a rate shared by every worker process (issue 17): one row
+    per Stripe account (activities/ratelimit.py)."""
+
+    __tablename__ = "rate_slots"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    next_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class WebhookEvent(Base):
     """Stripe event ids already processed: each is handled once (Stripe may redeliver)."""
 
