@@ -20,6 +20,7 @@ a repeat returns the stored document and takes no number.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -98,6 +99,15 @@ def verified(row: Invoice) -> dict[str, Any]:
 # -- numbering -------------------------------------------------------------------------------
 
 
+_COUNTER_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_COUNTER_LOCKS_GUARD = threading.Lock()
+
+
+def _counter_lock(seller_key: str, series: str) -> threading.Lock:
+    with _COUNTER_LOCKS_GUARD:
+        return _COUNTER_LOCKS.setdefault((seller_key, series), threading.Lock())
+
+
 def next_value(s: Session, seller_key: str, series: str) -> int:
     """Take the next number of (seller, series) inside the caller's transaction; it is the
     caller's to commit (then it is used) or roll back (then it was never taken)."""
@@ -160,7 +170,11 @@ def store(
             return _issued(existing, False)
     series, prefix = seller.series_for(kind)
     try:
-        with sessions() as s, s.begin():
+        # One numbering transaction per series at a time in this process: the others wait
+        # here, not holding a pooled connection while they queue for the counter's row lock
+        # (in a due wave every connection was held by a waiter, and the ledger's other
+        # writes starved; issue 17). Across processes the row lock still decides.
+        with _counter_lock(seller.key, series), sessions() as s, s.begin():
             value = next_value(s, seller.key, series)
             if s.scalar(select(Invoice.id).where(Invoice.key == key)) is not None:
                 raise _Exists  # issued meanwhile (we now hold the counter): roll back

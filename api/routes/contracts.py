@@ -10,7 +10,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -299,6 +299,9 @@ def _insert(
     return contract, insts, attempts
 
 
+WORKFLOW_TASK_TIMEOUT = timedelta(seconds=60)
+
+
 async def _start_workflow(client: Client, settings: Settings, inp: ContractInput) -> None:
     try:
         await client.start_workflow(
@@ -314,6 +317,11 @@ async def _start_workflow(client: Client, settings: Settings, inp: ContractInput
                 inp.customer.id, "active", "none", 0, False, inp.seller_id or DEFAULT_SELLER_ID
             ),
             static_summary=f"{inp.kind} {inp.contract_id} — {inp.product.name}",
+            # The ledger's writes are local activities inside the workflow task (PATCH_LEAN):
+            # on a worker busy with a due wave they can take longer than the default 10 s,
+            # and a timed-out task is replayed in full — more load on the busy worker. A
+            # crashed worker's task is re-dispatched after this long (issue 17).
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
         )
     except WorkflowAlreadyStartedError:
         pass
