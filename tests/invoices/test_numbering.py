@@ -9,6 +9,7 @@ is never taken by an invoice that already existed.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -291,3 +292,60 @@ def test_credit_notes_in_the_invoice_series(
     assert note.number == f"RE-{n + 1:06d}"  # the next number of the one series
     seqs = _sequences(sessions, "invoice")
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_invoices_waiting_together_are_numbered_together_and_a_bad_one_fails_alone(
+    sessions: sessionmaker[Session], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: the invoices queued in a process are numbered in one transaction (a due
+    wave queued behind one counter row); one that cannot be stored fails alone, and the
+    others take the next numbers without a gap."""
+    import core.invoicing as invoicing
+
+    contracts = [add_contract(sessions) for _ in range(6)]
+    bad = contracts[3]
+    before = _counter(sessions, "invoice")
+    real_event, real_batch = invoicing._record_event, invoicing._number_batch
+    leading = threading.Event()
+    sizes: list[int] = []
+
+    def record(s, row, *a):  # type: ignore[no-untyped-def]
+        if row.contract_id == contracts[0] and not leading.is_set():
+            leading.set()
+            time.sleep(0.5)  # the first batch is in progress: the others queue meanwhile
+        if row.contract_id == bad:
+            raise RuntimeError("this invoice cannot be stored")
+        return real_event(s, row, *a)
+
+    def batch(sessions_, jobs, *a):  # type: ignore[no-untyped-def]
+        sizes.append(len(jobs))
+        return real_batch(sessions_, jobs, *a)
+
+    monkeypatch.setattr(invoicing, "_record_event", record)
+    monkeypatch.setattr(invoicing, "_number_batch", batch)
+
+    def issue(cid: str) -> str:
+        return issue_invoice(
+            sessions,
+            contract_id=cid,
+            seq=1,
+            amount=9900,
+            due_at=DUE,
+            issued_at=ISSUED,
+            settings=settings,
+        ).number
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        first = pool.submit(issue, contracts[0])
+        assert leading.wait(5)
+        rest = {cid: pool.submit(issue, cid) for cid in contracts[1:]}
+        numbers = [first.result()]
+        for cid, fut in rest.items():
+            if cid == bad:
+                with pytest.raises(RuntimeError, match="cannot be stored"):
+                    fut.result()
+            else:
+                numbers.append(fut.result())
+    assert max(sizes) >= 2, sizes  # queued invoices went in one transaction
+    assert sorted(numbers) == [f"RE-{v:06d}" for v in range(before + 1, before + 6)]
+    assert _counter(sessions, "invoice") == before + 5  # the bad one took no number
