@@ -123,9 +123,7 @@ async def test_two_workers_together_stay_within_the_stripe_rate(
             allowed = RATE * WINDOW + 2
             print(f"\n{CONTRACTS} debits in {span:.1f} s; most in {WINDOW:.0f} s: {peak}")
             assert peak <= allowed, f"{peak} debits within {WINDOW} s, limit {allowed}"
-            assert span >= (CONTRACTS - 1) / RATE - 1, (
-                f"{span:.1f} s is faster than the rate"
-            )
+            assert span >= (CONTRACTS - 1) / RATE - 1, f"{span:.1f} s is faster than the rate"
         finally:
             for p in reversed(procs):
                 p.stop()
