@@ -136,6 +136,13 @@ def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=2 ** min(attempts, 12)), MAX_BACKOFF)
 
 
+# POSTs in flight at once. A round posts the events of every contract concurrently (in order
+# within a contract); unbounded, a due wave's 8,000 events opened a hundred connections, and
+# httpx checked each of them for expiry on every request — 40 % of the worker's event loop,
+# which also runs the workflows (issue 17).
+POST_CONCURRENCY = 8
+
+
 class EventDispatcher:
     def __init__(
         self,
@@ -161,6 +168,7 @@ class EventDispatcher:
         self.name = name or dispatcher_name()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._posting: asyncio.Semaphore | None = None  # made on the loop that posts
 
     def wake(self) -> None:
         """Thread-safe nudge after new events were committed."""
@@ -300,8 +308,11 @@ class EventDispatcher:
             "Content-Type": "application/json",
             **signature_headers(row.event_id, body, self.secret),
         }
+        if self._posting is None:
+            self._posting = asyncio.Semaphore(POST_CONCURRENCY)
         try:
-            resp = await client.post(self.url, content=body, headers=headers)
+            async with self._posting:
+                resp = await client.post(self.url, content=body, headers=headers)
             ok = 200 <= resp.status_code < 300
             err = None if ok else f"HTTP {resp.status_code}"
         except httpx.HTTPError as exc:
@@ -343,7 +354,10 @@ class EventDispatcher:
             log.info("MAHNWERK_EVENTS_URL not set: platform events stay in the outbox")
             return
         self._loop = asyncio.get_running_loop()
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
+        limits = httpx.Limits(
+            max_connections=POST_CONCURRENCY, max_keepalive_connections=POST_CONCURRENCY
+        )
+        async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
             while True:
                 try:
                     await self.run_once(client)
