@@ -308,11 +308,8 @@ class EventDispatcher:
             "Content-Type": "application/json",
             **signature_headers(row.event_id, body, self.secret),
         }
-        if self._posting is None:
-            self._posting = asyncio.Semaphore(POST_CONCURRENCY)
         try:
-            async with self._posting:
-                resp = await client.post(self.url, content=body, headers=headers)
+            resp = await client.post(self.url, content=body, headers=headers)
             ok = 200 <= resp.status_code < 300
             err = None if ok else f"HTTP {resp.status_code}"
         except httpx.HTTPError as exc:
@@ -330,16 +327,23 @@ class EventDispatcher:
 
         unsent: list[str] = []
 
+        if self._posting is None:
+            self._posting = asyncio.Semaphore(POST_CONCURRENCY)
+        posting = self._posting
+
         async def one_contract(events: list[OutboxEvent]) -> int:
             sent = 0
             for n, ev in enumerate(events):
-                if not self._covered(ev):
-                    unsent.extend(e.event_id for e in events[n:])  # given back below
-                    break
-                if not await self._deliver(client, ev):
-                    # keep order: later events wait for this one (`_mark` gave it back)
-                    unsent.extend(e.event_id for e in events[n + 1 :])
-                    break
+                # The claim is checked once this POST may go (not before waiting its turn):
+                # it must still cover the whole request then.
+                async with posting:
+                    if not self._covered(ev):
+                        unsent.extend(e.event_id for e in events[n:])  # given back below
+                        break
+                    if not await self._deliver(client, ev):
+                        # keep order: later events wait for this one (`_mark` gave it back)
+                        unsent.extend(e.event_id for e in events[n + 1 :])
+                        break
                 sent += 1
             return sent
 
