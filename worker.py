@@ -51,7 +51,13 @@ from core.temporal import connect_client
 from domain.interest import base_rate_coverage, with_rates
 from domain.schedule import berlin_date
 from workflows.contract import ContractWorkflow
-from workflows.queues import STRIPE_ACTIVITIES, StripeQueueRouting, stripe_queue
+from workflows.queues import (
+    MAIL_ACTIVITIES,
+    STRIPE_ACTIVITIES,
+    StripeQueueRouting,
+    mail_queue,
+    stripe_queue,
+)
 
 log = logging.getLogger("mahnwerk.worker")
 
@@ -237,8 +243,22 @@ def build_worker(
         max_task_queue_activities_per_second=settings.effective_stripe_activity_rate,
         graceful_shutdown_timeout=grace,
     )
+    mail_executor = ThreadPoolExecutor(
+        max_workers=settings.mail_concurrency, thread_name_prefix="mail"
+    )
+    mail_worker = Worker(
+        client,
+        task_queue=mail_queue(queue),
+        activities=[a for a in activities if _activity_name(a) in MAIL_ACTIVITIES],
+        activity_executor=mail_executor,
+        max_concurrent_activities=settings.mail_concurrency,
+        graceful_shutdown_timeout=grace,
+    )
     return WorkerParts(
-        WorkerGroup(worker, stripe_worker), dispatcher, executor, [executor, stripe_executor]
+        WorkerGroup(worker, stripe_worker, mail_worker),
+        dispatcher,
+        executor,
+        [executor, stripe_executor, mail_executor],
     )
 
 
@@ -263,9 +283,10 @@ async def run(settings: Settings) -> None:
         else None
     )
     log.info(
-        "worker polling task queues %s and %s on %s",
+        "worker polling task queues %s, %s and %s on %s",
         settings.task_queue,
         stripe_queue(settings.task_queue),
+        mail_queue(settings.task_queue),
         settings.temporal_address,
     )
     async with parts.worker:

@@ -191,6 +191,9 @@ class Settings(BaseSettings):
     # how many Stripe activities run at once. Enough for the rate limit at Stripe's latency
     # (100/s × ~0.3 s); the ledger and notice activities have their own 64 slots.
     stripe_concurrency: int = Field(default=32, ge=1, le=512)
+    # Activity slots (and threads, and so at most as many database connections held across
+    # a mail server's answer) of the worker's mail task queue `<task queue>-mail` (issue 17).
+    mail_concurrency: int = Field(default=8, ge=1, le=256)
     # -- worker: workflow cache and sticky queue (bench/RESULTS.md, issue 6) ------------------
     # A cached contract workflow costs the worker ~110 KiB now that the workflow code passes
     # through the sandbox (280 KiB before). 1,000 keeps a worker with 10,000 parked contracts

@@ -35,6 +35,19 @@ STRIPE_ACTIVITIES = frozenset(
 )
 
 
+# The activity that talks to the mail server (issue 17): on a queue of its own with few slots
+# (MAHNWERK_MAIL_CONCURRENCY), because a notice holds its ledger row — and so a pooled
+# database connection — while the mail server takes it: a slow mail server in a due wave
+# held every connection, and the ledger's writes (local activities inside workflow tasks)
+# waited for one.
+MAIL_ACTIVITIES = frozenset({"send_notice"})
+
+
+def mail_queue(task_queue: str) -> str:
+    """The internal queue of the mail activity for the workflows on `task_queue`."""
+    return f"{task_queue}-mail"
+
+
 def stripe_queue(task_queue: str) -> str:
     """The internal queue of Stripe's activities for the workflows on `task_queue`."""
     return f"{task_queue}-stripe"
@@ -44,6 +57,8 @@ class _StripeRoutingOutbound(WorkflowOutboundInterceptor):
     def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle:
         if input.activity in STRIPE_ACTIVITIES and input.task_queue is None:
             input.task_queue = stripe_queue(workflow.info().task_queue)
+        elif input.activity in MAIL_ACTIVITIES and input.task_queue is None:
+            input.task_queue = mail_queue(workflow.info().task_queue)
         return super().start_activity(input)
 
 
