@@ -169,6 +169,7 @@ class EventDispatcher:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._posting: asyncio.Semaphore | None = None  # made on the loop that posts
+        self._client: httpx.Client | None = None
 
     def wake(self) -> None:
         """Thread-safe nudge after new events were committed."""
@@ -301,25 +302,44 @@ class EventDispatcher:
         until = row.claimed_until
         return until is not None and self.clock() + timedelta(seconds=self.timeout) < until
 
-    async def _deliver(self, client: httpx.AsyncClient, row: OutboxEvent) -> bool:
+    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[bool, str | None]:
+        """POST one event (in a thread of the loop's executor: see `_http`)."""
+        assert self.url
+        try:
+            resp = self._http().post(self.url, content=body, headers=headers)
+            ok = 200 <= resp.status_code < 300
+            return ok, None if ok else f"HTTP {resp.status_code}"
+        except httpx.HTTPError as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+
+    def _http(self) -> httpx.Client:
+        """The dispatcher's HTTP client. Synchronous, used from threads: httpx's async
+        client cost the worker's event loop — the loop that runs the workflows — 40–56 % of
+        its time in a due wave (anyio looked for an async library and scanned the pool's
+        connections on every request; issue 17)."""
+        if self._client is None:
+            limits = httpx.Limits(
+                max_connections=POST_CONCURRENCY, max_keepalive_connections=POST_CONCURRENCY
+            )
+            self._client = httpx.Client(timeout=self.timeout, limits=limits)
+        return self._client
+
+    async def _deliver(self, client: object, row: OutboxEvent) -> bool:
         assert self.url
         body = json.dumps(row.payload, separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",
             **signature_headers(row.event_id, body, self.secret),
         }
-        try:
-            resp = await client.post(self.url, content=body, headers=headers)
-            ok = 200 <= resp.status_code < 300
-            err = None if ok else f"HTTP {resp.status_code}"
-        except httpx.HTTPError as exc:
-            ok, err = False, f"{type(exc).__name__}: {exc}"
+        ok, err = await asyncio.to_thread(self._post, body, headers)
         await asyncio.to_thread(self._mark, row.event_id, ok, err)
         if not ok:
             log.warning("event %s (%s) not delivered: %s", row.event_id, row.type, err)
         return ok
 
-    async def run_once(self, client: httpx.AsyncClient) -> int:
+    async def run_once(self, client: object = None) -> int:
+        """One round: post what is pending. (`client` is accepted for callers of the
+        earlier signature and not used: the dispatcher posts with its own `_http`.)"""
         rows = await asyncio.to_thread(self._pending)
         by_contract: dict[str, list[OutboxEvent]] = {}
         for row in rows:
@@ -358,13 +378,10 @@ class EventDispatcher:
             log.info("MAHNWERK_EVENTS_URL not set: platform events stay in the outbox")
             return
         self._loop = asyncio.get_running_loop()
-        limits = httpx.Limits(
-            max_connections=POST_CONCURRENCY, max_keepalive_connections=POST_CONCURRENCY
-        )
-        async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
+        try:
             while True:
                 try:
-                    await self.run_once(client)
+                    await self.run_once()
                 except Exception:  # the DB may be briefly away; try again next round
                     log.exception("event dispatch round failed")
                 self._wake.clear()
@@ -372,3 +389,7 @@ class EventDispatcher:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
                 except TimeoutError:
                     pass
+        finally:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
