@@ -270,7 +270,6 @@ async def run(settings: Settings) -> None:
     if problem:
         raise ConfigError(problem)
     # SDK metrics plus the business counters on MAHNWERK_WORKER_METRICS_PORT (Prometheus).
-    sys.setswitchinterval(settings.worker_switch_interval)
     client = await connect_client(settings, runtime=worker_runtime(settings))
     parts = build_worker(client, settings)
     stop = asyncio.Event()

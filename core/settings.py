@@ -194,12 +194,6 @@ class Settings(BaseSettings):
     # Activity slots (and threads, and so at most as many database connections held across
     # a mail server's answer) of the worker's mail task queue `<task queue>-mail` (issue 17).
     mail_concurrency: int = Field(default=8, ge=1, le=256)
-    # The interpreter's thread switch interval in the worker (sys.setswitchinterval, seconds;
-    # Python's default 0.005). The worker's event loop drives every workflow task, and after
-    # each wait for I/O it queues for the GIL behind the activity threads: in a due wave it
-    # spent most of its time waiting for the GIL (py-spy, issue 17). A shorter interval hands
-    # the GIL over sooner.
-    worker_switch_interval: float = Field(default=0.001, gt=0, le=0.1)
     # -- worker: workflow cache and sticky queue (bench/RESULTS.md, issue 6) ------------------
     # A cached contract workflow costs the worker ~110 KiB now that the workflow code passes
     # through the sandbox (280 KiB before). 1,000 keeps a worker with 10,000 parked contracts
