@@ -246,3 +246,32 @@ async def test_record_after_handoff_histories(stack: Stack, tmp_path: Path) -> N
         path = HISTORIES / "after-handoff-call-in.json"
         if not path.exists():
             await _save(stack, path.stem, cid)
+
+
+@pytest.mark.skipif(not RECORD, reason="set MAHNWERK_RECORD_HISTORIES=1 to record")
+async def test_record_lean_histories(stack: Stack) -> None:
+    """The paths of PATCH_LEAN (issue 17: one marker, the ledger's activities local), each
+    recorded once into a file of its own (`-k test_record_lean_histories`)."""
+    await stack.pin_date(6, 15)
+    # a plan paid in full (invoices, the payment method's lookup, the plan-completed message)
+    cid, handle = await stack.start(count=3, email=unique_email())
+    await stack.result(handle)
+    path = HISTORIES / "lean-plan-paid.json"
+    if not path.exists():
+        await _save(stack, path.stem, cid)
+    # a lost card through reminder and Mahnung (interest runs: the base-rate lookup), then a
+    # new card from support pays the claim
+    cid, handle = await stack.start(
+        count=1, payment_method="pm_card_visa_chargeDeclinedLostCard", email=unique_email()
+    )
+    await stack.env.sleep(timedelta(days=26))
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/payment-method",
+        json={"payment_method": "pm_card_visa"},
+        headers=SUPPORT,
+    )
+    assert resp.status_code == 200, resp.text
+    await stack.result(handle)
+    path = HISTORIES / "lean-dunning-new-card.json"
+    if not path.exists():
+        await _save(stack, path.stem, cid)
