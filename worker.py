@@ -226,33 +226,37 @@ def build_worker(
         interceptors=[StripeQueueRouting()],
         graceful_shutdown_timeout=grace,
     )
+
+    def side_worker(
+        task_queue: str, names: frozenset[str], slots: int, prefix: str, **options: Any
+    ) -> tuple[Worker, ThreadPoolExecutor]:
+        """A worker of an internal queue with its own slots and threads (workflows/queues.py)."""
+        pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix=prefix)
+        return Worker(
+            client,
+            task_queue=task_queue,
+            activities=[a for a in activities if _activity_name(a) in names],
+            activity_executor=pool,
+            max_concurrent_activities=slots,
+            graceful_shutdown_timeout=grace,
+            **options,
+        ), pool
+
     # The Stripe queue's own slots: a debit waiting for a token of the rate limit holds
     # one of these, never one of the 64 the ledger writes need.
-    stripe_executor = ThreadPoolExecutor(
-        max_workers=settings.stripe_concurrency, thread_name_prefix="stripe"
-    )
-    stripe_worker = Worker(
-        client,
-        task_queue=stripe_queue(queue),
-        activities=[a for a in activities if _activity_name(a) in STRIPE_ACTIVITIES],
-        activity_executor=stripe_executor,
-        max_concurrent_activities=settings.stripe_concurrency,
+    stripe_worker, stripe_executor = side_worker(
+        stripe_queue(queue),
+        STRIPE_ACTIVITIES,
+        settings.stripe_concurrency,
+        "stripe",
         # One Stripe budget for the whole deployment (issue 10 item 7): the server hands out
         # at most this many Stripe activities per second on this queue, whichever worker
         # polls; each process's token bucket only smooths its own bursts.
         max_task_queue_activities_per_second=settings.effective_stripe_activity_rate,
-        graceful_shutdown_timeout=grace,
     )
-    mail_executor = ThreadPoolExecutor(
-        max_workers=settings.mail_concurrency, thread_name_prefix="mail"
-    )
-    mail_worker = Worker(
-        client,
-        task_queue=mail_queue(queue),
-        activities=[a for a in activities if _activity_name(a) in MAIL_ACTIVITIES],
-        activity_executor=mail_executor,
-        max_concurrent_activities=settings.mail_concurrency,
-        graceful_shutdown_timeout=grace,
+    # The mail queue's: a notice holds a database connection while the mail server answers.
+    mail_worker, mail_executor = side_worker(
+        mail_queue(queue), MAIL_ACTIVITIES, settings.mail_concurrency, "mail"
     )
     return WorkerParts(
         WorkerGroup(worker, stripe_worker, mail_worker),

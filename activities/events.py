@@ -324,7 +324,7 @@ class EventDispatcher:
             self._client = httpx.Client(timeout=self.timeout, limits=limits)
         return self._client
 
-    async def _deliver(self, client: object, row: OutboxEvent) -> bool:
+    async def _deliver(self, row: OutboxEvent) -> bool:
         assert self.url
         body = json.dumps(row.payload, separators=(",", ":"), sort_keys=True).encode()
         headers = {
@@ -337,9 +337,8 @@ class EventDispatcher:
             log.warning("event %s (%s) not delivered: %s", row.event_id, row.type, err)
         return ok
 
-    async def run_once(self, client: object = None) -> int:
-        """One round: post what is pending. (`client` is accepted for callers of the
-        earlier signature and not used: the dispatcher posts with its own `_http`.)"""
+    async def run_once(self) -> int:
+        """One round: post what is pending."""
         rows = await asyncio.to_thread(self._pending)
         by_contract: dict[str, list[OutboxEvent]] = {}
         for row in rows:
@@ -360,7 +359,7 @@ class EventDispatcher:
                     if not self._covered(ev):
                         unsent.extend(e.event_id for e in events[n:])  # given back below
                         break
-                    if not await self._deliver(client, ev):
+                    if not await self._deliver(ev):
                         # keep order: later events wait for this one (`_mark` gave it back)
                         unsent.extend(e.event_id for e in events[n + 1 :])
                         break

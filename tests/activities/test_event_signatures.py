@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -137,8 +136,7 @@ async def test_events_verify_with_the_standard_webhooks_library(
     cid = _contract_with_event(sessions, ledger)
     with sessions() as s:  # this contract's event only (the outbox is shared by the tests)
         row = s.scalars(select(OutboxEvent).where(OutboxEvent.contract_id == cid)).one()
-    async with httpx.AsyncClient(timeout=10) as http:
-        assert await dispatcher._deliver(http, row)  # the dispatcher's own POST
+    assert await dispatcher._deliver(row)  # the dispatcher's own POST
     assert len(receiver.requests) == 1
     body, headers = receiver.requests[0]
     lower = {k.lower(): v for k, v in headers.items()}

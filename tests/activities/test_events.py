@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -221,44 +220,43 @@ async def test_receiver_down_for_an_hour_gets_every_event_once_in_order_afterwar
     # the ledger's attempt counter: the receiver cannot see the tries nothing listened to.
     tries: dict[str, list[datetime]] = defaultdict(list)
 
-    async def round_(http: httpx.AsyncClient) -> None:
-        await dispatcher.run_once(http)
+    async def round_() -> None:
+        await dispatcher.run_once()
         for row in _outbox(sessions, contracts):
             tries[row.event_id] += [clock[0]] * (row.attempts - len(tries[row.event_id]))
             if row.delivered_at is None:  # the backoff never exceeds the cap
                 assert row.next_attempt_at - clock[0] <= MAX_BACKOFF, row.event_id
         clock[0] += STEP
 
-    async with httpx.AsyncClient(timeout=5) as http:
-        wrote_during_outage = False
-        while clock[0] < came_back:
-            if not wrote_during_outage and clock[0] >= start + timedelta(minutes=20):
-                # The contracts go on while the platform is away: more events queue up
-                # behind the undelivered ones.
-                wrote_during_outage = True
-                expected[contracts[0]] += _sync(
-                    ledger,
-                    contracts[0],
-                    [("lock-1", "access.locked"), ("paid-1", "payment.succeeded")],
-                    clock[0],
-                )
-                expected[contracts[1]] += _sync(
-                    ledger, contracts[1], [("stage-2", "dunning.stage_changed")], clock[0]
-                )
-            if receiver.mode == "503" and clock[0] >= start + OUTAGE / 2:
-                receiver.stop()  # the second half hour: nothing listens on the port
-                receiver.mode = "off"
-            await round_(http)
+    wrote_during_outage = False
+    while clock[0] < came_back:
+        if not wrote_during_outage and clock[0] >= start + timedelta(minutes=20):
+            # The contracts go on while the platform is away: more events queue up
+            # behind the undelivered ones.
+            wrote_during_outage = True
+            expected[contracts[0]] += _sync(
+                ledger,
+                contracts[0],
+                [("lock-1", "access.locked"), ("paid-1", "payment.succeeded")],
+                clock[0],
+            )
+            expected[contracts[1]] += _sync(
+                ledger, contracts[1], [("stage-2", "dunning.stage_changed")], clock[0]
+            )
+        if receiver.mode == "503" and clock[0] >= start + OUTAGE / 2:
+            receiver.stop()  # the second half hour: nothing listens on the port
+            receiver.mode = "off"
+        await round_()
 
-        ours = {eid for ids in expected.values() for eid in ids}
-        assert not ours & receiver.acked.keys(), "an event was acknowledged during the outage"
-        tried = [d for d in receiver.requests if d.event_id in ours]
-        assert tried and all(d.status == 503 for d in tried)
+    ours = {eid for ids in expected.values() for eid in ids}
+    assert not ours & receiver.acked.keys(), "an event was acknowledged during the outage"
+    tried = [d for d in receiver.requests if d.event_id in ours]
+    assert tried and all(d.status == 503 for d in tried)
 
-        receiver.mode = "up"
-        receiver.start()
-        while not ours <= receiver.acked.keys() and clock[0] <= came_back + 2 * MAX_BACKOFF:
-            await round_(http)
+    receiver.mode = "up"
+    receiver.start()
+    while not ours <= receiver.acked.keys() and clock[0] <= came_back + 2 * MAX_BACKOFF:
+        await round_()
 
     # Everything arrived, within one backoff interval of the receiver's return.
     missing = ours - receiver.acked.keys()
