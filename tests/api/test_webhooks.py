@@ -177,3 +177,49 @@ async def test_a_method_attached_as_the_default_is_debited_at_once(stack: Stack)
     c = await stack.contract(cid)
     assert c["status"] == "completed"
     assert [d["payment_method"] for d in stack.debits(cid)] == [new.id]
+
+
+async def test_a_card_outcome_still_being_recorded_is_not_signalled(stack: Stack) -> None:
+    """Stripe's `payment_intent.succeeded` often arrives while the charge activity is still
+    recording the answer it got (its attempt `submitting`). The API waits for the ledger and,
+    once the attempt is recorded as succeeded, sends the workflow nothing: the activity's
+    answer already told it (issue 17; a signal there cost a workflow task for nothing)."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from core.db import make_engine, make_session_factory, transaction
+    from core.models import PaymentAttempt
+
+    cid, handle = await stack.start(count=1, email=unique_email())
+    await stack.env.sleep(timedelta(hours=1))
+    (event,) = _events_of(stack, cid, "payment_intent.succeeded")
+    key = event["data"]["object"]["metadata"]["idempotency_key"]
+    engine = make_engine(stack.settings.database_url)
+    sessions = make_session_factory(engine)
+
+    def set_status(status: str) -> None:
+        with transaction(sessions) as s:
+            s.execute(
+                update(PaymentAttempt)
+                .where(PaymentAttempt.idempotency_key == key)
+                .values(status=status)
+            )
+
+    async def activity_records_its_answer() -> None:
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(set_status, "succeeded")
+
+    try:
+        await asyncio.to_thread(set_status, "submitting")  # the activity is mid-way
+        again = {**event, "id": f"evt_inflight_{cid}"}
+        await asyncio.gather(deliver(stack, again), activity_records_its_answer())
+    finally:
+        engine.dispose()
+    signals = [
+        e
+        async for e in handle.fetch_history_events()
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert signals == []
+    assert (await stack.contract(cid))["schedule"][0]["status"] == "paid"
