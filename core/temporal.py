@@ -15,6 +15,7 @@ from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
 
 from core.codec import EncryptionCodec, parse_key_ring
+from core.converter import PayloadConverter
 from core.customer_keys import CustomerKeyStore
 from core.db import make_engine, make_session_factory
 from core.settings import Settings
@@ -23,7 +24,8 @@ from core.settings import Settings
 def data_converter(
     settings: Settings, sessions: sessionmaker[Session] | None = None
 ) -> DataConverter:
-    """The converter of every client: payloads encrypted when MAHNWERK_CODEC_KEY is set.
+    """The converter of every client: Temporal's default payload converter with dataclass type
+    hints cached (core/converter.py); payloads encrypted when MAHNWERK_CODEC_KEY is set.
 
     Contract workflows' payloads are encrypted with their customer's data key, kept in the
     ledger database (`sessions`, or a small pool of its own opened on first use), so that
@@ -34,7 +36,11 @@ def data_converter(
     history as plaintext. They read normally through any client with the codec, and in the
     Temporal UI through `/codec/decode`.
     """
-    default = temporalio.converter.default()
+    # Temporal's default converter, decoding dataclasses with cached type hints
+    # (core/converter.py): the payloads it writes are the default converter's.
+    default = dataclasses.replace(
+        temporalio.converter.default(), payload_converter_class=PayloadConverter
+    )
     raw = settings.codec_key_ring
     if not raw:
         return default

@@ -17,6 +17,8 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from core.settings import Settings
+from core.temporal import data_converter
 from tests.conftest import ADMIN, PLATFORM, SUPPORT, contract_body
 from tests.stack import Stack, unique_email
 from workflows.contract import ContractWorkflow
@@ -33,7 +35,9 @@ def recorded() -> list[Path]:
 @pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(workflow_id_for(path.stem), path.read_text())
-    await Replayer(workflows=[ContractWorkflow]).replay_workflow(history)
+    # with the workers' payload converter (core/converter.py); recorded without the codec
+    converter = data_converter(Settings(codec_key=None))
+    await Replayer(workflows=[ContractWorkflow], data_converter=converter).replay_workflow(history)
 
 
 def test_histories_are_recorded() -> None:

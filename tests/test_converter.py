@@ -1,0 +1,127 @@
+"""core/converter.py: dataclasses decoded with cached type hints, exactly as Temporal's default
+converter decodes them (issue 17)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from unittest import mock
+
+import pytest
+import temporalio.converter
+from pydantic import SecretStr
+from temporalio.api.common.v1 import Payload
+
+from core.converter import CachedDataclassConverter, PayloadConverter, _dataclass_fields
+from core.settings import Settings
+from core.temporal import data_converter
+from tests.conftest import STACK_CODEC_KEY
+from workflows.types import (
+    ChargeResult,
+    ContractState,
+    InstallmentState,
+    LedgerSync,
+    PaymentMethodInfo,
+)
+
+DEFAULT = temporalio.converter.DefaultPayloadConverter()
+CACHED = PayloadConverter()
+
+
+@dataclass(frozen=True)
+class Leaf:
+    name: str
+    at: datetime | None = None
+
+
+@dataclass
+class Tree:
+    leaves: list[Leaf]
+    by_name: dict[str, Leaf] = field(default_factory=dict)
+    either: Leaf | int | None = None
+    derived: int = field(default=0, init=False)
+
+
+def both(value: Any, hint: type) -> tuple[Any, Any]:
+    """`value` encoded once, decoded by Temporal's default converter and by ours."""
+    (payload,) = DEFAULT.to_payloads([value])
+    return (DEFAULT.from_payloads([payload], [hint])[0], CACHED.from_payloads([payload], [hint])[0])
+
+
+def test_nested_dataclasses_decode_as_the_default_converter_decodes_them() -> None:
+    at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    tree = Tree(leaves=[Leaf("a", at), Leaf("b")], by_name={"c": Leaf("c", at)}, either=Leaf("d"))
+    tree.derived = 7  # init=False: encoded, restored after the constructor
+    default, cached = both(tree, Tree)
+    assert cached == default == tree
+    assert cached.derived == 7
+    assert isinstance(cached.leaves[0], Leaf) and cached.leaves[0].at == at
+    assert isinstance(cached.by_name["c"], Leaf)
+    assert both(Tree(leaves=[], either=5), Tree)[1].either == 5  # the union's other member
+
+
+def test_the_projects_own_types_decode_unchanged() -> None:
+    due = datetime(2026, 12, 1, tzinfo=UTC)
+    state = ContractState(
+        installments=[
+            InstallmentState(seq=1, due_at=due, amount=5000, status="paid", attempt_times=[due])
+        ],
+        method=PaymentMethodInfo("pm_1", "sepa_debit", last4="3000", mandate="mandate_1"),
+        paid_total=5000,
+    )
+    for value, hint in [
+        (state, ContractState),
+        (ChargeResult(status="succeeded", payment_intent="pi_1", amount=5000), ChargeResult),
+        (
+            LedgerSync(
+                "c1", "active", "none", "none", 0, 0, 0, None, installments=[*state.installments]
+            ),
+            LedgerSync,
+        ),
+    ]:
+        default, cached = both(value, hint)
+        assert cached == default == value
+
+
+def test_errors_are_the_default_converters() -> None:
+    (not_a_dict,) = DEFAULT.to_payloads([[1, 2]])
+    with pytest.raises(TypeError, match="not dict"):
+        CACHED.from_payloads([not_a_dict], [Leaf])
+    (bad_field,) = DEFAULT.to_payloads([{"leaves": [{"name": "a", "at": 5}]}])
+    with pytest.raises(TypeError, match="Failed converting field leaves"):
+        CACHED.from_payloads([bad_field], [Tree])
+    (missing,) = DEFAULT.to_payloads([{"at": None, "unknown": 1}])  # `name` is required
+    with pytest.raises(TypeError, match="name"):
+        CACHED.from_payloads([missing], [Leaf])
+
+
+def test_type_hints_are_resolved_once_per_class() -> None:
+    _dataclass_fields.cache_clear()
+    (payload,) = DEFAULT.to_payloads([Tree(leaves=[Leaf("a"), Leaf("b")])])
+    with mock.patch.object(typing, "get_type_hints", wraps=typing.get_type_hints) as hints:
+        for _ in range(50):
+            CACHED.from_payloads([payload], [Tree])
+    assert sorted(c.args[0].__name__ for c in hints.call_args_list) == ["Leaf", "Tree"]
+
+
+def test_non_dataclass_hints_are_left_to_temporal() -> None:
+    converter = CachedDataclassConverter()
+    assert converter.to_typed_value(int, 5) is temporalio.converter.JSONTypeConverter.Unhandled
+    assert dataclasses.is_dataclass(Leaf("x"))  # an instance is no hint
+    assert (
+        converter.to_typed_value(typing.cast(type, Leaf("x")), {})
+        is temporalio.converter.JSONTypeConverter.Unhandled
+    )
+
+
+def test_every_client_gets_it_and_writes_the_default_payloads() -> None:
+    state = ContractState(paid_total=1)
+    keyed = Settings(codec_key=SecretStr(STACK_CODEC_KEY))
+    for settings in (Settings(codec_key=None), keyed):
+        converter = data_converter(settings)
+        assert converter.payload_converter_class is PayloadConverter
+        written: list[Payload] = converter.payload_converter.to_payloads([state])
+        assert written == DEFAULT.to_payloads([state])
