@@ -44,6 +44,7 @@ from core import metrics
 from core.db import make_engine, make_session_factory
 from core.logging import configure_logging
 from core.metrics import worker_runtime
+from core.sandbox import compile_sandbox_snippets
 from core.sellers import SellerDirectory
 from core.settings import ConfigError, Settings, check_startup, get_settings
 from core.stripe_account import creditor_id_problem
@@ -145,6 +146,7 @@ def build_worker(
 ) -> WorkerParts:
     sessions = session_factory or make_session_factory(make_engine(settings.database_url))
     warn_base_rates(settings)
+    compile_sandbox_snippets()  # the sandbox's exec snippets compiled once (core/sandbox.py)
     metrics.configure(settings)  # the `seller` label's bound
     dispatcher = EventDispatcher(
         sessions, settings.events_url, settings.events_secret.get_secret_value()
