@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
@@ -280,27 +280,51 @@ class EventDispatcher:
             )
 
     def _mark(self, event_id: str, ok: bool, error: str | None) -> None:
+        if ok:
+            self._mark_delivered(event_id)
+            return
         with transaction(self.sessions) as s:
             row = s.scalar(select(OutboxEvent).where(OutboxEvent.event_id == event_id))
-            if row is None:
-                return
-            if row.delivered_at is not None:
+            if row is None or row.delivered_at is not None:
                 return
             row.attempts += 1
-            if ok:
-                row.delivered_at = self.clock()
-                row.last_error = None
-            else:
-                row.last_error = (error or "")[:2000]
-                row.next_attempt_at = self.clock() + backoff(row.attempts)
+            row.last_error = (error or "")[:2000]
+            row.next_attempt_at = self.clock() + backoff(row.attempts)
             if row.claimed_by == self.name:
                 row.claimed_by, row.claimed_until = None, None
+
+    def _mark_delivered(self, event_id: str) -> None:
+        """One UPDATE (no read first): the delivered event is counted, stamped, and its claim
+        given back if it is still ours. A row delivered meanwhile is left as it is."""
+        mine = OutboxEvent.claimed_by == self.name
+        with transaction(self.sessions) as s:
+            s.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.event_id == event_id, OutboxEvent.delivered_at.is_(None))
+                .values(
+                    attempts=OutboxEvent.attempts + 1,
+                    delivered_at=self.clock(),
+                    last_error=None,
+                    # SET reads the row as it was: both see the old `claimed_by`
+                    claimed_by=case((mine, None), else_=OutboxEvent.claimed_by),
+                    claimed_until=case((mine, None), else_=OutboxEvent.claimed_until),
+                )
+                .execution_options(synchronize_session=False)
+            )
 
     def _covered(self, row: OutboxEvent) -> bool:
         """The claim still covers a whole request: it cannot run out while the POST is in
         flight, so no other dispatcher can take the row over and post it too."""
         until = row.claimed_until
         return until is not None and self.clock() + timedelta(seconds=self.timeout) < until
+
+    def _post_and_mark(
+        self, event_id: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[bool, str | None]:
+        """POST one event and record the answer, in one thread (one hop off the loop)."""
+        ok, err = self._post(body, headers)
+        self._mark(event_id, ok, err)
+        return ok, err
 
     def _post(self, body: bytes, headers: dict[str, str]) -> tuple[bool, str | None]:
         """POST one event (in a thread of the loop's executor: see `_http`)."""
@@ -331,8 +355,7 @@ class EventDispatcher:
             "Content-Type": "application/json",
             **signature_headers(row.event_id, body, self.secret),
         }
-        ok, err = await asyncio.to_thread(self._post, body, headers)
-        await asyncio.to_thread(self._mark, row.event_id, ok, err)
+        ok, err = await asyncio.to_thread(self._post_and_mark, row.event_id, body, headers)
         if not ok:
             log.warning("event %s (%s) not delivered: %s", row.event_id, row.type, err)
         return ok
