@@ -56,7 +56,7 @@ from activities.notice_render import (
 )
 from core import metrics
 from core.db import transaction
-from core.models import Contract, Notice, TimelineEvent
+from core.models import Notice, TimelineEvent
 from core.sellers import SellerConfigError, SellerSettings
 from core.settings import Settings
 from workflows.types import NoticeInput, NoticeResult
@@ -174,8 +174,7 @@ class NoticeActivities:
         """The contract's seller for the metrics' label; a lookup that fails after the
         message has left must not fail the activity (it would be retried for a label)."""
         try:
-            with self.sessions() as s:
-                return s.scalar(select(Contract.seller_id).where(Contract.id == contract_id))
+            return self.sellers.seller_of(contract_id)
         except Exception:  # noqa: BLE001 - metrics only
             log.warning("notice metrics: the seller of %s could not be read", contract_id)
             return "unknown"

@@ -29,6 +29,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -457,10 +458,16 @@ def seller_settings(settings: Settings, profile: SellerProfile) -> Settings:
 class SellerSettings:
     """`seller_settings` of a contract's seller, for the notice and collection activities."""
 
+    # A contract's seller is written at checkout and never changes: remembered for the
+    # contracts a worker has recently served (a notice asked three times per message).
+    CONTRACTS_REMEMBERED = 10_000
+
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
         self.sessions = sessions
         self.directory = SellerDirectory(settings, sessions)
+        self._sellers: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
 
     def for_seller(self, seller_id: str | None) -> Settings:
         profile = self.directory.get(seller_id)
@@ -469,8 +476,22 @@ class SellerSettings:
         return seller_settings(self.settings, profile)
 
     def for_contract(self, contract_id: str) -> Settings:
+        return self.for_seller(self.seller_of(contract_id))
+
+    def seller_of(self, contract_id: str) -> str | None:
+        """The contract's seller id (None: no such contract, asked again next time)."""
         from core.models import Contract
 
+        with self._lock:
+            known = self._sellers.get(contract_id)
+            if known is not None:
+                self._sellers.move_to_end(contract_id)
+                return known
         with self.sessions() as s:
             seller_id = s.scalar(select(Contract.seller_id).where(Contract.id == contract_id))
-        return self.for_seller(seller_id)
+        if seller_id is not None:
+            with self._lock:
+                self._sellers[contract_id] = seller_id
+                while len(self._sellers) > self.CONTRACTS_REMEMBERED:
+                    self._sellers.popitem(last=False)
+        return seller_id

@@ -11,6 +11,7 @@ import dataclasses
 import io
 import logging
 import os
+import re
 import smtplib
 import socket
 import threading
@@ -814,3 +815,32 @@ def test_sending_needs_one_database_connection_at_a_time(
         single.dispose()
     assert result.already_sent is False
     assert len(catcher.store.messages()) == 1
+
+
+def test_the_contracts_seller_is_read_once_per_worker(
+    catcher: Catcher, sessions: sessionmaker[Session]
+) -> None:
+    """A contract's seller never changes after checkout: the notices of one contract read it
+    once (it was read three times per notice — the seller's details before rendering, before
+    the claim, and the metrics' label — in a due wave ~6 of an installment's ~28
+    transactions)."""
+    from sqlalchemy import event
+
+    engine = Engine  # every engine: the PostgreSQL variant's is an OptionEngine of a schema
+    lookups: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if re.match(r"SELECT \S*contracts\.seller_id\s+FROM", statement):
+            lookups.append(statement)
+
+    acts = NoticeActivities(make_settings(catcher.url), sessions)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        run(acts, make_input(stage="reminder"))
+        run(acts, make_input(stage="mahnung_1"))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(catcher.store.messages()) == 2
+    assert len(lookups) == 1, lookups
+    assert acts.sellers.seller_of("no-such-contract") is None  # a missing contract: not kept
+    assert "no-such-contract" not in acts.sellers._sellers
