@@ -20,6 +20,16 @@ from datetime import timedelta
 from bench.bare_workflow import BareWorkflow, bare_first, bare_second
 
 
+def _sticky_timeout() -> float:
+    """MAHNWERK_WORKER_STICKY_TIMEOUT's default: the bare worker is configured as ours."""
+    from core.settings import Settings
+
+    return float(Settings.model_fields["worker_sticky_timeout"].default)
+
+
+STICKY_TIMEOUT = _sticky_timeout()
+
+
 async def run_worker(address: str, task_queue: str, max_cached: int) -> None:
     from temporalio.client import Client
     from temporalio.worker import Worker
@@ -36,7 +46,7 @@ async def run_worker(address: str, task_queue: str, max_cached: int) -> None:
         max_concurrent_activities=64,
         max_cached_workflows=max_cached,
         # as Mahnwerk's worker (MAHNWERK_WORKER_STICKY_TIMEOUT's default)
-        sticky_queue_schedule_to_start_timeout=timedelta(seconds=30),
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=STICKY_TIMEOUT),
         workflow_runner=SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default),
     )
     stop = asyncio.Event()

@@ -201,9 +201,14 @@ class Settings(BaseSettings):
     # (cache 2,000 for a 2,000-wave: 19 ms worker CPU per installment vs 60 ms at 500).
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # How long a workflow task waits for this worker's sticky queue before going to the
-    # public queue (and a full replay from the history). The SDK's 10 s ran out for most
-    # workflows of a due-date wave; a dead worker's workflows wait this long once.
-    worker_sticky_timeout: float = Field(default=30.0, gt=0, le=300)
+    # public queue (and a full replay from the history). In a due wave every contract's task
+    # is queued at the due instant, and a worker works through them for minutes: at 30 s,
+    # 37 of 50 sampled contracts of a 2,000-wave timed out and were replayed, and their
+    # debits waited behind the replays (p99 184 s late); at 300 s none did, and the debits
+    # went out at 24.5/s from the first second (p99 81 s; bench/RESULTS.md, issue 17). The
+    # price: the tasks already queued for a worker that dies wait this long once (tasks
+    # scheduled after it stopped polling go to the public queue at once).
+    worker_sticky_timeout: float = Field(default=300.0, gt=0, le=3600)
     # Seconds a stopping worker (SIGTERM) lets running activities finish before they are
     # cancelled (Temporal retries them elsewhere). docker-compose's stop_grace_period must be
     # longer, or the container is killed first.
