@@ -155,23 +155,29 @@ async def audit(client: Any, ids: list[str], label: str) -> dict[str, str]:
     """Event counts over a sample of histories: what the server and worker really did."""
     from collections import Counter
 
-    from temporalio.api.enums.v1 import EventType
+    from temporalio.api.enums.v1 import EventType, TimeoutType
 
     counts: Counter[str] = Counter()
-    sticky_timeouts = 0
+    timeouts: Counter[str] = Counter()  # by kind: schedule-to-start (sticky), start-to-close
     for wid in ids:
         hist = await client.get_workflow_handle(wid).fetch_history()
         for e in hist.events:
             name = EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")
             counts[name] += 1
             if name == "WORKFLOW_TASK_TIMED_OUT":
-                sticky_timeouts += 1
+                kind = e.workflow_task_timed_out_event_attributes.timeout_type
+                timeouts[TimeoutType.Name(kind).removeprefix("TIMEOUT_TYPE_").lower()] += 1
     k = max(len(ids), 1)
     return {
         f"{label}: events per workflow ({len(ids)} sampled)": f"{sum(counts.values()) / k:.1f}",
         f"{label}: workflow tasks per workflow": f"{counts['WORKFLOW_TASK_COMPLETED'] / k:.1f}",
-        f"{label}: workflow task timeouts (sticky queue, then a full replay)": (
+        f"{label}: workflow task timeouts (then a full replay)": (
             f"{counts['WORKFLOW_TASK_TIMED_OUT']} in {len(ids)} workflows"
+            + (
+                f" ({', '.join(f'{n} {k}' for k, n in sorted(timeouts.items()))})"
+                if timeouts
+                else ""
+            )
         ),
         f"{label}: signals (webhook before the debit was recorded)": (
             f"{counts['WORKFLOW_EXECUTION_SIGNALED']} in {len(ids)} workflows"
@@ -590,6 +596,11 @@ async def one_run(args: argparse.Namespace, k: int) -> Run:
                 extra["MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS"] = str(args.worker_max_cached)
             if receiver is not None:
                 extra["MAHNWERK_EVENTS_URL"] = receiver.url
+            for setting in args.worker_env:
+                name, sep, value = setting.partition("=")
+                if not sep or not name.startswith("MAHNWERK_"):
+                    raise SystemExit(f"--worker-env {setting!r}: expected MAHNWERK_NAME=VALUE")
+                extra[name] = value
             workers = stk.start_workers(k, **extra)
             stk.start_api(api_port)
             mw = await mahnwerk_wave(
@@ -798,6 +809,7 @@ async def main_async(args: argparse.Namespace) -> None:
             else "off (MAHNWERK_EVENTS_URL unset: the outbox is not delivered)",
         ),
         ("bytecode cache", BYTECODE[args.bytecode_cache]),
+        ("worker settings (--worker-env)", ", ".join(args.worker_env) or "the defaults"),
         (
             "Stripe limits (workers)",
             rates.describe()
@@ -874,6 +886,14 @@ def main() -> None:
         type=int,
         default=None,
         help="MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS for Mahnwerk's workers (default: their own)",
+    )
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for Mahnwerk's workers, e.g. MAHNWERK_WORKER_STICKY_TIMEOUT=120 "
+        "(repeatable; the bench otherwise passes no MAHNWERK_ variable of its own environment)",
     )
     parser.add_argument(
         "--no-webhooks",
