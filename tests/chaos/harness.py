@@ -334,6 +334,10 @@ class ChaosStack:
             "MAHNWERK_TASK_QUEUE": f"mahnwerk-chaos-{uuid.uuid4().hex[:6]}",
             "MAHNWERK_POLICY_DIR": str(POLICY_DIR),
             "MAHNWERK_WORKER_METRICS_PORT": "0",
+            # A killed worker's queued workflow tasks wait this long before the other replica
+            # takes them (the default, 300 s, is sized for a due wave's backlog and a crash
+            # now and then; these tests kill a worker every few seconds).
+            "MAHNWERK_WORKER_STICKY_TIMEOUT": "10",
             "MAHNWERK_BASE_RATES": "2026-07-01:127,2027-01-01:127,2027-07-01:127",
             # test secrets and the demo seller: what only dev mode accepts (core.settings)
             "MAHNWERK_ENV": "dev",
