@@ -385,6 +385,32 @@ def http_ok(url: str) -> bool:
     return httpx.get(url, timeout=2).status_code == 200
 
 
+# The SDK's workflow-cache counters (Prometheus names as the Rust core exports them).
+CACHE_METRICS = {
+    "hits": "temporal_sticky_cache_hit",
+    "misses (full history replayed)": "temporal_sticky_cache_miss",
+    "forced evictions (cache full)": "temporal_sticky_cache_total_forced_eviction",
+}
+
+
+def worker_cache_counters(port: int) -> dict[str, float] | None:
+    """The workflow cache's counters of the worker serving metrics on `port` (summed over
+    labels); None if it does not answer."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    out = dict.fromkeys(CACHE_METRICS, 0.0)
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        for key, metric in CACHE_METRICS.items():
+            if name in (metric, f"{metric}_total"):
+                out[key] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
 @dataclass
 class Stack:
     """The processes of one benchmark run; `close()` stops them in reverse order."""
@@ -392,6 +418,7 @@ class Stack:
     workdir: Path
     db_url: str = DEFAULT_DB
     procs: dict[str, Proc] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # Mahnwerk workers'
     temporal_address: str = ""
     standin_url: str = ""
     api_url: str = ""
@@ -542,6 +569,10 @@ class Stack:
 
     def start_worker(self, name: str = "mahnwerk worker", **extra: str) -> Proc:
         argv = [sys.executable, "-m", "core.cli", "worker"]
+        # its Prometheus metrics (the SDK's workflow cache counters) on a port of its own
+        port = free_port()
+        self.metrics_ports[name] = port
+        extra = {"MAHNWERK_WORKER_METRICS_PORT": str(port), **extra}
         proc = spawn(name.replace(" ", "-"), argv, self.workdir, self.env(**extra))
         self.procs[name] = proc
         time.sleep(0.5)

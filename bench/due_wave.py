@@ -65,6 +65,7 @@ from bench.common import (
     stripe_rates,
     table,
     task_queue_info,
+    worker_cache_counters,
 )
 
 # -- creating contracts through the API ----------------------------------------------------------
@@ -435,6 +436,11 @@ async def mahnwerk_wave(
         "webhook deliveries (stand-in → API)": str(len(webhooks)),
         "contracts started before T": f"{started}/{n} ({idle_margin:.0f} s to spare)",
     }
+    for w in workers:
+        cache = worker_cache_counters(stk.metrics_ports[w])
+        extra[f"{w}: workflow cache over the run"] = (
+            ", ".join(f"{v:.0f} {k}" for k, v in cache.items()) if cache else "not reported"
+        )
     sample = [f"contract-{tag}-{i:06d}" for i in range(0, n, max(1, n // 50))][:50]
     extra.update(await audit(client, sample, "Mahnwerk"))
     return MahnwerkResult(
