@@ -50,6 +50,22 @@ async def _save(stack: Stack, name: str, cid: str, run_id: str | None = None) ->
     (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
+async def _save_new(stack: Stack, name: str, cid: str) -> None:
+    """Record `name` unless it is recorded already (old histories are never re-recorded)."""
+    if not (HISTORIES / f"{name}.json").exists():
+        await _save(stack, name, cid)
+
+
+async def _new_card(stack: Stack, cid: str) -> None:
+    """Support gives the contract a new, working card."""
+    resp = await stack.http.post(
+        f"/v1/contracts/{cid}/payment-method",
+        json={"payment_method": "pm_card_visa"},
+        headers=SUPPORT,
+    )
+    assert resp.status_code == 200, resp.text
+
+
 @pytest.mark.skipif(not RECORD, reason="set MAHNWERK_RECORD_HISTORIES=1 to record")
 async def test_record_histories(stack: Stack) -> None:
     HISTORIES.mkdir(exist_ok=True)
@@ -60,12 +76,7 @@ async def test_record_histories(stack: Stack) -> None:
     # hard decline → reminder → lock → new payment method → unlock → completed
     cid, handle = await stack.start(count=2, payment_method="pm_card_visa_chargeDeclinedLostCard")
     await stack.env.sleep(timedelta(days=15))
-    resp = await stack.http.post(
-        f"/v1/contracts/{cid}/payment-method",
-        json={"payment_method": "pm_card_visa"},
-        headers=SUPPORT,
-    )
-    assert resp.status_code == 200, resp.text
+    await _new_card(stack, cid)
     await stack.result(handle)
     await _save(stack, "hard-decline-unlock", cid)
     # soft declines retried, pause and resume, a waiver and a settlement
@@ -128,16 +139,9 @@ async def test_record_claim_histories(stack: Stack) -> None:
     # claimed by a final notice and stays unpaid
     cid, handle = await stack.start(count=1, payment_method=lost, email=unique_email())
     await stack.env.sleep(timedelta(days=26))
-    resp = await stack.http.post(
-        f"/v1/contracts/{cid}/payment-method",
-        json={"payment_method": "pm_card_visa"},
-        headers=SUPPORT,
-    )
-    assert resp.status_code == 200, resp.text
+    await _new_card(stack, cid)
     await stack.result(handle)
-    path = HISTORIES / "claim-residual-notice.json"
-    if not path.exists():
-        await _save(stack, path.stem, cid)
+    await _save_new(stack, "claim-residual-notice", cid)
 
 
 @pytest.mark.skipif(not RECORD, reason="set MAHNWERK_RECORD_HISTORIES=1 to record")
@@ -157,9 +161,7 @@ async def test_record_claim_address_history(stack: Stack) -> None:
     )
     assert resp.status_code == 200, resp.text
     await stack.settled(stack.temporal.get_workflow_handle(workflow_id_for(cid)), "handed_off")
-    path = HISTORIES / "claim-needs-address.json"
-    if not path.exists():
-        await _save(stack, path.stem, cid)
+    await _save_new(stack, "claim-needs-address", cid)
 
 
 @pytest.mark.skipif(not RECORD, reason="set MAHNWERK_RECORD_HISTORIES=1 to record")
@@ -184,25 +186,16 @@ async def test_record_endings_histories(stack: Stack) -> None:
         if event["data"]["object"]["payment_intent"] in pis:
             await deliver(stack, event)
     await stack.env.sleep(timedelta(days=40))
-    path = HISTORIES / "endings-withdrawal.json"
-    if not path.exists():
-        await _save(stack, path.stem, cid)
+    await _save_new(stack, "endings-withdrawal", cid)
     # customer messages: a hard decline (payment failed), the lock, a new card (payment
     # received, access restored), the last installment (plan completed)
     cid, handle = await stack.start(
         count=2, payment_method="pm_card_visa_chargeDeclinedLostCard", email=unique_email()
     )
     await stack.env.sleep(timedelta(days=22))
-    resp = await stack.http.post(
-        f"/v1/contracts/{cid}/payment-method",
-        json={"payment_method": "pm_card_visa"},
-        headers=SUPPORT,
-    )
-    assert resp.status_code == 200, resp.text
+    await _new_card(stack, cid)
     await stack.result(handle)
-    path = HISTORIES / "endings-messages.json"
-    if not path.exists():
-        await _save(stack, path.stem, cid)
+    await _save_new(stack, "endings-messages", cid)
 
 
 @pytest.mark.skipif(not RECORD, reason="set MAHNWERK_RECORD_HISTORIES=1 to record")
@@ -231,9 +224,7 @@ async def test_record_after_handoff_histories(stack: Stack, tmp_path: Path) -> N
         )
         assert resp.status_code == 200 and resp.json()["status"] == "completed", resp.text
         await stack.env.sleep(timedelta(days=1))
-        path = HISTORIES / "after-handoff-paid.json"
-        if not path.exists():
-            await _save(stack, path.stem, cid)
+        await _save_new(stack, "after-handoff-paid", cid)
         # call_in: not allowed at the hand-off (one installment in arrears), the § 498 notice
         # once the second one fails, then the rest called in
         text = (PROJECT_ROOT / "policies" / "default.yaml").read_text()
@@ -247,9 +238,7 @@ async def test_record_after_handoff_histories(stack: Stack, tmp_path: Path) -> N
         await stack.env.sleep(timedelta(days=92))
         c = await stack.contract(cid)
         assert [i["status"] for i in c["schedule"]] == ["handed_off"] * 4, c["schedule"]
-        path = HISTORIES / "after-handoff-call-in.json"
-        if not path.exists():
-            await _save(stack, path.stem, cid)
+        await _save_new(stack, "after-handoff-call-in", cid)
 
 
 @pytest.mark.skipif(not RECORD, reason="set MAHNWERK_RECORD_HISTORIES=1 to record")
@@ -260,22 +249,13 @@ async def test_record_lean_histories(stack: Stack) -> None:
     # a plan paid in full (invoices, the payment method's lookup, the plan-completed message)
     cid, handle = await stack.start(count=3, email=unique_email())
     await stack.result(handle)
-    path = HISTORIES / "lean-plan-paid.json"
-    if not path.exists():
-        await _save(stack, path.stem, cid)
+    await _save_new(stack, "lean-plan-paid", cid)
     # a lost card through reminder and Mahnung (interest runs: the base-rate lookup), then a
     # new card from support pays the claim
     cid, handle = await stack.start(
         count=1, payment_method="pm_card_visa_chargeDeclinedLostCard", email=unique_email()
     )
     await stack.env.sleep(timedelta(days=26))
-    resp = await stack.http.post(
-        f"/v1/contracts/{cid}/payment-method",
-        json={"payment_method": "pm_card_visa"},
-        headers=SUPPORT,
-    )
-    assert resp.status_code == 200, resp.text
+    await _new_card(stack, cid)
     await stack.result(handle)
-    path = HISTORIES / "lean-dunning-new-card.json"
-    if not path.exists():
-        await _save(stack, path.stem, cid)
+    await _save_new(stack, "lean-dunning-new-card", cid)
