@@ -234,7 +234,7 @@ def build_input(
 
 def _insert(
     s: Session, body: ContractCreate, inp: ContractInput, digest: str
-) -> tuple[Contract, list[Installment], list[PaymentAttempt]]:
+) -> tuple[Contract, list[Installment], list[PaymentAttempt], list[Consent]]:
     contract = Contract(
         id=body.contract_id,
         seller_id=inp.seller_id or DEFAULT_SELLER_ID,
@@ -285,19 +285,20 @@ def _insert(
         )
     s.add_all(attempts)
     # the consents given at checkout (issue 12): evidence next to the terms
-    s.add_all(
+    consents = [
         Consent(
             contract_id=inp.contract_id,
             kind=c.kind,
             version=c.version,
             text_hash=c.text_hash.lower(),
-            given_at=c.given_at,
+            given_at=c.given_at.astimezone(UTC),  # UTC inside: the 201 answers as GET does
             ip=c.ip,
         )
         for c in body.consents
-    )
+    ]
+    s.add_all(consents)
     s.flush()  # fills the column defaults the answer shows (created_at, attempted_at, …)
-    return contract, insts, attempts
+    return contract, insts, attempts, consents
 
 
 WORKFLOW_TASK_TIMEOUT = timedelta(seconds=60)
@@ -385,15 +386,15 @@ def _record_checkout(
     with sessions() as s:
         try:
             with s.begin():
-                existing = s.get(Contract, cid)
-                if existing is None:
-                    contract, insts, attempts = _insert(s, body, inp, digest)
-                    # Answer from the rows just written: no second read.
-                    return True, _view(settings, contract, insts, attempts, _consents(s, cid))
-                if existing.request_hash != digest:
-                    raise _conflict(cid)
+                # Insert first: a checkout is new nearly always, and its primary key finds
+                # the rare repeat (a retried request, a concurrent one with the same id).
+                contract, insts, attempts, consents = _insert(s, body, inp, digest)
+                # Answer from the rows just written: no second read (consents in the order
+                # given, as GET orders them by id).
+                return True, _view(settings, contract, insts, attempts, consents)
         except IntegrityError:
-            # A concurrent request with the same contract_id won the insert: compare with it.
+            # An earlier or concurrent request with the same contract_id inserted it:
+            # the same body is that contract (200), another body a conflict (409).
             existing = s.get(Contract, cid)
             if existing is None or existing.request_hash != digest:
                 raise _conflict(cid) from None

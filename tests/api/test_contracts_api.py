@@ -106,11 +106,27 @@ async def test_bad_input_is_422_naming_the_field(
 
 async def test_checkout_replay_200_and_conflict_409(http: httpx.AsyncClient) -> None:
     body = contract_body()
+    body["consents"] = [  # two, to see their order kept
+        {
+            "kind": kind,
+            "version": "consent-2026-10",
+            "text_hash": "ab" * 32,
+            "given_at": "2026-11-27T10:00:05+01:00",
+            "ip": "203.0.113.7",
+        }
+        for kind in ("digital_content_early_start", "waiver_acknowledged")
+    ]
     first = await http.post("/v1/contracts", json=body, headers=PLATFORM)
     assert first.status_code == 201, first.text
     assert first.json()["temporal_ui"].endswith(f"/workflows/contract-{body['contract_id']}")
     replay = await http.post("/v1/contracts", json=body, headers=PLATFORM)
     assert replay.status_code == 200 and replay.json()["contract_id"] == body["contract_id"]
+    # the 201 is built from the rows as written, the 200 read back: the same contract
+    assert replay.json() == first.json()
+    assert [c["kind"] for c in first.json()["consents"]] == [
+        "digital_content_early_start",
+        "waiver_acknowledged",
+    ]
     changed = json.loads(json.dumps(body))
     changed["installments"]["amount"] = 12300
     assert_error(await http.post("/v1/contracts", json=changed, headers=PLATFORM), 409, "conflict")
