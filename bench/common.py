@@ -614,12 +614,11 @@ class Stack:
                 total += (self.workdir / f"temporal.db{suffix}").stat().st_size
         return total
 
-    def start_api(self, port: int | None = None, **extra: str) -> Proc:
+    def start_api(self, port: int | None = None) -> Proc:
         port = port or free_port()
         self.api_url = f"http://127.0.0.1:{port}"
         argv = [sys.executable, "-m", "core.cli", "api", "--port", str(port)]
-        env = self.env(MAHNWERK_PUBLIC_URL=self.api_url, **extra)
-        proc = spawn("api", argv, self.workdir, env)
+        proc = spawn("api", argv, self.workdir, self.env(MAHNWERK_PUBLIC_URL=self.api_url))
         self.procs["mahnwerk api"] = proc
         wait_for("the API", lambda: http_ok(f"{self.api_url}/readyz"), 60, [proc])
         return proc

@@ -608,7 +608,7 @@ async def one_run(args: argparse.Namespace, k: int) -> Run:
                     raise SystemExit(f"--worker-env {setting!r}: expected MAHNWERK_NAME=VALUE")
                 extra[name] = value
             workers = stk.start_workers(k, **extra)
-            stk.start_api(api_port, MAHNWERK_DEBIT_SPREAD=str(args.debit_spread))
+            stk.start_api(api_port)
             mw = await mahnwerk_wave(
                 stk, n, lead, args.concurrency, timeout, workers, receiver, args.events_drain
             )
@@ -817,10 +817,6 @@ async def main_async(args: argparse.Namespace) -> None:
         ("bytecode cache", BYTECODE[args.bytecode_cache]),
         ("worker settings (--worker-env)", ", ".join(args.worker_env) or "the defaults"),
         (
-            "debits spread (--debit-spread)",
-            f"over {args.debit_spread} s after T" if args.debit_spread else "no: all due at T",
-        ),
-        (
             "Stripe limits (workers)",
             rates.describe()
             + (
@@ -904,14 +900,6 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="a setting for Mahnwerk's workers, e.g. MAHNWERK_WORKER_STICKY_TIMEOUT=120 "
         "(repeatable; the bench otherwise passes no MAHNWERK_ variable of its own environment)",
-    )
-    parser.add_argument(
-        "--debit-spread",
-        type=int,
-        default=0,
-        metavar="SECONDS",
-        help="MAHNWERK_DEBIT_SPREAD for the API that starts the contracts: their debits spread "
-        "over this many seconds after T (default 0: all at T)",
     )
     parser.add_argument(
         "--no-webhooks",

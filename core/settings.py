@@ -38,7 +38,6 @@ from core.seller import (
 from domain.calendar import check_state
 from domain.collection import catalogue_for
 from domain.interest import BaseRate, with_rates
-from domain.schedule import MAX_DEBIT_SPREAD_SECONDS
 from domain.vat import Rate
 from domain.vat import parse_rates as parse_vat_rates
 
@@ -188,13 +187,6 @@ class Settings(BaseSettings):
     # notification e-mails off in the Dashboard) or `stripe` (Stripe's e-mails; Mahnwerk
     # sends none). Never both. Pinned into each contract when it starts.
     sepa_prenotification: Literal["mahnwerk", "stripe"] = "mahnwerk"
-    # Seconds over which a due date's debits are spread (issue 17; domain.schedule.debit_time):
-    # each contract is debited at its own fixed offset after the due instant, never past
-    # the due day. A due wave larger than the workers' workflow caches otherwise wakes all
-    # at once and replays most contracts from their histories; at Stripe's 25 creates/s a
-    # wave of N takes N/25 s anyway (100,000: ~67 min), so spreading it over about that
-    # long costs no time. 0: every debit at its due instant. Pinned into each contract.
-    debit_spread: int = Field(default=0, ge=0, le=MAX_DEBIT_SPREAD_SECONDS)
     # Activity slots (and threads) of the worker's Stripe task queue (workflows/queues.py):
     # how many Stripe activities run at once. Enough for the rate limit at Stripe's latency
     # (100/s × ~0.3 s); the ledger and notice activities have their own 64 slots.

@@ -10,7 +10,6 @@ and notices"). No clock reads here: callers in workflows pass ``workflow.now()``
 
 import calendar
 import re
-import zlib
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -132,33 +131,6 @@ def installment_due_times(first_due: str, interval: str, count: int) -> list[dat
     start = due_instant(first_due)
     step = parse_interval(interval)
     return [shift(start, step, n) for n in range(count)]
-
-
-# The longest MAHNWERK_DEBIT_SPREAD (core/settings.py): half a day, so that a debit due at
-# Berlin midnight always runs on its due day.
-MAX_DEBIT_SPREAD_SECONDS: Final = 12 * 3600
-
-
-def debit_time(due: datetime, key: str, spread_seconds: int) -> datetime:
-    """When the debit of an installment due at ``due`` runs: ``due`` plus this contract's
-    offset within ``spread_seconds`` (issue 17).
-
-    A due wave — every contract due on the first of the month — otherwise wakes all at
-    00:00, more contracts than a worker caches, and every contract evicted before its debit
-    is answered is replayed from its history. Spread over the due day's first minutes or
-    hours, the wave arrives about as fast as it can be debited (Stripe: 25 creates/s per
-    account live). The offset is a hash of ``key`` (the contract id): the same contract is
-    debited at the same minute every time, deterministically in the workflow. The due date
-    does not move: a date is due on its Berlin day (§ 286 BGB counts from the day), and the
-    offset never passes the end of that day. ``spread_seconds`` 0: ``due`` itself.
-    """
-    _require_aware(due, "due")
-    if spread_seconds <= 0:
-        return due
-    offset = timedelta(seconds=zlib.crc32(key.encode()) % spread_seconds)
-    local_day = due.astimezone(BERLIN).date()
-    last = berlin_midnight(local_day + timedelta(days=1)) - timedelta(seconds=1)
-    return max(due, min(due + offset, last))
 
 
 def berlin_date(dt: datetime) -> str:

@@ -31,14 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.durations import parse_interval
     from domain.endings import REASONS
     from domain.interest import BaseRate
-    from domain.schedule import (
-        BERLIN,
-        berlin_date,
-        debit_time,
-        due_instant,
-        installment_due_times,
-        shift,
-    )
+    from domain.schedule import BERLIN, berlin_date, due_instant, installment_due_times, shift
     from workflows import retry_policies as rp
     from workflows.base import (
         AFTER,
@@ -396,10 +389,7 @@ class ContractWorkflow(Endings, Invoicing, Collection):
             label = f"installment {inst.seq}" + (f" of {count}" if count else "")
             stalled = inst.stalled_until
             if inst.status == "scheduled":
-                at = inst.due_at
-                if at > workflow.now():  # a due wave's debits spread (MAHNWERK_DEBIT_SPREAD)
-                    at = debit_time(at, self.inp.contract_id, self.inp.debit_spread)
-                at = max(at, stalled) if stalled else at
+                at = max(inst.due_at, stalled) if stalled else inst.due_at
                 candidates.append((at, f"{label} due"))
             elif inst.status == "open" and inst.next_retry_at and not self.s.paused:
                 at = max(inst.next_retry_at, stalled) if stalled else inst.next_retry_at

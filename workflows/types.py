@@ -412,10 +412,6 @@ class ContractInput:
     # When invoices are issued (MAHNWERK_INVOICE_TIMING, pinned at checkout): at_due |
     # at_payment; "" none (invoicing off, or a contract from before issue 15).
     invoice_timing: str = ""
-    # Seconds over which the debits of installments due at the same instant are spread
-    # (MAHNWERK_DEBIT_SPREAD, pinned at checkout; domain.schedule.debit_time). 0 (and
-    # contracts started before it): each debit at its due instant.
-    debit_spread: int = 0
     state: ContractState | None = None
     # The seller (creditor) of the contract (issue 14, core/sellers.py): whose Stripe account
     # debits it and whose details its notices carry. "" (contracts started before): the

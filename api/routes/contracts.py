@@ -221,7 +221,6 @@ def build_input(
         seller_state=seller.state if seller is not None else settings.seller_state,
         base_rates=list(with_rates(settings.extra_base_rates)),
         seller_id=seller.id if seller is not None else DEFAULT_SELLER_ID,
-        debit_spread=settings.debit_spread,
         # Invoices (issue 15) in the seller's own series with its tax settings
         # (core.invoice_seller), unless the platform or the seller turned them off.
         invoice_timing=(

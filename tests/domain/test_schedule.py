@@ -10,10 +10,8 @@ import pytest
 from domain.durations import Interval, parse_interval
 from domain.schedule import (
     BERLIN,
-    MAX_DEBIT_SPREAD_SECONDS,
     berlin_date,
     berlin_midnight,
-    debit_time,
     due_instant,
     installment_due_times,
     shift,
@@ -293,40 +291,3 @@ def test_installment_due_times_rejects(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         installment_due_times(first_due, interval, count)
-
-
-# -- debit_time: a due wave spread (issue 17) -------------------------------------------------
-
-
-def test_no_spread_debits_at_the_due_instant() -> None:
-    due = berlin_midnight(date(2027, 1, 1))
-    assert debit_time(due, "ord-1", 0) == due
-
-
-def test_each_contract_has_its_own_fixed_offset_within_the_spread() -> None:
-    due = berlin_midnight(date(2027, 1, 1))
-    keys = [f"ord-{i}" for i in range(2000)]
-    offsets = [(debit_time(due, k, 3600) - due).total_seconds() for k in keys]
-    assert all(0 <= o < 3600 for o in offsets)
-    assert [debit_time(due, k, 3600) - due for k in keys[:50]] == [
-        debit_time(due, k, 3600) - due for k in keys[:50]
-    ]  # the same minute every time
-    # spread over the whole hour, not bunched: every 10-minute slice gets its share
-    slices = [sum(1 for o in offsets if s * 600 <= o < (s + 1) * 600) for s in range(6)]
-    assert min(slices) > 2000 / 6 * 0.8, slices
-    next_month = berlin_midnight(date(2027, 2, 1))
-    assert (
-        debit_time(next_month, "ord-7", 3600) - next_month == debit_time(due, "ord-7", 3600) - due
-    )
-
-
-def test_a_spread_debit_stays_on_its_due_day() -> None:
-    late = datetime(2027, 1, 1, 23, 0, tzinfo=BERLIN)
-    for i in range(200):
-        at = debit_time(late, f"ord-{i}", MAX_DEBIT_SPREAD_SECONDS)
-        assert late <= at and at.astimezone(BERLIN).date() == date(2027, 1, 1)
-
-
-def test_debit_time_wants_an_aware_instant() -> None:
-    with pytest.raises(ValueError, match="due"):
-        debit_time(datetime(2027, 1, 1), "ord-1", 60)
