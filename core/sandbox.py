@@ -17,8 +17,9 @@ the SDK version we install.
 encoding or decoding any payload of an activation or a completion, the SDK asks the
 workflow instance for the payload's serialization context (the codec's key follows the
 workflow id) and the external-store context; the sandbox forwards both by `exec`-ing a
-snippet under its import restrictions — ~15 entries per activation, each patching the
-builtins and `sys.modules` in and out. The two methods it reaches inside the sandbox are the
+snippet under its import restrictions — ~9 entries per activation (a replayed plan: 7
+serialization and 2 store contexts), each patching the builtins and `sys.modules` in and
+out. The two methods it reaches inside the sandbox are the
 SDK's own (`_WorkflowInstanceImpl.get_serialization_context`, `…get_external_store_context`):
 they read the instance's info and pending commands and build a context dataclass — no
 workflow code, no import. The wrapper calls them on the sandbox's `InSandbox` object

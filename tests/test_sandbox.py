@@ -48,7 +48,9 @@ async def test_a_replay_through_the_sandbox_compiles_each_snippet_once() -> None
     await Replayer(workflows=[ContractWorkflow]).replay_workflow(history)
     first = compiled.cache_info()
     assert 0 < first.currsize <= 10  # a few distinct snippets …
-    assert first.hits > 10 * first.currsize  # … entered many times (activations, payloads)
+    # … entered many times: once per activation (and per payload, unless
+    # direct_serialization_context was installed in this process by an earlier test)
+    assert first.hits >= 10
     await Replayer(workflows=[ContractWorkflow]).replay_workflow(history)
     again = compiled.cache_info()
     assert again.misses == first.misses  # the second workflow compiles nothing new
