@@ -19,12 +19,12 @@ workflow instance for the payload's serialization context (the codec's key follo
 workflow id) and the external-store context; the sandbox forwards both by `exec`-ing a
 snippet under its import restrictions — ~9 entries per activation (a replayed plan: 7
 serialization and 2 store contexts), each patching the builtins and `sys.modules` in and
-out. The two methods it reaches inside the sandbox are the
-SDK's own (`_WorkflowInstanceImpl.get_serialization_context`, `…get_external_store_context`):
-they read the instance's info and pending commands and build a context dataclass — no
-workflow code, no import. The wrapper calls them on the sandbox's `InSandbox` object
-directly. A replay of a recorded 54-event history: 62 → 50 ms. Installed only where the SDK's
-methods are still the one-line forwards it expects, else left as shipped (a warning).
+out. The two methods it reaches inside the sandbox are the SDK's own
+(`_WorkflowInstanceImpl.get_serialization_context`, `…get_external_store_context`): they
+read the instance's info and pending commands and build a context dataclass — no workflow
+code, no import. The wrapper calls them on the sandbox's `InSandbox` object directly. A
+replay of a recorded 54-event history: 62 → 50 ms. Installed only where the SDK's methods
+are still the one-line forwards it expects, else left as shipped (a warning).
 """
 
 from __future__ import annotations
