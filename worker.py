@@ -44,6 +44,7 @@ from core import metrics
 from core.db import make_engine, make_session_factory
 from core.logging import configure_logging
 from core.metrics import worker_runtime
+from core.payload_visits import one_pass_payload_visits
 from core.sandbox import compile_sandbox_snippets, direct_serialization_context
 from core.sellers import SellerDirectory
 from core.settings import ConfigError, Settings, check_startup, get_settings
@@ -148,6 +149,7 @@ def build_worker(
     warn_base_rates(settings)
     compile_sandbox_snippets()  # the sandbox's exec snippets compiled once (core/sandbox.py)
     direct_serialization_context()  # a payload's context without entering the sandbox (same)
+    one_pass_payload_visits()  # a workflow task's payloads visited once (core/payload_visits.py)
     metrics.configure(settings)  # the `seller` label's bound
     dispatcher = EventDispatcher(
         sessions, settings.events_url, settings.events_secret.get_secret_value()
