@@ -5,10 +5,11 @@ Rechnung vom Rechnungsaussteller einmalig vergeben wird") are allocated in the t
 that stores the document, from a counter row per seller and series
 (core.models.InvoiceCounter):
 
-- PostgreSQL: the row is read with ``SELECT … FOR UPDATE``; a second transaction waits on the
-  lock until the first commits or rolls back, then reads the new value.
-- SQLite: the first statement of the transaction is the increment, which takes the database's
-  write lock (writers are serialised; the busy timeout makes the others wait).
+- The increment is one ``UPDATE … SET last_value = last_value + n RETURNING last_value``:
+  on PostgreSQL it takes the row's lock, and a second transaction's increment waits on it
+  until the first commits or rolls back, then counts on from the new value; on SQLite it
+  takes the database's write lock (writers are serialised; the busy timeout makes the
+  others wait). A counter that does not exist yet is created first.
 
 The invoice is inserted in the same transaction, with its timeline row and the platform
 event (`invoice.issued`, `credit_note.issued`). If anything fails, the increment is rolled
@@ -19,6 +20,7 @@ a repeat returns the stored document and takes no number.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -99,39 +101,32 @@ def verified(row: Invoice) -> dict[str, Any]:
 # -- numbering -------------------------------------------------------------------------------
 
 
-def _lock_counter(s: Session, seller_key: str, series: str) -> None:
-    """Create the counter of (seller, series) if new and lock it until the transaction ends
-    (PostgreSQL: the row; SQLite: the database's write lock)."""
-    values = {"seller_key": seller_key, "series": series, "last_value": 0}
+def _take(s: Session, seller_key: str, series: str, n: int) -> int:
+    """Advance the counter of (seller, series) by `n`, locking it until the transaction ends
+    (PostgreSQL: the row; SQLite: the database's write lock); the first of the `n` numbers.
+    The counter is created at 0 when it does not exist yet."""
     where = (InvoiceCounter.seller_key == seller_key, InvoiceCounter.series == series)
-    dialect = s.get_bind().dialect.name
-    if dialect == "postgresql":
-        s.execute(pg_insert(InvoiceCounter).values(**values).on_conflict_do_nothing())
-        s.execute(select(InvoiceCounter.last_value).where(*where).with_for_update())
-        return
-    if dialect == "sqlite":
-        s.execute(sqlite_insert(InvoiceCounter).values(**values).on_conflict_do_nothing())
-    elif s.get(InvoiceCounter, (seller_key, series)) is None:  # pragma: no cover
-        s.execute(insert(InvoiceCounter).values(**values))
-    s.execute(  # a write: SQLite's lock for the rest of the transaction
-        update(InvoiceCounter)
-        .where(*where)
-        .values(last_value=InvoiceCounter.last_value)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _advance(s: Session, seller_key: str, series: str, n: int) -> int:
-    """Take the next `n` numbers of the locked counter; the first of them."""
-    where = (InvoiceCounter.seller_key == seller_key, InvoiceCounter.series == series)
-    s.execute(
+    advance = (
         update(InvoiceCounter)
         .where(*where)
         .values(last_value=InvoiceCounter.last_value + n)
+        .returning(InvoiceCounter.last_value)
         .execution_options(synchronize_session=False)
     )
-    last = s.scalar(select(InvoiceCounter.last_value).where(*where))
-    return int(last or 0) - n + 1
+    last = s.scalar(advance)
+    if last is None:  # the first number of this seller's series
+        values = {"seller_key": seller_key, "series": series, "last_value": 0}
+        dialect = s.get_bind().dialect.name
+        if dialect == "postgresql":
+            s.execute(pg_insert(InvoiceCounter).values(**values).on_conflict_do_nothing())
+        elif dialect == "sqlite":
+            s.execute(sqlite_insert(InvoiceCounter).values(**values).on_conflict_do_nothing())
+        else:  # pragma: no cover - the two databases we support
+            s.execute(insert(InvoiceCounter).values(**values))
+        last = s.scalar(advance)
+        if last is None:  # pragma: no cover - created just above, in this transaction
+            raise InvoiceError(f"the invoice counter {seller_key}/{series} cannot be created")
+    return int(last) - n + 1
 
 
 def _event_id(fact_key: str) -> str:
@@ -155,11 +150,8 @@ def store(
     refers_to: str | None = None,
 ) -> Issued:
     """Allocate a number and store the document `make_document(number)` builds, with its
-    timeline row and platform event, in one transaction; idempotent by `key`."""
-    with sessions() as s:
-        existing = s.scalar(select(Invoice).where(Invoice.key == key))
-        if existing is not None:
-            return _issued(existing, False)
+    timeline row and platform event, in one transaction; idempotent by `key`. (The callers
+    look the key up first; one stored meanwhile is found by the batch, `_number_batch`.)"""
     series, prefix = seller.series_for(kind)
     job = _Job(
         key=key,
@@ -274,51 +266,73 @@ def _numbering(sessions: sessionmaker[Session], seller_key: str, series: str) ->
 def _number_batch(
     sessions: sessionmaker[Session], jobs: list[_Job], seller_key: str, series: str, prefix: str
 ) -> list[Issued | None]:
-    """Number and store `jobs` in one transaction (keys already stored: their invoice)."""
+    """Number and store `jobs` in one transaction (keys already stored: their invoice).
+
+    The stored keys are looked up before the counter is locked: a key another process stores
+    meanwhile fails this batch's INSERT on the unique key (the batch is then stored one
+    invoice at a time, and that one finds the other's invoice below) — the counter's
+    increment is rolled back with it, so no number is skipped. The rows are inserted with
+    one statement per table (no unit of work: they are never changed afterwards)."""
     try:
         with sessions() as s, s.begin():
-            _lock_counter(s, seller_key, series)
             keys = [j.key for j in jobs]
-            stored = {
-                row.key: row for row in s.scalars(select(Invoice).where(Invoice.key.in_(keys)))
-            }
-            new = [j for j in jobs if j.key not in stored]
+            known = set(s.scalars(select(Invoice.key).where(Invoice.key.in_(keys))))
+            issued: dict[str, Issued] = (
+                {
+                    row.key: _issued(row, False)
+                    for row in s.scalars(select(Invoice).where(Invoice.key.in_(known)))
+                }
+                if known
+                else {}
+            )
             # the same key twice in one batch (a retry while the first is queued): once
-            new = list({j.key: j for j in new}.values())
-            first = _advance(s, seller_key, series, len(new)) if new else 0
-            rows: dict[str, tuple[Invoice, bool]] = {k: (r, False) for k, r in stored.items()}
-            for i, job in enumerate(new):
-                value = first + i
-                number = format_number(prefix, value)
-                document = job.make_document(number)
-                row = Invoice(
-                    key=job.key,
-                    seller_key=seller_key,
-                    series=series,
-                    sequence=value,
-                    number=number,
-                    kind=job.kind,
-                    contract_id=job.contract_id,
-                    seq=job.seq,
-                    refers_to=job.refers_to,
-                    issue_date=document["issue_date"],
-                    currency=document["currency"],
-                    net=document["totals"]["net"],
-                    tax=document["totals"]["tax"],
-                    gross=document["totals"]["gross"],
-                    document=document,
-                    sha256=document_hash(document),
-                )
-                s.add(row)
-                _record_event(s, row, job.customer_id, job.product_id, job.issued_at)
-                rows[job.key] = (row, True)
-            s.flush()
+            new = list({j.key: j for j in jobs if j.key not in known}.values())
+            if new:
+                first = _take(s, seller_key, series, len(new))
+                invoices: list[dict[str, Any]] = []
+                facts: list[dict[str, Any]] = []
+                events: list[dict[str, Any]] = []
+                for i, job in enumerate(new):
+                    value = first + i
+                    number = format_number(prefix, value)
+                    document = job.make_document(number)
+                    totals = document["totals"]
+                    row = {
+                        "key": job.key,
+                        "seller_key": seller_key,
+                        "series": series,
+                        "sequence": value,
+                        "number": number,
+                        "kind": job.kind,
+                        "contract_id": job.contract_id,
+                        "seq": job.seq,
+                        "refers_to": job.refers_to,
+                        "issue_date": document["issue_date"],
+                        "currency": document["currency"],
+                        "net": totals["net"],
+                        "tax": totals["tax"],
+                        "gross": totals["gross"],
+                        "document": document,
+                        "sha256": document_hash(document),
+                    }
+                    invoices.append(row)
+                    fact, event = _event_rows(row, job.customer_id, job.product_id, job.issued_at)
+                    facts.append(fact)
+                    events.append(event)
+                    issued[job.key] = Issued(
+                        number, job.kind, row["issue_date"], job.seq, row["gross"], True
+                    )
+                s.execute(insert(Invoice), invoices)
+                s.execute(insert(TimelineEvent), facts)
+                s.execute(insert(OutboxEvent), events)
             out: list[Issued | None] = []
             created: set[str] = set()
             for job in jobs:
-                row, fresh = rows[job.key]
-                out.append(_issued(row, fresh and job.key not in created))
-                if fresh:
+                one = issued[job.key]
+                if one.created and job.key in created:  # its second job in this batch
+                    one = dataclasses.replace(one, created=False)
+                out.append(one)
+                if one.created:
                     created.add(job.key)
             return out
     except IntegrityError:
@@ -332,51 +346,49 @@ def _number_batch(
             return [_issued(row2, False)]
 
 
-def _record_event(
-    s: Session, row: Invoice, customer_id: str, product_id: str, issued_at: datetime
-) -> None:
-    type_ = "invoice.issued" if row.kind == INVOICE else "credit_note.issued"
-    fact_key = f"{type_}:{row.key}"
+def _event_rows(
+    row: dict[str, Any], customer_id: str, product_id: str, issued_at: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The timeline row and the platform event of a stored invoice or credit note."""
+    type_ = "invoice.issued" if row["kind"] == INVOICE else "credit_note.issued"
+    fact_key = f"{type_}:{row['key']}"
     data = {
-        "number": row.number,
-        "kind": row.kind,
-        "installment": row.seq,
-        "issue_date": row.issue_date,
-        "currency": row.currency,
-        "net": row.net,
-        "tax": row.tax,
-        "gross": row.gross,
-        "refers_to": row.refers_to,
-        "seller_id": row.seller_key,
+        "number": row["number"],
+        "kind": row["kind"],
+        "installment": row["seq"],
+        "issue_date": row["issue_date"],
+        "currency": row["currency"],
+        "net": row["net"],
+        "tax": row["tax"],
+        "gross": row["gross"],
+        "refers_to": row["refers_to"],
+        "seller_id": row["seller_key"],
     }
-    s.add(
-        TimelineEvent(
-            contract_id=row.contract_id,
-            key=fact_key,
-            type=type_,
-            occurred_at=issued_at,
-            actor=None,
-            data=data,
-        )
-    )
+    fact = {
+        "contract_id": row["contract_id"],
+        "key": fact_key,
+        "type": type_,
+        "occurred_at": issued_at,
+        "actor": None,
+        "data": data,
+    }
     eid = _event_id(fact_key)
-    s.add(
-        OutboxEvent(
-            event_id=eid,
-            contract_id=row.contract_id,
-            type=type_,
-            payload={
-                "id": eid,
-                "type": type_,
-                "created": issued_at.astimezone(UTC).isoformat(),
-                "contract_id": row.contract_id,
-                "customer_id": customer_id,
-                "product_id": product_id,
-                "seller_id": row.seller_key,
-                "data": data,
-            },
-        )
-    )
+    event = {
+        "event_id": eid,
+        "contract_id": row["contract_id"],
+        "type": type_,
+        "payload": {
+            "id": eid,
+            "type": type_,
+            "created": issued_at.astimezone(UTC).isoformat(),
+            "contract_id": row["contract_id"],
+            "customer_id": customer_id,
+            "product_id": product_id,
+            "seller_id": row["seller_key"],
+            "data": data,
+        },
+    }
+    return fact, event
 
 
 # -- invoices ----------------------------------------------------------------------------------

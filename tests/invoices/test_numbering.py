@@ -103,10 +103,10 @@ def test_a_failed_issue_takes_no_number(
     before = _counter(sessions, "invoice")
     import core.invoicing as invoicing
 
-    def broken(s, row, *a):  # type: ignore[no-untyped-def]
+    def broken(row, *a):  # type: ignore[no-untyped-def]
         raise RuntimeError("the database went away mid-way")
 
-    monkeypatch.setattr(invoicing, "_record_event", broken)
+    monkeypatch.setattr(invoicing, "_event_rows", broken)
     with pytest.raises(RuntimeError):
         issue_invoice(
             sessions,
@@ -305,23 +305,23 @@ def test_invoices_waiting_together_are_numbered_together_and_a_bad_one_fails_alo
     contracts = [add_contract(sessions) for _ in range(6)]
     bad = contracts[3]
     before = _counter(sessions, "invoice")
-    real_event, real_batch = invoicing._record_event, invoicing._number_batch
+    real_event, real_batch = invoicing._event_rows, invoicing._number_batch
     leading = threading.Event()
     sizes: list[int] = []
 
-    def record(s, row, *a):  # type: ignore[no-untyped-def]
-        if row.contract_id == contracts[0] and not leading.is_set():
+    def record(row, *a):  # type: ignore[no-untyped-def]
+        if row["contract_id"] == contracts[0] and not leading.is_set():
             leading.set()
             time.sleep(0.5)  # the first batch is in progress: the others queue meanwhile
-        if row.contract_id == bad:
+        if row["contract_id"] == bad:
             raise RuntimeError("this invoice cannot be stored")
-        return real_event(s, row, *a)
+        return real_event(row, *a)
 
     def batch(sessions_, jobs, *a):  # type: ignore[no-untyped-def]
         sizes.append(len(jobs))
         return real_batch(sessions_, jobs, *a)
 
-    monkeypatch.setattr(invoicing, "_record_event", record)
+    monkeypatch.setattr(invoicing, "_event_rows", record)
     monkeypatch.setattr(invoicing, "_number_batch", batch)
 
     def issue(cid: str) -> str:
