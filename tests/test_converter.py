@@ -3,6 +3,7 @@ converter decodes them (issue 17)."""
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,6 +84,46 @@ def test_the_projects_own_types_decode_unchanged() -> None:
     ]:
         default, cached = both(value, hint)
         assert cached == default == value
+
+
+@dataclass
+class Scalars:
+    """Fields whose values the converter passes through without `value_to_type` (and the
+    unions where it must not)."""
+
+    s: str | None = None
+    i: int | None = None
+    f: float | None = None
+    b: bool | None = None
+    n: None | int = None  # None first
+    plain_f: float = 0.0
+    plain_i: int = 0
+    either: int | str | None = None
+    wide: float | int = 0  # the first member that takes the value wins: float(3) == 3.0
+    at: datetime | None = None
+    leaf: Leaf | None = None
+    anything: Any = None
+    tag: typing.Literal["a", "b"] | None = None
+
+
+SCALAR_VALUES: list[Any] = [None, "x", "", 0, 3, -7, 2.5, 0.0, True, False, "2026-12-01T09:00:00Z"]
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Scalars)])
+def test_scalar_and_optional_fields_decode_as_the_default_converter_decodes_them(
+    name: str,
+) -> None:
+    for raw in SCALAR_VALUES:
+        (payload,) = DEFAULT.to_payloads([{name: raw}])
+        try:
+            expected = DEFAULT.from_payloads([payload], [Scalars])[0]
+        except Exception as exc:  # noqa: BLE001 - the default refuses: so must we
+            with pytest.raises(type(exc)):
+                CACHED.from_payloads([payload], [Scalars])
+            continue
+        got = CACHED.from_payloads([payload], [Scalars])[0]
+        assert got == expected, (name, raw)
+        assert type(getattr(got, name)) is type(getattr(expected, name)), (name, raw)
 
 
 def test_errors_are_the_default_converters() -> None:
