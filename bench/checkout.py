@@ -98,7 +98,7 @@ async def main_async(args: argparse.Namespace) -> None:
     console.print(f"load average before: {load_before}")
     reset_database(args.database_url)
     me = os.getpid()
-    with stack(args.database_url, args.keep, args.bytecode_cache) as stk:
+    with stack(args.database_url, args.keep, args.bytecode_cache, args.codec) as stk:
         stk.task_queue = f"checkout-{uuid.uuid4().hex[:6]}"
         stk.start_temporal()
         await stk.wait_temporal_ready()
@@ -202,6 +202,7 @@ async def main_async(args: argparse.Namespace) -> None:
     verdict = "met" if ratio >= 0.7 else "MISSED"
     title = f"Checkout, {args.clients} concurrent clients, {args.seconds:.0f} s each"
     title += ", bytecode cache " + ("on" if args.bytecode_cache else "off (as in the Docker image)")
+    title += ", payload codec " + ("on" if args.codec else "off (--no-codec)")
     console.print(table(title, cols, rows))
     console.print(f"ratio API/bare: {ratio:.2f} — target ≥ 0.7 {verdict}")
     cpu_cols = ["process", "CPU s", "cores"]

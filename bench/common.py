@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import os
 import platform
@@ -50,6 +51,13 @@ SEARCH_ATTRIBUTES = {
     "SellerId": "Keyword",
 }
 
+# The payload codec's key ring of the bench's API and workers (a fixed test key; id `bench`).
+BENCH_CODEC_KEY = "bench:" + base64.b64encode(bytes(range(32))).decode()
+CODEC = {
+    True: "on (MAHNWERK_CODEC_KEY: AES-GCM, per-customer data keys, as production)",
+    False: "off (--no-codec: payloads unencrypted, as the benches before 6 Dec 2026, 4th session)",
+}
+
 # Piped to a file, rich would wrap the tables at 80 columns; COLUMNS still wins.
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
@@ -63,6 +71,14 @@ def add_stack_options(parser: argparse.ArgumentParser) -> None:
         dest="bytecode_cache",
         action="store_false",
         help="run without .pyc files (PYTHONDONTWRITEBYTECODE=1), as the Docker image does",
+    )
+    parser.add_argument(
+        "--no-codec",
+        dest="codec",
+        action="store_false",
+        help="leave MAHNWERK_CODEC_KEY unset: payloads reach Temporal unencrypted (as every "
+        "bench before 6 Dec 2026, fourth session); by default the API and the workers encrypt "
+        "them as production must (SPEC.md §7)",
     )
     add_record_option(parser)
 
@@ -427,6 +443,9 @@ class Stack:
     # False: run our processes with PYTHONDONTWRITEBYTECODE=1 and no .pyc files, as the
     # Docker image does; True: give them a bytecode cache outside the work tree.
     bytecode_cache: bool = True
+    # MAHNWERK_CODEC_KEY of the API and the workers: payloads encrypted as in production
+    # (which refuses to start without a key); None: unencrypted (`--no-codec`).
+    codec_key: str | None = None
     # MAHNWERK_STRIPE_RATE_LIMIT *and* MAHNWERK_STRIPE_CREATE_RATE_LIMIT for the workers
     # (None: their defaults, 25/s each for a test key): the per-process token bucket and the
     # deployment-wide activity rate of the Stripe queue, min(create, rate) (core/settings.py
@@ -551,6 +570,8 @@ class Stack:
                 "MAHNWERK_ENV": "dev",  # bench secrets and the demo seller (core.settings)
             }
         )
+        if self.codec_key is not None:
+            env["MAHNWERK_CODEC_KEY"] = self.codec_key
         if self.stripe_rate_limit is not None:
             env["MAHNWERK_STRIPE_RATE_LIMIT"] = f"{self.stripe_rate_limit:g}"
         create = (
@@ -845,10 +866,15 @@ def reset_database(url: str) -> None:
 
 @contextlib.contextmanager
 def stack(
-    db_url: str = DEFAULT_DB, keep: bool = False, bytecode_cache: bool = True
+    db_url: str = DEFAULT_DB, keep: bool = False, bytecode_cache: bool = True, codec: bool = True
 ) -> Iterator[Stack]:
     workdir = Path(tempfile.mkdtemp(prefix="mahnwerk-bench-"))
-    s = Stack(workdir, db_url=db_url, bytecode_cache=bytecode_cache)
+    s = Stack(
+        workdir,
+        db_url=db_url,
+        bytecode_cache=bytecode_cache,
+        codec_key=BENCH_CODEC_KEY if codec else None,
+    )
     try:
         yield s
     finally:

@@ -44,6 +44,7 @@ import psycopg
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from bench.common import (
+    CODEC,
     PLATFORM,
     CpuMeter,
     EventReceiver,
@@ -586,7 +587,7 @@ async def one_run(args: argparse.Namespace, k: int) -> Run:
     reset_database(args.database_url)
     receiver = EventReceiver() if args.events else None
     try:
-        with stack(args.database_url, args.keep, args.bytecode_cache) as stk:
+        with stack(args.database_url, args.keep, args.bytecode_cache, args.codec) as stk:
             stk.task_queue = f"mahnwerk-bench-{uuid.uuid4().hex[:6]}"
             stk.stripe_rate_limit = args.stripe_rate_limit
             stk.stripe_create_rate_limit = args.stripe_create_rate_limit
@@ -815,6 +816,7 @@ async def main_async(args: argparse.Namespace) -> None:
             else "off (MAHNWERK_EVENTS_URL unset: the outbox is not delivered)",
         ),
         ("bytecode cache", BYTECODE[args.bytecode_cache]),
+        ("payload codec", CODEC[args.codec]),
         ("worker settings (--worker-env)", ", ".join(args.worker_env) or "the defaults"),
         (
             "Stripe limits (workers)",

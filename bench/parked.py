@@ -43,6 +43,7 @@ import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from bench.common import (
+    CODEC,
     PLATFORM,
     CpuMeter,
     Stack,
@@ -144,6 +145,7 @@ async def park(
         database_url=stk.db_url,
         temporal_address=stk.temporal_address,
         task_queue=stk.task_queue,
+        codec_key=stk.codec_key,  # the API's code in this process encrypts as the API does
     )
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
@@ -452,7 +454,7 @@ async def main_async(args: argparse.Namespace) -> None:
     reset_database(args.database_url)
     max_cached = args.worker_max_cached if args.worker_max_cached is not None else default_cache()
     bare: Park | None = None
-    with stack(args.database_url, args.keep, args.bytecode_cache) as stk:
+    with stack(args.database_url, args.keep, args.bytecode_cache, args.codec) as stk:
         stk.task_queue = f"parked-{uuid.uuid4().hex[:6]}"
         stk.stripe_rate_limit = args.stripe_rate_limit
         stk.stripe_create_rate_limit = args.stripe_create_rate_limit
@@ -530,6 +532,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "",
         ],
         ["bytecode cache", BYTECODE[args.bytecode_cache], "", ""],
+        ["payload codec", CODEC[args.codec], "", ""],
         [
             "worker settings",
             f"max_cached_workflows {max_cached}; contracts created {args.via} at "
