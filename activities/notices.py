@@ -403,10 +403,19 @@ class NoticeActivities:
         sent_at: datetime,
         possible_duplicate: bool,
     ) -> None:
-        row = s.get(Notice, notice.id)
-        assert row is not None
-        row.status = "sent"
-        row.sent_at = sent_at
+        # One UPDATE: the row (its text, HTML and evidence record) is not loaded to flip two
+        # columns. Claimed above (or re-read by `_record_sent`): it exists.
+        marked = cast(
+            CursorResult[Any],
+            s.execute(
+                update(Notice)
+                .where(Notice.id == notice.id)
+                .values(status="sent", sent_at=sent_at)
+                .execution_options(synchronize_session=False)
+            ),
+        ).rowcount
+        if marked != 1:
+            raise RuntimeError(f"notice {notice.notice_number} vanished before it was marked sent")
         key = f"notice:{inp.contract_id}:{inp.case_no}:{inp.stage}"
         if s.scalars(select(TimelineEvent.id).where(TimelineEvent.key == key)).first() is None:
             data: dict[str, Any] = {
