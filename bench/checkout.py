@@ -6,8 +6,9 @@ The API and a worker run as subprocesses against a fresh dev server (contracts a
 years ahead, so the worker only runs each contract's first workflow task and its ledger
 write). Measured: requests per second, p50/p99 latency. Then, on the same server, the rate
 of bare `client.start_workflow` calls at the same concurrency from one Python process
-(a bare worker runs their first workflow task, as Mahnwerk's worker does). Target: the API
-at ≥ 0.7 × the bare rate. CPU per process over each phase says what bounds it.
+(a bare worker runs their first workflow task, as Mahnwerk's worker does). Target (issue 17;
+issue 6 asked 0.7): the API at ≥ 0.8 × the bare rate with p99 under 300 ms. CPU per process
+over each phase says what bounds it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from bench.common import (
     stack,
     table,
 )
+
+TARGET_RATIO = 0.8  # × bare start_workflow at the same concurrency (issue 17)
+TARGET_P99_MS = 300.0
 
 
 def checkout_body(i: int, tag: str) -> dict[str, Any]:
@@ -199,12 +203,15 @@ async def main_async(args: argparse.Namespace) -> None:
             f"{percentile(bare_lat, 99) * 1000:.0f}",
         ],
     ]
-    verdict = "met" if ratio >= 0.7 else "MISSED"
+    # issue 17's target (issue 6 asked ≥ 0.7 alone)
+    p99_ms = percentile(api_lat, 99) * 1000
+    verdict = "met" if ratio >= TARGET_RATIO and p99_ms < TARGET_P99_MS else "MISSED"
+    target = f"≥ {TARGET_RATIO} with p99 < {TARGET_P99_MS:.0f} ms (p99 {p99_ms:.0f} ms)"
     title = f"Checkout, {args.clients} concurrent clients, {args.seconds:.0f} s each"
     title += ", bytecode cache " + ("on" if args.bytecode_cache else "off (as in the Docker image)")
     title += ", payload codec " + ("on" if args.codec else "off (--no-codec)")
     console.print(table(title, cols, rows))
-    console.print(f"ratio API/bare: {ratio:.2f} — target ≥ 0.7 {verdict}")
+    console.print(f"ratio API/bare: {ratio:.2f} — target {target}: {verdict}")
     cpu_cols = ["process", "CPU s", "cores"]
     api_cpu = cpu_rows(api_meter)
     bare_cpu = cpu_rows(bare_meter)
@@ -223,7 +230,7 @@ async def main_async(args: argparse.Namespace) -> None:
         title,
         [
             ("", markdown_table(cols, rows)),
-            ("", f"Ratio API/bare: **{ratio:.2f}** — target ≥ 0.7: {verdict}."),
+            ("", f"Ratio API/bare: **{ratio:.2f}** — target {target}: {verdict}."),
             (
                 f"CPU during the API phase ({api_meter.wall:.0f} s)",
                 markdown_table(cpu_cols, api_cpu),
