@@ -23,6 +23,7 @@ from typing import Any
 from temporalio.converter import (
     CompositePayloadConverter,
     DefaultPayloadConverter,
+    EncodingPayloadConverter,
     JSONPlainPayloadConverter,
     JSONTypeConverter,
     value_to_type,
@@ -110,15 +111,25 @@ class CachedDataclassConverter(JSONTypeConverter):
         return obj
 
 
+@functools.cache
+def _encoding_converters() -> tuple[EncodingPayloadConverter, ...]:
+    """Temporal's default encoding converters, the JSON one with `CachedDataclassConverter`:
+    built once and shared, as Temporal's default converter shares its own (none of them keeps
+    state or takes a serialization context)."""
+    return tuple(
+        JSONPlainPayloadConverter(custom_type_converters=[CachedDataclassConverter()])
+        if isinstance(c, JSONPlainPayloadConverter)
+        else c
+        for c in DefaultPayloadConverter.default_encoding_payload_converters
+    )
+
+
 class PayloadConverter(CompositePayloadConverter):
-    """Temporal's default payload converters, the JSON one with `CachedDataclassConverter`."""
+    """Temporal's default payload converters, the JSON one with `CachedDataclassConverter`.
+
+    Constructed often: every `DataConverter.with_context` and every workflow task's
+    per-command converter builds a new payload converter (and then replaces it) — so the
+    encoding converters are built once (`_encoding_converters`), not per instance."""
 
     def __init__(self) -> None:
-        super().__init__(
-            *(
-                JSONPlainPayloadConverter(custom_type_converters=[CachedDataclassConverter()])
-                if isinstance(c, JSONPlainPayloadConverter)
-                else c
-                for c in DefaultPayloadConverter.default_encoding_payload_converters
-            )
-        )
+        super().__init__(*_encoding_converters())

@@ -164,3 +164,16 @@ def test_every_client_gets_it_and_writes_the_default_payloads() -> None:
         assert converter.payload_converter_class is PayloadConverter
         written: list[Payload] = converter.payload_converter.to_payloads([state])
         assert written == DEFAULT.to_payloads([state])
+
+
+def test_the_encoding_converters_are_built_once_and_shared() -> None:
+    # Every DataConverter.with_context builds a payload converter: it must be cheap, and the
+    # shared converters keep no state between payloads.
+    one, two = PayloadConverter(), PayloadConverter()
+    assert one.converters is not two.converters
+    assert list(one.converters.values()) == list(two.converters.values())
+    assert all(
+        a is b for a, b in zip(one.converters.values(), two.converters.values(), strict=True)
+    )
+    (payload,) = one.to_payloads([Tree(leaves=[Leaf("a")])])
+    assert two.from_payloads([payload], [Tree])[0] == one.from_payloads([payload], [Tree])[0]
