@@ -8,8 +8,9 @@ and evaluates every field's annotation string again: in a 2,000-installment due 
 was 8.5 % of the worker's GIL time (bench/RESULTS.md), for hints that cannot change while
 the process runs. `CachedDataclassConverter` is a `JSONTypeConverter` — the converter's
 documented extension point, asked first for every hint — that builds dataclasses the same
-way with the hints cached per class. Encoding is untouched: the payloads written, and so
-every history, are byte for byte what the default converter writes.
+way with the hints cached per class. Encoding writes, byte for byte, what the default
+converter writes — and so every history — without `dataclasses.asdict`'s deep copy of every
+value first (`ShallowDataclassEncoder`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import typing
 from typing import Any
 
 from temporalio.converter import (
+    AdvancedJSONEncoder,
     CompositePayloadConverter,
     DefaultPayloadConverter,
     EncodingPayloadConverter,
@@ -111,13 +113,36 @@ class CachedDataclassConverter(JSONTypeConverter):
         return obj
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+class ShallowDataclassEncoder(AdvancedJSONEncoder):
+    """Temporal's JSON encoder, with a dataclass turned into a dict one level at a time.
+
+    `AdvancedJSONEncoder` encodes a dataclass as `dataclasses.asdict(o)`, which walks the
+    whole value first and deep-copies every leaf (`copy.deepcopy` of each string, number and
+    datetime) before the encoder walks it again; encoding a workflow's ledger write spent
+    most of its time there. Here a dataclass becomes the dict of its fields as they are, and
+    the encoder meets the nested dataclasses, lists and datetimes itself and asks this method
+    again for each: the same JSON, byte for byte (tests/test_converter.py compares them)."""
+
+    def default(self, o: Any) -> Any:
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return {name: getattr(o, name) for name in _field_names(type(o))}
+        return super().default(o)
+
+
 @functools.cache
 def _encoding_converters() -> tuple[EncodingPayloadConverter, ...]:
     """Temporal's default encoding converters, the JSON one with `CachedDataclassConverter`:
     built once and shared, as Temporal's default converter shares its own (none of them keeps
     state or takes a serialization context)."""
     return tuple(
-        JSONPlainPayloadConverter(custom_type_converters=[CachedDataclassConverter()])
+        JSONPlainPayloadConverter(
+            encoder=ShallowDataclassEncoder, custom_type_converters=[CachedDataclassConverter()]
+        )
         if isinstance(c, JSONPlainPayloadConverter)
         else c
         for c in DefaultPayloadConverter.default_encoding_payload_converters

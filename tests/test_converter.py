@@ -4,7 +4,9 @@ converter decodes them (issue 17)."""
 from __future__ import annotations
 
 import dataclasses
+import enum
 import typing
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +24,7 @@ from tests.conftest import STACK_CODEC_KEY
 from workflows.types import (
     ChargeResult,
     ContractState,
+    Fact,
     InstallmentState,
     LedgerSync,
     PaymentMethodInfo,
@@ -177,3 +180,75 @@ def test_the_encoding_converters_are_built_once_and_shared() -> None:
     )
     (payload,) = one.to_payloads([Tree(leaves=[Leaf("a")])])
     assert two.from_payloads([payload], [Tree])[0] == one.from_payloads([payload], [Tree])[0]
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+class Plain(enum.Enum):  # no JSON form: both converters refuse it
+    ONE = 1
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+@dataclass
+class Rich:
+    """Every kind of value a payload of ours can hold, nested."""
+
+    tree: Tree
+    when: datetime
+    ids: tuple[str, ...] = ()
+    tags: frozenset[str] = frozenset()
+    data: dict[str, Any] = field(default_factory=dict)
+    key: uuid.UUID | None = None
+    colour: Colour | None = None
+    level: Level = Level.HIGH
+    ratio: float = 0.1
+    text: str = 'Grüße, € 5 — "quoted"\n'
+
+
+def test_encoding_writes_the_default_converters_bytes() -> None:
+    at = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    due = datetime(2026, 12, 1, tzinfo=UTC)
+    values: list[Any] = [
+        Rich(
+            tree=Tree(
+                leaves=[Leaf("a", at), Leaf("b")], by_name={"c": Leaf("c")}, either=Leaf("d")
+            ),
+            when=at,
+            ids=("x", "y"),
+            tags=frozenset({"only"}),
+            data={"n": 1, "at": at, "nested": [{"leaf": Leaf("e", at)}, (1, 2)], "none": None},
+            key=uuid.UUID(int=7),
+            colour=Colour.RED,
+        ),
+        ContractState(
+            installments=[
+                InstallmentState(seq=1, due_at=due, amount=5000, status="paid", attempt_times=[due])
+            ],
+            method=PaymentMethodInfo("pm_1", "sepa_debit", last4="3000", mandate="mandate_1"),
+            paid_total=5000,
+        ),
+        LedgerSync(
+            "c1",
+            "active",
+            "none",
+            "none",
+            0,
+            0,
+            0,
+            None,
+            facts=[Fact("k1", "payment.succeeded", at, data={"amount": 5000, "at": at})],
+        ),
+        [Leaf("list"), {"k": Leaf("v")}],
+        None,
+        "plain",
+    ]
+    for value in values:
+        assert CACHED.to_payloads([value]) == DEFAULT.to_payloads([value]), value
+    for converter in (DEFAULT, CACHED):
+        with pytest.raises(TypeError, match="Plain"):
+            converter.to_payloads([Rich(tree=Tree(leaves=[]), when=at, data={"p": Plain.ONE})])
