@@ -87,59 +87,63 @@ def _expected(function: Callable[..., Any], name: str, steps: Sequence[str]) -> 
     )
 
 
-def _walk_once(
+async def _one_walk(
+    original: Callable[..., Awaitable[Any]],
+    steps: Callable[[Any], Callable[[Sequence[Any]], Awaitable[list[Any]]]],
     message: Any,
     data_converter: Any,
     headers: bool,
-    steps: Callable[[Any], Callable[[Sequence[Any]], Awaitable[list[Any]]]],
-) -> Awaitable[None]:
-    """One walk over `message` applying `steps(data_converter)` to each payload sequence
-    (the SDK's visitor, with the settings of its own walks)."""
+    storage_concurrency_limit: int,
+) -> Any:
+    """One walk over `message` applying `steps(data_converter)` to each payload sequence (the
+    SDK's visitor, with the settings of its own walks); with external storage, `original`."""
     from temporalio.bridge.worker import _Visitor
+    from temporalio.converter._extstore import StorageOperationMetrics
     from temporalio.worker._command_aware_visitor import CommandAwarePayloadVisitor
 
-    return CommandAwarePayloadVisitor(skip_search_attributes=True, skip_headers=not headers).visit(
+    if getattr(data_converter, "external_storage", None) is not None:
+        return await original(message, data_converter, headers, storage_concurrency_limit)
+    await CommandAwarePayloadVisitor(skip_search_attributes=True, skip_headers=not headers).visit(
         _Visitor(steps(data_converter)), message
     )
+    return StorageOperationMetrics()  # nothing stored or fetched: no external storage
+
+
+# The SDK calls both with keywords (`decode_headers=`, `encode_headers=`, …): the wrappers
+# keep its parameter names.
 
 
 def _one_pass_decode(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    from temporalio.converter._extstore import StorageOperationMetrics
-
     @functools.wraps(original)
     async def decode_activation(
-        activation: Any,
-        data_converter: Any,
-        decode_headers: bool,
-        storage_concurrency_limit: int,
+        activation: Any, data_converter: Any, decode_headers: bool, storage_concurrency_limit: int
     ) -> Any:
-        if getattr(data_converter, "external_storage", None) is not None:
-            return await original(
-                activation, data_converter, decode_headers, storage_concurrency_limit
-            )
-        await _walk_once(activation, data_converter, decode_headers, _decode_steps)
-        return StorageOperationMetrics()  # nothing fetched: no external storage
+        return await _one_walk(
+            original,
+            _decode_steps,
+            activation,
+            data_converter,
+            decode_headers,
+            storage_concurrency_limit,
+        )
 
     decode_activation.__mahnwerk_one_pass__ = True  # type: ignore[attr-defined]
     return decode_activation
 
 
 def _one_pass_encode(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    from temporalio.converter._extstore import StorageOperationMetrics
-
     @functools.wraps(original)
     async def encode_completion(
-        completion: Any,
-        data_converter: Any,
-        encode_headers: bool,
-        storage_concurrency_limit: int,
+        completion: Any, data_converter: Any, encode_headers: bool, storage_concurrency_limit: int
     ) -> Any:
-        if getattr(data_converter, "external_storage", None) is not None:
-            return await original(
-                completion, data_converter, encode_headers, storage_concurrency_limit
-            )
-        await _walk_once(completion, data_converter, encode_headers, _encode_steps)
-        return StorageOperationMetrics()  # nothing stored: no external storage
+        return await _one_walk(
+            original,
+            _encode_steps,
+            completion,
+            data_converter,
+            encode_headers,
+            storage_concurrency_limit,
+        )
 
     encode_completion.__mahnwerk_one_pass__ = True  # type: ignore[attr-defined]
     return encode_completion
