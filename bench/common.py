@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import math
 import os
 import platform
 import signal
@@ -205,8 +206,13 @@ def percentile(values: Sequence[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[k]
+    return ordered[nearest_rank(p, len(ordered))]
+
+
+def nearest_rank(p: float, n: int) -> int:
+    """The index of the p-th percentile among n sorted values: the smallest value with at
+    least p % of the n at or below it (ceil(p/100 · n), counted from 1)."""
+    return max(0, min(n - 1, math.ceil(p / 100 * n - 1e-9) - 1))
 
 
 # -- CPU accounting over a window ---------------------------------------------------------------

@@ -55,6 +55,7 @@ from bench.common import (
     loadavg,
     log_problems,
     markdown_table,
+    nearest_rank,
     parse_workers,
     percentile,
     plural,
@@ -248,6 +249,7 @@ class Park:
     rss_parked: dict[str, float] = field(default_factory=dict)
     server_parked: float = 0.0
     woke: list[float] = field(default_factory=list)  # lateness, s
+    watched: float = 0.0  # seconds from T to the end of the wake's watch
     done: list[float] = field(default_factory=list)  # lateness of the last measured step, s
     meter: CpuMeter | None = None
     trace: list[list[str]] = field(default_factory=list)
@@ -274,20 +276,36 @@ class Park:
             text = f"{peak.get(key, 0.0):.0f} in all ({text})"
         return f"workers {text} MiB, server {peak.get('temporal server', 0.0):.0f} MiB"
 
+    def late(self, p: float) -> float | None:
+        """The wake lateness's p-th percentile over all N; None when it falls among the
+        contracts not yet woken when the watch ended (later than `watched`)."""
+        return censored_percentile(self.woke, self.n, p)
+
+    def late_text(self, p: float) -> str:
+        value = self.late(p)
+        return f"> {self.watched:.0f} s" if value is None else f"{value:.1f} s"
+
     def woke_text(self) -> str:
         early = sum(1 for x in self.woke if x < 0)
-        return (
-            f"{len(self.woke)}/{self.n}; p50 {percentile(self.woke, 50):.1f} s, "
-            f"p99 {percentile(self.woke, 99):.1f} s, max {max(self.woke, default=float('nan')):.1f}"
-            f" s; {early} early"
+        text = (
+            f"{len(self.woke)}/{self.n}; p50 {self.late_text(50)}, p99 {self.late_text(99)}, "
+            f"max {max(self.woke, default=float('nan')):.1f} s; {early} early"
         )
+        if len(self.woke) < self.n:
+            text += (
+                f"; the watch ended {self.watched:.0f} s after T with "
+                f"{self.n - len(self.woke)} not woken ({len(self.woke) / self.watched:.1f}/s)"
+            )
+        return text
 
     def done_text(self) -> str:
         rate = len(self.done) / max(max(self.done, default=1.0), 1e-9)
-        return (
-            f"{len(self.done)}/{self.n}; p50 {percentile(self.done, 50):.1f} s, "
-            f"p99 {percentile(self.done, 99):.1f} s; {rate:.1f}/s"
-        )
+
+        def pct(p: float) -> str:
+            value = censored_percentile(self.done, self.n, p)
+            return f"> {self.watched:.0f} s" if value is None else f"{value:.1f} s"
+
+        return f"{len(self.done)}/{self.n}; p50 {pct(50)}, p99 {pct(99)}; {rate:.1f}/s"
 
 
 async def settle(stk: Stack, seconds: float, workers: list[str]) -> tuple[dict[str, float], float]:
@@ -330,6 +348,7 @@ async def mahnwerk_park(stk: Stack, args: argparse.Namespace, workers: list[str]
 
     res.meter = CpuMeter(stk.pids(), pg_url=stk.db_url, sums={"mahnwerk workers": workers})
     await monitor(res.meter, due, woke, n, timeout, "woke and debited", stk)
+    res.watched = time.time() - due.timestamp()
     rows = conn.execute("select attempted_at, settled_at from payment_attempts").fetchall()
     conn.close()
     t = due.timestamp()
@@ -434,6 +453,7 @@ async def bare_park(stk: Stack, args: argparse.Namespace, max_cached: int) -> Pa
     pids.update({w: stk.procs[w].pid for w in workers})
     res.meter = CpuMeter(pids, sums={"bare workers": workers})
     await monitor(res.meter, due, completed, n, timeout, "bare workflows woke and completed", stk)
+    res.watched = time.time() - due.timestamp()
     results = await bare_results(client, ids)
     t = due.timestamp()
     res.woke = [r.woke - t for r in results]
@@ -480,13 +500,10 @@ async def main_async(args: argparse.Namespace) -> None:
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.2f}" if b > 0 else "n/a"
 
-    mw_p99 = percentile(mw.woke, 99)
-    bare_p99 = percentile(bare.woke, 99) if bare else float("nan")
     target_rss = "≤ 300 MiB per worker " + ("met" if mw.worker_rss_max() <= 300 else "MISSED")
-    p99_ratio = ratio(mw_p99, bare_p99) if bare else "n/a"
-    p99_verdict = ""
-    if bare and bare_p99 > 0:
-        p99_verdict = "≤ 1.5 " + ("met" if mw_p99 / bare_p99 <= 1.5 else "MISSED")
+    p99_ratio = p99_verdict = ""
+    if bare:
+        p99_ratio, p99_verdict = lateness_ratio(mw, bare, 99, 1.5)
     cols = ["parked capacity", "Mahnwerk", "bare", "Mahnwerk/bare, target"]
 
     def b(text: str) -> str:
@@ -523,7 +540,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "woke (workflow.now() of the task after the timer) − T",
             mw.woke_text(),
             b(bare.woke_text() if bare else ""),
-            f"p99 {p99_ratio}" + (f", {p99_verdict}" if p99_verdict else ""),
+            f"p99 {p99_ratio or 'n/a'}" + (f", {p99_verdict}" if p99_verdict else ""),
         ],
         [
             "debited (Mahnwerk) / 2nd activity done (bare) − T",
@@ -595,6 +612,35 @@ async def main_async(args: argparse.Namespace) -> None:
             "(load average above).",
         ],
     )
+
+
+def censored_percentile(values: list[float], n: int, p: float) -> float | None:
+    """Nearest-rank percentile (p in 0..100) over n values of which `values` were measured
+    and the other n − len(values) are known only to be larger than all of them (contracts
+    not woken when the watch ended): None when the rank falls among those."""
+    if len(values) >= n:
+        return percentile(values, p)
+    ordered = sorted(values)
+    k = nearest_rank(p, n)
+    return ordered[k] if k < len(ordered) else None
+
+
+def lateness_ratio(mw: Park, bare: Park, p: float, target: float) -> tuple[str, str]:
+    """Mahnwerk's p-th wake lateness over bare's, and the verdict against `target`; a bound
+    (">" or "<") where one side's percentile is only known to exceed its watch."""
+    a, b = mw.late(p), bare.late(p)
+    if a is not None and b is not None:
+        if b <= 0:
+            return "n/a", ""
+        r = a / b
+        return f"{r:.2f}", f"≤ {target} " + ("met" if r <= target else "MISSED")
+    if a is None and b is not None and b > 0:
+        r = mw.watched / b
+        return f"> {r:.2f}", (f"≤ {target} MISSED" if r > target else "not known")
+    if b is None and a is not None and bare.watched > 0:
+        r = a / bare.watched
+        return f"< {r:.2f}", (f"≤ {target} met" if r <= target else "not known")
+    return "n/a (neither side woke in full)", "not known"
 
 
 def one_count(raw: str) -> int:
