@@ -8,16 +8,36 @@ One Stack (Temporal test server, worker, stand-in, SMTP), one browser, few page 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 from pathlib import Path
 
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Locator, Page, async_playwright
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.main import create_app
 from tests.browser.conftest import LiveServer, chromium_path
 from tests.stack import Stack, unique_email
 from tests.workflows.ladder import after, rungs
+
+
+async def shot(target: Page | Locator, path: str, full_page: bool = False) -> None:
+    """A screenshot for the artifacts. Chromium now and then answers "Unable to capture
+    screenshot" while a page repaints (seen once in CI, right after a dialog opened): try
+    again after a moment, up to three times; any other error fails the test."""
+    for attempt in range(3):
+        try:
+            if isinstance(target, Locator):
+                await target.screenshot(path=path)
+            else:
+                await target.screenshot(path=path, full_page=full_page)
+            return
+        except PlaywrightError as exc:
+            if "Unable to capture screenshot" not in str(exc) or attempt == 2:
+                raise
+            await asyncio.sleep(0.3)
+
 
 LOST = "pm_card_visa_chargeDeclinedLostCard"
 
@@ -59,7 +79,7 @@ async def test_support_agent_pauses_and_settles_in_the_console(
             page.on("pageerror", lambda exc: errors.append(str(exc)))
 
             await page.goto(f"{base}/console")
-            await page.screenshot(path=str(artifacts / "console-login.png"))
+            await shot(page, path=str(artifacts / "console-login.png"))
             await sign_in(page, base, "support-key-123")
 
             # find the contract by the customer's e-mail (typed in another case)
@@ -67,7 +87,7 @@ async def test_support_agent_pauses_and_settles_in_the_console(
             await page.get_by_role("button", name="Search").click()
             rows = page.locator("tr[data-contract]")
             assert await rows.count() == 1
-            await page.screenshot(path=str(artifacts / "console-search.png"), full_page=True)
+            await shot(page, path=str(artifacts / "console-search.png"), full_page=True)
             await page.get_by_role("link", name=cid).click()
             assert await page.locator("[data-status]").first.get_attribute("data-status") == (
                 "in_dunning"
@@ -80,14 +100,14 @@ async def test_support_agent_pauses_and_settles_in_the_console(
                 for i in range(await frames.count())
             ]
             assert any(cid in t and "Kurs X" in t for t in texts), texts
-            await frames.last.screenshot(path=str(artifacts / "console-notice.png"))
-            await page.screenshot(path=str(artifacts / "console-contract.png"), full_page=True)
+            await shot(frames.last, path=str(artifacts / "console-notice.png"))
+            await shot(page, path=str(artifacts / "console-contract.png"), full_page=True)
 
             # pause: review, then confirm
             await page.locator("#action-pause summary").click()
             await page.get_by_label("Reason (on the timeline)").first.fill("Kundin ruft zurück")
             await page.get_by_role("button", name="Pause…").click()
-            await page.screenshot(path=str(artifacts / "console-confirm.png"))
+            await shot(page, path=str(artifacts / "console-confirm.png"))
             await page.get_by_role("button", name="Confirm: Pause").click()
             outcome = page.locator("#outcome")
             assert "pause done" in await outcome.inner_text()
@@ -100,7 +120,7 @@ async def test_support_agent_pauses_and_settles_in_the_console(
             await sign_in(admin, base, "admin-key-123")
             await admin.get_by_role("link", name="Receivables & approvals").click()
             assert await admin.locator("table[data-receivables]").is_visible()
-            await admin.screenshot(path=str(artifacts / "console-admin.png"), full_page=True)
+            await shot(admin, path=str(artifacts / "console-admin.png"), full_page=True)
             bars = admin.locator("svg[data-chart] rect[data-stage]")
             assert await bars.count() >= 1  # this contract's open claim, among others
             await admin.close()
@@ -123,13 +143,13 @@ async def test_support_agent_pauses_and_settles_in_the_console(
                 "rows => rows.map(r => r.dataset.type)"
             )
             assert "settlement.recorded" in types and "contract.paused" in types
-            await page.screenshot(path=str(artifacts / "console-settled.png"), full_page=True)
+            await shot(page, path=str(artifacts / "console-settled.png"), full_page=True)
 
             # a support key cannot reach the admin page
             resp = await page.goto(f"{base}/console/admin")
             assert resp is not None and resp.status == 403
             assert "needs admin" in await page.get_by_role("alert").inner_text()
-            await page.screenshot(path=str(artifacts / "console-admin-forbidden.png"))
+            await shot(page, path=str(artifacts / "console-admin-forbidden.png"))
 
             # a form without its CSRF token is refused, and nothing happens
             await page.goto(f"{base}/console/contracts/{cid}")
@@ -139,7 +159,7 @@ async def test_support_agent_pauses_and_settles_in_the_console(
             )
             await page.locator("form[data-action=resume]").get_by_role("button").click()
             assert "CSRF token is missing or wrong" in await page.get_by_role("alert").inner_text()
-            await page.screenshot(path=str(artifacts / "console-csrf-refused.png"))
+            await shot(page, path=str(artifacts / "console-csrf-refused.png"))
             assert errors == []
 
         finally:
