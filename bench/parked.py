@@ -281,8 +281,10 @@ class Park:
         contracts not yet woken when the watch ended (later than `watched`)."""
         return censored_percentile(self.woke, self.n, p)
 
-    def late_text(self, p: float) -> str:
-        value = self.late(p)
+    def late_text(self, p: float, values: list[float] | None = None) -> str:
+        """The p-th percentile of `values` (the wake lateness by default) as text, over all
+        N: "> watched s" when it falls among those not measured by the watch's end."""
+        value = censored_percentile(self.woke if values is None else values, self.n, p)
         return f"> {self.watched:.0f} s" if value is None else f"{value:.1f} s"
 
     def woke_text(self) -> str:
@@ -300,12 +302,8 @@ class Park:
 
     def done_text(self) -> str:
         rate = len(self.done) / max(max(self.done, default=1.0), 1e-9)
-
-        def pct(p: float) -> str:
-            value = censored_percentile(self.done, self.n, p)
-            return f"> {self.watched:.0f} s" if value is None else f"{value:.1f} s"
-
-        return f"{len(self.done)}/{self.n}; p50 {pct(50)}, p99 {pct(99)}; {rate:.1f}/s"
+        p50, p99 = self.late_text(50, self.done), self.late_text(99, self.done)
+        return f"{len(self.done)}/{self.n}; p50 {p50}, p99 {p99}; {rate:.1f}/s"
 
 
 async def settle(stk: Stack, seconds: float, workers: list[str]) -> tuple[dict[str, float], float]:

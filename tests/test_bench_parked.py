@@ -31,6 +31,8 @@ def test_ratio_is_a_bound_when_mahnwerk_did_not_wake_in_full() -> None:
     assert verdict == "≤ 1.5 MISSED"
     assert "p99 > 600 s" in mw.woke_text()
     assert "10 not woken" in mw.woke_text()
+    mw.done = [6.0] * 60
+    assert mw.done_text().startswith("60/100; p50 6.0 s, p99 > 600 s")
 
 
 def test_ratio_when_both_woke_in_full() -> None:
