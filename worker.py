@@ -123,6 +123,23 @@ def _activity_name(fn: Callable[..., Any]) -> str:
     return defn.name if defn is not None and defn.name else getattr(fn, "__name__", "")
 
 
+# The fewest customer keys a worker's codec keeps in memory (see codec_key_cache_size).
+MIN_CODEC_KEY_CACHE = 1_000
+
+
+def codec_key_cache_size(settings: Settings) -> int:
+    """How many customer data keys (and workflow → key entries) the worker's payload codec
+    keeps in memory: twice its workflow cache, at least MIN_CODEC_KEY_CACHE.
+
+    A cached workflow's activations and its activities' payloads use its customer's key; a
+    contract the workflow cache has evicted is replayed from its history when it next runs,
+    and looking its key up once more (one indexed read, in a thread) costs little beside
+    that replay. The codec's default (10,000, as the API keeps) held ~20 MiB per worker
+    once a worker had seen 10,000 contracts: of a parked 100,000, RSS grew with contracts
+    seen, not cached (bench/RESULTS.md, issue 17)."""
+    return max(MIN_CODEC_KEY_CACHE, 2 * settings.worker_max_cached_workflows)
+
+
 def warn_base_rates(settings: Settings) -> None:
     """At start-up: say when the § 247 BGB table does not cover today (issue 11 item 7)."""
     cov = base_rate_coverage(with_rates(settings.extra_base_rates), berlin_date(datetime.now(UTC)))
@@ -279,7 +296,11 @@ async def run(settings: Settings) -> None:
     if problem:
         raise ConfigError(problem)
     # SDK metrics plus the business counters on MAHNWERK_WORKER_METRICS_PORT (Prometheus).
-    client = await connect_client(settings, runtime=worker_runtime(settings))
+    client = await connect_client(
+        settings,
+        runtime=worker_runtime(settings),
+        key_cache_size=codec_key_cache_size(settings),
+    )
     parts = build_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -212,6 +212,7 @@ class _Shared:
 
     def __init__(self, store: KeyStore | None, cache_size: int, ttl: float) -> None:
         self.store = store
+        self.cache_size = cache_size
         # workflow id -> its customer's key, or None (not a contract: the master key)
         self.workflows: _TTLCache[_Sealer | None] = _TTLCache(cache_size, ttl)
         # customer key id (metadata form, `customer:…`) -> cipher
@@ -266,6 +267,11 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
     @property
     def key_ids(self) -> list[str]:
         return self._ring.ids
+
+    @property
+    def cache_size(self) -> int:
+        """How many customer keys (and as many workflow → key entries) stay in memory."""
+        return self._shared.cache_size
 
     @property
     def workflow_id(self) -> str | None:

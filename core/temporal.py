@@ -14,7 +14,7 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
 
-from core.codec import EncryptionCodec, parse_key_ring
+from core.codec import KEY_CACHE_SIZE, EncryptionCodec, parse_key_ring
 from core.converter import PayloadConverter
 from core.customer_keys import CustomerKeyStore
 from core.db import make_engine, make_session_factory
@@ -22,14 +22,18 @@ from core.settings import Settings
 
 
 def data_converter(
-    settings: Settings, sessions: sessionmaker[Session] | None = None
+    settings: Settings,
+    sessions: sessionmaker[Session] | None = None,
+    *,
+    key_cache_size: int = KEY_CACHE_SIZE,
 ) -> DataConverter:
     """The converter of every client: Temporal's default payload converter with dataclass type
     hints cached (core/converter.py); payloads encrypted when MAHNWERK_CODEC_KEY is set.
 
     Contract workflows' payloads are encrypted with their customer's data key, kept in the
     ledger database (`sessions`, or a small pool of its own opened on first use), so that
-    erasing the customer shreds them (core/codec.py, core/customer_keys.py).
+    erasing the customer shreds them (core/codec.py, core/customer_keys.py). The codec keeps
+    up to `key_cache_size` of those keys (and as many workflow → key entries) in memory.
 
     Failure messages and stack traces are moved into an (encrypted) payload as well: an
     error such as "notice 3 undeliverable: erika@example.org: 550 …" must not sit in the
@@ -51,7 +55,7 @@ def data_converter(
     )
     return dataclasses.replace(
         default,
-        payload_codec=EncryptionCodec(ring, store),
+        payload_codec=EncryptionCodec(ring, store, cache_size=key_cache_size),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 
@@ -98,6 +102,7 @@ async def connect_client(
     target: str | None = None,
     runtime: Runtime | None = None,
     sessions: sessionmaker[Session] | None = None,
+    key_cache_size: int = KEY_CACHE_SIZE,
 ) -> Client:
     """Connect with the project's data converter (payload encryption, SPEC.md §7), and TLS /
     API key when the environment asks for them (`connection_options`).
@@ -105,11 +110,13 @@ async def connect_client(
     `runtime`: the worker's, from `core.metrics.worker_runtime` (Prometheus metrics); None
     is the SDK's default runtime. `sessions`: the ledger database, for the customer data
     keys (None: the codec opens its own small pool when it first needs one).
+    `key_cache_size`: how many customer keys the codec keeps in memory (the worker sizes it
+    from its workflow cache, `worker.codec_key_cache_size`).
     """
     return await Client.connect(
         target or settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings, sessions),
+        data_converter=data_converter(settings, sessions, key_cache_size=key_cache_size),
         runtime=runtime,
         **connection_options(),
     )

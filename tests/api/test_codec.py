@@ -40,6 +40,7 @@ from api.main import create_app
 from api.routes.codec import SESSION_COOKIE, SESSION_TTL, issue_session
 from core.codec import (
     ENCODING,
+    KEY_CACHE_SIZE,
     KEY_ID_META,
     CodecError,
     EncryptionCodec,
@@ -752,6 +753,55 @@ def _ledger_contract(sessions: sessionmaker[Session], customer_id: str) -> str:
 
 def _wf(workflow_id: str) -> WorkflowSerializationContext:
     return WorkflowSerializationContext(namespace="default", workflow_id=workflow_id)
+
+
+async def test_the_key_cache_holds_the_most_recently_used_keys_up_to_its_size(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A worker sizes the cache from its workflow cache (worker.codec_key_cache_size): keys
+    beyond it are looked up again, never wrong."""
+    ring = parse_key_ring(f"{NEW},{OLD}")
+    store = CountingStore(CustomerKeyStore(ring, sessions))
+    codec = EncryptionCodec(ring, store, cache_size=2)
+    assert codec.cache_size == 2 and codec.with_context(_wf("contract-x")).cache_size == 2
+    first, second, third = (
+        _ledger_contract(sessions, f"cus-{uuid.uuid4().hex[:8]}") for _ in range(3)
+    )
+    sealed = {}
+    for wid in (first, second, third):
+        (sealed[wid],) = await codec.with_context(_wf(wid)).encode([_plain(wid)])
+    assert store.calls == [first, second, third]
+    for wid in (second, third):  # the two most recent: no database round trip
+        await codec.with_context(_wf(wid)).encode([_plain("again")])
+    assert store.calls == [first, second, third]
+    # the first was evicted: looked up again, same key as before
+    (again,) = await codec.with_context(_wf(first)).encode([_plain("again")])
+    assert store.calls == [first, second, third, first]
+    assert again.metadata[KEY_ID_META] == sealed[first].metadata[KEY_ID_META]
+    # decoding a payload of an evicted key loads it by its id
+    fresh = EncryptionCodec(ring, store, cache_size=1)
+    assert await fresh.decode([sealed[second], sealed[third]]) == [_plain(second), _plain(third)]
+    assert await fresh.decode([sealed[second]]) == [_plain(second)]
+    assert store.calls[4:] == [
+        sealed[w].metadata[KEY_ID_META].decode().removeprefix("customer:")
+        for w in (second, third, second)
+    ]
+
+
+def test_a_worker_sizes_its_key_cache_from_its_workflow_cache(settings: Settings) -> None:
+    from worker import MIN_CODEC_KEY_CACHE, codec_key_cache_size
+
+    assert (
+        codec_key_cache_size(settings.model_copy(update={"worker_max_cached_workflows": 1000}))
+        == 2000
+    )
+    assert (
+        codec_key_cache_size(settings.model_copy(update={"worker_max_cached_workflows": 0}))
+        == MIN_CODEC_KEY_CACHE
+    )
+    keyed = settings.model_copy(update={"codec_key": SecretStr(NEW)})
+    assert data_converter(keyed, key_cache_size=1234).payload_codec.cache_size == 1234  # type: ignore[union-attr]
+    assert data_converter(keyed).payload_codec.cache_size == KEY_CACHE_SIZE  # type: ignore[union-attr]
 
 
 async def test_contract_payloads_use_their_customers_key_cached_after_the_first_look_up(
