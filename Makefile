@@ -96,7 +96,7 @@ distclean: clean
 	rm -rf $(VENV) var
 
 # Benchmarks (issue 6; bench/README.md). Options through BENCH_ARGS, e.g. BENCH_ARGS="--n 10000".
-.PHONY: bench-wave bench-checkout bench-parked bench-history
+.PHONY: bench-wave bench-checkout bench-parked bench-history bench-cache-memory
 bench-wave: install
 	$(BIN)/python -m bench.due_wave $(BENCH_ARGS)
 
@@ -108,3 +108,6 @@ bench-parked: install
 
 bench-history: install
 	$(BIN)/python -m bench.history $(BENCH_ARGS)
+
+bench-cache-memory: install
+	$(BIN)/python -m bench.cache_memory $(BENCH_ARGS)
