@@ -36,6 +36,7 @@ from bench.common import (
     console,
     loadavg,
     markdown_table,
+    rss_mib,
     run_benchmark,
     table,
 )
@@ -67,12 +68,12 @@ SHAPES = (
 )
 
 
-def _rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/self/status")
+def _rss() -> float:
+    """This process's RSS in MiB."""
+    rss = rss_mib(os.getpid())
+    if rss is None:
+        raise RuntimeError("no VmRSS in /proc/self/status")
+    return rss
 
 
 async def _child(shape: Shape, n: int) -> dict[str, float]:
@@ -106,21 +107,21 @@ async def _child(shape: Shape, n: int) -> dict[str, float]:
         ):
             await asyncio.sleep(3)
             gc.collect()
-            before = _rss_kib()
+            before = _rss()
             inp = SleeperInput("x" * (shape.input_kib * 1024), shape.activities)
             half = await _park(env.client, queue, inp, n // 2, shape.activities)
             rest = await _park(env.client, queue, inp, n - n // 2, shape.activities)
     # The slope over the second half: the first workflows also pay one-off costs (the
     # sandbox's first imports, the SDK's first buffers), which are not per workflow.
     return {
-        "before": before / 1024,
-        "half": half / 1024,
-        "after": rest / 1024,
-        "per": (rest - half) / (n - n // 2),
+        "before": before,
+        "half": half,
+        "after": rest,
+        "per": (rest - half) * 1024 / (n - n // 2),  # KiB
     }
 
 
-async def _park(client: Client, queue: str, inp: SleeperInput, n: int, activities: int) -> int:
+async def _park(client: Client, queue: str, inp: SleeperInput, n: int, activities: int) -> float:
     """Start n workflows, wait until each has reached its timer; the worker's RSS then."""
     from bench.sleeper_workflow import SleeperWorkflow
 
@@ -153,7 +154,7 @@ async def _park(client: Client, queue: str, inp: SleeperInput, n: int, activitie
         raise RuntimeError(f"{len(pending)} of {n} workflows never reached their timer")
     await asyncio.sleep(3)
     gc.collect()
-    return _rss_kib()
+    return _rss()
 
 
 def _measure(shape: Shape, n: int) -> dict[str, float]:
