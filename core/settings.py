@@ -195,11 +195,12 @@ class Settings(BaseSettings):
     # a mail server's answer) of the worker's mail task queue `<task queue>-mail` (issue 17).
     mail_concurrency: int = Field(default=8, ge=1, le=256)
     # -- worker: workflow cache and sticky queue (bench/RESULTS.md, issue 6) ------------------
-    # A cached contract workflow costs the worker ~110 KiB now that the workflow code passes
-    # through the sandbox (280 KiB before). 1,000 keeps a worker with 10,000 parked contracts
-    # at 263 MiB (target ≤ 300); a due wave larger than the cache replays evicted workflows
-    # (cache 2,000 for a 2,000-wave: 19 ms worker CPU per installment vs 60 ms at 500).
-    worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    # A cached contract workflow costs the worker ~145–150 KiB with payloads encrypted (a
+    # worker holds ~150 MiB + 0.15 MiB per cached contract, bench/RESULTS.md, issue 17). 800
+    # keeps a parked worker under 300 MiB (270 MiB at 20,000 parked; 1,000 gave 300); a due
+    # wave larger than the cache replays evicted workflows (2,000-wave on two workers: 800
+    # cost 2.6× the replays of 1,000 and no throughput measurable in the bench's runs).
+    worker_max_cached_workflows: int = Field(default=800, ge=0)
     # How long a workflow task waits for this worker's sticky queue before going to the
     # public queue (and a full replay from the history). In a due wave every contract's task
     # is queued at the due instant, and a worker works through them for minutes: at 30 s,
