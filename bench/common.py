@@ -854,14 +854,60 @@ def log_problems(stk: Stack, names: Sequence[str]) -> dict[str, str]:
     return out
 
 
+# The bench database is held by one run at a time: a PostgreSQL advisory lock (local to the
+# database) on a connection this process keeps until it exits. A second run against the same
+# database would empty the first one's ledger under its parked contracts (it happened: the
+# seventh session's 100,000 park, bench/RESULTS.md).
+BENCH_LOCK_KEY = 0x6D61686E  # "mahn"
+_held: dict[str, Any] = {}
+
+
+class DatabaseInUse(SystemExit):
+    pass
+
+
+def hold_database(url: str) -> None:
+    """Take the bench database for this process, or exit naming the run that has it."""
+    if url in _held or not url.startswith("postgresql"):
+        return
+    from sqlalchemy import text
+
+    from core.db import make_engine
+
+    engine = make_engine(url)
+    conn = engine.connect()
+    if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": BENCH_LOCK_KEY}).scalar():
+        holder = conn.execute(
+            text(
+                "SELECT l.pid, a.application_name, a.backend_start FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+                "AND l.objid = :k AND l.database = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database())"
+            ),
+            {"k": BENCH_LOCK_KEY},
+        ).first()
+        conn.close()
+        engine.dispose()
+        since = f" since {holder.backend_start:%H:%M:%S}" if holder is not None else ""
+        raise DatabaseInUse(
+            f"error: the bench database {engine.url.database!r} is in use by another bench "
+            f"run{since} (PostgreSQL backend {holder.pid if holder else '?'}); resetting it "
+            "would empty that run's ledger. Wait for it, or give this run its own database "
+            "with --database-url (DATABASE_URL is not read)"
+        )
+    conn.commit()  # the lock is the session's, not the transaction's
+    _held[url] = (engine, conn)
+
+
 def reset_database(url: str) -> None:
-    """Empty the bench database and apply the real migrations."""
+    """Empty the bench database and apply the real migrations (held for this run first)."""
     from sqlalchemy import text
 
     from core.db import make_engine
     from core.migrate import upgrade
     from core.models import Base
 
+    hold_database(url)
     engine = make_engine(url)
     with engine.begin() as conn:
         Base.metadata.drop_all(conn)

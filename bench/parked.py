@@ -301,9 +301,11 @@ class Park:
         return text
 
     def done_text(self) -> str:
-        rate = len(self.done) / max(max(self.done, default=1.0), 1e-9)
         p50, p99 = self.late_text(50, self.done), self.late_text(99, self.done)
-        return f"{len(self.done)}/{self.n}; p50 {p50}, p99 {p99}; {rate:.1f}/s"
+        last = max(self.done, default=0.0)
+        # done per second from T to the last one; none after T: no rate to give
+        rate = f"{len(self.done) / last:.1f}/s" if last > 0 else "no rate (none done after T)"
+        return f"{len(self.done)}/{self.n}; p50 {p50}, p99 {p99}; {rate}"
 
 
 async def settle(stk: Stack, seconds: float, workers: list[str]) -> tuple[dict[str, float], float]:

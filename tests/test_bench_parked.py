@@ -47,3 +47,42 @@ def test_bare_cut_off_bounds_the_ratio_from_above() -> None:
     bare = park("bare", [2.0] * 50, 100, 100.0)
     mw = park("Mahnwerk", [30.0] * 100, 100, 100.0)
     assert lateness_ratio(mw, bare, 99, 1.5) == ("< 0.30", "≤ 1.5 met")
+
+
+def test_no_rate_when_nothing_was_done_after_t() -> None:
+    # A debit before T (a run's attempts read from a ledger another run filled) gave
+    # "506000000000.0/s": a rate needs something done after T.
+    mw = park("Mahnwerk", [-600.0] * 3, 3, 60.0)
+    mw.done = [-599.0, -600.0, -601.0]
+    assert mw.done_text().endswith("; no rate (none done after T)")
+    mw.done = [1.0, 2.0, 4.0]
+    assert mw.done_text().endswith("; 0.8/s")
+
+
+def test_a_second_run_cannot_take_the_bench_database() -> None:
+    """Two bench runs on one database: the second stops before it empties the first's ledger."""
+    import os
+
+    import pytest
+
+    from bench import common
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        pytest.skip("the bench database is PostgreSQL (DATABASE_URL)")
+    common.hold_database(url)
+    first = common._held.pop(url)  # as if another process held it
+    try:
+        with pytest.raises(common.DatabaseInUse) as err:
+            common.hold_database(url)
+        assert "is in use by another bench run" in str(err.value)
+        assert "--database-url" in str(err.value)
+        assert url not in common._held
+    finally:
+        engine, conn = first
+        conn.close()
+        engine.dispose()
+    common.hold_database(url)  # free again: taken
+    engine, conn = common._held.pop(url)
+    conn.close()
+    engine.dispose()
