@@ -11,7 +11,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from core.settings import Settings
-from domain.interest import BaseRate, MissingBaseRate, claim_interest, with_rates
+from domain.interest import BaseRate, MissingBaseRate, claim_interest, pinned_rates, with_rates
 from domain.schedule import berlin_date
 from workflows.types import InterestInput, InterestOutput
 
@@ -27,7 +27,7 @@ class ClaimActivities:
         A contract asks when the claim needs a half-year its pinned table lacks (at most
         once a day, workflows.contract `_refresh_rates`); `today` is only for the log."""
         activity.logger.info("base-rate table asked for on %s: %d rows", today, len(self.rates))
-        return list(self.rates)
+        return pinned_rates(self.rates)
 
     @activity.defn(name="claim_interest")
     def claim_interest(self, inp: InterestInput) -> InterestOutput:

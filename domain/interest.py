@@ -192,6 +192,16 @@ def with_rates(
     return tuple(sorted(merged.values(), key=lambda row: row.effective))
 
 
+def pinned_rates(rates: Sequence[BaseRate]) -> list[BaseRate]:
+    """The rows as a contract pins them (its workflow input, its state and the claim facts of
+    every ledger write): the half-year and the rate, without the source. Interest needs only
+    those two; the source stays with the table here and with MAHNWERK_BASE_RATES (``mahnwerk
+    base-rates`` prints it). The citations were 750 of the table's 1,130 bytes, repeated in
+    every workflow input, every ledger write's payload and every contract's stored claim
+    facts (issue 17)."""
+    return [BaseRate(row.effective, row.rate_bp, "") for row in rates]
+
+
 def base_rate_on(day: str, rates: Sequence[BaseRate] = BASE_RATES) -> int:
     """The § 247 BGB base rate (bp) in force on ``day``; MissingBaseRate if the table lacks it."""
     when = iso_date(day, "day")

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.claim import Claim, ClaimFacts, CostFact, FeeFact, PaymentFact, WaiverFact
-from domain.interest import BASE_RATES, BaseRate
+from domain.interest import BASE_RATES, BaseRate, pinned_rates
 from domain.policy import Policy
 
 TASK_QUEUE = "mahnwerk"
@@ -407,8 +407,9 @@ class ContractInput:
     seller_state: str = ""
     # The § 247 BGB base-rate table when the contract started (domain.interest.BASE_RATES
     # plus MAHNWERK_BASE_RATES): the workflow never reads the table in code, so a release
-    # that adds a row cannot change what a replay computes.
-    base_rates: list[BaseRate] = field(default_factory=lambda: list(BASE_RATES))
+    # that adds a row cannot change what a replay computes. Rows without their sources
+    # (domain.interest.pinned_rates; contracts started before carry them, unused).
+    base_rates: list[BaseRate] = field(default_factory=lambda: pinned_rates(BASE_RATES))
     # When invoices are issued (MAHNWERK_INVOICE_TIMING, pinned at checkout): at_due |
     # at_payment; "" none (invoicing off, or a contract from before issue 15).
     invoice_timing: str = ""

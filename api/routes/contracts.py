@@ -72,7 +72,7 @@ from core.sellers import DEFAULT_SELLER_ID, SellerDirectory, SellerProfile
 from core.settings import Settings
 from core.temporal import workflow_ui_url
 from domain.collection import limitation
-from domain.interest import with_rates
+from domain.interest import pinned_rates, with_rates
 from domain.policy import Policy, PolicyError, load_policy, policy_to_dict
 from domain.schedule import due_instant, installment_due_times
 from workflows.base import FINAL
@@ -219,7 +219,7 @@ def build_input(
         minimum_term=body.subscription.minimum_term if body.subscription else None,
         sepa_prenotification_by=settings.sepa_prenotification,
         seller_state=seller.state if seller is not None else settings.seller_state,
-        base_rates=list(with_rates(settings.extra_base_rates)),
+        base_rates=pinned_rates(with_rates(settings.extra_base_rates)),
         seller_id=seller.id if seller is not None else DEFAULT_SELLER_ID,
         # Invoices (issue 15) in the seller's own series with its tax settings
         # (core.invoice_seller), unless the platform or the seller turned them off.

@@ -297,3 +297,37 @@ async def test_a_court_handoff_without_an_address_waits_for_it(
     assert file["mahnantrag"]["principal"] == 9900
     types = [e["type"] for e in (await timeline(stack, cid, "customer.address_updated"))]
     assert types == ["customer.address_updated"]
+
+
+async def test_a_contract_pins_the_base_rates_without_their_sources(
+    stack: Stack, sessions: sessionmaker[Session]
+) -> None:
+    """The § 247 BGB rows a contract pins — its workflow input and the claim facts its
+    ledger writes carry, which the API computes today's claim from — are the half-year and
+    the rate of every row of the worker's table; the source stays with the table in code
+    (issue 17: two thirds of the input's bytes, held by every cached contract)."""
+    from core.models import Contract
+    from domain.interest import with_rates
+    from workflows.types import ContractInput
+
+    cid, handle = await stack.start(count=2, email=unique_email())
+    table = with_rates(stack.settings.extra_base_rates)
+    assert table and all(row.source for row in table)  # the table in code names them
+    expected = [(row.effective, row.rate_bp) for row in table]
+
+    started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
+    (inp,) = await stack.temporal.data_converter.decode(started.input.payloads, [ContractInput])
+    assert [(row.effective, row.rate_bp) for row in inp.base_rates] == expected
+    assert {row.source for row in inp.base_rates} == {""}
+
+    await handle.query("view", result_type=ContractView)  # the first task (and its write) done
+    facts: dict[str, Any] | None = None
+    for _ in range(100):
+        with sessions() as s:
+            facts = s.get(Contract, cid).claim_facts  # type: ignore[union-attr]
+        if facts:
+            break
+        await stack.env.sleep(timedelta(seconds=1))
+    assert facts, "the contract's first ledger write carries its claim facts"
+    assert [(r["effective"], r["rate_bp"]) for r in facts["rates"]] == expected
+    assert {r["source"] for r in facts["rates"]} == {""}
