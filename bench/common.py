@@ -879,7 +879,7 @@ def hold_database(url: str) -> None:
     if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": BENCH_LOCK_KEY}).scalar():
         holder = conn.execute(
             text(
-                "SELECT l.pid, a.application_name, a.backend_start FROM pg_locks l "
+                "SELECT l.pid, a.backend_start FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
                 "AND l.objid = :k AND l.database = (SELECT oid FROM pg_database "
                 "WHERE datname = current_database())"

@@ -199,7 +199,7 @@ class Settings(BaseSettings):
     # worker holds ~150 MiB + 0.15 MiB per cached contract, bench/RESULTS.md, issue 17). 800
     # keeps a parked worker under 300 MiB (270 MiB at 20,000 parked; 1,000 gave 300); a due
     # wave larger than the cache replays evicted workflows (2,000-wave on two workers: 800
-    # cost 2.6× the replays of 1,000 and no throughput measurable in the bench's runs).
+    # cost 2–3× the replays of 1,000 and ~5 % of the recorded rate over two pairs of runs).
     worker_max_cached_workflows: int = Field(default=800, ge=0)
     # How long a workflow task waits for this worker's sticky queue before going to the
     # public queue (and a full replay from the history). In a due wave every contract's task
