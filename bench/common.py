@@ -459,6 +459,8 @@ class Stack:
     stripe_rate_limit: float | None = None
     # MAHNWERK_STRIPE_CREATE_RATE_LIMIT alone (None: the same as stripe_rate_limit)
     stripe_create_rate_limit: float | None = None
+    # Settings for the API *and* the workers (e.g. the wave's --no-invoices, --no-messages)
+    extra_env: dict[str, str] = field(default_factory=dict)
     _catcher: Any = None
 
     # Temporal ---------------------------------------------------------------------------
@@ -587,6 +589,7 @@ class Stack:
         )
         if create is not None:
             env["MAHNWERK_STRIPE_CREATE_RATE_LIMIT"] = f"{create:g}"
+        env.update(self.extra_env)
         env.update(extra)
         return env
 

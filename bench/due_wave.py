@@ -37,6 +37,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,6 +47,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from bench.common import (
     CODEC,
     PLATFORM,
+    ROOT,
     CpuMeter,
     EventReceiver,
     Stack,
@@ -571,6 +573,24 @@ class Run:
         return self.mw.debit.rate() / self.bare.rate() if self.bare.rate() else float("nan")
 
 
+def quiet_policies(workdir: Path) -> Path:
+    """The shipped policies with every customer message beyond dunning switched off
+    (`messages:` of domain.policy; `--no-messages`): a paid installment sends no mail."""
+    from domain.policy import MESSAGE_KINDS, load_policy
+
+    out = workdir / "policies-quiet"
+    out.mkdir()
+    for src in sorted((ROOT / "policies").glob("*.yaml")):
+        text = src.read_text()
+        if "\nmessages:" in text:
+            raise SystemExit(f"{src}: has a messages section; --no-messages cannot add one")
+        off = "".join(f"  {kind}: false\n" for kind in MESSAGE_KINDS)
+        (out / src.name).write_text(text.rstrip("\n") + "\nmessages:\n" + off)
+        policy = load_policy(src.stem, out)
+        assert not any(policy.messages.enabled(kind) for kind in MESSAGE_KINDS), src
+    return out
+
+
 def default_cache() -> int:
     """Mahnwerk's worker's own max_cached_workflows (MAHNWERK_WORKER_MAX_CACHED_WORKFLOWS)."""
     from core.settings import Settings
@@ -591,6 +611,10 @@ async def one_run(args: argparse.Namespace, k: int) -> Run:
             stk.task_queue = f"mahnwerk-bench-{uuid.uuid4().hex[:6]}"
             stk.stripe_rate_limit = args.stripe_rate_limit
             stk.stripe_create_rate_limit = args.stripe_create_rate_limit
+            if not args.invoices:  # pinned into each contract at checkout: the API's too
+                stk.extra_env["MAHNWERK_INVOICING"] = "false"
+            if not args.messages:
+                stk.extra_env["MAHNWERK_POLICY_DIR"] = str(quiet_policies(stk.workdir))
             stk.start_temporal()
             await stk.wait_temporal_ready()
             stk.start_smtp()
@@ -815,6 +839,18 @@ async def main_async(args: argparse.Namespace) -> None:
             if args.events
             else "off (MAHNWERK_EVENTS_URL unset: the outbox is not delivered)",
         ),
+        (
+            "invoices",
+            "on (the default seller invoices each installment when due)"
+            if args.invoices
+            else "off (MAHNWERK_INVOICING=false: no invoice, no invoice.issued event)",
+        ),
+        (
+            "customer messages",
+            "on (the policies' defaults: plan_completed mails the paid plan's receipt)"
+            if args.messages
+            else "off (policies with every `messages:` kind false: no mail for a paid plan)",
+        ),
         ("bytecode cache", BYTECODE[args.bytecode_cache]),
         ("payload codec", CODEC[args.codec]),
         ("worker settings (--worker-env)", ", ".join(args.worker_env) or "the defaults"),
@@ -914,6 +950,20 @@ def main() -> None:
         dest="events",
         action="store_false",
         help="leave MAHNWERK_EVENTS_URL unset (the outbox is not delivered; as before issue 17)",
+    )
+    parser.add_argument(
+        "--no-invoices",
+        dest="invoices",
+        action="store_false",
+        help="MAHNWERK_INVOICING=false for the API and the workers: no invoice per installment "
+        "(with --no-messages and --no-events: the wave without the product's own work beside "
+        "the debit and the ledger)",
+    )
+    parser.add_argument(
+        "--no-messages",
+        dest="messages",
+        action="store_false",
+        help="policies with every customer message off (no receipt mail for a paid plan)",
     )
     parser.add_argument(
         "--events-drain",
