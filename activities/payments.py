@@ -14,10 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import stripe
-from sqlalchemy import select
+from sqlalchemy import Row, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -39,6 +39,8 @@ FINAL_ATTEMPT_STATES = ("succeeded", "declined")
 # Stripe keeps idempotency keys for at least 24 hours ("Idempotent requests", Stripe API
 # reference); an hour less leaves room for clock skew between us and Stripe.
 KEY_FRESH_FOR = timedelta(hours=23)
+
+_attempts = cast(Table, PaymentAttempt.__table__)  # written in SQLAlchemy Core (issue 17)
 
 
 def _as_utc(t: datetime) -> datetime:
@@ -398,24 +400,20 @@ class PaymentActivities:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _claim_key(self, inp: ChargeInput) -> PaymentAttempt | None:
+    def _claim_key(self, inp: ChargeInput) -> Row[Any, Any] | None:
         """Write the attempt's ledger row (status `submitting`) *before* the first Stripe
         request with its idempotency key. Returns None when this call created the row (the
         key has never been sent), else the row an earlier try left (its `attempted_at` is no
         later than that try's first request). Raises when the database is away, so that no
-        request is ever sent without its row: the row is the proof `_needs_search` relies on."""
+        request is ever sent without its row: the row is the proof `_needs_search` relies on.
+
+        One INSERT (SQLAlchemy Core, issue 17): a first try, by far the most common, writes
+        and reads nothing else; a retry's INSERT meets the unique key and reads the row."""
         now = datetime.now(UTC)
         try:
             with transaction(self.sessions) as s:
-                row = s.scalar(
-                    select(PaymentAttempt).where(
-                        PaymentAttempt.idempotency_key == inp.idempotency_key
-                    )
-                )
-                if row is not None:
-                    return row
-                s.add(
-                    PaymentAttempt(
+                s.connection().execute(
+                    insert(_attempts).values(
                         contract_id=inp.contract_id,
                         installment_seq=inp.installment_seq,
                         attempt=inp.attempt,
@@ -427,20 +425,24 @@ class PaymentActivities:
                         status="submitting",
                     )
                 )
-        except IntegrityError:  # a concurrent try of the same key wrote it first
+        except IntegrityError:  # an earlier (or concurrent) try of the same key wrote it
             with self.sessions() as s:
-                row = s.scalar(
-                    select(PaymentAttempt).where(
-                        PaymentAttempt.idempotency_key == inp.idempotency_key
+                row = (
+                    s.connection()
+                    .execute(
+                        select(_attempts.c.attempted_at, _attempts.c.status).where(
+                            _attempts.c.idempotency_key == inp.idempotency_key
+                        )
                     )
+                    .first()
                 )
-            if row is None:  # cannot happen (unique key); be safe: treat as seen before
+            if row is None:  # not the key: e.g. the contract is missing from the ledger
                 raise
             return row
         return None
 
     @staticmethod
-    def _needs_search(inp: ChargeInput, earlier: PaymentAttempt | None) -> bool:
+    def _needs_search(inp: ChargeInput, earlier: Row[Any, Any] | None) -> bool:
         """Must we look the key up in Stripe's metadata before creating (DESIGN.md 3)?
 
         Stripe keeps an idempotency key for at least 24 h: a request with a key it still
@@ -501,35 +503,40 @@ class PaymentActivities:
         return data[0] if data else None
 
     def _record(self, inp: ChargeInput, res: ChargeResult) -> None:
+        """The attempt's outcome on its row: one UPDATE (the row `_claim_key` wrote), or
+        the row itself when there is none (no payment method, the seller's configuration)."""
         now = datetime.now(UTC)
+        outcome: dict[str, Any] = {
+            "payment_method": inp.payment_method,
+            "payment_intent": res.payment_intent,
+            "status": res.status,
+            "decline_code": res.code,
+            "failure_class": res.failure_class,
+            "message": res.message,
+        }
+        if res.status == "succeeded":
+            outcome["settled_at"] = now
+        key = _attempts.c.idempotency_key == inp.idempotency_key
         with transaction(self.sessions) as s:
-            row = s.scalar(
-                select(PaymentAttempt).where(PaymentAttempt.idempotency_key == inp.idempotency_key)
-            )
-            if row is None:
-                row = PaymentAttempt(
-                    contract_id=inp.contract_id,
-                    installment_seq=inp.installment_seq,
-                    attempt=inp.attempt,
-                    idempotency_key=inp.idempotency_key,
-                    amount=inp.amount,
-                    currency=inp.currency,
-                    attempted_at=inp.attempted_at or now,
-                    status=res.status,
+            updated = s.connection().execute(update(_attempts).where(key).values(outcome))
+            if updated.rowcount:
+                return
+        try:
+            with transaction(self.sessions) as s:
+                s.connection().execute(
+                    insert(_attempts).values(
+                        contract_id=inp.contract_id,
+                        installment_seq=inp.installment_seq,
+                        attempt=inp.attempt,
+                        idempotency_key=inp.idempotency_key,
+                        amount=inp.amount,
+                        currency=inp.currency,
+                        attempted_at=inp.attempted_at or now,
+                        **outcome,
+                    )
                 )
-                s.add(row)
-            row.payment_method = inp.payment_method
-            row.payment_intent = res.payment_intent
-            row.status = res.status
-            row.decline_code = res.code
-            row.failure_class = res.failure_class
-            row.message = res.message
-            if res.status == "succeeded":
-                row.settled_at = now
-            try:
-                s.flush()
-            except IntegrityError:  # a concurrent retry recorded it first: same outcome
-                s.rollback()
+        except IntegrityError:  # a concurrent retry recorded it first: same outcome
+            log.info("attempt %s recorded by a concurrent try", inp.installment_seq)
 
     # -- activities ------------------------------------------------------------------------
 
