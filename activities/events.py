@@ -279,10 +279,7 @@ class EventDispatcher:
                 .values(claimed_by=None, claimed_until=None)
             )
 
-    def _mark(self, event_id: str, ok: bool, error: str | None) -> None:
-        if ok:
-            self._mark_delivered(event_id)
-            return
+    def _mark_failed(self, event_id: str, error: str | None) -> None:
         with transaction(self.sessions) as s:
             row = s.scalar(select(OutboxEvent).where(OutboxEvent.event_id == event_id))
             if row is None or row.delivered_at is not None:
@@ -293,14 +290,19 @@ class EventDispatcher:
             if row.claimed_by == self.name:
                 row.claimed_by, row.claimed_until = None, None
 
-    def _mark_delivered(self, event_id: str) -> None:
-        """One UPDATE (no read first): the delivered event is counted, stamped, and its claim
-        given back if it is still ours. A row delivered meanwhile is left as it is."""
+    def _mark_delivered(self, event_ids: Sequence[str]) -> None:
+        """One UPDATE (no read first) for the delivered events of one contract's run: each
+        is counted, stamped, and its claim given back if it is still ours. A row delivered
+        meanwhile is left as it is."""
+        if not event_ids:
+            return
         mine = OutboxEvent.claimed_by == self.name
         with transaction(self.sessions) as s:
             s.execute(
                 update(OutboxEvent)
-                .where(OutboxEvent.event_id == event_id, OutboxEvent.delivered_at.is_(None))
+                .where(
+                    OutboxEvent.event_id.in_(list(event_ids)), OutboxEvent.delivered_at.is_(None)
+                )
                 .values(
                     attempts=OutboxEvent.attempts + 1,
                     delivered_at=self.clock(),
@@ -319,11 +321,29 @@ class EventDispatcher:
         return until is not None and self.clock() + timedelta(seconds=self.timeout) < until
 
     def _post_and_mark(
-        self, event_id: str, body: bytes, headers: dict[str, str]
+        self,
+        event_id: str,
+        body: bytes,
+        headers: dict[str, str],
+        delivered: list[str],
+        last: bool,
     ) -> tuple[bool, str | None]:
-        """POST one event and record the answer, in one thread (one hop off the loop)."""
+        """POST one event and record the answers, in one thread (one hop off the loop).
+
+        A delivered event joins `delivered`, its contract's run so far; the run is marked
+        delivered in one UPDATE after its last event, or before a failure is recorded (issue
+        17: one transaction per contract's run instead of one per event). Each of them was
+        posted while its claim covered the whole request, and the run's POSTs follow one
+        another, so the mark comes before the claim of the first runs out: no other
+        dispatcher can take one of them over meanwhile."""
         ok, err = self._post(body, headers)
-        self._mark(event_id, ok, err)
+        if ok:
+            delivered.append(event_id)
+        if last or not ok:
+            self._mark_delivered(delivered)
+            delivered.clear()
+        if not ok:
+            self._mark_failed(event_id, err)
         return ok, err
 
     def _post(self, body: bytes, headers: dict[str, str]) -> tuple[bool, str | None]:
@@ -348,14 +368,25 @@ class EventDispatcher:
             self._client = httpx.Client(timeout=self.timeout, limits=limits)
         return self._client
 
-    async def _deliver(self, row: OutboxEvent) -> bool:
+    async def _deliver(
+        self, row: OutboxEvent, delivered: list[str] | None = None, last: bool = True
+    ) -> bool:
+        """POST `row`; marked at once when `last`, else left in `delivered` for the mark
+        after the contract's run (`_post_and_mark`)."""
         assert self.url
         body = json.dumps(row.payload, separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",
             **signature_headers(row.event_id, body, self.secret),
         }
-        ok, err = await asyncio.to_thread(self._post_and_mark, row.event_id, body, headers)
+        ok, err = await asyncio.to_thread(
+            self._post_and_mark,
+            row.event_id,
+            body,
+            headers,
+            delivered if delivered is not None else [],
+            last,
+        )
         if not ok:
             log.warning("event %s (%s) not delivered: %s", row.event_id, row.type, err)
         return ok
@@ -375,18 +406,23 @@ class EventDispatcher:
 
         async def one_contract(events: list[OutboxEvent]) -> int:
             sent = 0
-            for n, ev in enumerate(events):
-                # The claim is checked once this POST may go (not before waiting its turn):
-                # it must still cover the whole request then.
-                async with posting:
-                    if not self._covered(ev):
-                        unsent.extend(e.event_id for e in events[n:])  # given back below
-                        break
-                    if not await self._deliver(ev):
-                        # keep order: later events wait for this one (`_mark` gave it back)
-                        unsent.extend(e.event_id for e in events[n + 1 :])
-                        break
-                sent += 1
+            delivered: list[str] = []  # posted, not marked yet (`_post_and_mark`)
+            try:
+                for n, ev in enumerate(events):
+                    # The claim is checked once this POST may go (not before waiting its
+                    # turn): it must still cover the whole request then.
+                    async with posting:
+                        if not self._covered(ev):
+                            unsent.extend(e.event_id for e in events[n:])  # given back below
+                            break
+                        if not await self._deliver(ev, delivered, last=n == len(events) - 1):
+                            # keep order: later events wait for this one (it was given back)
+                            unsent.extend(e.event_id for e in events[n + 1 :])
+                            break
+                    sent += 1
+            finally:
+                if delivered:  # a claim ran short before the run's end, or the round failed
+                    await asyncio.to_thread(self._mark_delivered, list(delivered))
             return sent
 
         try:

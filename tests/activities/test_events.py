@@ -303,3 +303,88 @@ async def test_receiver_down_for_an_hour_gets_every_event_once_in_order_afterwar
         assert row.delivered_at == receiver.acked[row.event_id]
         if row.event_id not in {ids[0] for ids in expected.values()}:
             assert row.attempts == 1, row.event_id
+
+
+def _values(parameters: Any) -> list[Any]:
+    if isinstance(parameters, dict):
+        return list(parameters.values())
+    if isinstance(parameters, list | tuple):
+        return [
+            v
+            for p in parameters
+            for v in (_values(p) if isinstance(p, dict | list | tuple) else [p])
+        ]
+    return []
+
+
+async def test_a_contracts_run_is_marked_in_one_update_and_a_failure_stops_it(
+    sessions: sessionmaker[Session], receiver: Receiver, clock: list[datetime]
+) -> None:
+    """A contract's run of events is marked delivered after its last POST, in one UPDATE
+    (issue 17); a refused event in the middle marks the ones before it delivered, itself
+    failed (backoff), and leaves the later ones unclaimed and untried."""
+    from sqlalchemy import event
+
+    tag = uuid.uuid4().hex[:8]
+    ok_run, broken_run = f"evt-{tag}-ok", f"evt-{tag}-broken"
+    for cid in (ok_run, broken_run):
+        _insert_contract(sessions, cid)
+    dispatcher = EventDispatcher(sessions, receiver.url, SECRET, clock=lambda: clock[0])
+    ledger = LedgerActivities(sessions)
+    steps = [("a", "payment.failed"), ("b", "dunning.stage_changed"), ("c", "access.locked")]
+    ok_ids = _sync(ledger, ok_run, steps, clock[0])
+    broken_ids = _sync(ledger, broken_run, steps, clock[0])
+    clock[0] = datetime.now(UTC)  # the events are due (written after the clock was taken)
+
+    refused = broken_ids[1]
+    assert receiver.server is not None
+    handler: Any = receiver.server.RequestHandlerClass
+    original = handler.do_POST
+
+    def do_post(self: Any) -> None:
+        if self.headers.get("Mahnwerk-Event-Id") == refused:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        original(self)
+
+    handler.do_POST = do_post
+    marks: list[str] = []
+
+    ours = {*ok_ids, *broken_ids}
+
+    def count(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        update = statement.lstrip().upper().startswith("UPDATE OUTBOX")
+        if update and "delivered_at" in statement and ours & set(_values(parameters)):
+            marks.append(statement)
+
+    engine = sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        # The outbox is shared with other tests' contracts: rounds until ours were tried.
+        for _ in range(50):
+            await dispatcher.run_once()
+            tried = {d.event_id for d in receiver.requests}
+            if {*ok_ids, *broken_ids[:2]} <= tried:
+                break
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+        handler.do_POST = original
+
+    rows = {r.event_id: r for r in _outbox(sessions, [ok_run, broken_run])}
+    for eid in [*ok_ids, broken_ids[0]]:
+        row = rows[eid]
+        assert row.delivered_at == clock[0] and row.attempts == 1, eid
+        assert row.claimed_by is None and row.claimed_until is None, eid
+    failed = rows[refused]
+    assert failed.delivered_at is None and failed.attempts == 1
+    assert failed.last_error == "HTTP 503" and failed.next_attempt_at > clock[0]
+    assert failed.claimed_by is None
+    later = rows[broken_ids[2]]
+    assert later.delivered_at is None and later.attempts == 0 and later.claimed_by is None
+    assert set(receiver.acked) >= {*ok_ids, broken_ids[0]}
+    assert broken_ids[2] not in {d.event_id for d in receiver.requests}
+    # one delivered-mark per contract's run (the failure's own row is written apart)
+    assert len(marks) == 2, marks
