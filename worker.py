@@ -41,6 +41,7 @@ from activities.payments import (
 from activities.ratelimit import SharedRate
 from activities.refunds import RefundActivities
 from core import metrics
+from core.codec import KEY_CACHE_SIZE
 from core.db import make_engine, make_session_factory
 from core.logging import configure_logging
 from core.metrics import worker_runtime
@@ -124,19 +125,21 @@ def _activity_name(fn: Callable[..., Any]) -> str:
 
 
 # The fewest customer keys a worker's codec keeps in memory (see codec_key_cache_size).
-MIN_CODEC_KEY_CACHE = 1_000
+MIN_CODEC_KEY_CACHE = KEY_CACHE_SIZE
 
 
 def codec_key_cache_size(settings: Settings) -> int:
     """How many customer data keys (and workflow → key entries) the worker's payload codec
-    keeps in memory: twice its workflow cache, at least MIN_CODEC_KEY_CACHE.
+    keeps in memory: the codec's default (10,000, as the API keeps), or twice the workflow
+    cache when that is more.
 
-    A cached workflow's activations and its activities' payloads use its customer's key; a
-    contract the workflow cache has evicted is replayed from its history when it next runs,
-    and looking its key up once more (one indexed read, in a thread) costs little beside
-    that replay. The codec's default (10,000, as the API keeps) held ~20 MiB per worker
-    once a worker had seen 10,000 contracts: of a parked 100,000, RSS grew with contracts
-    seen, not cached (bench/RESULTS.md, issue 17)."""
+    A wave larger than this cycles through its contracts' keys: every activation and every
+    activity of a contract then looks its key up again (an indexed read, in a thread). With
+    twice the workflow cache (1,600) a 2,000-wave on one worker did so for every payload —
+    11 % of the worker's GIL time while it debited (py-spy, bench/RESULTS.md, issue 17). The
+    caches keep raw keys, not ciphers, since the eighth session (core/codec.py `_Shared`):
+    10,000 of each take ~3–4 MiB, as 1,600 ciphers did; the sixth session had cut the cache to
+    1,600 because 10,000 ciphers held ~20 MiB per worker of a parked 100,000."""
     return max(MIN_CODEC_KEY_CACHE, 2 * settings.worker_max_cached_workflows)
 
 

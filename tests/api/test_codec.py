@@ -791,13 +791,14 @@ async def test_the_key_cache_holds_the_most_recently_used_keys_up_to_its_size(
 def test_a_worker_sizes_its_key_cache_from_its_workflow_cache(settings: Settings) -> None:
     from worker import MIN_CODEC_KEY_CACHE, codec_key_cache_size
 
+    assert MIN_CODEC_KEY_CACHE == KEY_CACHE_SIZE  # the default workflow cache's wave fits
     assert (
-        codec_key_cache_size(settings.model_copy(update={"worker_max_cached_workflows": 1000}))
-        == 2000
+        codec_key_cache_size(settings.model_copy(update={"worker_max_cached_workflows": 800}))
+        == KEY_CACHE_SIZE
     )
     assert (
-        codec_key_cache_size(settings.model_copy(update={"worker_max_cached_workflows": 0}))
-        == MIN_CODEC_KEY_CACHE
+        codec_key_cache_size(settings.model_copy(update={"worker_max_cached_workflows": 8000}))
+        == 16000
     )
     keyed = settings.model_copy(update={"codec_key": SecretStr(NEW)})
     assert data_converter(keyed, key_cache_size=1234).payload_codec.cache_size == 1234  # type: ignore[union-attr]
@@ -871,3 +872,22 @@ async def test_contract_payloads_use_their_customers_key_cached_after_the_first_
         await EncryptionCodec(
             parse_key_ring(OLD), CustomerKeyStore(parse_key_ring(OLD), sessions)
         ).decode([a])
+
+
+async def test_the_caches_keep_keys_not_ciphers(sessions: sessionmaker[Session]) -> None:
+    """A cached key is its 32 bytes (a cipher object takes ~1.3 KiB): the worker's cache of
+    10,000 keys stays a few MiB (worker.codec_key_cache_size). Payloads still round-trip."""
+    ring = parse_key_ring(NEW)
+    codec = EncryptionCodec(ring, CustomerKeyStore(ring, sessions), cache_size=10)
+    wid = _ledger_contract(sessions, f"cus-{uuid.uuid4().hex[:8]}")
+    (sealed,) = await codec.with_context(_wf(wid)).encode([_plain(wid)])
+    found, entry = codec._shared.workflows.get(wid)
+    assert found and entry is not None
+    key_id, key = entry
+    assert isinstance(key, bytes) and len(key) == 32
+    assert sealed.metadata[KEY_ID_META].decode() == key_id
+    assert codec._shared.keys.get(key_id) == (True, key)
+    assert await codec.decode([sealed]) == [_plain(wid)]
+    assert await EncryptionCodec(ring, CustomerKeyStore(ring, sessions)).decode([sealed]) == [
+        _plain(wid)
+    ]
