@@ -96,7 +96,8 @@ distclean: clean
 	rm -rf $(VENV) var
 
 # Benchmarks (issue 6; bench/README.md). Options through BENCH_ARGS, e.g. BENCH_ARGS="--n 10000".
-.PHONY: bench-wave bench-checkout bench-parked bench-history bench-cache-memory
+.PHONY: bench-wave bench-checkout bench-parked bench-history bench-cache-memory bench-ledger \
+	bench-replay
 bench-wave: install
 	$(BIN)/python -m bench.due_wave $(BENCH_ARGS)
 
@@ -111,3 +112,9 @@ bench-history: install
 
 bench-cache-memory: install
 	$(BIN)/python -m bench.cache_memory $(BENCH_ARGS)
+
+bench-ledger: install
+	$(BIN)/python -m bench.ledger_write $(BENCH_ARGS)
+
+bench-replay: install
+	$(BIN)/python -m bench.replay $(BENCH_ARGS)
