@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import stripe
-from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy import Insert, Row, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -41,6 +41,20 @@ FINAL_ATTEMPT_STATES = ("succeeded", "declined")
 KEY_FRESH_FOR = timedelta(hours=23)
 
 _attempts = cast(Table, PaymentAttempt.__table__)  # written in SQLAlchemy Core (issue 17)
+
+
+def _new_attempt(inp: ChargeInput, now: datetime, **columns: Any) -> Insert:
+    """The INSERT of a debit attempt's row: who and what from `inp`, and `columns`."""
+    return insert(_attempts).values(
+        contract_id=inp.contract_id,
+        installment_seq=inp.installment_seq,
+        attempt=inp.attempt,
+        idempotency_key=inp.idempotency_key,
+        amount=inp.amount,
+        currency=inp.currency,
+        attempted_at=inp.attempted_at or now,
+        **columns,
+    )
 
 
 def _as_utc(t: datetime) -> datetime:
@@ -413,17 +427,7 @@ class PaymentActivities:
         try:
             with transaction(self.sessions) as s:
                 s.connection().execute(
-                    insert(_attempts).values(
-                        contract_id=inp.contract_id,
-                        installment_seq=inp.installment_seq,
-                        attempt=inp.attempt,
-                        idempotency_key=inp.idempotency_key,
-                        amount=inp.amount,
-                        currency=inp.currency,
-                        payment_method=inp.payment_method,
-                        attempted_at=inp.attempted_at or now,
-                        status="submitting",
-                    )
+                    _new_attempt(inp, now, payment_method=inp.payment_method, status="submitting")
                 )
         except IntegrityError:  # an earlier (or concurrent) try of the same key wrote it
             with self.sessions() as s:
@@ -523,18 +527,7 @@ class PaymentActivities:
                 return
         try:
             with transaction(self.sessions) as s:
-                s.connection().execute(
-                    insert(_attempts).values(
-                        contract_id=inp.contract_id,
-                        installment_seq=inp.installment_seq,
-                        attempt=inp.attempt,
-                        idempotency_key=inp.idempotency_key,
-                        amount=inp.amount,
-                        currency=inp.currency,
-                        attempted_at=inp.attempted_at or now,
-                        **outcome,
-                    )
-                )
+                s.connection().execute(_new_attempt(inp, now, **outcome))
         except IntegrityError:  # a concurrent retry recorded it first: same outcome
             log.info("attempt %s recorded by a concurrent try", inp.installment_seq)
 
