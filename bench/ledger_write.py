@@ -107,8 +107,8 @@ def run(db_url: str, n: int, only: str | None) -> dict[str, Timing]:
 
     from activities.ledger import LedgerActivities
     from core.converter import PayloadConverter
-    from core.db import make_engine, make_session_factory, transaction
-    from core.models import Contract
+    from core.db import make_engine, make_session_factory
+    from tests.conftest import insert_ledger_contract  # the row checkout writes
     from workflows.types import LedgerSync
 
     histories = load_histories(HISTORIES)
@@ -131,26 +131,8 @@ def run(db_url: str, n: int, only: str | None) -> dict[str, Timing]:
     for i in range(n):
         h = histories[i % len(histories)]
         cid = f"lw-{uuid.uuid4().hex[:12]}"
-        customer = f"cus-{cid}"  # one customer per round: the access row is theirs alone
-        with transaction(sessions) as s:
-            s.add(
-                Contract(
-                    id=cid,
-                    kind="installments",
-                    policy_name="default",
-                    policy={"name": "default"},
-                    customer_id=customer,
-                    customer={"id": customer, "name": "Erika Mustermann"},
-                    product_id=h.product_id,
-                    product={"id": h.product_id, "name": "Kurs"},
-                    currency="eur",
-                    terms={"version": "agb-2026-10"},
-                    payment={"payment_method": "pm_card_visa"},
-                    request={"contract_id": cid},
-                    request_hash="0" * 64,
-                    workflow_id=f"contract-{cid}",
-                )
-            )
+        customer = f"cus-{cid}"  # one customer per round (the access row is theirs alone)
+        insert_ledger_contract(sessions, cid, product_id=h.product_id, status="active")
         paid = h.name == "plan-paid"
         for text in h.inputs:
             inp = decode(text.replace(h.contract_id, cid).replace(h.customer_id, customer))

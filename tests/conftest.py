@@ -159,6 +159,40 @@ SUPPORT = {"Authorization": "Bearer support-key-123"}
 ADMIN = {"Authorization": "Bearer admin-key-123"}
 
 
+def insert_ledger_contract(
+    sessions: sessionmaker[Session],
+    contract_id: str,
+    *,
+    product_id: str = "course-x",
+    status: str = "in_dunning",
+) -> None:
+    """A contract row as checkout writes it (customer `cus-<contract_id>`), for the tests and
+    benches that drive the ledger's activities directly (no API, no workflow)."""
+    from core.db import transaction
+    from core.models import Contract
+
+    with transaction(sessions) as s:
+        s.add(
+            Contract(
+                id=contract_id,
+                kind="installments",
+                policy_name="default",
+                policy={"name": "default"},
+                customer_id=f"cus-{contract_id}",
+                customer={"id": f"cus-{contract_id}", "name": "Erika Mustermann"},
+                product_id=product_id,
+                product={"id": product_id, "name": "Kurs X"},
+                currency="eur",
+                terms={"version": "agb-2026-10"},
+                payment={"payment_method": "pm_card_visa"},
+                request={"contract_id": contract_id},
+                request_hash="0" * 64,
+                workflow_id=f"contract-{contract_id}",
+                status=status,
+            )
+        )
+
+
 def contract_body(
     contract_id: str | None = None,
     *,

@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.events import MAX_BACKOFF, EventDispatcher, verify
 from activities.ledger import LedgerActivities, event_id_for
-from core.db import transaction
-from core.models import Contract, OutboxEvent
+from core.models import OutboxEvent
+from tests.conftest import insert_ledger_contract
 from workflows.types import Fact, LedgerSync
 
 SECRET = "whsec_events_test"
@@ -127,29 +127,6 @@ def receiver(clock: list[datetime]) -> Iterator[Receiver]:
 # -- contracts and their facts, through the real ledger writer ---------------------------------
 
 
-def _insert_contract(sessions: sessionmaker[Session], contract_id: str) -> None:
-    with transaction(sessions) as s:
-        s.add(
-            Contract(
-                id=contract_id,
-                kind="installments",
-                policy_name="default",
-                policy={"name": "default"},
-                customer_id=f"cus-{contract_id}",
-                customer={"id": f"cus-{contract_id}", "name": "Erika Mustermann"},
-                product_id="course-x",
-                product={"id": "course-x", "name": "Kurs X"},
-                currency="eur",
-                terms={"version": "agb-2026-10"},
-                payment={"payment_method": "pm_card_visa"},
-                request={"contract_id": contract_id},
-                request_hash="0" * 64,
-                workflow_id=f"contract-{contract_id}",
-                status="in_dunning",
-            )
-        )
-
-
 def _sync(
     ledger: LedgerActivities, contract_id: str, facts: list[tuple[str, str]], at: datetime
 ) -> list[str]:
@@ -199,7 +176,7 @@ async def test_receiver_down_for_an_hour_gets_every_event_once_in_order_afterwar
     tag = uuid.uuid4().hex[:8]
     contracts = [f"evt-{tag}-{n}" for n in range(3)]
     for cid in contracts:
-        _insert_contract(sessions, cid)
+        insert_ledger_contract(sessions, cid)
     dispatcher = EventDispatcher(sessions, receiver.url, SECRET, clock=lambda: clock[0])
     ledger = LedgerActivities(sessions, on_events=dispatcher.wake)
 
@@ -328,7 +305,7 @@ async def test_a_contracts_run_is_marked_in_one_update_and_a_failure_stops_it(
     tag = uuid.uuid4().hex[:8]
     ok_run, broken_run = f"evt-{tag}-ok", f"evt-{tag}-broken"
     for cid in (ok_run, broken_run):
-        _insert_contract(sessions, cid)
+        insert_ledger_contract(sessions, cid)
     dispatcher = EventDispatcher(sessions, receiver.url, SECRET, clock=lambda: clock[0])
     ledger = LedgerActivities(sessions)
     steps = [("a", "payment.failed"), ("b", "dunning.stage_changed"), ("c", "access.locked")]

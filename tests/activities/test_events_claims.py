@@ -34,8 +34,8 @@ from activities.events import verify
 from activities.ledger import LedgerActivities
 from core.db import make_engine, make_session_factory
 from core.models import OutboxEvent
-from tests.activities.test_events import _insert_contract, _sync
-from tests.conftest import fresh_database
+from tests.activities.test_events import _sync
+from tests.conftest import fresh_database, insert_ledger_contract
 
 SECRET = "whsec_events_claims_test"
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +135,7 @@ def write_events(sessions: sessionmaker[Session], contracts: int, per: int, tag:
     now = datetime.now(UTC)
     for n in range(contracts):
         cid = f"claim-{tag}-{n}"
-        _insert_contract(sessions, cid)
+        insert_ledger_contract(sessions, cid)
         ids += _sync(ledger, cid, [(f"e{k}", "payment.failed") for k in range(per)], now)
     return ids
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -15,9 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.ledger import LedgerActivities, event_id_for
 from bench import ledger_write
-from core.db import make_engine, make_session_factory, transaction
+from core.db import make_engine, make_session_factory
 from core.migrate import upgrade
 from core.models import AccessState, Contract, Installment, OutboxEvent, TimelineEvent
+from tests.conftest import insert_ledger_contract
 from workflows.types import Fact, InstallmentState, LedgerSync
 
 
@@ -43,39 +45,10 @@ def test_every_recorded_history_replays_and_a_retry_records_nothing(tmp_path: Pa
     assert timings["first paid"].facts > 0
 
 
-def _contract(sessions: sessionmaker[Session], cid: str) -> None:
-    with transaction(sessions) as s:
-        s.add(
-            Contract(
-                id=cid,
-                kind="installments",
-                policy_name="default",
-                policy={"name": "default"},
-                customer_id="cus-1",
-                customer={"id": "cus-1", "name": "Erika Mustermann"},
-                product_id="course-x",
-                product={"id": "course-x"},
-                currency="eur",
-                terms={},
-                payment={},
-                request={},
-                request_hash="0" * 64,
-                workflow_id=f"contract-{cid}",
-            )
-        )
-
-
-def _installment(seq: int, due: datetime, status: str, paid: int = 0) -> InstallmentState:
-    return InstallmentState(seq=seq, due_at=due, amount=9900, status=status, paid=paid)
-
-
-def test_a_write_changes_only_what_differs(sessions: sessionmaker[Session]) -> None:
-    _contract(sessions, "c-1")
-    ledger = LedgerActivities(sessions)
-    due = datetime(2026, 12, 1, tzinfo=UTC)
-    at = due + timedelta(hours=1)
-    inp = LedgerSync(
-        contract_id="c-1",
+def _state(contract_id: str, **changes: Any) -> LedgerSync:
+    """A ledger write of a contract in good standing, with `changes`."""
+    base = LedgerSync(
+        contract_id=contract_id,
         status="active",
         stage="none",
         access="granted",
@@ -83,6 +56,21 @@ def test_a_write_changes_only_what_differs(sessions: sessionmaker[Session]) -> N
         fees=0,
         case_no=0,
         case_opened_at=None,
+    )
+    return replace(base, **changes)
+
+
+def _installment(seq: int, due: datetime, status: str, paid: int = 0) -> InstallmentState:
+    return InstallmentState(seq=seq, due_at=due, amount=9900, status=status, paid=paid)
+
+
+def test_a_write_changes_only_what_differs(sessions: sessionmaker[Session]) -> None:
+    insert_ledger_contract(sessions, "c-1", status="active")
+    ledger = LedgerActivities(sessions)
+    due = datetime(2026, 12, 1, tzinfo=UTC)
+    at = due + timedelta(hours=1)
+    inp = _state(
+        "c-1",
         installments=[
             _installment(1, due, "paid", 9900),
             _installment(2, due + timedelta(days=31), "scheduled"),
@@ -104,11 +92,11 @@ def test_a_write_changes_only_what_differs(sessions: sessionmaker[Session]) -> N
         first_paid_at, second_stamp = rows[1].paid_at, rows[2].updated_at
         assert rows[1].status == "paid" and first_paid_at is not None
         assert rows[2].status == "scheduled" and rows[2].paid_at is None
-        access = s.get(AccessState, ("cus-1", "course-x"))
+        access = s.get(AccessState, ("cus-c-1", "course-x"))
         assert access is not None and access.access == "granted"
         event = s.scalar(select(OutboxEvent))
         assert event is not None and event.event_id == event_id_for("paid:c-1:1:1")
-        assert event.payload["customer_id"] == "cus-1"
+        assert event.payload["customer_id"] == "cus-c-1"
         assert event.payload["seller_id"] == "default"
         assert event.attempts == 0 and event.delivered_at is None
 
@@ -142,7 +130,7 @@ def test_a_write_changes_only_what_differs(sessions: sessionmaker[Session]) -> N
         assert s.scalar(select(func.count()).select_from(TimelineEvent)) == 3
         ids = list(s.scalars(select(OutboxEvent.event_id).order_by(OutboxEvent.id)))
         assert ids == [event_id_for("paid:c-1:1:1"), event_id_for("paid:c-1:2:1")]
-        access = s.get(AccessState, ("cus-1", "course-x"))
+        access = s.get(AccessState, ("cus-c-1", "course-x"))
         assert access is not None and access.access == "locked"
         contract = s.get(Contract, "c-1")
         assert contract is not None and contract.status == "completed"
@@ -157,17 +145,8 @@ def test_a_write_for_a_contract_not_in_the_ledger_fails_whole(
     sessions: sessionmaker[Session],
 ) -> None:
     ledger = LedgerActivities(sessions)
-    inp = LedgerSync(
-        contract_id="missing",
-        status="active",
-        stage="none",
-        access="granted",
-        overdue_amount=0,
-        fees=0,
-        case_no=0,
-        case_opened_at=None,
-        facts=[Fact(key="k", type="note", occurred_at=datetime.now(UTC), data={})],
-    )
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    inp = _state("missing", facts=[Fact(key="k", type="note", occurred_at=at, data={})])
     with pytest.raises(RuntimeError, match="contract missing is not in the ledger"):
         ledger.sync_ledger(inp)
     with sessions() as s:
