@@ -291,11 +291,14 @@ def test_retry_schedule_live_like() -> None:
 def test_unacknowledged_delivery_is_retried_then_given_up(
     standin: StandinHandle, receiver: Receiver, client: stripe.StripeClient
 ) -> None:
-    standin.set_config(webhook_max_attempts=5, webhook_retry_delay=0.05, webhook_retry_horizon=0.2)
+    # The horizon is measured on the wall clock, with each POST's own time in it: the
+    # margins are 0.2 s wide (at 0.05 s delays and a 0.2 s horizon a loaded CI machine's two
+    # slow POSTs gave up after the second attempt).
+    standin.set_config(webhook_max_attempts=5, webhook_retry_delay=0.2, webhook_retry_horizon=0.8)
     receiver.statuses = [500] * 10
     client.v1.customers.create()
     wait_until(lambda: [d["status"] for d in standin.webhooks()] == ["failed"])
     delivery = standin.webhooks()[0]
-    # 0.05 + 0.1 fit in the 0.2 s horizon; the third retry (0.2 s later) would not
+    # 0.2 + 0.4 fit in the 0.8 s horizon; the third retry (0.8 s later) would not
     assert delivery["attempts"] == 3 and delivery["http_status"] == 500
     assert delivery["next_attempt_at"] is None
