@@ -526,7 +526,12 @@ class Stack:
         self._catcher = start_smtp_catcher()
         self.smtp_url = f"smtp://{self._catcher.host}:{self._catcher.port}"
 
-    def start_standin(self, webhook_url: str | None) -> Proc:
+    def start_standin(
+        self, webhook_url: str | None, limits: tuple[float, float] | None = None
+    ) -> Proc:
+        """The Stripe stand-in; `limits` = (requests/s per account, requests/s per endpoint):
+        it enforces them as Stripe does (429 `rate_limit`, stripe_standin/ratelimit.py) and
+        counts what it refused (`standin_refused`)."""
         port = free_port()
         argv = [
             sys.executable,
@@ -539,11 +544,24 @@ class Stack:
         ]
         if webhook_url:
             argv += ["--webhook-url", webhook_url]
+        if limits is not None:
+            argv += [
+                "--rate-limit",
+                "--rate-limit-global",
+                f"{limits[0]:g}",
+                "--rate-limit-endpoint",
+                f"{limits[1]:g}",
+            ]
         proc = spawn("standin", argv, self.workdir, self.pyenv())
         self.procs["stripe stand-in"] = proc
         self.standin_url = f"http://127.0.0.1:{port}"
         wait_for("the stand-in", lambda: http_ok(f"{self.standin_url}/_standin/health"), 30, [proc])
         return proc
+
+    def standin_refused(self) -> dict[str, int]:
+        """Requests the stand-in refused for its rate limits so far, per endpoint."""
+        health = httpx.get(f"{self.standin_url}/_standin/health", timeout=30).json()
+        return {str(k): int(v) for k, v in (health.get("rate_limited") or {}).items()}
 
     # Mahnwerk -----------------------------------------------------------------------------
     def pyenv(self) -> dict[str, str]:

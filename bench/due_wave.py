@@ -337,6 +337,10 @@ class MahnwerkResult:
     stripe: dict[str, float]
     stripe_standin_max: int
     stripe_server_rate: float | None
+    # requests the stand-in refused with 429 (its Stripe limits on), per endpoint: while the
+    # contracts were created and started, and from T to the end of the wave; None if off
+    refused_setup: dict[str, int] | None
+    refused_wave: dict[str, int] | None
     events: dict[str, Any] | None
     events_drain_s: float
     worker_log_errors: dict[str, str]
@@ -351,6 +355,7 @@ async def mahnwerk_wave(
     workers: list[str],
     receiver: EventReceiver | None,
     drain_timeout: float,
+    limits: bool,
 ) -> MahnwerkResult:
     conn = pg(stk.db_url)
     due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
@@ -389,7 +394,11 @@ async def mahnwerk_wave(
 
     pids = {**stk.pids(), "bench driver (events receiver)": os.getpid()}
     meter = CpuMeter(pids, pg_url=stk.db_url, sums={"mahnwerk workers": workers})
+    refused_setup = stk.standin_refused() if limits else None
     await monitor(meter, due, paid, n, timeout, "installments paid", stk)
+    refused_wave = None
+    if refused_setup is not None:
+        refused_wave = {k: v - refused_setup.get(k, 0) for k, v in stk.standin_refused().items()}
     rows = conn.execute(
         "select pa.settled_at, i.paid_at from installments i join payment_attempts pa "
         "on pa.contract_id = i.contract_id and pa.installment_seq = i.seq "
@@ -454,6 +463,8 @@ async def mahnwerk_wave(
         stripe=per_second(settled),
         stripe_standin_max=standin_max,
         stripe_server_rate=server_rate,
+        refused_setup=refused_setup,
+        refused_wave=refused_wave,
         events=events,
         events_drain_s=drain_s,
         worker_log_errors=log_problems(stk, workers),
@@ -619,8 +630,10 @@ async def one_run(args: argparse.Namespace, k: int) -> Run:
             await stk.wait_temporal_ready()
             stk.start_smtp()
             api_port = free_port()
+            rates = stripe_rates(args.stripe_rate_limit, args.stripe_create_rate_limit)
             stk.start_standin(
-                f"http://127.0.0.1:{api_port}/v1/webhooks/stripe" if args.webhooks else None
+                f"http://127.0.0.1:{api_port}/v1/webhooks/stripe" if args.webhooks else None,
+                (rates.requests, rates.create) if args.standin_limits else None,
             )
             extra = {}
             if args.worker_max_cached is not None:
@@ -635,7 +648,15 @@ async def one_run(args: argparse.Namespace, k: int) -> Run:
             workers = stk.start_workers(k, **extra)
             stk.start_api(api_port)
             mw = await mahnwerk_wave(
-                stk, n, lead, args.concurrency, timeout, workers, receiver, args.events_drain
+                stk,
+                n,
+                lead,
+                args.concurrency,
+                timeout,
+                workers,
+                receiver,
+                args.events_drain,
+                args.standin_limits,
             )
             # the bare wave runs alone on the same server: stop Mahnwerk's processes
             for name in ("mahnwerk api", *workers, "stripe stand-in"):
@@ -699,8 +720,22 @@ def stripe_row(run: Run, configured: float) -> list[str]:
         f"{s['avg']:.1f}",
         f"{s['min']:.0f} / {s['median']:.0f} / {s['max']:.0f} over {s['seconds']} s",
         f"{run.mw.stripe_standin_max}",
+        refused_cell(run.mw.refused_wave, run.mw.refused_setup),
         f"{s['n']} in {s['span']:.1f} s",
     ]
+
+
+CREATE_ENDPOINT = "POST /v1/payment_intents"
+
+
+def refused_cell(wave: dict[str, int] | None, setup: dict[str, int] | None) -> str:
+    """The stand-in's 429s: creates refused in the wave / all requests refused in the wave
+    (and while the contracts were created, if any); "off" without its limits."""
+    if wave is None:
+        return "off"
+    cell = f"{wave.get(CREATE_ENDPOINT, 0)} / {sum(wave.values())}"
+    before = sum((setup or {}).values())
+    return cell + (f" (set-up: {before})" if before else "")
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -763,6 +798,7 @@ async def main_async(args: argparse.Namespace) -> None:
         "average first→last /s",
         "per second min / median / max",
         "stand-in: most in one whole second",
+        "stand-in 429s: creates / all",
         "debits",
     ]
     stripe_table = [stripe_row(r, rates.activities) for r in runs]
@@ -862,6 +898,14 @@ async def main_async(args: argparse.Namespace) -> None:
                 if args.stripe_rate_limit is not None or args.stripe_create_rate_limit is not None
                 else " — the defaults for a test key"
             ),
+        ),
+        (
+            "Stripe limits (stand-in)",
+            f"on: it refuses with 429, as Stripe does, what exceeds {rates.requests:g} "
+            f"requests/s per account or {rates.create:g}/s per endpoint (token buckets of one "
+            "second's requests, stripe_standin/ratelimit.py); the charge retries a 429"
+            if args.standin_limits
+            else "off (--no-standin-limits)",
         ),
     ]
     console.print(table("Details", ["", "value"], info))
@@ -978,6 +1022,14 @@ def main() -> None:
         help="sets both MAHNWERK_STRIPE_RATE_LIMIT (each worker's token bucket) and "
         "MAHNWERK_STRIPE_CREATE_RATE_LIMIT (with it, the deployment-wide Stripe activity "
         "rate: min of the two) for the workers; default: 25/s each for a test key",
+    )
+    parser.add_argument(
+        "--no-standin-limits",
+        dest="standin_limits",
+        action="store_false",
+        help="the stand-in enforces no rate limit (by default it refuses with 429, as Stripe "
+        "does, what exceeds the configured rates per account and per endpoint, and the "
+        "report counts the refusals)",
     )
     parser.add_argument(
         "--stripe-create-rate-limit",

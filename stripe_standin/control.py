@@ -327,6 +327,10 @@ async def health(request: Request) -> JSONResponse:
             "accounts": len(engine.accounts),
             "timers_pending": engine.scheduler.pending,
             "webhooks_pending": engine.webhooks.pending(),
+            # Stripe's rate limits (--rate-limit): requests refused with 429, per endpoint
+            # (`POST /v1/payment_intents`), and admitted, per account
+            "rate_limited": dict(engine.rate_limiter.limited),
+            "rate_admitted": dict(engine.rate_limiter.counted),
         }
     )
 

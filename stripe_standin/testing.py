@@ -93,6 +93,11 @@ class StandinHandle:
         result: dict[str, Any] = self._get("/_standin/config")
         return result
 
+    def health(self) -> dict[str, Any]:
+        """Readiness and counters, among them the requests refused by the rate limits."""
+        result: dict[str, Any] = self._get("/_standin/health")
+        return result
+
     def set_config(self, **changes: Any) -> dict[str, Any]:
         result: dict[str, Any] = self._post("/_standin/config", changes)
         return result

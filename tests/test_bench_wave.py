@@ -23,3 +23,42 @@ def test_quiet_policies_send_no_customer_message_and_keep_the_rest(tmp_path: Pat
             before.ladder,
             before.sepa,
         )
+
+
+def test_the_benchs_standin_refuses_over_the_configured_rates_and_counts_it(
+    tmp_path: Path,
+) -> None:
+    """`bench.due_wave` runs the stand-in with Stripe's limits at the workers' configured
+    rates (per account, per endpoint) and reports what it refused with 429."""
+    import stripe
+
+    from bench.common import Stack
+
+    stk = Stack(tmp_path)
+    try:
+        stk.start_standin(None, (100, 2))  # 100/s per account, 2/s per endpoint
+        assert stk.standin_refused() == {}
+        client = stripe.StripeClient(
+            "sk_test_bench",
+            base_addresses={"api": stk.standin_url},
+            max_network_retries=0,
+        )
+        refused = 0
+        for _ in range(6):  # a burst of 6 against a bucket of 2 refilled at 2/s
+            try:
+                client.v1.customers.create()
+            except stripe.RateLimitError:
+                refused += 1
+        assert refused >= 1  # 4 unless the burst took longer than the refill of a token
+        assert stk.standin_refused() == {"POST /v1/customers": refused}
+    finally:
+        stk.close()
+
+
+def test_the_refusals_cell() -> None:
+    from bench.due_wave import refused_cell
+
+    assert refused_cell(None, None) == "off"
+    assert refused_cell({}, {}) == "0 / 0"
+    wave = {"POST /v1/payment_intents": 3, "GET /v1/payment_methods/{id}": 1}
+    assert refused_cell(wave, {"GET /v1/payment_methods/{id}": 5}) == "3 / 4 (set-up: 5)"

@@ -428,6 +428,7 @@ def test_per_endpoint_and_global_rate_limits(
     standin.set_config(
         rate_limit=True, rate_limit_endpoint=3, rate_limit_search=2, rate_limit_global=6
     )
+    refused_before = standin.health()["rate_limited"]
     try:
         for _ in range(3):
             client.v1.payment_intents.create(params=_card_debit(cus, pm))
@@ -446,6 +447,14 @@ def test_per_endpoint_and_global_rate_limits(
         client.v1.customers.retrieve(cus)  # 6th admitted request: the global budget is spent
         with pytest.raises(stripe.RateLimitError):
             client.v1.charges.list()
+        # the health endpoint counts the refusals per endpoint (bench.due_wave reports them)
+        refused = standin.health()["rate_limited"]
+        grown = {k: v - refused_before.get(k, 0) for k, v in refused.items()}
+        assert {k: v for k, v in grown.items() if v} == {
+            "POST /v1/payment_intents": 1,
+            "GET /v1/payment_intents/search": 1,
+            "GET /v1/charges": 1,
+        }
         # another account (Stripe-Account) has its own buckets
         other = client.v1.customers.create(options={"stripe_account": "acct_other"})
         assert other.id
