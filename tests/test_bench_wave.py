@@ -62,3 +62,25 @@ def test_the_refusals_cell() -> None:
     assert refused_cell({}, {}) == "0 / 0"
     wave = {"POST /v1/payment_intents": 3, "GET /v1/payment_methods/{id}": 1}
     assert refused_cell(wave, {"GET /v1/payment_methods/{id}": 5}) == "3 / 4 (set-up: 5)"
+
+
+def test_events_by_type_counts_a_task_and_an_activity_once() -> None:
+    from collections import Counter
+
+    from bench.due_wave import events_by_type
+
+    counts = Counter(
+        {
+            "WORKFLOW_TASK_SCHEDULED": 8,
+            "WORKFLOW_TASK_STARTED": 8,
+            "WORKFLOW_TASK_COMPLETED": 6,
+            "WORKFLOW_TASK_TIMED_OUT": 2,
+            "ACTIVITY_TASK_SCHEDULED": 4,
+            "ACTIVITY_TASK_STARTED": 4,
+            "ACTIVITY_TASK_COMPLETED": 4,
+            "MARKER_RECORDED": 10,
+        }
+    )
+    assert events_by_type(counts, 2) == (
+        "MARKER_RECORDED 5.0, WORKFLOW_TASK_* 3.0, ACTIVITY_TASK_* 2.0, WORKFLOW_TASK_TIMED_OUT 1.0"
+    )
