@@ -466,6 +466,14 @@ async def mahnwerk_wave(
         "webhook deliveries (stand-in → API)": str(len(webhooks)),
         "contracts started before T": f"{started}/{n} ({idle_margin:.0f} s to spare)",
     }
+    if refused_setup is not None and refused_wave is not None:
+        extra["stand-in 429s by endpoint (set-up; wave)"] = (
+            "; ".join(
+                f"{k}: {refused_setup.get(k, 0)}; {refused_wave.get(k, 0)}"
+                for k in sorted(set(refused_setup) | set(refused_wave))
+            )
+            or "none"
+        )
     for w in workers:
         cache = worker_cache_counters(stk.metrics_ports[w])
         extra[f"{w}: workflow cache over the run"] = (
