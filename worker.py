@@ -197,9 +197,14 @@ def build_worker(
         # PaymentIntent creates per second and Stripe account, all workers together
         create_rate=SharedRate(sessions, settings.effective_stripe_activity_rate),
     )
-    methods = MethodActivities(stripe_client, throttle=payments._throttle, accounts=accounts)
+    # A method's lookups: the account's requests and, like the creates, each endpoint's rate
+    methods = MethodActivities(
+        stripe_client,
+        throttle=payments._throttle,
+        accounts=accounts,
+        endpoint_rate=payments.create_rate,
+    )
     refunds = RefundActivities(stripe_client, throttle=payments._throttle, accounts=accounts)
-    ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake)
     ledger = LedgerActivities(sessions, on_events=on_events or dispatcher.wake, settings=settings)
     invoices = InvoiceActivities(settings, sessions, on_events=on_events or dispatcher.wake)
     notices = (

@@ -11,6 +11,13 @@ the charge of the payment that saved it).
 A method Stripe does not know (deleted, wrong id) is a *result* (`kind="unknown"`), not an
 error: the debit will fail on its own and the workflow's decline handling takes over.
 Transport faults (network, 5xx, 429) raise, and Temporal retries them.
+
+Every request takes a token of the account's rate limit (all of Stripe's endpoints together)
+and, with `endpoint_rate`, a slot of the account's rate *per endpoint* across every worker
+(activities/ratelimit.py): Stripe limits each named operation on its own (25/s by default,
+docs.stripe.com/rate-limits; stripe_standin/ratelimit.py), and a burst of checkouts above it
+(each new contract looks its method up once) was refused with 429 and retried — 1,881
+refusals while 2,000 contracts were created at ~100/s (bench.due_wave, 7 Dec 2026).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from workflows.types import PaymentMethodInfo, PaymentMethodLookup
 
 if TYPE_CHECKING:
     from activities.payments import StripeAccounts
+    from activities.ratelimit import SharedRate
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +44,28 @@ class MethodActivities:
         stripe_client: stripe.StripeClient,
         throttle: Callable[[], Any] | None = None,
         accounts: StripeAccounts | None = None,
+        endpoint_rate: SharedRate | None = None,
     ) -> None:
         self.stripe = stripe_client
         # One Stripe request = one token of the worker's client-side rate limit.
         self._throttle = throttle or (lambda: None)
         # Each seller's Stripe account and its rate limit (issue 14); None: `stripe_client`.
         self.accounts = accounts
+        # Per account and endpoint, all workers together (the worker passes the rate of
+        # its PaymentIntent creates, MAHNWERK_STRIPE_CREATE_RATE_LIMIT); None: no such limit
+        self.endpoint_rate = endpoint_rate
+
+    def _paced(self, throttle: Callable[[], Any], account: str) -> Callable[[str], None]:
+        """Before a request to `endpoint`: the account's token, then its endpoint's slot."""
+
+        def take(endpoint: str) -> None:
+            throttle()
+            if self.endpoint_rate is not None:
+                waited = self.endpoint_rate.acquire(f"{account} {endpoint}")
+                if waited > 0.5:
+                    log.info("stripe %s rate: waited %.2fs", endpoint, waited)
+
+        return take
 
     @activity.defn(name="describe_payment_method")
     def describe_payment_method(self, inp: PaymentMethodLookup) -> PaymentMethodInfo:
@@ -51,20 +75,20 @@ class MethodActivities:
             # The method lives on the seller's account (Connect): ask there, throttled by
             # that account's limit. An unusable seller configuration raises (retried).
             client, limiter = self.accounts.for_seller(inp.seller_id)
-            return _Lookup(client, limiter.acquire).describe(inp)
-        return _Lookup(self.stripe, self._throttle).describe(inp)
+            return _Lookup(client, self._paced(limiter.acquire, limiter.key)).describe(inp)
+        return _Lookup(self.stripe, self._paced(self._throttle, "platform")).describe(inp)
 
 
 class _Lookup:
     """One lookup on one Stripe account."""
 
-    def __init__(self, client: stripe.StripeClient, throttle: Callable[[], Any]) -> None:
+    def __init__(self, client: stripe.StripeClient, throttle: Callable[[str], Any]) -> None:
         self.stripe = client
-        self._throttle = throttle
+        self._throttle = throttle  # before each request, with the endpoint it goes to
 
     def describe(self, inp: PaymentMethodLookup) -> PaymentMethodInfo:
         assert inp.payment_method
-        self._throttle()
+        self._throttle("GET /v1/payment_methods/{id}")
         try:
             pm = self.stripe.v1.payment_methods.retrieve(inp.payment_method)
         except stripe.InvalidRequestError as err:
@@ -90,7 +114,7 @@ class _Lookup:
         reference = None
         status = None
         if mandate_id is not None:
-            self._throttle()
+            self._throttle("GET /v1/mandates/{id}")
             mandate = self.stripe.v1.mandates.retrieve(mandate_id)
             details = getattr(getattr(mandate, "payment_method_details", None), "sepa_debit", None)
             reference = getattr(details, "reference", None)
@@ -123,7 +147,7 @@ class _Lookup:
         params: dict[str, Any] = {"payment_method": pm_id, "limit": 10}
         if customer:
             params["customer"] = customer
-        self._throttle()
+        self._throttle("GET /v1/setup_intents")
         intents = self.stripe.v1.setup_intents.list(params=params)  # type: ignore[arg-type]
         for si in intents.data:
             if si.status == "succeeded" and si.mandate:
@@ -131,7 +155,7 @@ class _Lookup:
                 return mandate if isinstance(mandate, str) else str(mandate.id)
         if not customer:
             return None  # a saved method lives on a customer; without one, nothing to list
-        self._throttle()
+        self._throttle("GET /v1/payment_intents")
         payments = self.stripe.v1.payment_intents.list(
             params={"customer": customer, "limit": 20, "expand": ["data.latest_charge"]}
         )
