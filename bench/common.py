@@ -443,6 +443,8 @@ class Stack:
     metrics_ports: dict[str, int] = field(default_factory=dict)  # Mahnwerk workers'
     temporal_address: str = ""
     standin_url: str = ""
+    # (per account, per endpoint) requests/s the stand-in enforces; None: no limits
+    standin_limits: tuple[float, float] | None = None
     api_url: str = ""
     smtp_url: str = ""
     task_queue: str = "mahnwerk-bench"
@@ -553,6 +555,7 @@ class Stack:
                 f"{limits[1]:g}",
             ]
         proc = spawn("standin", argv, self.workdir, self.pyenv())
+        self.standin_limits = limits
         self.procs["stripe stand-in"] = proc
         self.standin_url = f"http://127.0.0.1:{port}"
         wait_for("the stand-in", lambda: http_ok(f"{self.standin_url}/_standin/health"), 30, [proc])

@@ -373,7 +373,6 @@ async def mahnwerk_wave(
     workers: list[str],
     receiver: EventReceiver | None,
     drain_timeout: float,
-    limits: bool,
 ) -> MahnwerkResult:
     conn = pg(stk.db_url)
     due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
@@ -412,7 +411,7 @@ async def mahnwerk_wave(
 
     pids = {**stk.pids(), "bench driver (events receiver)": os.getpid()}
     meter = CpuMeter(pids, pg_url=stk.db_url, sums={"mahnwerk workers": workers})
-    refused_setup = stk.standin_refused() if limits else None
+    refused_setup = stk.standin_refused() if stk.standin_limits is not None else None
     await monitor(meter, due, paid, n, timeout, "installments paid", stk)
     refused_wave = None
     if refused_setup is not None:
@@ -674,15 +673,7 @@ async def one_run(args: argparse.Namespace, k: int) -> Run:
             workers = stk.start_workers(k, **extra)
             stk.start_api(api_port)
             mw = await mahnwerk_wave(
-                stk,
-                n,
-                lead,
-                args.concurrency,
-                timeout,
-                workers,
-                receiver,
-                args.events_drain,
-                args.standin_limits,
+                stk, n, lead, args.concurrency, timeout, workers, receiver, args.events_drain
             )
             # the bare wave runs alone on the same server: stop Mahnwerk's processes
             for name in ("mahnwerk api", *workers, "stripe stand-in"):

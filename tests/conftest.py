@@ -165,9 +165,11 @@ def insert_ledger_contract(
     *,
     product_id: str = "course-x",
     status: str = "in_dunning",
+    **columns: Any,
 ) -> None:
     """A contract row as checkout writes it (customer `cus-<contract_id>`), for the tests and
-    benches that drive the ledger's activities directly (no API, no workflow)."""
+    benches that drive the ledger's activities directly (no API, no workflow); `columns`
+    sets other columns of the row (currency, overdue_amount, seller_id, …)."""
     from core.db import transaction
     from core.models import Contract
 
@@ -182,13 +184,13 @@ def insert_ledger_contract(
                 customer={"id": f"cus-{contract_id}", "name": "Erika Mustermann"},
                 product_id=product_id,
                 product={"id": product_id, "name": "Kurs X"},
-                currency="eur",
                 terms={"version": "agb-2026-10"},
                 payment={"payment_method": "pm_card_visa"},
                 request={"contract_id": contract_id},
                 request_hash="0" * 64,
                 workflow_id=f"contract-{contract_id}",
                 status=status,
+                **{"currency": "eur", **columns},
             )
         )
 

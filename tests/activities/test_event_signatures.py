@@ -30,9 +30,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from activities.events import EventDispatcher, standard_secret, verify
 from activities.ledger import LedgerActivities
-from core.db import transaction
-from core.models import Contract, OutboxEvent
+from core.models import OutboxEvent
 from core.settings import PROJECT_ROOT
+from tests.conftest import insert_ledger_contract
 from workflows.types import Fact, LedgerSync
 
 PLAIN_SECRET = "mahnwerk-events-plain-secret-1"
@@ -74,26 +74,7 @@ def receiver() -> Iterator[Receiver]:
 
 def _contract_with_event(sessions: sessionmaker[Session], ledger: LedgerActivities) -> str:
     cid = f"sig-{uuid.uuid4().hex[:10]}"
-    with transaction(sessions) as s:
-        s.add(
-            Contract(
-                id=cid,
-                kind="installments",
-                policy_name="default",
-                policy={"name": "default"},
-                customer_id=f"cus-{cid}",
-                customer={"id": f"cus-{cid}", "name": "Erika Mustermann"},
-                product_id="course-x",
-                product={"id": "course-x", "name": "Kurs X"},
-                currency="eur",
-                terms={"version": "agb-2026-10"},
-                payment={"payment_method": "pm_card_visa"},
-                request={"contract_id": cid},
-                request_hash="0" * 64,
-                workflow_id=f"contract-{cid}",
-                status="in_dunning",
-            )
-        )
+    insert_ledger_contract(sessions, cid)
     now = datetime.now(UTC)
     ledger.sync_ledger(
         LedgerSync(

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 from activities.payments import PaymentActivities, TokenBucket, make_stripe_client
-from core.db import transaction
-from core.models import Contract, PaymentAttempt
+from core.models import PaymentAttempt
 from core.settings import ConfigError, Settings, load_settings
+from tests.conftest import insert_ledger_contract
 from workflows.types import ChargeInput
 
 NO_FAULTS: dict[str, Any] = {"fault_5xx": 0.0, "fault_429": 0.0, "fault_seed": None}
@@ -120,26 +120,7 @@ def pay(settings: Settings, sessions: sessionmaker[Session]) -> PaymentActivitie
 
 def _contract(sessions: sessionmaker[Session]) -> str:
     cid = f"pay-{uuid.uuid4().hex[:10]}"
-    with transaction(sessions) as s:
-        s.add(
-            Contract(
-                id=cid,
-                kind="installments",
-                policy_name="default",
-                policy={"name": "default"},
-                customer_id=f"cus-{cid}",
-                customer={"id": f"cus-{cid}", "name": "Erika Mustermann"},
-                product_id="course-x",
-                product={"id": "course-x", "name": "Kurs X"},
-                currency="eur",
-                terms={"version": "agb-2026-10"},
-                payment={"payment_method": "pm_card_visa"},
-                request={"contract_id": cid},
-                request_hash="0" * 64,
-                workflow_id=f"contract-{cid}",
-                status="active",
-            )
-        )
+    insert_ledger_contract(sessions, cid, status="active")
     return cid
 
 

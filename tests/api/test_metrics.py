@@ -30,7 +30,7 @@ from core.settings import Settings
 from core.temporal import connect_client
 from domain.interest import BaseRate, base_rate_coverage, with_rates
 from domain.schedule import berlin_date
-from tests.conftest import api_client
+from tests.conftest import api_client, insert_ledger_contract
 from workflows.types import (
     ChargeInput,
     ClaimLine,
@@ -90,28 +90,9 @@ def _contract(
     seller_id: str = "default",
 ) -> str:
     cid = f"met-{uuid.uuid4().hex[:10]}"
-    with transaction(sessions) as s:
-        s.add(
-            Contract(
-                id=cid,
-                kind="installments",
-                policy_name="default",
-                policy={"name": "default"},
-                customer_id=f"cus-{cid}",
-                customer={"id": f"cus-{cid}", "name": "Erika Mustermann"},
-                product_id="course-x",
-                product={"id": "course-x", "name": "Kurs X"},
-                currency=currency,
-                terms={"version": "agb-2026-10"},
-                payment={"payment_method": "pm_card_visa"},
-                request={"contract_id": cid},
-                request_hash="0" * 64,
-                workflow_id=f"contract-{cid}",
-                status=status,
-                overdue_amount=overdue,
-                seller_id=seller_id,
-            )
-        )
+    insert_ledger_contract(
+        sessions, cid, status=status, currency=currency, overdue_amount=overdue, seller_id=seller_id
+    )
     return cid
 
 
